@@ -1,0 +1,86 @@
+//! The command line, declared with clap's derive API.
+//!
+//! The doc comments on these types are the `--help` text, so they are written for the person
+//! running the binary, not for the person reading the code.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Watches a vendor's cross-account IAM role in CloudTrail and evaluates CloudWatch Logs filter
+/// patterns locally.
+#[derive(Debug, Parser)]
+#[command(name = "rolewatch", version, about, long_about = None)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands rolewatch knows.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Test a filter pattern against log event messages, like `aws logs test-metric-filter`.
+    ///
+    /// Prints `{"matches":[{"eventNumber":N,"eventMessage":"…","extractedValues":{…}}]}` on
+    /// stdout: only the matching messages, in input order, numbered from 1. Exit status: 0 when
+    /// the pattern is valid (whether or not anything matched), 2 when the pattern is invalid
+    /// (the reason, with a caret under the column, goes to stderr), 1 when the messages cannot be
+    /// read.
+    TestPattern(TestPatternArgs),
+    /// Scan CloudTrail files for the events a filter pattern matches.
+    ///
+    /// Reads CloudTrail log files as delivered to S3 (`{"Records":[…]}`), JSON arrays of
+    /// records and JSON-lines files, each optionally gzip-compressed (detected by content, not
+    /// by name), and directories recursively (files ending in .json, .jsonl, .ndjson or .log,
+    /// each optionally followed by .gz; CloudTrail-Digest files are skipped). Every matching
+    /// record is printed on stdout as one compact JSON line, in input order; a summary goes to
+    /// stderr. Malformed files and records are reported with file:line, counted and skipped.
+    /// Exit status: 0 when the scan ran (even with malformed records), 2 on a usage or pattern
+    /// error, 1 when a path could not be read at all (the other paths are still scanned).
+    Scan(ScanArgs),
+}
+
+/// Arguments of `rolewatch test-pattern`.
+#[derive(Debug, Args)]
+pub struct TestPatternArgs {
+    /// The filter pattern to test. It may be empty (matches every message) or begin with `-`.
+    #[arg(long, value_name = "PATTERN", allow_hyphen_values = true)]
+    pub filter_pattern: String,
+
+    /// The log event messages to test, in order. Every argument after this flag is a message,
+    /// even one that starts with `-`, `[` or `{`.
+    #[arg(
+        long,
+        value_name = "MESSAGE",
+        num_args = 1..,
+        allow_hyphen_values = true,
+        required_unless_present = "log_event_file",
+        conflicts_with = "log_event_file"
+    )]
+    pub log_event_messages: Vec<String>,
+
+    /// Read the messages from a file instead, one message per line (`-` reads stdin). A
+    /// trailing carriage return is stripped from each line.
+    #[arg(long, value_name = "FILE")]
+    pub log_event_file: Option<PathBuf>,
+}
+
+/// Arguments of `rolewatch scan`.
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// The filter pattern to apply. Default: the vendor's documented pattern for the
+    /// Astronomer cross-account role (see `rolewatch::rules::DOCUMENTED_PATTERN`).
+    #[arg(long, value_name = "PATTERN", allow_hyphen_values = true)]
+    pub filter_pattern: Option<String>,
+
+    /// Fully parse every JSON line, so that a malformed line is reported even when it cannot
+    /// match. Slower: by default only the lines the pattern's literal prefilter lets through are
+    /// parsed, and the others only get a cheap shape check (`{` … `}`).
+    #[arg(long)]
+    pub validate: bool,
+
+    /// Files and directories to scan, in this order.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+}
