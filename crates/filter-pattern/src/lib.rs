@@ -1,0 +1,221 @@
+//! The Amazon CloudWatch Logs *filter pattern* language, evaluated in process.
+//!
+//! A [`FilterPattern`] is compiled once — every rejection rule and limit that CloudWatch Logs
+//! enforces is checked then — and evaluated on raw event text many times, with the semantics
+//! of metric filters, subscription filters, `FilterLogEvents` and `TestMetricFilter`. The
+//! behaviour follows the project's specification (`filter-pattern-spec.md`), whose section
+//! numbers the comments cite.
+//!
+//! ```
+//! use filter_pattern::FilterPattern;
+//!
+//! let p = FilterPattern::new(r#"{ $.eventName = AttachRolePolicy && $.requestParameters.roleName = "vendor-*" }"#)?;
+//! assert!(p.is_match(r#"{"eventName":"AttachRolePolicy","requestParameters":{"roleName":"vendor-role"}}"#));
+//! assert!(!p.is_match(r#"{"eventName":"DetachRolePolicy","requestParameters":{"roleName":"vendor-role"}}"#));
+//! # Ok::<(), filter_pattern::ParseError>(())
+//! ```
+//!
+//! # Layout
+//!
+//! - [`lex`](crate::lex): a byte cursor that reads tokens with spans.
+//! - [`parse`](crate::parse): recursive descent into the [`ast`]; rejection rules and limits.
+//! - [`ast`]: the syntax tree; `Display` prints a canonical pattern that re-parses equal.
+//! - [`regex`](crate::regex): AWS's regex dialect, checked and translated to ASCII classes.
+//! - [`json`](crate::json): lazy JSON that materialises only the selected paths.
+//! - [`eval`](crate::eval): the compiled evaluator.
+//! - [`prefilter`]: a sound literal prefilter that rejects most events without parsing.
+//! - [`error`](crate::error): [`ParseError`] and its caret rendering.
+//!
+//! No I/O, no async, no AWS: this crate is pure so that it can be fuzzed and reused.
+
+pub mod ast;
+mod error;
+mod eval;
+mod json;
+mod lex;
+mod parse;
+pub mod prefilter;
+mod regex;
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+pub use error::ParseError;
+pub use eval::Extracted;
+pub use parse::{
+    MAX_NESTING, MAX_PATTERN_CHARS, MAX_REGEXES, MAX_WILDCARDS_PER_PATTERN,
+    MAX_WILDCARDS_PER_SELECTOR,
+};
+pub use prefilter::Prefilter;
+
+use ast::{CmpOp, Expr, Pattern, Segment, Test, Value};
+
+/// Which of the four forms of spec §1 a pattern has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatternKind {
+    MatchAll,
+    Terms,
+    Json,
+    SpaceDelimited,
+}
+
+/// A compiled filter pattern.
+#[derive(Clone)]
+pub struct FilterPattern {
+    source: String,
+    ast: Pattern,
+    compiled: eval::Compiled,
+    prefilter: Option<Prefilter>,
+}
+
+impl FilterPattern {
+    /// Parses and compiles `pattern`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ParseError`] for any pattern CloudWatch Logs rejects (spec §5–§6); its `Display`
+    /// shows the message, the pattern and a caret under the column.
+    pub fn new(pattern: &str) -> Result<FilterPattern, ParseError> {
+        let parsed = parse::parse(pattern)?;
+        let compiled = eval::Compiled::new(&parsed.pattern, parsed.regexes);
+        let prefilter = Prefilter::new(&parsed.pattern);
+        Ok(FilterPattern {
+            source: pattern.to_owned(),
+            ast: parsed.pattern,
+            compiled,
+            prefilter,
+        })
+    }
+
+    /// The pattern text as given.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The syntax tree.
+    pub fn ast(&self) -> &Pattern {
+        &self.ast
+    }
+
+    /// The form of the pattern.
+    pub fn kind(&self) -> PatternKind {
+        match self.ast {
+            Pattern::MatchAll => PatternKind::MatchAll,
+            Pattern::Terms(_) => PatternKind::Terms,
+            Pattern::Json(_) => PatternKind::Json,
+            Pattern::SpaceDelimited(_) => PatternKind::SpaceDelimited,
+        }
+    }
+
+    /// The literal prefilter, when the pattern requires literals.
+    pub fn prefilter(&self) -> Option<&Prefilter> {
+        self.prefilter.as_ref()
+    }
+
+    /// Whether the pattern matches the raw event text.
+    pub fn is_match(&self, event: &str) -> bool {
+        if let Some(p) = &self.prefilter {
+            if !p.may_match(event.as_bytes()) {
+                return false;
+            }
+        }
+        self.compiled.evaluate(event, false).is_some()
+    }
+
+    /// Evaluates the pattern on the raw event text: `None` when it does not match, otherwise
+    /// the extracted values (empty except for space-delimited patterns, spec §4.4).
+    pub fn evaluate(&self, event: &str) -> Option<Extracted> {
+        if let Some(p) = &self.prefilter {
+            if !p.may_match(event.as_bytes()) {
+                return None;
+            }
+        }
+        self.compiled.evaluate(event, true)
+    }
+
+    /// Evaluates without the prefilter (for tests of the prefilter's soundness).
+    #[doc(hidden)]
+    pub fn evaluate_unfiltered(&self, event: &str) -> Option<Extracted> {
+        self.compiled.evaluate(event, true)
+    }
+
+    /// The exact strings that a JSON selector such as `$.eventName` must equal in every
+    /// matching event, or `None` when the pattern does not pin it to a finite set (a
+    /// wildcard, a regex, `!=`, or an alternative that does not test it).
+    pub fn required_values(&self, selector: &str) -> Option<BTreeSet<String>> {
+        let Pattern::Json(expr) = &self.ast else {
+            return None;
+        };
+        let parsed = parse::parse(&format!("{{ {selector} NOT EXISTS }}")).ok()?;
+        let Pattern::Json(Expr::Cond(c)) = parsed.pattern else {
+            return None;
+        };
+        if c.selector.segments.iter().any(Segment::is_wildcard) {
+            return None;
+        }
+        pinned(expr, &c.selector.segments)
+    }
+}
+
+fn pinned(e: &Expr, path: &[Segment]) -> Option<BTreeSet<String>> {
+    match e {
+        Expr::Cond(c) if c.selector.segments == path => match &c.test {
+            Test::Compare(CmpOp::Eq, Value::Str { text, .. }) if !text.contains('*') => {
+                Some(BTreeSet::from([text.clone()]))
+            }
+            _ => None,
+        },
+        Expr::Cond(_) => None,
+        Expr::And(items) => items
+            .iter()
+            .filter_map(|i| pinned(i, path))
+            .reduce(|a, b| a.intersection(&b).cloned().collect()),
+        Expr::Or(items) => items.iter().try_fold(BTreeSet::new(), |mut acc, i| {
+            acc.extend(pinned(i, path)?);
+            Some(acc)
+        }),
+    }
+}
+
+impl fmt::Display for FilterPattern {
+    /// The canonical form of the pattern (re-parses to an equal tree).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.ast.fmt(f)
+    }
+}
+
+impl fmt::Debug for FilterPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("FilterPattern").field(&self.source).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOCUMENTED: &str = r#"{ ($.eventName = AttachRolePolicy || $.eventName = DetachRolePolicy || $.eventName = SetPolicyVersion || $.eventName = CreatePolicyVersion) && ($.requestParameters.policyArn = "*AstronomerCrossAccountRole"  || $.requestParameters.roleName = astronomer-remote-management) }"#;
+
+    #[test]
+    fn documented_pattern_pins_event_names() {
+        let p = FilterPattern::new(DOCUMENTED).unwrap();
+        let names = p.required_values("$.eventName").unwrap();
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            [
+                "AttachRolePolicy",
+                "CreatePolicyVersion",
+                "DetachRolePolicy",
+                "SetPolicyVersion"
+            ]
+        );
+        assert_eq!(p.required_values("$.requestParameters.roleName"), None);
+    }
+
+    #[test]
+    fn canonical_text_reparses_equal() {
+        let p = FilterPattern::new(DOCUMENTED).unwrap();
+        let again = FilterPattern::new(&p.to_string()).unwrap();
+        assert_eq!(p.ast(), again.ast());
+    }
+}

@@ -1,0 +1,748 @@
+//! Recursive-descent parser: pattern text -> [`Pattern`], enforcing every rejection rule and
+//! limit of spec §5–§6. `||` binds looser than `&&`; parentheses nest up to [`MAX_NESTING`].
+
+use std::ops::Range;
+
+use crate::ast::{
+    CmpOp, Condition, Entry, Expr, FieldExpr, Pattern, Segment, Selector, Term, TermPrefix,
+    TermText, Test, Value,
+};
+use crate::error::ParseError;
+use crate::lex::{is_blank, parse_number, Cursor};
+use crate::regex::Regex;
+
+/// Longest pattern CloudWatch Logs accepts, in characters (spec §6).
+pub const MAX_PATTERN_CHARS: usize = 1024;
+/// Regex literals allowed in one pattern (spec §6, §9 A19).
+pub const MAX_REGEXES: usize = 2;
+/// Wildcard segments (`.*`, `[*]`) allowed in one selector and in one pattern (spec §6).
+pub const MAX_WILDCARDS_PER_SELECTOR: usize = 1;
+pub const MAX_WILDCARDS_PER_PATTERN: usize = 3;
+/// Deepest parenthesis nesting we accept; keeps recursion bounded for any input.
+pub const MAX_NESTING: usize = 64;
+
+/// A parsed pattern and its regexes, compiled in the order they appear.
+pub(crate) struct Parsed {
+    pub(crate) pattern: Pattern,
+    pub(crate) regexes: Vec<Regex>,
+}
+
+pub(crate) fn parse(src: &str) -> Result<Parsed, ParseError> {
+    let chars = src.chars().count();
+    if chars > MAX_PATTERN_CHARS {
+        let cut = src
+            .char_indices()
+            .nth(MAX_PATTERN_CHARS)
+            .map_or(src.len(), |(i, _)| i);
+        return Err(ParseError::new(
+            src,
+            cut..src.len(),
+            format!("the pattern is {chars} characters long; the limit is {MAX_PATTERN_CHARS}"),
+        ));
+    }
+    let mut p = Parser {
+        cur: Cursor::new(src),
+        regexes: Vec::new(),
+        wildcards: 0,
+        depth: 0,
+    };
+    p.cur.skip_blanks();
+    let pattern = match p.cur.peek() {
+        None => Pattern::MatchAll,
+        Some(b'{') => Pattern::Json(p.json()?),
+        Some(b'[') => Pattern::SpaceDelimited(p.space_delimited()?),
+        Some(_) => p.terms()?,
+    };
+    Ok(Parsed {
+        pattern,
+        regexes: p.regexes,
+    })
+}
+
+struct Parser<'p> {
+    cur: Cursor<'p>,
+    regexes: Vec<Regex>,
+    wildcards: usize,
+    depth: usize,
+}
+
+impl<'p> Parser<'p> {
+    fn regex(&mut self) -> Result<String, ParseError> {
+        let (body, span) = self.cur.regex()?;
+        if self.regexes.len() >= MAX_REGEXES {
+            return Err(self.cur.error(
+                span,
+                format!("a pattern may hold at most {MAX_REGEXES} regular expressions"),
+            ));
+        }
+        self.regexes
+            .push(Regex::compile(self.cur.src(), &body, span)?);
+        Ok(body)
+    }
+
+    /// After a quoted or regex term, the term must end.
+    fn end_of_term(&self, what: &str) -> Result<(), ParseError> {
+        match self.cur.peek() {
+            None => Ok(()),
+            Some(b) if is_blank(b) => Ok(()),
+            Some(_) => Err(self.cur.expected(&format!("a blank after the {what}"))),
+        }
+    }
+
+    // ------------------------------------------------------------------ term patterns
+
+    fn terms(&mut self) -> Result<Pattern, ParseError> {
+        let mut terms = Vec::new();
+        loop {
+            self.cur.skip_blanks();
+            if self.cur.at_end() {
+                break;
+            }
+            terms.push(self.term()?);
+        }
+        let match_all = match terms.as_slice() {
+            [] => true,
+            [Term {
+                prefix: TermPrefix::Required,
+                text: TermText::Quoted(s),
+            }] => s.bytes().all(is_blank),
+            _ => false,
+        };
+        Ok(if match_all {
+            Pattern::MatchAll
+        } else {
+            Pattern::Terms(terms)
+        })
+    }
+
+    fn term(&mut self) -> Result<Term, ParseError> {
+        let prefix = match self.cur.peek() {
+            Some(b'?') => TermPrefix::Optional,
+            Some(b'-') => TermPrefix::Excluded,
+            _ => TermPrefix::Required,
+        };
+        let prefix_at = self.cur.pos();
+        if prefix != TermPrefix::Required {
+            self.cur.set_pos(prefix_at + 1);
+        }
+        let text = match self.cur.peek() {
+            Some(b'"') => {
+                let (s, _) = self.cur.quoted()?;
+                self.end_of_term("quoted term")?;
+                TermText::Quoted(s)
+            }
+            Some(b'%') => {
+                let body = self.regex()?;
+                self.end_of_term("regular expression")?;
+                TermText::Regex(body)
+            }
+            None => {
+                return Err(self.cur.error(
+                    prefix_at..prefix_at + 1,
+                    format!(
+                        "expected a term after `{}`, found the end of the pattern",
+                        &self.cur.src()[prefix_at..prefix_at + 1]
+                    ),
+                ))
+            }
+            Some(b) if is_blank(b) => {
+                return Err(self.cur.error(
+                    prefix_at..prefix_at + 1,
+                    format!(
+                        "expected a term right after `{}`, found a blank",
+                        &self.cur.src()[prefix_at..prefix_at + 1]
+                    ),
+                ))
+            }
+            Some(_) => {
+                let start = self.cur.pos();
+                let rest = self.cur.rest();
+                let len = rest.bytes().position(is_blank).unwrap_or(rest.len());
+                let word = &rest[..len];
+                if let Some(q) = word.find('"') {
+                    return Err(self.cur.error(
+                        start + q..start + q + 1,
+                        "a `\"` inside an unquoted term: put the whole term in double quotes",
+                    ));
+                }
+                self.cur.set_pos(start + len);
+                TermText::Bare(word.to_owned())
+            }
+        };
+        Ok(Term { prefix, text })
+    }
+
+    // ------------------------------------------------------------------ JSON patterns
+
+    fn json(&mut self) -> Result<Expr, ParseError> {
+        let open = self.cur.pos();
+        self.cur.eat("{");
+        self.cur.skip_blanks();
+        if self.cur.peek() == Some(b'}') {
+            return Err(self.cur.expected("a condition inside `{ }`"));
+        }
+        let expr = self.or_expr()?;
+        self.cur.skip_blanks();
+        if !self.cur.eat("}") {
+            if self.cur.at_end() {
+                let end = self.cur.src().len();
+                return Err(self.cur.error(
+                    end..end,
+                    format!(
+                        "a pattern that starts with `{{` must end with `}}` (the `{{` is at column {})",
+                        self.cur.src()[..open].chars().count() + 1
+                    ),
+                ));
+            }
+            return Err(self.cur.expected("`&&`, `||` or the closing `}`"));
+        }
+        self.cur.skip_blanks();
+        if !self.cur.at_end() {
+            let (span, found) = self.cur.found();
+            let end = self
+                .cur
+                .src()
+                .trim_end_matches(|c: char| c.is_ascii() && is_blank(c as u8))
+                .len();
+            return Err(self.cur.error(
+                span.start..end.max(span.end),
+                format!("a pattern that starts with `{{` must end with `}}`, found {found} after the closing `}}`"),
+            ));
+        }
+        Ok(expr)
+    }
+
+    fn or_expr(&mut self) -> Result<Expr, ParseError> {
+        let mut items = vec![self.and_expr()?];
+        loop {
+            self.cur.skip_blanks();
+            if self.cur.eat("||") {
+                items.push(self.and_expr()?);
+            } else if self.cur.peek() == Some(b'|') {
+                return Err(self.cur.expected("`||`"));
+            } else {
+                break;
+            }
+        }
+        Ok(flatten(items, true))
+    }
+
+    fn and_expr(&mut self) -> Result<Expr, ParseError> {
+        let mut items = vec![self.unary()?];
+        loop {
+            self.cur.skip_blanks();
+            if self.cur.eat("&&") {
+                items.push(self.unary()?);
+            } else if self.cur.peek() == Some(b'&') {
+                return Err(self.cur.expected("`&&`"));
+            } else {
+                break;
+            }
+        }
+        Ok(flatten(items, false))
+    }
+
+    fn unary(&mut self) -> Result<Expr, ParseError> {
+        self.cur.skip_blanks();
+        match self.cur.peek() {
+            Some(b'(') => {
+                let open = self.cur.pos();
+                if self.depth >= MAX_NESTING {
+                    return Err(self.cur.error(
+                        open..open + 1,
+                        format!("parentheses nest deeper than {MAX_NESTING} levels"),
+                    ));
+                }
+                self.cur.eat("(");
+                self.depth += 1;
+                let e = self.or_expr()?;
+                self.depth -= 1;
+                self.cur.skip_blanks();
+                if !self.cur.eat(")") {
+                    return Err(self.cur.expected(&format!(
+                        "`&&`, `||` or `)` to close the `(` at column {}",
+                        self.cur.src()[..open].chars().count() + 1
+                    )));
+                }
+                Ok(e)
+            }
+            Some(b'$') => Ok(Expr::Cond(self.condition()?)),
+            Some(b) if b.is_ascii_alphanumeric() || b == b'_' || b == b'"' || b == b'\'' => {
+                let (span, found) = self.cur.found();
+                Err(self.cur.error(
+                    span,
+                    format!("expected a selector starting with `$` (such as `$.eventName`), found {found}"),
+                ))
+            }
+            _ => Err(self
+                .cur
+                .expected("a condition such as `$.eventName = value`")),
+        }
+    }
+
+    fn selector(&mut self) -> Result<Selector, ParseError> {
+        self.cur.eat("$");
+        let mut segments = Vec::new();
+        let mut in_selector = 0;
+        loop {
+            let seg_start = self.cur.pos();
+            let seg = match self.cur.peek() {
+                Some(b'.') => {
+                    self.cur.eat(".");
+                    match self.cur.peek() {
+                        Some(b'*') => {
+                            self.cur.eat("*");
+                            Segment::AnyMember
+                        }
+                        Some(b'[') => {
+                            if self.cur.peek_at(1) != Some(b'\'') {
+                                self.cur.eat("[");
+                                return Err(self
+                                    .cur
+                                    .expected("`'` to open a quoted member name in `.['…']`"));
+                            }
+                            self.cur.eat("['");
+                            let key_start = self.cur.pos();
+                            let Some(len) = self.cur.rest().find('\'') else {
+                                return Err(self.cur.error(
+                                    seg_start..self.cur.src().len(),
+                                    "unterminated quoted member name: expected `']`",
+                                ));
+                            };
+                            let key = &self.cur.src()[key_start..key_start + len];
+                            self.cur.set_pos(key_start + len + 1);
+                            if !self.cur.eat("]") {
+                                return Err(self.cur.expected("`]` after the quoted member name"));
+                            }
+                            if key.is_empty() {
+                                return Err(self.cur.error(
+                                    seg_start..self.cur.pos(),
+                                    "empty member name in `.['']`",
+                                ));
+                            }
+                            Segment::QuotedMember(key.to_owned())
+                        }
+                        _ => {
+                            let (name, _) = self.cur.name();
+                            if name.is_empty() {
+                                return Err(self.cur.expected(
+                                    "a member name (letters, digits, `_` or `-`), `*` or `['…']` after `.`",
+                                ));
+                            }
+                            Segment::Member(name.to_owned())
+                        }
+                    }
+                }
+                Some(b'[') => {
+                    self.cur.eat("[");
+                    if self.cur.eat("*") {
+                        if !self.cur.eat("]") {
+                            return Err(self.cur.expected("`]` after `[*`"));
+                        }
+                        Segment::AnyIndex
+                    } else if self.cur.peek() == Some(b'\'') {
+                        return Err(self.cur.error(
+                            seg_start..seg_start + 2,
+                            "a quoted member name needs a dot before it: write `.['name']`",
+                        ));
+                    } else {
+                        let digits_start = self.cur.pos();
+                        while self.cur.peek().is_some_and(|b| b.is_ascii_digit()) {
+                            self.cur.set_pos(self.cur.pos() + 1);
+                        }
+                        let digits = &self.cur.src()[digits_start..self.cur.pos()];
+                        if digits.is_empty() {
+                            return Err(self
+                                .cur
+                                .expected("an array index (digits) or `*` after `[`"));
+                        }
+                        let Ok(index) = digits.parse::<usize>() else {
+                            return Err(self.cur.error(
+                                digits_start..self.cur.pos(),
+                                format!("array index `{digits}` is too large"),
+                            ));
+                        };
+                        if !self.cur.eat("]") {
+                            return Err(self.cur.expected("`]` after the array index"));
+                        }
+                        Segment::Index(index)
+                    }
+                }
+                _ => break,
+            };
+            if seg.is_wildcard() {
+                in_selector += 1;
+                self.wildcards += 1;
+                let span = seg_start..self.cur.pos();
+                if in_selector > MAX_WILDCARDS_PER_SELECTOR {
+                    return Err(self.cur.error(
+                        span,
+                        format!("a selector may hold at most {MAX_WILDCARDS_PER_SELECTOR} wildcard segment (`.*` or `[*]`)"),
+                    ));
+                }
+                if self.wildcards > MAX_WILDCARDS_PER_PATTERN {
+                    return Err(self.cur.error(
+                        span,
+                        format!("a pattern may hold at most {MAX_WILDCARDS_PER_PATTERN} wildcard segments (`.*` or `[*]`)"),
+                    ));
+                }
+            }
+            segments.push(seg);
+        }
+        if segments.is_empty() {
+            return Err(self.cur.expected("`.` or `[` after `$`"));
+        }
+        Ok(Selector { segments })
+    }
+
+    fn condition(&mut self) -> Result<Condition, ParseError> {
+        let selector = self.selector()?;
+        self.cur.skip_blanks();
+        let op_start = self.cur.pos();
+        let op = if self.cur.eat("==") {
+            return Err(self
+                .cur
+                .error(op_start..op_start + 2, "`==` is not an operator: write `=`"));
+        } else if self.cur.eat("!=") {
+            CmpOp::Ne
+        } else if self.cur.eat("=") {
+            CmpOp::Eq
+        } else if self.cur.eat("<=") {
+            CmpOp::Le
+        } else if self.cur.eat(">=") {
+            CmpOp::Ge
+        } else if self.cur.eat("<") {
+            CmpOp::Lt
+        } else if self.cur.eat(">") {
+            CmpOp::Gt
+        } else {
+            let (word, span) = self.cur.word();
+            let test = match word {
+                "IS" => {
+                    let test = self.after_is(span.clone())?;
+                    return Ok(Condition { selector, test });
+                }
+                "NOT" => {
+                    if !self.cur.skip_blanks() {
+                        return Err(self.cur.expected("a blank and `EXISTS` after `NOT`"));
+                    }
+                    let (w, s) = self.cur.word();
+                    if w != "EXISTS" {
+                        self.cur.set_pos(s.start);
+                        return Err(self.keyword_error("`EXISTS` after `NOT`", w, s));
+                    }
+                    Test::NotExists
+                }
+                "EXISTS" => {
+                    return Err(self.cur.error(
+                        span,
+                        "`EXISTS` is not supported (only `NOT EXISTS`): to test that a field holds a value, write `= \"*\"`",
+                    ))
+                }
+                w if ["is", "Is", "not", "Not", "exists"].contains(&w) => {
+                    return Err(self.cur.error(
+                        span,
+                        format!("keywords are upper case: write `{}`", w.to_uppercase()),
+                    ))
+                }
+                _ => {
+                    self.cur.set_pos(op_start);
+                    return Err(self.cur.expected(
+                        "an operator (`=`, `!=`, `<`, `<=`, `>`, `>=`, `IS` or `NOT EXISTS`)",
+                    ));
+                }
+            };
+            return Ok(Condition { selector, test });
+        };
+        let value = self.value(op, false)?;
+        Ok(Condition {
+            selector,
+            test: Test::Compare(op, value),
+        })
+    }
+
+    fn keyword_error(&self, what: &str, word: &str, span: Range<usize>) -> ParseError {
+        if word.is_empty() {
+            self.cur.expected(what)
+        } else if ["NULL", "TRUE", "FALSE", "EXISTS", "NOT"].contains(&word.to_uppercase().as_str())
+            && word != word.to_uppercase()
+        {
+            self.cur.error(
+                span,
+                format!("keywords are upper case: write `{}`", word.to_uppercase()),
+            )
+        } else {
+            self.cur
+                .error(span, format!("expected {what}, found `{word}`"))
+        }
+    }
+
+    fn after_is(&mut self, is_span: Range<usize>) -> Result<Test, ParseError> {
+        if !self.cur.skip_blanks() {
+            return Err(self
+                .cur
+                .expected("a blank and `NULL`, `TRUE` or `FALSE` after `IS`"));
+        }
+        let (w, span) = self.cur.word();
+        match w {
+            "NULL" => Ok(Test::IsNull),
+            "TRUE" => Ok(Test::IsTrue),
+            "FALSE" => Ok(Test::IsFalse),
+            "NOT" => Err(self.cur.error(
+                is_span.start..span.end,
+                "`IS NOT` is not supported: use `!=`, or `NOT EXISTS` for an absent field",
+            )),
+            _ => {
+                self.cur.set_pos(span.start);
+                Err(self.keyword_error("`NULL`, `TRUE` or `FALSE` after `IS`", w, span))
+            }
+        }
+    }
+
+    /// The value after a comparison operator.
+    fn value(&mut self, op: CmpOp, in_fields: bool) -> Result<Value, ParseError> {
+        self.cur.skip_blanks();
+        let start = self.cur.pos();
+        let needs_number = |this: &Self, found: &str, span: Range<usize>| {
+            this.cur.error(
+                span,
+                format!(
+                    "`{}` compares numbers only: expected a number, found {found}",
+                    op.as_str()
+                ),
+            )
+        };
+        match self.cur.peek() {
+            Some(b'"') => {
+                let (text, span) = self.cur.quoted()?;
+                if op.is_relational() {
+                    return Err(needs_number(self, "a quoted string", span));
+                }
+                Ok(Value::Str { text, quoted: true })
+            }
+            Some(b'%') => {
+                if op.is_relational() {
+                    let (_, span) = self.cur.regex()?;
+                    return Err(needs_number(self, "a regular expression", span));
+                }
+                Ok(Value::Regex(self.regex()?))
+            }
+            Some(b'\'') => Err(self.cur.error(
+                start..start + 1,
+                "single quotes do not delimit strings: use double quotes",
+            )),
+            _ => {
+                let (text, span) = self.cur.bare_value(in_fields);
+                if text.is_empty() {
+                    self.cur.set_pos(start);
+                    return Err(self
+                        .cur
+                        .expected(&format!("a value after `{}`", op.as_str())));
+                }
+                if let Some(q) = text.find('\'') {
+                    return Err(self.cur.error(
+                        start + q..start + q + 1,
+                        "single quotes do not delimit strings: use double quotes",
+                    ));
+                }
+                if let Some(value) = parse_number(text) {
+                    return Ok(Value::Number {
+                        text: text.to_owned(),
+                        value,
+                    });
+                }
+                if op.is_relational() {
+                    return Err(needs_number(self, &format!("`{text}`"), span));
+                }
+                Ok(Value::Str {
+                    text: text.to_owned(),
+                    quoted: false,
+                })
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ space-delimited
+
+    fn space_delimited(&mut self) -> Result<Vec<Entry>, ParseError> {
+        let open = self.cur.pos();
+        self.cur.eat("[");
+        let mut entries = Vec::new();
+        self.cur.skip_blanks();
+        if !self.cur.eat("]") {
+            let mut ellipsis_at: Option<usize> = None;
+            loop {
+                self.cur.skip_blanks();
+                let entry_start = self.cur.pos();
+                let entry = match self.cur.peek() {
+                    Some(b',' | b']') => Entry::Unnamed,
+                    _ if self.cur.starts_with("...") => {
+                        self.cur.eat("...");
+                        if let Some(first) = ellipsis_at {
+                            return Err(self.cur.error(
+                                entry_start..entry_start + 3,
+                                format!(
+                                    "a pattern may hold only one `...` (the first is at column {})",
+                                    self.cur.src()[..first].chars().count() + 1
+                                ),
+                            ));
+                        }
+                        ellipsis_at = Some(entry_start);
+                        Entry::Ellipsis
+                    }
+                    _ => self.field_entry()?,
+                };
+                entries.push(entry);
+                self.cur.skip_blanks();
+                if self.cur.eat(",") {
+                    continue;
+                }
+                if self.cur.eat("]") {
+                    break;
+                }
+                if self.cur.at_end() {
+                    let end = self.cur.src().len();
+                    return Err(self.cur.error(
+                        end..end,
+                        format!(
+                            "expected `,` or `]` to close the `[` at column {}, found the end of the pattern",
+                            self.cur.src()[..open].chars().count() + 1
+                        ),
+                    ));
+                }
+                return Err(self.cur.expected("`,` or `]`"));
+            }
+        }
+        self.cur.skip_blanks();
+        if !self.cur.at_end() {
+            let (span, found) = self.cur.found();
+            return Err(self.cur.error(
+                span,
+                format!("expected the end of the pattern after the closing `]`, found {found}"),
+            ));
+        }
+        Ok(entries)
+    }
+
+    fn field_entry(&mut self) -> Result<Entry, ParseError> {
+        let (name, _) = self.cur.name();
+        if name.is_empty() {
+            return Err(self
+                .cur
+                .expected("a field name (letters, digits, `_` or `-`), `...`, `,` or `]`"));
+        }
+        let name = name.to_owned();
+        self.cur.skip_blanks();
+        if matches!(self.cur.peek(), Some(b',' | b']') | None) {
+            return Ok(Entry::Field {
+                name,
+                conditions: None,
+            });
+        }
+        let first = self.field_cond(&name, true)?;
+        let mut ors = Vec::new();
+        let mut ands = vec![first];
+        loop {
+            self.cur.skip_blanks();
+            if self.cur.eat("&&") {
+                ands.push(self.field_cond(&name, false)?);
+            } else if self.cur.eat("||") {
+                ors.push(flatten_fields(std::mem::take(&mut ands), false));
+                ands.push(self.field_cond(&name, false)?);
+            } else if matches!(self.cur.peek(), Some(b'&' | b'|')) {
+                return Err(self.cur.expected("`&&` or `||`"));
+            } else {
+                break;
+            }
+        }
+        ors.push(flatten_fields(ands, false));
+        Ok(Entry::Field {
+            name,
+            conditions: Some(flatten_fields(ors, true)),
+        })
+    }
+
+    /// `name op value`; the name must be the entry's own field (spec §9 A18).
+    fn field_cond(&mut self, entry: &str, first: bool) -> Result<FieldExpr, ParseError> {
+        if !first {
+            self.cur.skip_blanks();
+            let (name, span) = self.cur.name();
+            if name.is_empty() {
+                return Err(self.cur.expected(&format!("the field name `{entry}`")));
+            }
+            if name != entry {
+                return Err(self.cur.error(
+                    span,
+                    format!("a condition in this entry must name its own field `{entry}`, found `{name}`"),
+                ));
+            }
+            self.cur.skip_blanks();
+        }
+        let op_start = self.cur.pos();
+        let op = if self.cur.eat("==") {
+            return Err(self
+                .cur
+                .error(op_start..op_start + 2, "`==` is not an operator: write `=`"));
+        } else if self.cur.eat("!=") {
+            CmpOp::Ne
+        } else if self.cur.eat("=") {
+            CmpOp::Eq
+        } else if self.cur.eat("<=") {
+            CmpOp::Le
+        } else if self.cur.eat(">=") {
+            CmpOp::Ge
+        } else if self.cur.eat("<") {
+            CmpOp::Lt
+        } else if self.cur.eat(">") {
+            CmpOp::Gt
+        } else {
+            return Err(self.cur.expected(&format!(
+                "an operator (`=`, `!=`, `<`, `<=`, `>`, `>=`) after `{entry}`"
+            )));
+        };
+        let value = self.value(op, true)?;
+        Ok(FieldExpr::Cond(op, value))
+    }
+}
+
+/// Builds an `Or`/`And` node, merging children of the same kind so that the tree of
+/// `(a && b) && c` equals that of `a && b && c` (the canonical text re-parses equal).
+fn flatten(items: Vec<Expr>, or: bool) -> Expr {
+    let mut out = Vec::with_capacity(items.len());
+    for e in items {
+        match (e, or) {
+            (Expr::Or(inner), true) | (Expr::And(inner), false) => out.extend(inner),
+            (e, _) => out.push(e),
+        }
+    }
+    if out.len() == 1 {
+        if let Some(e) = out.pop() {
+            return e;
+        }
+    }
+    if or {
+        Expr::Or(out)
+    } else {
+        Expr::And(out)
+    }
+}
+
+fn flatten_fields(items: Vec<FieldExpr>, or: bool) -> FieldExpr {
+    let mut out = Vec::with_capacity(items.len());
+    for e in items {
+        match (e, or) {
+            (FieldExpr::Or(inner), true) | (FieldExpr::And(inner), false) => out.extend(inner),
+            (e, _) => out.push(e),
+        }
+    }
+    if out.len() == 1 {
+        if let Some(e) = out.pop() {
+            return e;
+        }
+    }
+    if or {
+        FieldExpr::Or(out)
+    } else {
+        FieldExpr::And(out)
+    }
+}
