@@ -1,0 +1,747 @@
+//! The semantics corpus runner: every case in `testdata/*.toml`, checked against the crate.
+//!
+//! Each corpus file is an array of `[[case]]` tables. A case has a unique kebab-case `name`, a
+//! `source` saying where its expectation comes from (spec section and source tag), and a pattern
+//! given either as `pattern = "…"` or as `pattern_repeat = { prefix = "…", unit = "…", count = N,
+//! suffix = "…" }` (the pattern is `prefix`, then `unit` repeated `count` times, then `suffix`;
+//! `prefix` and `suffix` default to empty). Then either:
+//!
+//! * a **valid** case: `events` (non-empty) and `matches`, the ascending 1-based indices of the
+//!   events that must match (every other event must not), and optionally `extracted`, one table of
+//!   expected extracted values per entry of `matches`; or
+//! * an **invalid** case: `error`, a fragment the error message must contain (compared
+//!   case-insensitively), and optionally `rendered`, the exact `Display` text of the error (one
+//!   trailing newline of the stored text is ignored so that `"""` can close on its own line).
+//!
+//! Besides the stated expectations the runner checks the API contract around them: `as_str`
+//! returns the text, `is_match` agrees with `evaluate`, the prefilter never rejects a matching
+//! event, `required_values("$.eventName")` never excludes a matching event, the kind follows the
+//! first non-blank character, term and JSON patterns extract nothing, and the canonical text
+//! (`to_string()`) re-parses to a pattern with the same kind, the same results on every event of
+//! the case and the same canonical text. Every case runs; failures are reported all at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use filter_pattern::{FilterPattern, PatternKind};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CorpusFile {
+    #[serde(default)]
+    case: Vec<RawCase>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCase {
+    name: String,
+    source: String,
+    pattern: Option<String>,
+    pattern_repeat: Option<Repeat>,
+    events: Option<Vec<String>>,
+    matches: Option<Vec<usize>>,
+    extracted: Option<Vec<BTreeMap<String, String>>>,
+    error: Option<String>,
+    rendered: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Repeat {
+    #[serde(default)]
+    prefix: String,
+    unit: String,
+    count: usize,
+    #[serde(default)]
+    suffix: String,
+}
+
+/// One case after its shape has been checked.
+#[derive(Debug)]
+struct Case {
+    file: String,
+    name: String,
+    pattern: String,
+    expect: Expect,
+}
+
+#[derive(Debug)]
+enum Expect {
+    Valid {
+        events: Vec<String>,
+        /// 1-based indices of the events that must match.
+        matches: Vec<usize>,
+        /// Expected extracted values, parallel to `matches`.
+        extracted: Option<Vec<BTreeMap<String, String>>>,
+    },
+    Invalid {
+        fragment: String,
+        rendered: Option<String>,
+    },
+}
+
+/// One broken expectation, reported together with all the others.
+struct Failure {
+    file: String,
+    name: String,
+    pattern: String,
+    /// 1-based index of the event concerned, if any.
+    event: Option<(usize, String)>,
+    check: &'static str,
+    expected: String,
+    got: String,
+}
+
+impl Failure {
+    fn new(case: &Case, check: &'static str, expected: String, got: String) -> Failure {
+        Failure {
+            file: case.file.clone(),
+            name: case.name.clone(),
+            pattern: case.pattern.clone(),
+            event: None,
+            check,
+            expected,
+            got,
+        }
+    }
+
+    fn at(mut self, index: usize, event: &str) -> Failure {
+        self.event = Some((index, event.to_owned()));
+        self
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "--- {} ({}): {}", self.name, self.file, self.check)?;
+        writeln!(f, "    pattern:  {}", shorten(&self.pattern))?;
+        if let Some((index, event)) = &self.event {
+            writeln!(f, "    event #{index}: {}", shorten(event))?;
+        }
+        writeln!(f, "    expected: {}", indent(&self.expected))?;
+        writeln!(f, "    got:      {}", indent(&self.got))
+    }
+}
+
+/// Debug-quotes a text, cutting very long ones (the 1024-character limit cases) in the middle.
+fn shorten(text: &str) -> String {
+    let chars = text.chars().count();
+    if chars <= 160 {
+        return format!("{text:?}");
+    }
+    let head: String = text.chars().take(80).collect();
+    let tail: String = text.chars().skip(chars - 40).collect();
+    format!("{head:?} … {tail:?} ({chars} characters)")
+}
+
+fn indent(text: &str) -> String {
+    text.replace('\n', "\n              ")
+}
+
+fn testdata_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
+}
+
+fn is_kebab_case(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('-').all(|word| {
+            !word.is_empty()
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+}
+
+/// Loads every corpus file, in file-name order, and panics with every shape problem at once
+/// (unreadable files, malformed cases, repeated names, an empty corpus or an empty file).
+fn load_corpus() -> Vec<Case> {
+    let dir = testdata_dir();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    paths.sort();
+
+    let mut problems = Vec::new();
+    let mut cases = Vec::new();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for path in &paths {
+        let file = path
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned();
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                problems.push(format!("{file}: cannot read: {e}"));
+                continue;
+            }
+        };
+        let parsed: CorpusFile = match toml::from_str(&text) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                problems.push(format!("{file}: invalid corpus file: {e}"));
+                continue;
+            }
+        };
+        if parsed.case.is_empty() {
+            problems.push(format!("{file}: holds no [[case]]"));
+        }
+        for raw in parsed.case {
+            if let Some(first) = seen.insert(raw.name.clone(), file.clone()) {
+                problems.push(format!(
+                    "{file}: case name {:?} repeats (first used in {first})",
+                    raw.name
+                ));
+            }
+            match check_shape(&file, raw) {
+                Ok(case) => cases.push(case),
+                Err(mut errors) => problems.append(&mut errors),
+            }
+        }
+    }
+    if cases.is_empty() {
+        problems.push(format!("the corpus in {} is empty", dir.display()));
+    }
+    assert!(
+        problems.is_empty(),
+        "{} corpus problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    cases
+}
+
+fn check_shape(file: &str, raw: RawCase) -> Result<Case, Vec<String>> {
+    let mut errors = Vec::new();
+    let who = format!("{file}: case {:?}", raw.name);
+    if !is_kebab_case(&raw.name) {
+        errors.push(format!("{who}: name is not kebab-case"));
+    }
+    if raw.source.trim().is_empty() {
+        errors.push(format!("{who}: empty source"));
+    }
+    let pattern = match (raw.pattern, raw.pattern_repeat) {
+        (Some(pattern), None) => pattern,
+        (None, Some(r)) => format!("{}{}{}", r.prefix, r.unit.repeat(r.count), r.suffix),
+        _ => {
+            errors.push(format!(
+                "{who}: needs exactly one of `pattern` and `pattern_repeat`"
+            ));
+            String::new()
+        }
+    };
+    let expect = match (raw.error, raw.events, raw.matches) {
+        (Some(fragment), None, None) => {
+            if raw.extracted.is_some() {
+                errors.push(format!("{who}: an invalid case cannot have `extracted`"));
+            }
+            if fragment.is_empty() {
+                errors.push(format!("{who}: empty `error` fragment"));
+            }
+            let rendered = raw
+                .rendered
+                .map(|r| r.strip_suffix('\n').map(str::to_owned).unwrap_or(r));
+            Expect::Invalid { fragment, rendered }
+        }
+        (None, Some(events), Some(matches)) => {
+            if raw.rendered.is_some() {
+                errors.push(format!("{who}: only an invalid case can have `rendered`"));
+            }
+            if events.is_empty() {
+                errors.push(format!("{who}: `events` is empty"));
+            }
+            if matches.windows(2).any(|w| w[0] >= w[1]) {
+                errors.push(format!("{who}: `matches` is not strictly ascending"));
+            }
+            if matches.iter().any(|&m| m == 0 || m > events.len()) {
+                errors.push(format!(
+                    "{who}: `matches` {matches:?} is out of range 1..={}",
+                    events.len()
+                ));
+            }
+            if let Some(extracted) = &raw.extracted {
+                if extracted.len() != matches.len() {
+                    errors.push(format!(
+                        "{who}: `extracted` has {} tables for {} matches",
+                        extracted.len(),
+                        matches.len()
+                    ));
+                }
+            }
+            Expect::Valid {
+                events,
+                matches,
+                extracted: raw.extracted,
+            }
+        }
+        _ => {
+            errors.push(format!(
+                "{who}: needs either `error` (invalid) or `events` and `matches` (valid)"
+            ));
+            Expect::Invalid {
+                fragment: String::new(),
+                rendered: None,
+            }
+        }
+    };
+    if errors.is_empty() {
+        Ok(Case {
+            file: file.to_owned(),
+            name: raw.name,
+            pattern,
+            expect,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+fn report(what: &str, total: usize, failures: &[Failure]) {
+    if failures.is_empty() {
+        return;
+    }
+    let cases: BTreeSet<(&str, &str)> = failures
+        .iter()
+        .map(|f| (f.file.as_str(), f.name.as_str()))
+        .collect();
+    let mut text = format!(
+        "{} failure(s) in {} of {total} {what}:\n",
+        failures.len(),
+        cases.len()
+    );
+    for failure in failures {
+        let _ = write!(text, "{failure}");
+    }
+    text.push_str("failing cases:\n");
+    for (file, name) in &cases {
+        let _ = writeln!(text, "    {file}: {name}");
+    }
+    panic!("{text}");
+}
+
+fn show_result(result: &Option<Vec<(String, String)>>) -> String {
+    match result {
+        None => "no match".to_owned(),
+        Some(values) if values.is_empty() => "match".to_owned(),
+        Some(values) => format!("match, extracted {values:?}"),
+    }
+}
+
+/// The kind the first non-blank character calls for (spec §1); `None` when either `MatchAll` or
+/// `Terms` is acceptable.
+fn expected_kind(pattern: &str) -> Option<PatternKind> {
+    match pattern.trim_start().chars().next() {
+        Some('{') => Some(PatternKind::Json),
+        Some('[') => Some(PatternKind::SpaceDelimited),
+        _ => None,
+    }
+}
+
+fn check_valid(
+    case: &Case,
+    events: &[String],
+    matches: &[usize],
+    extracted: Option<&[BTreeMap<String, String>]>,
+    failures: &mut Vec<Failure>,
+) {
+    let pattern = match FilterPattern::new(&case.pattern) {
+        Ok(pattern) => pattern,
+        Err(e) => {
+            failures.push(Failure::new(
+                case,
+                "compile",
+                "a valid pattern".to_owned(),
+                format!("rejected:\n{e}"),
+            ));
+            return;
+        }
+    };
+    if pattern.as_str() != case.pattern {
+        failures.push(Failure::new(
+            case,
+            "as_str",
+            shorten(&case.pattern),
+            shorten(pattern.as_str()),
+        ));
+    }
+    let kind = pattern.kind();
+    match expected_kind(&case.pattern) {
+        Some(want) if want != kind => failures.push(Failure::new(
+            case,
+            "kind",
+            format!("{want:?}"),
+            format!("{kind:?}"),
+        )),
+        None if matches!(kind, PatternKind::Json | PatternKind::SpaceDelimited) => {
+            failures.push(Failure::new(
+                case,
+                "kind",
+                "MatchAll or Terms".to_owned(),
+                format!("{kind:?}"),
+            ));
+        }
+        _ => {}
+    }
+    let required = pattern.required_values("$.eventName");
+
+    let mut results = Vec::with_capacity(events.len());
+    for (i, event) in events.iter().enumerate() {
+        let index = i + 1;
+        let result = pattern.evaluate(event);
+        let position = matches.iter().position(|&m| m == index);
+        match (position, &result) {
+            (Some(_), None) => failures.push(
+                Failure::new(case, "evaluate", "match".to_owned(), "no match".to_owned())
+                    .at(index, event),
+            ),
+            (None, Some(_)) => failures.push(
+                Failure::new(
+                    case,
+                    "evaluate",
+                    "no match".to_owned(),
+                    show_result(&result),
+                )
+                .at(index, event),
+            ),
+            (Some(p), Some(values)) => check_extracted(
+                case,
+                kind,
+                extracted.map(|e| &e[p]),
+                values,
+                index,
+                event,
+                failures,
+            ),
+            (None, None) => {}
+        }
+        if pattern.is_match(event) != result.is_some() {
+            failures.push(
+                Failure::new(
+                    case,
+                    "is_match agrees with evaluate",
+                    show_result(&result),
+                    format!("is_match = {}", pattern.is_match(event)),
+                )
+                .at(index, event),
+            );
+        }
+        if result.is_some() {
+            if let Some(prefilter) = pattern.prefilter() {
+                if !prefilter.may_match(event.as_bytes()) {
+                    failures.push(
+                        Failure::new(
+                            case,
+                            "prefilter is sound",
+                            "may_match = true for a matching event".to_owned(),
+                            format!("may_match = false; literals {:?}", prefilter.literals()),
+                        )
+                        .at(index, event),
+                    );
+                }
+            }
+            if let Some(set) = &required {
+                check_required(case, set, index, event, failures);
+            }
+        }
+        results.push(result);
+    }
+
+    check_canonical(case, &pattern, events, &results, failures);
+}
+
+fn check_extracted(
+    case: &Case,
+    kind: PatternKind,
+    want: Option<&BTreeMap<String, String>>,
+    got: &[(String, String)],
+    index: usize,
+    event: &str,
+    failures: &mut Vec<Failure>,
+) {
+    let mut got_map = BTreeMap::new();
+    for (key, value) in got {
+        if got_map.insert(key.clone(), value.clone()).is_some() {
+            failures.push(
+                Failure::new(
+                    case,
+                    "extracted keys are unique",
+                    "each key once".to_owned(),
+                    format!("{key:?} repeats in {got:?}"),
+                )
+                .at(index, event),
+            );
+        }
+    }
+    match want {
+        Some(want) if *want != got_map => failures.push(
+            Failure::new(
+                case,
+                "extracted",
+                format!("{want:?}"),
+                format!("{got_map:?}"),
+            )
+            .at(index, event),
+        ),
+        None if kind != PatternKind::SpaceDelimited && !got.is_empty() => failures.push(
+            Failure::new(
+                case,
+                "extracted",
+                "nothing (only space-delimited patterns extract values)".to_owned(),
+                format!("{got:?}"),
+            )
+            .at(index, event),
+        ),
+        _ => {}
+    }
+}
+
+/// `required_values("$.eventName")` promises that every match has a string `eventName` in the
+/// set; a matching event whose `eventName` is absent or outside the set breaks that promise.
+fn check_required(
+    case: &Case,
+    set: &BTreeSet<String>,
+    index: usize,
+    event: &str,
+    failures: &mut Vec<Failure>,
+) {
+    let Ok(document) = serde_json::from_str::<serde_json::Value>(event) else {
+        failures.push(
+            Failure::new(
+                case,
+                "required_values is sound",
+                format!("a JSON event with eventName in {set:?}"),
+                "a matching event that is not JSON".to_owned(),
+            )
+            .at(index, event),
+        );
+        return;
+    };
+    match document.get("eventName") {
+        Some(serde_json::Value::String(name)) if set.contains(name) => {}
+        Some(serde_json::Value::Number(_)) => {}
+        other => failures.push(
+            Failure::new(
+                case,
+                "required_values is sound",
+                format!("eventName in {set:?}"),
+                format!("eventName = {other:?}"),
+            )
+            .at(index, event),
+        ),
+    }
+}
+
+fn check_canonical(
+    case: &Case,
+    pattern: &FilterPattern,
+    events: &[String],
+    results: &[Option<Vec<(String, String)>>],
+    failures: &mut Vec<Failure>,
+) {
+    let canonical = pattern.to_string();
+    let reparsed = match FilterPattern::new(&canonical) {
+        Ok(reparsed) => reparsed,
+        Err(e) => {
+            failures.push(Failure::new(
+                case,
+                "canonical text re-parses",
+                format!("{} parses", shorten(&canonical)),
+                format!("rejected:\n{e}"),
+            ));
+            return;
+        }
+    };
+    if reparsed.kind() != pattern.kind() {
+        failures.push(Failure::new(
+            case,
+            "canonical text keeps the kind",
+            format!("{:?}", pattern.kind()),
+            format!("{:?} from {}", reparsed.kind(), shorten(&canonical)),
+        ));
+    }
+    let again = reparsed.to_string();
+    if again != canonical {
+        failures.push(Failure::new(
+            case,
+            "canonical text is a fixed point",
+            shorten(&canonical),
+            shorten(&again),
+        ));
+    }
+    for (i, (event, original)) in events.iter().zip(results).enumerate() {
+        let result = reparsed.evaluate(event);
+        if &result != original {
+            failures.push(
+                Failure::new(
+                    case,
+                    "canonical text evaluates the same",
+                    show_result(original),
+                    format!("{} with {}", show_result(&result), shorten(&canonical)),
+                )
+                .at(i + 1, event),
+            );
+        }
+    }
+}
+
+fn check_invalid(case: &Case, fragment: &str, failures: &mut Vec<Failure>) {
+    let error = match FilterPattern::new(&case.pattern) {
+        Ok(pattern) => {
+            failures.push(Failure::new(
+                case,
+                "reject",
+                format!("an error mentioning {fragment:?}"),
+                format!(
+                    "accepted as {:?}: {}",
+                    pattern.kind(),
+                    shorten(&pattern.to_string())
+                ),
+            ));
+            return;
+        }
+        Err(error) => error,
+    };
+    let message = error.message();
+    if !message.to_lowercase().contains(&fragment.to_lowercase()) {
+        failures.push(Failure::new(
+            case,
+            "error message",
+            format!("a message containing {fragment:?}"),
+            format!("{message:?}"),
+        ));
+    }
+    let span = error.span();
+    if error.column() == 0
+        || span.start > span.end
+        || span.end > case.pattern.len()
+        || !case.pattern.is_char_boundary(span.start)
+        || !case.pattern.is_char_boundary(span.end)
+    {
+        failures.push(Failure::new(
+            case,
+            "error position",
+            format!(
+                "column ≥ 1 and a span on character boundaries within 0..={}",
+                case.pattern.len()
+            ),
+            format!("column {}, span {span:?}", error.column()),
+        ));
+    }
+    let rendered = error.to_string();
+    if !rendered.starts_with("invalid filter pattern at ") || rendered.lines().count() != 3 {
+        failures.push(Failure::new(
+            case,
+            "error rendering has the documented shape",
+            "3 lines, the first starting `invalid filter pattern at `".to_owned(),
+            rendered,
+        ));
+    }
+}
+
+#[test]
+fn corpus_cases_hold() {
+    let cases = load_corpus();
+    let mut failures = Vec::new();
+    for case in &cases {
+        match &case.expect {
+            Expect::Valid {
+                events,
+                matches,
+                extracted,
+            } => check_valid(case, events, matches, extracted.as_deref(), &mut failures),
+            Expect::Invalid { fragment, .. } => check_invalid(case, fragment, &mut failures),
+        }
+    }
+    report("cases", cases.len(), &failures);
+}
+
+#[test]
+fn golden_error_renderings() {
+    let cases = load_corpus();
+    let golden: Vec<(&Case, &str)> = cases
+        .iter()
+        .filter_map(|case| match &case.expect {
+            Expect::Invalid {
+                rendered: Some(rendered),
+                ..
+            } => Some((case, rendered.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert!(!golden.is_empty(), "no case has a golden `rendered` text");
+    let mut failures = Vec::new();
+    for &(case, want) in &golden {
+        match FilterPattern::new(&case.pattern) {
+            Ok(_) => failures.push(Failure::new(
+                case,
+                "rendered",
+                want.to_owned(),
+                "the pattern was accepted".to_owned(),
+            )),
+            Err(error) => {
+                let got = error.to_string();
+                if got != want {
+                    failures.push(Failure::new(case, "rendered", diff(want, &got), got));
+                }
+            }
+        }
+    }
+    report("golden renderings", golden.len(), &failures);
+}
+
+/// A line-by-line comparison: the expected text with `-`/`+` lines where the two differ.
+fn diff(want: &str, got: &str) -> String {
+    let want: Vec<&str> = want.lines().collect();
+    let got: Vec<&str> = got.lines().collect();
+    let mut out = String::new();
+    for i in 0..want.len().max(got.len()) {
+        match (want.get(i), got.get(i)) {
+            (Some(w), Some(g)) if w == g => {
+                let _ = writeln!(out, "  {w}");
+            }
+            (w, g) => {
+                if let Some(w) = w {
+                    let _ = writeln!(out, "- {w}");
+                }
+                if let Some(g) = g {
+                    let _ = writeln!(out, "+ {g}");
+                }
+            }
+        }
+    }
+    out.trim_end().to_owned()
+}
+
+#[test]
+fn every_corpus_file_has_cases() {
+    let cases = load_corpus();
+    let mut per_file: BTreeMap<&str, usize> = BTreeMap::new();
+    for case in &cases {
+        *per_file.entry(case.file.as_str()).or_default() += 1;
+    }
+    for (file, count) in &per_file {
+        println!("{file}: {count} case(s)");
+    }
+    println!(
+        "total: {} case(s) in {} file(s)",
+        cases.len(),
+        per_file.len()
+    );
+    let files = std::fs::read_dir(testdata_dir())
+        .expect("testdata directory")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|ext| ext == "toml"))
+        .count();
+    assert_eq!(
+        per_file.len(),
+        files,
+        "every corpus file must hold at least one case"
+    );
+    assert!(per_file.values().all(|&n| n >= 1));
+}
