@@ -2,7 +2,7 @@
 //!
 //! Built for speed on one thread, because it is meant for months of archived trail files:
 //!
-//! * JSON lines are read in large chunks into one reusable buffer ([`lines`]); lines are split
+//! * JSON lines are read in 1 MiB chunks into one reusable buffer ([`lines`]); lines are split
 //!   with `memchr`, nothing is allocated per line, and a line only gets a cheap shape check
 //!   (`{` … `}`) unless the pattern's literal prefilter lets it through. Only those candidates
 //!   are checked for UTF-8, evaluated and, for JSON patterns, validated as JSON.
@@ -31,9 +31,10 @@ use crate::cli::ScanArgs;
 
 pub use input::{detect_format, Format};
 
-/// How much of a file is read at a time. Large enough that per-read costs vanish, small enough
-/// to stay in memory comfortably. A line longer than this grows the buffer.
-const CHUNK_BYTES: usize = 8 << 20;
+/// How much of a file is read at a time. 1 MiB stays in the L2 cache, where the kernel's copy
+/// lands and the line split reads it back (8 MiB measured ~30% slower end to end on the
+/// benchmark, mostly in system time); a line longer than this grows the buffer.
+const CHUNK_BYTES: usize = 1 << 20;
 
 /// Reports of malformed records per file before the rest are only counted, so that one
 /// broken file cannot flood the terminal.

@@ -455,8 +455,8 @@ fn lines_across_read_chunks_and_longer_than_a_chunk() {
     let filler = fs::read_to_string(fixture("cloudtrail/third-party.jsonl")).expect("read");
     let matches = expected_matches();
     let mut text = String::new();
-    // About 9 MB of ordinary lines, so that lines straddle the 8 MiB read chunks …
-    let copies = 9_000_000 / filler.len() + 1;
+    // About 3 MB of ordinary lines, so that lines straddle the (1 MiB) read chunks …
+    let copies = 3_000_000 / filler.len() + 1;
     for _ in 0..copies {
         text.push_str(&filler);
         text.push_str(&matches[0]);
@@ -467,7 +467,7 @@ fn lines_across_read_chunks_and_longer_than_a_chunk() {
         "\"sourceIPAddress\"",
         &format!(
             "\"padding\":\"{}\",\"sourceIPAddress\"",
-            "x".repeat(9 << 20)
+            "x".repeat(3 << 20)
         ),
         1,
     );
