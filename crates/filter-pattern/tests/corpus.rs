@@ -633,15 +633,55 @@ fn check_invalid(case: &Case, fragment: &str, failures: &mut Vec<Failure>) {
             format!("column {}, span {span:?}", error.column()),
         ));
     }
-    let rendered = error.to_string();
-    if !rendered.starts_with("invalid filter pattern at ") || rendered.lines().count() != 3 {
-        failures.push(Failure::new(
-            case,
-            "error rendering has the documented shape",
-            "3 lines, the first starting `invalid filter pattern at `".to_owned(),
-            rendered,
-        ));
+    if let Some(want) = expected_rendering(&case.pattern, message, error.column(), span) {
+        let got = error.to_string();
+        if got != want {
+            failures.push(Failure::new(
+                case,
+                "error rendering follows the documented layout",
+                want,
+                got,
+            ));
+        }
     }
+}
+
+/// The rendering the API document prescribes for an error with this message, column and span:
+/// the message line (`at line L, column C` for a pattern with line breaks), the line holding the
+/// error indented by two spaces, and carets under the span (at least one, clipped to the line).
+/// `None` when the span is unusable (reported separately).
+fn expected_rendering(
+    pattern: &str,
+    message: &str,
+    column: usize,
+    span: std::ops::Range<usize>,
+) -> Option<String> {
+    let before = pattern.get(..span.start)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line_end = pattern[span.start..]
+        .find('\n')
+        .map_or(pattern.len(), |i| span.start + i);
+    let line = &pattern[line_start..line_end];
+    let line_number = before.matches('\n').count() + 1;
+    let start_column = pattern[line_start..span.start].chars().count() + 1;
+    let carets = pattern
+        .get(span.start..span.end.min(line_end))?
+        .chars()
+        .count()
+        .max(1);
+    let location = if pattern.contains('\n') {
+        format!("line {line_number}, column {column}")
+    } else {
+        format!("column {column}")
+    };
+    let mut text = format!("invalid filter pattern at {location}: {message}\n  {line}\n  ");
+    text.push_str(&" ".repeat(start_column - 1));
+    text.push_str(&"^".repeat(carets));
+    if column != start_column {
+        // The column must be where the span starts; make the mismatch visible in the report.
+        text.push_str(&format!("   (span starts at column {start_column})"));
+    }
+    Some(text)
 }
 
 #[test]
