@@ -34,9 +34,9 @@ impl Compiled {
                 let mut t = Terms::default();
                 for term in terms {
                     let m = match &term.text {
-                        TermText::Bare(s) | TermText::Quoted(s) => {
-                            Finder::Literal(memmem::Finder::new(s.as_bytes()).into_owned())
-                        }
+                        TermText::Bare(s) | TermText::Quoted(s) => Finder::Literal(Box::new(
+                            memmem::Finder::new(s.as_bytes()).into_owned(),
+                        )),
                         TermText::Regex(_) => match regexes.pop_front() {
                             Some(r) => Finder::Regex(r),
                             None => Finder::Never,
@@ -81,7 +81,7 @@ impl Compiled {
 
 #[derive(Debug, Clone)]
 pub(crate) enum Finder {
-    Literal(memmem::Finder<'static>),
+    Literal(Box<memmem::Finder<'static>>),
     Regex(Regex),
     Never,
 }

@@ -18,8 +18,9 @@ pub const MAX_REGEXES: usize = 2;
 /// Wildcard segments (`.*`, `[*]`) allowed in one selector and in one pattern (spec §6).
 pub const MAX_WILDCARDS_PER_SELECTOR: usize = 1;
 pub const MAX_WILDCARDS_PER_PATTERN: usize = 3;
-/// Deepest parenthesis nesting we accept; keeps recursion bounded for any input.
-pub const MAX_NESTING: usize = 64;
+/// Deepest parenthesis nesting we accept. The spec sets none (the 1024-character limit allows
+/// about 500 levels); a bound keeps recursion shallow enough for small thread stacks.
+pub const MAX_NESTING: usize = 128;
 
 /// A parsed pattern and its regexes, compiled in the order they appear.
 pub(crate) struct Parsed {
@@ -638,6 +639,11 @@ impl<'p> Parser<'p> {
                 name,
                 conditions: None,
             });
+        }
+        if !matches!(self.cur.peek(), Some(b'=' | b'!' | b'<' | b'>')) {
+            return Err(self.cur.expected(&format!(
+                "`,` or `]` after the field `{name}`, or an operator (`=`, `!=`, `<`, `<=`, `>`, `>=`)"
+            )));
         }
         let first = self.field_cond(&name, true)?;
         let mut ors = Vec::new();

@@ -154,7 +154,7 @@ proptest! {
         let p = FilterPattern::new(&pattern).unwrap();
         let full = p.evaluate_unfiltered(&ev).is_some();
         if full {
-            let pf = p.prefilter().map_or(true, |f| f.may_match(ev.as_bytes()));
+            let pf = p.prefilter().is_none_or(|f| f.may_match(ev.as_bytes()));
             prop_assert!(pf, "prefilter rejected a match\npattern: {}\nevent: {}", pattern, ev);
         }
         prop_assert_eq!(p.is_match(&ev), full);
