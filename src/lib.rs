@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod rules;
 pub mod scan;
+pub mod state;
 pub mod test_pattern;
 
 use std::fmt;

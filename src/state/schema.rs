@@ -1,0 +1,190 @@
+//! The schema of the state database and the numbered migrations that build it.
+//!
+//! The schema version is SQLite's `PRAGMA user_version`: version `n` means the first `n`
+//! entries of [`MIGRATIONS`] have been applied. Each migration runs in its own transaction
+//! together with the bump of `user_version`, so a crash in the middle of an upgrade leaves the
+//! database at the previous version, and the next start simply applies the rest.
+//!
+//! Migrations are append-only: once a version has shipped, its SQL never changes; a change
+//! to the schema is a new entry at the end.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// `PRAGMA application_id` of a rolewatch state database (the bytes `rwst`), so that another
+/// program's SQLite file given by mistake is refused instead of being "migrated".
+pub const APPLICATION_ID: i32 = i32::from_be_bytes(*b"rwst");
+
+/// The migrations, in order; the schema version after applying `MIGRATIONS[..n]` is `n`.
+pub const MIGRATIONS: &[&str] = &[
+    // v1: what the sources need: a cursor per source, the eventIDs seen inside the overlap,
+    // the alert history (one alert per rule and eventID, whichever source saw it first) and
+    // the coverage gaps. STRICT makes SQLite refuse a value of the wrong type instead of
+    // storing it.
+    "
+    CREATE TABLE cursors (
+        source_id   TEXT    PRIMARY KEY NOT NULL CHECK (source_id <> ''),
+        position_ms INTEGER NOT NULL,
+        updated_ms  INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE seen (
+        source_id     TEXT    NOT NULL CHECK (source_id <> ''),
+        event_id      TEXT    NOT NULL CHECK (event_id <> ''),
+        event_time_ms INTEGER NOT NULL,
+        expires_ms    INTEGER NOT NULL,
+        PRIMARY KEY (source_id, event_id)
+    ) WITHOUT ROWID, STRICT;
+
+    -- Pruning deletes one source's expired rows: (source_id, expires_ms) serves that
+    -- range scan without touching live rows.
+    CREATE INDEX seen_expiry ON seen (source_id, expires_ms);
+
+    CREATE TABLE alerts (
+        id            INTEGER PRIMARY KEY,
+        rule          TEXT    NOT NULL CHECK (rule <> ''),
+        severity      TEXT    NOT NULL,
+        event_id      TEXT    NOT NULL CHECK (event_id <> ''),
+        event_name    TEXT    NOT NULL,
+        event_time_ms INTEGER NOT NULL,
+        source_id     TEXT    NOT NULL CHECK (source_id <> ''),
+        detected_ms   INTEGER NOT NULL,
+        record        TEXT    NOT NULL,
+        UNIQUE (rule, event_id)
+    ) STRICT;
+
+    CREATE TABLE gaps (
+        id          INTEGER PRIMARY KEY,
+        source_id   TEXT    NOT NULL CHECK (source_id <> ''),
+        from_ms     INTEGER NOT NULL,
+        to_ms       INTEGER NOT NULL CHECK (to_ms >= from_ms),
+        detected_ms INTEGER NOT NULL,
+        reason      TEXT    NOT NULL,
+        UNIQUE (source_id, from_ms, to_ms)
+    ) STRICT;
+    ",
+    // v2: the outbox of the notification channels. One row per (alert, channel), written in
+    // the same transaction as the alert; `pending` rows are (re)tried from `next_attempt_ms`,
+    // `delivered` rows are never sent again, `failed` rows were given up on.
+    "
+    CREATE TABLE deliveries (
+        alert_id        INTEGER NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+        channel         TEXT    NOT NULL CHECK (channel <> ''),
+        status          TEXT    NOT NULL DEFAULT 'pending'
+                                CHECK (status IN ('pending', 'delivered', 'failed')),
+        attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+        next_attempt_ms INTEGER NOT NULL,
+        last_error      TEXT,
+        delivered_ms    INTEGER,
+        PRIMARY KEY (alert_id, channel)
+    ) WITHOUT ROWID, STRICT;
+
+    -- The notifier's question, \"what is due on this channel\", is a range scan here.
+    CREATE INDEX deliveries_due ON deliveries (channel, status, next_attempt_ms);
+    ",
+];
+
+/// The newest schema version this binary knows.
+// The list is a handful of entries, so the cast cannot truncate.
+#[allow(clippy::cast_possible_truncation)]
+pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Reads `PRAGMA user_version`.
+pub fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
+    // user_version is a signed 32-bit integer in the header; rolewatch only ever writes small
+    // positive values, and a negative one (another program's) reads as "newer than known".
+    let v: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    Ok(u32::try_from(v).unwrap_or(u32::MAX))
+}
+
+/// Applies every migration above the database's version, up to `target`, each in its own
+/// IMMEDIATE transaction (which takes the write lock first, so two processes opening the same
+/// new file cannot both apply a migration: the second one re-reads the version under the lock
+/// and finds nothing to do).
+///
+/// Returns the version reached.
+pub fn migrate_to(conn: &mut Connection, target: u32) -> Result<u32, MigrationError> {
+    let mut reached = user_version(conn).map_err(|source| MigrationError { version: 0, source })?;
+    for (index, sql) in MIGRATIONS.iter().enumerate() {
+        let version = u32::try_from(index + 1).unwrap_or(u32::MAX);
+        if version > target {
+            break;
+        }
+        if version <= reached {
+            continue;
+        }
+        let wrap = |source| MigrationError { version, source };
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(wrap)?;
+        if user_version(&tx).map_err(wrap)? >= version {
+            // Another process got here first.
+            reached = version;
+            continue;
+        }
+        if version == 1 {
+            tx.pragma_update(None, "application_id", APPLICATION_ID)
+                .map_err(wrap)?;
+        }
+        tx.execute_batch(sql).map_err(wrap)?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(wrap)?;
+        tx.commit().map_err(wrap)?;
+        reached = version;
+    }
+    Ok(reached)
+}
+
+/// A migration that failed; its transaction was rolled back.
+#[derive(Debug)]
+pub struct MigrationError {
+    /// The version the failed migration would have reached.
+    pub version: u32,
+    /// What SQLite said.
+    pub source: rusqlite::Error,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every migration applies on an empty in-memory database, and the result passes
+    /// SQLite's own checks (foreign keys name existing tables and columns).
+    #[test]
+    fn all_migrations_apply_to_an_empty_database() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(
+            migrate_to(&mut conn, CURRENT_VERSION).unwrap(),
+            CURRENT_VERSION
+        );
+        assert_eq!(user_version(&conn).unwrap(), CURRENT_VERSION);
+        let app: i32 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .unwrap();
+        assert_eq!(app, APPLICATION_ID);
+        let fk_problems: i64 = conn
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(fk_problems, 0);
+        // Applying again is a no-op.
+        assert_eq!(
+            migrate_to(&mut conn, CURRENT_VERSION).unwrap(),
+            CURRENT_VERSION
+        );
+    }
+
+    #[test]
+    fn migrate_to_stops_at_the_target() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate_to(&mut conn, 1).unwrap(), 1);
+        let has_deliveries: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'deliveries'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(has_deliveries, 0);
+    }
+}
