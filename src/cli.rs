@@ -39,6 +39,43 @@ pub enum Command {
     /// Exit status: 0 when the scan ran (even with malformed records), 2 on a usage or pattern
     /// error, 1 when a path could not be read at all (the other paths are still scanned).
     Scan(ScanArgs),
+    /// Poll the configured sources once over a window and print each match; read-only.
+    ///
+    /// Prints one JSON line per match: `{"rule","severity","eventID","eventName","eventTime",
+    /// "source","record"}`. Touches no state and sends nothing. Uses the standard AWS
+    /// credential chain and honours `AWS_ENDPOINT_URL_CLOUDTRAIL` /
+    /// `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`. Exit status: 0 when every source was read, 1 when
+    /// one failed, 2 on a usage error, 78 on an invalid configuration.
+    Check(CheckArgs),
+    /// Run the daemon: poll every source on its interval, keep durable state, print new
+    /// alerts on stdout as JSON lines. Stops on SIGTERM or SIGINT.
+    Run(RunArgs),
+}
+
+/// Arguments of `rolewatch check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The configuration file (TOML). Without it: the built-in defaults (CloudTrail in
+    /// us-east-1, the vendor's documented rule).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// How far back from now to look, e.g. `90m`, `6h`, `7d` (default 1h).
+    #[arg(long, value_name = "DURATION", conflicts_with = "start")]
+    pub since: Option<String>,
+    /// Start of the window, RFC 3339 (e.g. 2024-05-01T12:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub start: Option<String>,
+    /// End of the window, RFC 3339 (default: now).
+    #[arg(long, value_name = "TIME", requires = "start")]
+    pub end: Option<String>,
+}
+
+/// Arguments of `rolewatch run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The configuration file (TOML). Without it: the built-in defaults.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// Arguments of `rolewatch test-pattern`.

@@ -16,9 +16,16 @@
 //!
 //! [`run`] dispatches a parsed command line; [`exit_code`] maps an error to the exit status.
 
+pub mod aws;
+pub mod check;
 pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod output;
 pub mod rules;
+pub mod runtime;
 pub mod scan;
+pub mod source;
 pub mod state;
 pub mod test_pattern;
 
@@ -66,13 +73,48 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::TestPattern(args) => test_pattern::run(&args),
         Command::Scan(args) => scan::run(&args),
+        Command::Check(args) => {
+            init_logging();
+            tokio_runtime()?.block_on(check::run(&args))
+        }
+        Command::Run(args) => {
+            init_logging();
+            let cfg = config::load(args.config.as_deref())?;
+            tokio_runtime()?.block_on(async move {
+                let token = tokio_util::sync::CancellationToken::new();
+                runtime::daemon::cancel_on_signals(token.clone());
+                runtime::daemon::run(cfg, std::sync::Arc::new(runtime::clock::SystemClock), token)
+                    .await?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
     }
+}
+
+fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Logs to stderr: human-readable, level from `RUST_LOG` (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }
 
 /// The exit status for an error returned by [`run`]: [`EXIT_USAGE`] when the error (or one of
 /// its causes) is a [`UsageError`], else [`EXIT_FAILURE`].
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.chain().any(|cause| cause.is::<UsageError>()) {
+    if err.chain().any(|cause| cause.is::<config::ConfigError>()) {
+        config::EXIT_CONFIG
+    } else if err.chain().any(|cause| cause.is::<UsageError>()) {
         EXIT_USAGE
     } else {
         EXIT_FAILURE

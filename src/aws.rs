@@ -1,0 +1,45 @@
+//! The shared AWS configuration: the standard credential chain, loaded once, with timeouts
+//! that keep a missing credential or a dead endpoint from hanging a command.
+
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_credential_types::provider::ProvideCredentials;
+
+/// How long resolving credentials may take before we say there are none (instance metadata
+/// answers in milliseconds where it exists).
+const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Loads the AWS configuration for `region` and checks that credentials resolve.
+///
+/// Honours the standard environment: `AWS_PROFILE`, `AWS_ACCESS_KEY_ID`…, web identity,
+/// container and instance roles, and `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>`.
+///
+/// # Errors
+///
+/// When no credentials can be found, within [`CREDENTIALS_TIMEOUT`], with what to do.
+pub async fn load(region: &str) -> anyhow::Result<SdkConfig> {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .read_timeout(Duration::from_secs(30))
+        .operation_attempt_timeout(Duration::from_secs(45))
+        .build();
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_owned()))
+        .timeout_config(timeouts)
+        .load()
+        .await;
+    let Some(provider) = sdk.credentials_provider() else {
+        anyhow::bail!("no AWS credentials provider is configured");
+    };
+    match tokio::time::timeout(CREDENTIALS_TIMEOUT, provider.provide_credentials()).await {
+        Ok(Ok(_)) => Ok(sdk),
+        Ok(Err(e)) => Err(anyhow::anyhow!(
+            "no AWS credentials found ({e}): set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run with an instance, task or web-identity role"
+        )),
+        Err(_) => Err(anyhow::anyhow!(
+            "no AWS credentials found within {} s: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run with an instance, task or web-identity role (set AWS_EC2_METADATA_DISABLED=true off EC2)",
+            CREDENTIALS_TIMEOUT.as_secs()
+        )),
+    }
+}

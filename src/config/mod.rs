@@ -1,0 +1,553 @@
+//! Configuration: read a TOML file into [`RawConfig`], then validate it — purely, with no
+//! network and no credentials — into a [`Config`] whose patterns are compiled and whose ranges
+//! are checked. Validation collects every problem, each naming its key and the file.
+
+pub mod raw;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use filter_pattern::FilterPattern;
+
+pub use raw::RawConfig;
+
+use crate::rules::DOCUMENTED_PATTERN;
+
+/// Exit status for an invalid configuration (`EX_CONFIG` from sysexits.h).
+pub const EXIT_CONFIG: u8 = 78;
+
+/// Defaults, in one place.
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const REGION: &str = "us-east-1";
+    pub const OVERLAP: Duration = Duration::from_secs(20 * 60);
+    pub const INITIAL_LOOKBACK: Duration = Duration::from_secs(60 * 60);
+    pub const POLL_INTERVAL: Duration = Duration::from_secs(60);
+    pub const CATCHUP_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+    /// LookupEvents allows 2 requests/s per account and region, shared with every caller.
+    pub const CLOUDTRAIL_RPS: f64 = 1.0;
+    pub const CLOUDTRAIL_MAX_RPS: f64 = 2.0;
+    /// FilterLogEvents allows 5 requests/s per account and region.
+    pub const LOGS_RPS: f64 = 2.0;
+    pub const LOGS_MAX_RPS: f64 = 5.0;
+    /// How long LookupEvents keeps events.
+    pub const CLOUDTRAIL_RETENTION: Duration = Duration::from_secs(90 * 24 * 60 * 60);
+}
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, if any.
+    pub file: Option<PathBuf>,
+    pub state: StateConfig,
+    pub sources: Vec<SourceConfig>,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// `None`: the default place (see `state::default_path`).
+    pub path: Option<PathBuf>,
+    pub initial_lookback: Duration,
+}
+
+/// Which API a source polls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    CloudTrail,
+    CloudWatchLogs {
+        log_group: String,
+        log_stream_prefix: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Unique; the state keys the cursor by it.
+    pub id: String,
+    pub kind: SourceKind,
+    pub region: String,
+    pub overlap: Duration,
+    pub max_requests_per_sec: f64,
+    pub poll_interval: Duration,
+    pub catchup_window: Duration,
+}
+
+/// How urgent a rule's alerts are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Severity> {
+        Some(match s {
+            "info" => Severity::Info,
+            "low" => Severity::Low,
+            "medium" => Severity::Medium,
+            "high" => Severity::High,
+            "critical" => Severity::Critical,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A named pattern.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub pattern: FilterPattern,
+    pub severity: Severity,
+}
+
+impl Rule {
+    /// The vendor's documented pattern, verbatim, as the rule `documented`.
+    pub fn documented() -> Rule {
+        Rule {
+            name: "documented".to_owned(),
+            // The constant is tested to compile (rules.rs), so this cannot fail.
+            pattern: FilterPattern::new(DOCUMENTED_PATTERN)
+                .unwrap_or_else(|e| unreachable!("the documented pattern compiles: {e}")),
+            severity: Severity::High,
+        }
+    }
+}
+
+/// One thing wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key, e.g. `source[1].region`.
+    pub key: String,
+    pub message: String,
+}
+
+/// Every problem found in a configuration, or why it could not be read.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// `None` for the built-in defaults and environment.
+    pub file: Option<PathBuf>,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.as_deref().map_or_else(
+            || "the built-in configuration".to_owned(),
+            |p| p.display().to_string(),
+        );
+        let n = self.problems.len();
+        write!(
+            f,
+            "invalid configuration in {file} ({n} problem{})",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  {file}: {}: ", p.key)?;
+            // Multi-line messages (a pattern with its caret) stay aligned under the key.
+            let mut lines = p.message.lines();
+            if let Some(first) = lines.next() {
+                f.write_str(first)?;
+            }
+            for l in lines {
+                write!(f, "\n      {l}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and validates a configuration file; `None` gives the built-in defaults.
+///
+/// # Errors
+///
+/// A [`ConfigError`] naming the file and each bad key: unreadable file, TOML syntax, unknown
+/// keys, wrong types, and every validation problem at once.
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    let raw = match path {
+        None => RawConfig::default(),
+        Some(p) => read_file(p)?,
+    };
+    validate(raw, path)
+}
+
+fn read_file(path: &Path) -> Result<RawConfig, ConfigError> {
+    let fail = |key: &str, message: String| ConfigError {
+        file: Some(path.to_owned()),
+        problems: vec![Problem {
+            key: key.to_owned(),
+            message,
+        }],
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| fail("(file)", format!("cannot read the file: {e}")))?;
+    let built = config::Config::builder()
+        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .build()
+        .map_err(|e| fail("(syntax)", e.to_string()))?;
+    built.try_deserialize::<RawConfig>().map_err(|e| {
+        // The config crate says "… for key `source[0].region`"; lift the key out.
+        let msg = e.to_string();
+        match msg.rsplit_once(" for key `") {
+            Some((m, k)) => fail(k.trim_end_matches('`'), m.to_owned()),
+            None => fail("(root)", msg),
+        }
+    })
+}
+
+/// Checks a raw configuration; pure (no network, no files).
+///
+/// # Errors
+///
+/// A [`ConfigError`] listing every problem.
+pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+    let mut problem = |key: String, message: String| problems.push(Problem { key, message });
+
+    let initial_lookback = match raw.state.initial_lookback_secs {
+        None => defaults::INITIAL_LOOKBACK,
+        Some(0) => {
+            problem(
+                "state.initial_lookback_secs".into(),
+                "must be at least 1".into(),
+            );
+            defaults::INITIAL_LOOKBACK
+        }
+        Some(s) if s > 90 * 86_400 => {
+            problem(
+                "state.initial_lookback_secs".into(),
+                format!("{s} is more than 90 days, longer than CloudTrail keeps events"),
+            );
+            defaults::INITIAL_LOOKBACK
+        }
+        Some(s) => Duration::from_secs(s),
+    };
+    if let Some(p) = &raw.state.path {
+        if p.as_os_str().is_empty() {
+            problem("state.path".into(), "must not be empty".into());
+        }
+    }
+
+    let mut sources = Vec::new();
+    let mut ids = HashSet::new();
+    let raw_sources = if raw.sources.is_empty() {
+        vec![raw::RawSource {
+            kind: "cloudtrail".into(),
+            name: None,
+            region: None,
+            log_group: None,
+            log_stream_prefix: None,
+            overlap_secs: None,
+            max_requests_per_sec: None,
+            poll_interval_secs: None,
+            catchup_window_secs: None,
+        }]
+    } else {
+        raw.sources
+    };
+    for (i, s) in raw_sources.into_iter().enumerate() {
+        let key = |k: &str| format!("source[{i}].{k}");
+        let region = s
+            .region
+            .clone()
+            .unwrap_or_else(|| defaults::REGION.to_owned());
+        if !region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            || region.is_empty()
+        {
+            problem(
+                key("region"),
+                format!("`{region}` is not an AWS region name"),
+            );
+        }
+        let (kind, default_rps, max_rps) = match s.kind.as_str() {
+            "cloudtrail" => {
+                for (k, v) in [
+                    ("log_group", s.log_group.is_some()),
+                    ("log_stream_prefix", s.log_stream_prefix.is_some()),
+                ] {
+                    if v {
+                        problem(
+                            key(k),
+                            "applies only to `type = \"cloudwatch_logs\"`".into(),
+                        );
+                    }
+                }
+                (
+                    SourceKind::CloudTrail,
+                    defaults::CLOUDTRAIL_RPS,
+                    defaults::CLOUDTRAIL_MAX_RPS,
+                )
+            }
+            "cloudwatch_logs" => {
+                let log_group = match s.log_group.as_deref() {
+                    Some(g) if !g.is_empty() => g.to_owned(),
+                    _ => {
+                        problem(
+                            key("log_group"),
+                            "is required for `type = \"cloudwatch_logs\"` (the trail's log group)"
+                                .into(),
+                        );
+                        String::new()
+                    }
+                };
+                (
+                    SourceKind::CloudWatchLogs {
+                        log_group,
+                        log_stream_prefix: s.log_stream_prefix.clone().filter(|p| !p.is_empty()),
+                    },
+                    defaults::LOGS_RPS,
+                    defaults::LOGS_MAX_RPS,
+                )
+            }
+            other => {
+                problem(
+                    key("type"),
+                    format!(
+                        "`{other}` is not a source type: use `cloudtrail` or `cloudwatch_logs`"
+                    ),
+                );
+                continue;
+            }
+        };
+        let rps = s.max_requests_per_sec.unwrap_or(default_rps);
+        if !(rps > 0.0 && rps <= max_rps) {
+            problem(
+                key("max_requests_per_sec"),
+                format!("{rps} is out of range: more than 0 and at most {max_rps} (the API's limit, shared with every other caller)"),
+            );
+        }
+        let overlap = Duration::from_secs(s.overlap_secs.unwrap_or(defaults::OVERLAP.as_secs()));
+        if overlap > Duration::from_secs(24 * 3600) {
+            problem(key("overlap_secs"), "is more than one day".into());
+        }
+        let poll_interval = match s.poll_interval_secs {
+            Some(0) => {
+                problem(key("poll_interval_secs"), "must be at least 1".into());
+                defaults::POLL_INTERVAL
+            }
+            Some(v) => Duration::from_secs(v),
+            None => defaults::POLL_INTERVAL,
+        };
+        let catchup_window = match s.catchup_window_secs {
+            Some(v) if v < 60 => {
+                problem(key("catchup_window_secs"), "must be at least 60".into());
+                defaults::CATCHUP_WINDOW
+            }
+            Some(v) => Duration::from_secs(v),
+            None => defaults::CATCHUP_WINDOW,
+        };
+        let id = match (&s.name, &kind) {
+            (Some(n), _) => n.clone(),
+            (None, SourceKind::CloudTrail) => format!("cloudtrail:{region}"),
+            (None, SourceKind::CloudWatchLogs { log_group, .. }) => {
+                format!("cloudwatch_logs:{region}:{log_group}")
+            }
+        };
+        if id.is_empty() {
+            problem(key("name"), "must not be empty".into());
+        } else if !ids.insert(id.clone()) {
+            problem(
+                key("name"),
+                format!("`{id}` names two sources; give each a unique `name`"),
+            );
+        }
+        sources.push(SourceConfig {
+            id,
+            kind,
+            region,
+            overlap,
+            max_requests_per_sec: rps,
+            poll_interval,
+            catchup_window,
+        });
+    }
+
+    let mut rules = Vec::new();
+    let mut names = HashSet::new();
+    for (i, r) in raw.rules.into_iter().enumerate() {
+        let key = |k: &str| format!("rule[{i}].{k}");
+        if r.name.trim().is_empty() {
+            problem(key("name"), "must not be empty".into());
+        } else if !names.insert(r.name.clone()) {
+            problem(key("name"), format!("`{}` names two rules", r.name));
+        }
+        let severity = match r.severity.as_deref() {
+            None => Severity::High,
+            Some(s) => Severity::parse(s).unwrap_or_else(|| {
+                problem(
+                    key("severity"),
+                    format!("`{s}` is not one of info, low, medium, high, critical"),
+                );
+                Severity::High
+            }),
+        };
+        match FilterPattern::new(&r.pattern) {
+            Ok(pattern) => rules.push(Rule {
+                name: r.name,
+                pattern,
+                severity,
+            }),
+            Err(e) => problem(key("pattern"), e.to_string()),
+        }
+    }
+    if rules.is_empty() && problems.is_empty() {
+        rules.push(Rule::documented());
+    }
+
+    if !problems.is_empty() {
+        return Err(ConfigError {
+            file: file.map(Path::to_owned),
+            problems,
+        });
+    }
+    Ok(Config {
+        file: file.map(Path::to_owned),
+        state: StateConfig {
+            path: raw.state.path,
+            initial_lookback,
+        },
+        sources,
+        rules,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rolewatch.toml");
+        std::fs::write(&path, text).unwrap();
+        load(Some(&path))
+    }
+
+    #[test]
+    fn defaults_watch_cloudtrail_in_us_east_1_with_the_documented_rule() {
+        let c = load(None).unwrap();
+        assert_eq!(c.sources.len(), 1);
+        assert_eq!(c.sources[0].kind, SourceKind::CloudTrail);
+        assert_eq!(c.sources[0].region, "us-east-1");
+        assert_eq!(c.sources[0].id, "cloudtrail:us-east-1");
+        assert_eq!(c.sources[0].overlap, Duration::from_secs(1200));
+        assert_eq!(c.rules.len(), 1);
+        assert_eq!(c.rules[0].pattern.as_str(), DOCUMENTED_PATTERN);
+        assert_eq!(c.state.initial_lookback, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let c = from_toml(
+            r#"
+            [state]
+            path = "/tmp/x/state.db"
+            initial_lookback_secs = 7200
+            [[source]]
+            type = "cloudtrail"
+            max_requests_per_sec = 2
+            [[source]]
+            type = "cloudwatch_logs"
+            region = "eu-west-1"
+            log_group = "aws-cloudtrail-logs"
+            log_stream_prefix = "123456789012_CloudTrail"
+            overlap_secs = 600
+            [[rule]]
+            name = "x"
+            pattern = "{ $.eventName = PutRolePolicy }"
+            severity = "critical"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.sources.len(), 2);
+        assert_eq!(
+            c.sources[1].id,
+            "cloudwatch_logs:eu-west-1:aws-cloudtrail-logs"
+        );
+        assert_eq!(c.rules[0].severity, Severity::Critical);
+        assert_eq!(c.state.initial_lookback, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key_and_file() {
+        let err = from_toml(
+            r#"
+            [[source]]
+            type = "cloudtrail"
+            max_requests_per_sec = 5
+            log_group = "x"
+            [[source]]
+            type = "cloudwatch_logs"
+            [[rule]]
+            name = "bad"
+            pattern = "{ $.a = }"
+            severity = "urgent"
+            "#,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.problems.len(), 5, "{text}");
+        for key in [
+            "source[0].max_requests_per_sec",
+            "source[0].log_group",
+            "source[1].log_group",
+            "rule[0].severity",
+            "rule[0].pattern",
+        ] {
+            assert!(
+                text.contains(&format!("rolewatch.toml: {key}: ")),
+                "{key} missing in\n{text}"
+            );
+        }
+        assert!(
+            text.contains('^'),
+            "the pattern error keeps its caret:\n{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = from_toml("[state]\npaht = \"x\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("paht"), "{text}");
+        assert!(text.contains("rolewatch.toml"), "{text}");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_file() {
+        let err = from_toml("[[source]\n").unwrap_err();
+        assert!(err.to_string().contains("rolewatch.toml"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let err = load(Some(Path::new("/nonexistent/rolewatch.toml"))).unwrap_err();
+        assert!(err.to_string().contains("cannot read"), "{err}");
+    }
+}

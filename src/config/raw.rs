@@ -1,0 +1,69 @@
+//! The configuration file as written: serde structs with `deny_unknown_fields`, every field
+//! optional where a default exists, units in the names. [`super::validate`] turns a
+//! [`RawConfig`] into a checked [`super::Config`].
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The whole file (`config/rolewatch.toml` documents every key).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Where rolewatch keeps its cursors, seen event IDs and alerts.
+    #[serde(default)]
+    pub state: RawState,
+    /// Where events come from; none configured means one CloudTrail source in us-east-1.
+    #[serde(default, rename = "source")]
+    pub sources: Vec<RawSource>,
+    /// What to look for; none configured means the vendor's documented pattern.
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<RawRule>,
+}
+
+/// `[state]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    /// SQLite file; default `$STATE_DIRECTORY/state.db` under systemd, else the XDG state dir.
+    pub path: Option<PathBuf>,
+    /// How far back a brand-new state looks on its first poll.
+    pub initial_lookback_secs: Option<u64>,
+}
+
+/// `[[source]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    /// `cloudtrail` (LookupEvents) or `cloudwatch_logs` (FilterLogEvents on the trail's group).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A stable name for this source; the state keys its cursor by it.
+    pub name: Option<String>,
+    /// AWS region; IAM events are recorded in us-east-1 only.
+    pub region: Option<String>,
+    /// `cloudwatch_logs`: the log group the trail delivers to.
+    pub log_group: Option<String>,
+    /// `cloudwatch_logs`: only streams whose names start with this.
+    pub log_stream_prefix: Option<String>,
+    /// Each poll re-reads this much before the cursor, for late deliveries.
+    pub overlap_secs: Option<u64>,
+    /// Client-side request rate limit.
+    pub max_requests_per_sec: Option<f64>,
+    /// Seconds between polls.
+    pub poll_interval_secs: Option<u64>,
+    /// Catch-up after downtime proceeds oldest first in windows of at most this length.
+    pub catchup_window_secs: Option<u64>,
+}
+
+/// `[[rule]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    /// Unique name; alerts carry it.
+    pub name: String,
+    /// A CloudWatch Logs filter pattern.
+    pub pattern: String,
+    /// `info`, `low`, `medium`, `high` or `critical` (default `high`).
+    pub severity: Option<String>,
+}

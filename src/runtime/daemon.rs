@@ -1,0 +1,241 @@
+//! `rolewatch run`: poll every source on its interval, commit, and print new alerts on
+//! stdout (the stdout channel, delivered through the state's outbox), until SIGTERM or SIGINT.
+//!
+//! Each source has its own task, so one source never polls twice at once and a slow source
+//! does not hold up another. Cancellation has one path: a token every loop selects on.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, SourceConfig, SourceKind};
+use crate::engine::Engine;
+use crate::source::Source;
+use crate::state::{State, StateError};
+
+use super::clock::Clock;
+use super::poll::{poll_source, PollContext};
+
+/// The outbox channel of the stdout notifier.
+pub const STDOUT_CHANNEL: &str = "stdout";
+
+/// Warns when IAM events are watched from a region other than us-east-1 (IAM is global; its
+/// events are recorded in us-east-1 only).
+pub fn warn_about_region(sc: &SourceConfig, pinned_names: bool) {
+    if sc.kind == SourceKind::CloudTrail && sc.region != "us-east-1" {
+        tracing::warn!(
+            source = %sc.id,
+            region = %sc.region,
+            pinned_names,
+            "IAM events are recorded in us-east-1 only: a CloudTrail source in another region will not see changes to an IAM role"
+        );
+    }
+}
+
+/// Where the state lives: the configured path, or the default place.
+///
+/// # Errors
+///
+/// When no default place can be worked out.
+pub fn state_path(cfg: &Config) -> Result<PathBuf, StateError> {
+    match &cfg.state.path {
+        Some(p) => Ok(p.clone()),
+        None => crate::state::default_path(),
+    }
+}
+
+/// Opens the state, saying clearly when it is new.
+///
+/// # Errors
+///
+/// A corrupt, unreadable or too-new database: the error names the file and what to do.
+pub fn open_state(cfg: &Config) -> anyhow::Result<State> {
+    let path = state_path(cfg)?;
+    let opened = State::open(&path)?;
+    if opened.is_fresh() {
+        tracing::warn!(
+            path = %path.display(),
+            lookback_secs = cfg.state.initial_lookback.as_secs(),
+            "Started with a new, empty state: each source's first poll looks back only the initial lookback"
+        );
+    } else {
+        tracing::info!(path = %path.display(), "Opened the state");
+    }
+    Ok(opened.into_state())
+}
+
+/// Prints every alert still pending on the stdout channel and marks it delivered.
+///
+/// # Errors
+///
+/// When stdout or the state fails.
+pub fn deliver_stdout(state: &Mutex<State>, clock: &dyn Clock) -> anyhow::Result<usize> {
+    let mut state = state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut sent = 0;
+    loop {
+        let batch = state.undelivered_alerts(STDOUT_CHANNEL, 100)?;
+        if batch.is_empty() {
+            return Ok(sent);
+        }
+        for a in batch {
+            let line = crate::output::match_line(
+                &a.rule,
+                &a.severity,
+                &a.event_id,
+                &a.event_name,
+                a.event_time_ms,
+                &a.source_id,
+                &a.record,
+            )?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{line}")
+                .and_then(|()| out.flush())
+                .context("writing an alert to stdout")?;
+            drop(out);
+            state.mark_delivered(a.id, STDOUT_CHANNEL, clock.now_ms())?;
+            sent += 1;
+        }
+    }
+}
+
+/// Runs until `shutdown` is cancelled.
+///
+/// # Errors
+///
+/// Start-up failures: state, credentials. Poll failures are logged and retried on the next
+/// interval.
+pub async fn run(
+    cfg: Config,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let state = Arc::new(Mutex::new(open_state(&cfg)?));
+    let engine = Arc::new(Engine::new(cfg.rules.clone()));
+    let names = engine
+        .lookup_event_names()
+        .map(|s| s.into_iter().collect::<Vec<_>>());
+    if names.is_none() {
+        tracing::warn!("A rule does not pin $.eventName: CloudTrail sources read every IAM event (EventSource=iam.amazonaws.com)");
+    }
+    let patterns: Vec<String> = engine
+        .rules()
+        .iter()
+        .map(|r| r.pattern.as_str().to_owned())
+        .collect();
+    let region = cfg
+        .sources
+        .first()
+        .map_or(crate::config::defaults::REGION, |s| s.region.as_str());
+    let sdk = crate::aws::load(region).await?;
+    // Alerts left pending by an earlier run go out first.
+    let resent = deliver_stdout(&state, clock.as_ref())?;
+    if resent > 0 {
+        tracing::warn!(
+            alerts = resent,
+            "Delivered alerts left pending by an earlier run"
+        );
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for sc in cfg.sources.clone() {
+        warn_about_region(&sc, names.is_some());
+        let source = Source::new(&sc, &sdk, names.clone(), patterns.clone());
+        let (state, engine, clock, shutdown) = (
+            state.clone(),
+            engine.clone(),
+            clock.clone(),
+            shutdown.clone(),
+        );
+        let initial_lookback = cfg.state.initial_lookback;
+        tasks.spawn(async move {
+            let retention = match source.retention().await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(source = %sc.id, error = %e, "Cannot read how long the source keeps events; coverage gaps will not be detected");
+                    None
+                }
+            };
+            loop {
+                let ctx = PollContext {
+                    engine: &engine,
+                    state: &state,
+                    clock: clock.as_ref(),
+                    channels: &[STDOUT_CHANNEL],
+                    initial_lookback,
+                    retention,
+                };
+                let started = tokio::time::Instant::now();
+                let polled = tokio::select! {
+                    r = poll_source(&source, &sc, &ctx) => Some(r),
+                    () = shutdown.cancelled() => None,
+                };
+                match polled {
+                    None => break,
+                    Some(Ok(o)) => tracing::info!(
+                        source = %sc.id,
+                        windows = o.windows,
+                        requests = o.stats.requests,
+                        throttled = o.stats.throttled,
+                        events = o.stats.events,
+                        matches = o.matches,
+                        new_alerts = o.new_alerts.len(),
+                        malformed = o.bad.len(),
+                        gaps = o.gaps.len(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "Polled"
+                    ),
+                    Some(Err(e)) => tracing::error!(source = %sc.id, error = %e, "Poll failed; the next poll resumes from the stored cursor"),
+                }
+                if let Err(e) = deliver_stdout(&state, clock.as_ref()) {
+                    tracing::error!(error = %format!("{e:#}"), "Delivering alerts to stdout failed");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(sc.poll_interval) => {}
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        if let Err(e) = r {
+            tracing::error!(error = %e, "A poller task ended abnormally");
+        }
+    }
+    tracing::info!("Stopped");
+    Ok(())
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                tracing::error!("Cannot install signal handlers");
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = int.recv() => tracing::info!("SIGINT: stopping"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        token.cancel();
+        // Bound the drain.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        tracing::error!("Did not stop within 30 s of the signal; exiting");
+        std::process::exit(1);
+    });
+}

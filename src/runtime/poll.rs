@@ -1,0 +1,298 @@
+//! One poll of one source: work out the window, fetch it page by page, run the engine on
+//! every event, and commit to the state.
+//!
+//! The window is `[cursor − overlap, now)`: CloudTrail delivers late (minutes, out of order),
+//! so each poll re-reads the overlap, and the state's seen set and the alerts' uniqueness on
+//! (rule, eventID) make a re-read event count once. After downtime the catch-up proceeds
+//! oldest first in windows of at most `catchup_window`, each committed with its cursor, so
+//! memory stays bounded and a crash loses at most one window of progress. A cursor older than
+//! the source keeps events is a coverage gap, recorded with its exact interval — never a
+//! silent restart from "now".
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::config::SourceConfig;
+use crate::engine::{Engine, RecordHeader};
+use crate::source::{BadEvent, FetchError, FetchStats, Page, Source, SourceError, Window};
+use crate::state::{Gap, NewAlert, PollCommit, SeenEvent, State, StateError, StoredAlert};
+
+use super::clock::Clock;
+
+/// How much later than the retention horizon a catch-up starts, so that the oldest events
+/// are not aging out while they are read.
+const RETENTION_MARGIN_MS: i64 = 10 * 60 * 1000;
+
+/// A seen eventID is kept this long past the time it could last fall inside a window.
+const SEEN_MARGIN_MS: i64 = 60 * 60 * 1000;
+
+/// What a poll did.
+#[derive(Debug, Default)]
+pub struct PollOutcome {
+    pub source_id: String,
+    /// The state had no cursor for this source: the poll looked back `initial_lookback`.
+    pub first_poll: bool,
+    pub windows: usize,
+    pub stats: FetchStats,
+    /// Alerts recorded by this poll (not seen before).
+    pub new_alerts: Vec<StoredAlert>,
+    pub gaps: Vec<Gap>,
+    pub bad: Vec<BadEvent>,
+    pub matches: u64,
+    pub cursor_ms: i64,
+}
+
+/// Why a poll stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("{0:#}")]
+    Other(anyhow::Error),
+}
+
+/// Everything a poll needs besides the source.
+pub struct PollContext<'a> {
+    pub engine: &'a Engine,
+    pub state: &'a Mutex<State>,
+    pub clock: &'a dyn Clock,
+    /// Outbox channels each new alert gets a row for.
+    pub channels: &'a [&'a str],
+    pub initial_lookback: Duration,
+    /// Retention of the source, read once by the caller (`None`: forever or unknown).
+    pub retention: Option<Duration>,
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    // A panic while holding the lock cannot leave SQLite inconsistent (transactions), so a
+    // poisoned lock is still usable.
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Polls `source` once, from its stored cursor up to now.
+///
+/// # Errors
+///
+/// [`PollError::Source`] when the API keeps failing (what was committed before stays; the next
+/// poll resumes from the stored cursor), [`PollError::State`] when the state cannot be written.
+pub async fn poll_source(
+    source: &Source,
+    cfg: &SourceConfig,
+    ctx: &PollContext<'_>,
+) -> Result<PollOutcome, PollError> {
+    let now = ctx.clock.now_ms();
+    let mut out = PollOutcome {
+        source_id: cfg.id.clone(),
+        ..PollOutcome::default()
+    };
+    let stored = lock(ctx.state).cursor(&cfg.id)?;
+    let mut cursor = match stored {
+        Some(c) => c,
+        None => {
+            out.first_poll = true;
+            let c = now - ms(ctx.initial_lookback);
+            tracing::warn!(
+                source = %cfg.id,
+                lookback_secs = ctx.initial_lookback.as_secs(),
+                "No cursor in the state for this source: the first poll looks back only this far; earlier events are not read"
+            );
+            // Record where coverage starts, so that a crash during the first poll resumes
+            // from here rather than looking back from a later "now".
+            lock(ctx.state).commit_poll(&PollCommit {
+                source_id: &cfg.id,
+                cursor_ms: c,
+                now_ms: now,
+                seen: Vec::new(),
+                alerts: Vec::new(),
+                channels: Vec::new(),
+                gaps: Vec::new(),
+            })?;
+            c
+        }
+    };
+    if let Some(retention) = ctx.retention {
+        let earliest = now - ms(retention) + RETENTION_MARGIN_MS;
+        if cursor < earliest {
+            if stored.is_some() {
+                let gap = Gap {
+                    source_id: cfg.id.clone(),
+                    from_ms: cursor,
+                    to_ms: earliest,
+                    detected_ms: now,
+                    reason: format!(
+                        "the cursor is older than the {} days the source keeps events",
+                        retention.as_secs() / 86_400
+                    ),
+                };
+                tracing::error!(
+                    source = %cfg.id,
+                    from = %crate::engine::format_time_ms(gap.from_ms),
+                    to = %crate::engine::format_time_ms(gap.to_ms),
+                    "Coverage gap: events in this interval can no longer be read from the source and were not checked"
+                );
+                // The gap and the cursor past it are recorded at once: the gap is reported
+                // once, and the catch-up starts at the oldest event still kept.
+                let committed = lock(ctx.state).commit_poll(&PollCommit {
+                    source_id: &cfg.id,
+                    cursor_ms: earliest,
+                    now_ms: now,
+                    seen: Vec::new(),
+                    alerts: Vec::new(),
+                    channels: Vec::new(),
+                    gaps: vec![gap],
+                })?;
+                out.gaps.extend(committed.gaps);
+            }
+            cursor = earliest;
+        }
+    }
+    let overlap = ms(cfg.overlap);
+    let mut start = (cursor - overlap).max(match ctx.retention {
+        Some(r) => now - ms(r) + RETENTION_MARGIN_MS,
+        None => i64::MIN,
+    });
+    if start >= now {
+        start = now - 1;
+    }
+    let chunk = ms(cfg.catchup_window).max(60_000);
+    let mut window_start = start;
+    while window_start < now {
+        let window_end = if now - window_start > chunk + overlap {
+            window_start + chunk
+        } else {
+            now
+        };
+        let window = Window {
+            start_ms: window_start,
+            end_ms: window_end,
+        };
+        out.windows += 1;
+        poll_window(source, cfg, ctx, window, &mut out, now).await?;
+        window_start = window_end;
+    }
+    out.cursor_ms = lock(ctx.state).cursor(&cfg.id)?.unwrap_or(now);
+    Ok(out)
+}
+
+/// Fetches one window and commits it: each page as it arrives (cursor unchanged), the last
+/// one together with the cursor advance to the window's end.
+async fn poll_window(
+    source: &Source,
+    cfg: &SourceConfig,
+    ctx: &PollContext<'_>,
+    window: Window,
+    out: &mut PollOutcome,
+    now: i64,
+) -> Result<(), PollError> {
+    let mut held: Option<Page> = None;
+    let mut sink = |page: Page| -> anyhow::Result<()> {
+        if let Some(previous) = held.replace(page) {
+            let committed = commit_page(cfg, ctx, previous, None, out, now)?;
+            out.new_alerts.extend(committed);
+        }
+        Ok(())
+    };
+    let fetched = source.fetch(window, &mut sink).await;
+    match fetched {
+        Ok(stats) => {
+            out.stats.add(stats);
+            let last = held.take().unwrap_or_default();
+            let committed = commit_page(cfg, ctx, last, Some(window.end_ms), out, now)
+                .map_err(PollError::Other)?;
+            out.new_alerts.extend(committed);
+            Ok(())
+        }
+        Err(FetchError::Source(e)) => {
+            out.stats.add(e.stats);
+            // Pages fetched before the failure are still worth keeping (their alerts); the
+            // cursor stays, so the next poll reads the window again.
+            if let Some(page) = held.take() {
+                let committed =
+                    commit_page(cfg, ctx, page, None, out, now).map_err(PollError::Other)?;
+                out.new_alerts.extend(committed);
+            }
+            Err(PollError::Source(e))
+        }
+        Err(FetchError::Sink(e)) => Err(match e.downcast::<StateError>() {
+            Ok(s) => PollError::State(s),
+            Err(e) => PollError::Other(e),
+        }),
+    }
+}
+
+/// Runs the engine on a page and commits it (with the cursor when `cursor_ms` is given).
+fn commit_page(
+    cfg: &SourceConfig,
+    ctx: &PollContext<'_>,
+    page: Page,
+    cursor_ms: Option<i64>,
+    out: &mut PollOutcome,
+    now: i64,
+) -> anyhow::Result<Vec<StoredAlert>> {
+    for b in &page.bad {
+        tracing::warn!(source = %cfg.id, event_id = %b.event_id, reason = %b.reason, "Skipped a malformed event");
+    }
+    out.bad.extend(page.bad);
+    let mut state = lock(ctx.state);
+    let ids: Vec<&str> = page.events.iter().map(|e| e.event_id.as_str()).collect();
+    let already = state.seen_ids(&cfg.id, &ids)?;
+    let overlap = ms(cfg.overlap);
+    let headers: Vec<RecordHeader> = page
+        .events
+        .iter()
+        .map(|e| {
+            if already.contains(&e.event_id) {
+                RecordHeader::default()
+            } else {
+                RecordHeader::parse(&e.record).unwrap_or_default()
+            }
+        })
+        .collect();
+    let mut alerts = Vec::new();
+    for (e, h) in page.events.iter().zip(&headers) {
+        if already.contains(&e.event_id) {
+            continue;
+        }
+        for rule in ctx.engine.matching(&e.record) {
+            out.matches += 1;
+            alerts.push(NewAlert {
+                rule: &rule.name,
+                severity: rule.severity.as_str(),
+                event_id: &e.event_id,
+                event_name: h.event_name.as_deref().unwrap_or(""),
+                event_time_ms: e.event_time_ms,
+                source_id: &cfg.id,
+                record: &e.record,
+            });
+        }
+    }
+    let seen = page
+        .events
+        .iter()
+        .map(|e| SeenEvent {
+            event_id: &e.event_id,
+            event_time_ms: e.event_time_ms,
+            expires_ms: e.event_time_ms.max(now) + overlap + SEEN_MARGIN_MS,
+        })
+        .collect();
+    let stored_cursor = state.cursor(&cfg.id)?.unwrap_or(i64::MIN);
+    let committed = state.commit_poll(&PollCommit {
+        source_id: &cfg.id,
+        // A page before the last keeps the stored cursor: the window is not complete yet.
+        cursor_ms: cursor_ms.unwrap_or(stored_cursor),
+        now_ms: now,
+        seen,
+        alerts,
+        channels: ctx.channels.to_vec(),
+        gaps: Vec::new(),
+    })?;
+    Ok(committed.alerts)
+}

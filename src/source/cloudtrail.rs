@@ -1,0 +1,190 @@
+//! CloudTrail `LookupEvents`: one paginated query per required event name (the API takes one
+//! lookup attribute per call), identical parameters on every page, paced by a client-side
+//! rate limit (the API allows 2 requests/s per account and region, shared with everyone).
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
+use aws_sdk_cloudtrail::Client;
+use aws_smithy_types::DateTime;
+use backon::Retryable;
+
+use super::retry::{backoff, classify, RateLimiter, RetryClass};
+use super::{check_record, FetchError, FetchStats, Page, SinkError, SourceError, Window};
+use crate::config::SourceConfig;
+
+/// Retries of one request before the poll gives up (the next poll starts again).
+const MAX_RETRIES: usize = 6;
+
+pub struct CloudTrailSource {
+    id: String,
+    client: Client,
+    limiter: Arc<RateLimiter>,
+    /// `(key, value)` lookups, one paginated query each.
+    lookups: Vec<(LookupAttributeKey, String)>,
+}
+
+impl CloudTrailSource {
+    /// `event_names`: what the rules need; `None` reads every IAM event instead.
+    pub fn new(
+        cfg: &SourceConfig,
+        sdk: &SdkConfig,
+        event_names: Option<Vec<String>>,
+    ) -> CloudTrailSource {
+        let conf = aws_sdk_cloudtrail::config::Builder::from(sdk)
+            .region(aws_config::Region::new(cfg.region.clone()))
+            // Retries go through our own loop, so that each attempt waits for the rate limit.
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
+        let lookups = match event_names {
+            Some(names) => names
+                .into_iter()
+                .map(|n| (LookupAttributeKey::EventName, n))
+                .collect(),
+            None => vec![(
+                LookupAttributeKey::EventSource,
+                "iam.amazonaws.com".to_owned(),
+            )],
+        };
+        CloudTrailSource {
+            id: cfg.id.clone(),
+            client: Client::from_conf(conf),
+            limiter: Arc::new(RateLimiter::new(cfg.max_requests_per_sec)),
+            lookups,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The lookups this source makes, as `(attribute, value)` text.
+    pub fn lookups(&self) -> Vec<(String, String)> {
+        self.lookups
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+            .collect()
+    }
+
+    pub(super) async fn fetch(
+        &self,
+        window: Window,
+        sink: &mut (dyn FnMut(Page) -> Result<(), SinkError> + Send),
+    ) -> Result<FetchStats, FetchError> {
+        let mut stats = FetchStats::default();
+        for (key, value) in &self.lookups {
+            let attribute = LookupAttribute::builder()
+                .attribute_key(key.clone())
+                .attribute_value(value)
+                .build()
+                .map_err(|e| self.error(RetryClass::Permanent, e.to_string(), stats))?;
+            let mut token: Option<String> = None;
+            loop {
+                let call = || async {
+                    self.limiter.acquire().await;
+                    self.client
+                        .lookup_events()
+                        .lookup_attributes(attribute.clone())
+                        .start_time(DateTime::from_millis(window.start_ms))
+                        .end_time(DateTime::from_millis(window.end_ms))
+                        .max_results(50)
+                        .set_next_token(token.clone())
+                        .send()
+                        .await
+                };
+                let mut attempt_stats = FetchStats::default();
+                let result = call
+                    .retry(backoff(MAX_RETRIES))
+                    .sleep(tokio::time::sleep)
+                    .when(|e| classify(e).is_retryable())
+                    .notify(|e, after| {
+                        attempt_stats.retries += 1;
+                        attempt_stats.requests += 1;
+                        if classify(e) == RetryClass::Throttled {
+                            attempt_stats.throttled += 1;
+                        }
+                        tracing::warn!(source = %self.id, retry_in_ms = after.as_millis() as u64, error = %error_text(e), "LookupEvents failed; retrying");
+                    })
+                    .await;
+                stats.add(attempt_stats);
+                stats.requests += 1;
+                let out = match result {
+                    Ok(out) => out,
+                    Err(e) => {
+                        let class = classify(&e);
+                        if class == RetryClass::Throttled {
+                            stats.throttled += 1;
+                        }
+                        return Err(self.error(class, error_text(&e), stats));
+                    }
+                };
+                let mut page = Page::default();
+                for ev in out.events() {
+                    let fallback_time = ev.event_time().and_then(|t| t.to_millis().ok());
+                    let Some(record) = ev.cloud_trail_event() else {
+                        page.bad.push(super::BadEvent {
+                            event_id: ev.event_id().unwrap_or("(unknown)").to_owned(),
+                            reason: "the event has no CloudTrailEvent".into(),
+                        });
+                        continue;
+                    };
+                    match check_record(record.to_owned(), ev.event_id(), fallback_time) {
+                        Ok(e) => page.events.push(e),
+                        Err(b) => page.bad.push(b),
+                    }
+                }
+                stats.events += page.events.len() as u64;
+                stats.bad += page.bad.len() as u64;
+                sink(page).map_err(FetchError::Sink)?;
+                match out.next_token() {
+                    Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                    _ => break,
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    fn error(&self, class: RetryClass, message: String, stats: FetchStats) -> FetchError {
+        FetchError::Source(SourceError {
+            source_id: self.id.clone(),
+            class,
+            message,
+            stats,
+        })
+    }
+}
+
+/// A one-line description of an SDK error: its code and message, or its kind.
+pub(crate) fn error_text<E>(
+    e: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> String
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    match e {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("unknown error");
+            let status = se.raw().status().as_u16();
+            match se.err().message() {
+                Some(m) => format!("{code} (HTTP {status}): {m}"),
+                None => format!("{code} (HTTP {status})"),
+            }
+        }
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    }
+}

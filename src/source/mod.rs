@@ -1,0 +1,272 @@
+//! Sources: where events come from. A source fetches every event in a time window, page by
+//! page, and hands each page to the caller; it knows nothing of rules or state.
+//!
+//! - [`cloudtrail`]: CloudTrail `LookupEvents` (Event history, 90 days).
+//! - [`logs`]: CloudWatch Logs `FilterLogEvents` on the trail's log group.
+//! - [`retry`]: the retry classification, backoff and rate limit both share.
+
+pub mod cloudtrail;
+pub mod logs;
+pub mod retry;
+
+use std::fmt;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+
+use crate::config::{SourceConfig, SourceKind};
+use crate::engine::RecordHeader;
+use retry::RetryClass;
+
+/// Largest CloudTrail record we accept (CloudTrail's own limit for an event is 256 KB).
+pub const MAX_RECORD_BYTES: usize = 256 * 1024;
+
+/// A half-open time window `[start_ms, end_ms)` in unix milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+/// One event as fetched: its ID, its time and the CloudTrail record's raw JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEvent {
+    pub event_id: String,
+    pub event_time_ms: i64,
+    pub record: String,
+}
+
+/// An event that cannot be evaluated, with the reason; it is logged, counted and skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadEvent {
+    pub event_id: String,
+    pub reason: String,
+}
+
+/// What one page of results held.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub events: Vec<RawEvent>,
+    pub bad: Vec<BadEvent>,
+}
+
+/// Counters of one fetch.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FetchStats {
+    pub requests: u64,
+    pub throttled: u64,
+    pub retries: u64,
+    pub events: u64,
+    pub bad: u64,
+}
+
+impl FetchStats {
+    pub fn add(&mut self, o: FetchStats) {
+        self.requests += o.requests;
+        self.throttled += o.throttled;
+        self.retries += o.retries;
+        self.events += o.events;
+        self.bad += o.bad;
+    }
+}
+
+/// Why a fetch failed (after retries).
+#[derive(Debug)]
+pub struct SourceError {
+    pub source_id: String,
+    pub class: RetryClass,
+    pub message: String,
+    /// Counters up to the failure.
+    pub stats: FetchStats,
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.class {
+            RetryClass::Throttled => "still throttled after retries",
+            RetryClass::Transient => "still failing after retries",
+            RetryClass::Permanent => "failed",
+        };
+        write!(f, "source {} {what}: {}", self.source_id, self.message)
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+/// An error from the caller's page handler; stops the fetch.
+pub type SinkError = anyhow::Error;
+
+/// The outcome of a fetch.
+#[derive(Debug)]
+pub enum FetchError {
+    Source(SourceError),
+    Sink(SinkError),
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Source(e) => e.fmt(f),
+            FetchError::Sink(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+/// A configured source.
+pub enum Source {
+    CloudTrail(cloudtrail::CloudTrailSource),
+    Logs(logs::LogsSource),
+}
+
+impl Source {
+    /// Builds the source's client from the shared AWS configuration.
+    pub fn new(
+        cfg: &SourceConfig,
+        sdk: &SdkConfig,
+        event_names: Option<Vec<String>>,
+        patterns: Vec<String>,
+    ) -> Source {
+        match &cfg.kind {
+            SourceKind::CloudTrail => {
+                Source::CloudTrail(cloudtrail::CloudTrailSource::new(cfg, sdk, event_names))
+            }
+            SourceKind::CloudWatchLogs { .. } => {
+                Source::Logs(logs::LogsSource::new(cfg, sdk, patterns))
+            }
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Source::CloudTrail(s) => s.id(),
+            Source::Logs(s) => s.id(),
+        }
+    }
+
+    /// `cloudtrail` or `cloudwatch_logs`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::CloudTrail(_) => "cloudtrail",
+            Source::Logs(_) => "cloudwatch_logs",
+        }
+    }
+
+    /// How long the source keeps events; `None` when it keeps them forever (or we cannot tell).
+    ///
+    /// # Errors
+    ///
+    /// A [`SourceError`] when the retention cannot be read.
+    pub async fn retention(&self) -> Result<Option<Duration>, SourceError> {
+        match self {
+            Source::CloudTrail(_) => Ok(Some(crate::config::defaults::CLOUDTRAIL_RETENTION)),
+            Source::Logs(s) => s.retention().await,
+        }
+    }
+
+    /// Fetches every event in `window`, calling `sink` once per page.
+    ///
+    /// # Errors
+    ///
+    /// [`FetchError::Source`] when the API keeps failing; [`FetchError::Sink`] when `sink` does.
+    pub async fn fetch(
+        &self,
+        window: Window,
+        sink: &mut (dyn FnMut(Page) -> Result<(), SinkError> + Send),
+    ) -> Result<FetchStats, FetchError> {
+        match self {
+            Source::CloudTrail(s) => s.fetch(window, sink).await,
+            Source::Logs(s) => s.fetch(window, sink).await,
+        }
+    }
+}
+
+/// Checks one record's raw text and reads its identity: not JSON, truncated, not an object,
+/// over [`MAX_RECORD_BYTES`] or holding U+FFFD (text that was not UTF-8) makes it bad.
+/// `fallback_id` and `fallback_time_ms` come from the API's own fields.
+pub(crate) fn check_record(
+    record: String,
+    fallback_id: Option<&str>,
+    fallback_time_ms: Option<i64>,
+) -> Result<RawEvent, BadEvent> {
+    let bad = |reason: String, id: Option<&str>| BadEvent {
+        event_id: id.or(fallback_id).unwrap_or("(unknown)").to_owned(),
+        reason,
+    };
+    if record.len() > MAX_RECORD_BYTES {
+        return Err(bad(
+            format!(
+                "record is {} bytes, over the {MAX_RECORD_BYTES}-byte limit",
+                record.len()
+            ),
+            None,
+        ));
+    }
+    if record.contains('\u{fffd}') {
+        return Err(bad("record is not valid UTF-8".into(), None));
+    }
+    let header = match serde_json::from_str::<RecordHeader>(&record) {
+        Ok(h) => h,
+        Err(e) if e.is_eof() => return Err(bad(format!("record is truncated: {e}"), None)),
+        Err(e) => return Err(bad(format!("record is not a JSON object: {e}"), None)),
+    };
+    let Some(event_id) = header
+        .event_id
+        .clone()
+        .or_else(|| fallback_id.map(str::to_owned))
+    else {
+        return Err(bad("record has no eventID".into(), None));
+    };
+    let Some(event_time_ms) = header.event_time_ms().or(fallback_time_ms) else {
+        return Err(bad("record has no valid eventTime".into(), Some(&event_id)));
+    };
+    Ok(RawEvent {
+        event_id,
+        event_time_ms,
+        record,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_checked() {
+        let ok = check_record(
+            r#"{"eventID":"a","eventTime":"2024-01-01T00:00:00Z"}"#.into(),
+            Some("x"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(ok.event_id, "a");
+        let e = check_record(r#"{"eventID":"a","#.into(), Some("x"), None).unwrap_err();
+        assert_eq!(e.event_id, "x");
+        assert!(e.reason.contains("truncated"), "{e:?}");
+        assert!(check_record("not json".into(), Some("x"), None)
+            .unwrap_err()
+            .reason
+            .contains("not a JSON"));
+        assert!(check_record("[1]".into(), Some("x"), None)
+            .unwrap_err()
+            .reason
+            .contains("not a JSON"));
+        let big = format!(
+            r#"{{"eventID":"a","pad":"{}"}}"#,
+            "x".repeat(MAX_RECORD_BYTES)
+        );
+        assert!(check_record(big, None, None)
+            .unwrap_err()
+            .reason
+            .contains("limit"));
+        assert!(
+            check_record("{\"eventID\":\"\u{fffd}\"}".into(), None, None)
+                .unwrap_err()
+                .reason
+                .contains("UTF-8")
+        );
+        let no_time = check_record(r#"{"eventID":"a"}"#.into(), None, Some(5)).unwrap();
+        assert_eq!(no_time.event_time_ms, 5);
+    }
+}

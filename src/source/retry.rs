@@ -1,0 +1,174 @@
+//! Whether and when to try a failed AWS call again — decided in one place, [`classify`] — and
+//! the pacing of calls: a client-side rate limit and exponential backoff with jitter.
+
+use std::time::Duration;
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use backon::ExponentialBuilder;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// What a failed call deserves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryClass {
+    /// The API said slow down (CloudTrail: HTTP 400 `ThrottlingException`).
+    Throttled,
+    /// Worth another try: 5xx, timeouts, connection failures, a garbled reply.
+    Transient,
+    /// Retrying will not help: credentials, permissions, a bad request.
+    Permanent,
+}
+
+impl RetryClass {
+    pub fn is_retryable(self) -> bool {
+        self != RetryClass::Permanent
+    }
+}
+
+/// Error codes AWS services use for throttling (CloudTrail's is `ThrottlingException`, sent
+/// as HTTP 400, which generic HTTP rules would wrongly call permanent).
+const THROTTLING_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "SlowDown",
+    "LimitExceededException",
+];
+
+/// Codes that are transient whatever the status says.
+const TRANSIENT_CODES: &[&str] = &[
+    "ServiceUnavailableException",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "InternalError",
+    "InternalServerError",
+    "OperationAbortedException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+];
+
+/// The one retry-classification function for every AWS call rolewatch makes.
+pub fn classify<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> RetryClass {
+    match err {
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            classify_service(se.err().code(), status)
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            RetryClass::Transient
+        }
+        _ => RetryClass::Permanent,
+    }
+}
+
+/// Classification from an error code and an HTTP status (split out for unit tests).
+pub fn classify_service(code: Option<&str>, status: u16) -> RetryClass {
+    if let Some(code) = code {
+        if THROTTLING_CODES.contains(&code) {
+            return RetryClass::Throttled;
+        }
+        if TRANSIENT_CODES.contains(&code) {
+            return RetryClass::Transient;
+        }
+    }
+    match status {
+        429 => RetryClass::Throttled,
+        500..=599 => RetryClass::Transient,
+        _ => RetryClass::Permanent,
+    }
+}
+
+/// Exponential backoff with full jitter: 0.5 s, 1 s, 2 s, … capped at 30 s, at most
+/// `max_retries` retries.
+pub fn backoff(max_retries: usize) -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(30))
+        .with_factor(2.0)
+        .with_max_times(max_retries)
+        .with_jitter()
+}
+
+/// A client-side limit of `per_sec` requests per second: each [`acquire`](Self::acquire)
+/// waits until its slot. Time comes from `tokio::time`, so tests can pause it.
+#[derive(Debug)]
+pub struct RateLimiter {
+    interval: Duration,
+    next: Mutex<Option<Instant>>,
+}
+
+impl RateLimiter {
+    /// `per_sec` must be positive (the configuration checks it).
+    pub fn new(per_sec: f64) -> RateLimiter {
+        let per_sec = if per_sec.is_finite() && per_sec > 0.0 {
+            per_sec
+        } else {
+            1.0
+        };
+        RateLimiter {
+            interval: Duration::from_secs_f64(1.0 / per_sec),
+            next: Mutex::new(None),
+        }
+    }
+
+    /// Waits for the next request slot.
+    pub async fn acquire(&self) {
+        let mut next = self.next.lock().await;
+        let now = Instant::now();
+        let at = match *next {
+            Some(t) if t > now => t,
+            _ => now,
+        };
+        *next = Some(at + self.interval);
+        drop(next);
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloudtrail_throttling_is_a_400_but_retryable() {
+        assert_eq!(
+            classify_service(Some("ThrottlingException"), 400),
+            RetryClass::Throttled
+        );
+        assert_eq!(classify_service(None, 429), RetryClass::Throttled);
+        assert_eq!(
+            classify_service(Some("InternalFailure"), 500),
+            RetryClass::Transient
+        );
+        assert_eq!(classify_service(None, 503), RetryClass::Transient);
+        assert_eq!(
+            classify_service(Some("AccessDeniedException"), 400),
+            RetryClass::Permanent
+        );
+        assert_eq!(
+            classify_service(Some("InvalidLookupAttributesException"), 400),
+            RetryClass::Permanent
+        );
+        assert_eq!(
+            classify_service(Some("UnrecognizedClientException"), 403),
+            RetryClass::Permanent
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limiter_spaces_requests() {
+        let rl = RateLimiter::new(2.0);
+        let start = Instant::now();
+        for _ in 0..5 {
+            rl.acquire().await;
+        }
+        // Slots at 0, 0.5, 1.0, 1.5, 2.0 s.
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+}
