@@ -67,6 +67,15 @@ fn names_file(err: &StateError, path: &Path) -> bool {
     err.to_string().contains(&path.display().to_string())
 }
 
+/// The daemon moves `State` into blocking tasks and turns `StateError` into `anyhow::Error`.
+#[test]
+fn state_is_send_and_its_error_is_send_sync_static() {
+    fn send<T: Send>() {}
+    fn error<T: std::error::Error + Send + Sync + 'static>() {}
+    send::<State>();
+    error::<StateError>();
+}
+
 #[test]
 fn a_new_file_is_fresh_and_reopening_it_is_existing() {
     let dir = TempDir::new().unwrap();
