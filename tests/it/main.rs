@@ -3,6 +3,7 @@
 //! One test binary (this file and its modules) so that the suite links once.
 
 mod scan;
+mod servers;
 mod test_pattern;
 
 use std::io::Write;

@@ -51,7 +51,6 @@ import hashlib
 import json
 import os
 import signal
-import sys
 import threading
 import time
 import uuid
@@ -733,7 +732,9 @@ def main():
     if args.exit_on_stdin_eof:
 
         def watch_stdin():
-            while sys.stdin.buffer.read(4096):
+            # os.read, not sys.stdin: a daemon thread blocked in a buffered read aborts
+            # the interpreter at shutdown.
+            while os.read(0, 4096):
                 pass
             os._exit(0)
 
