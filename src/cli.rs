@@ -50,6 +50,9 @@ pub enum Command {
     /// Run the daemon: poll every source on its interval, keep durable state, print new
     /// alerts on stdout as JSON lines. Stops on SIGTERM or SIGINT.
     Run(RunArgs),
+    /// One full poll → commit → notify cycle of every source, then exit; for cron or a
+    /// systemd timer. Exit status 1 when a source or a channel failed.
+    Once(RunArgs),
 }
 
 /// Arguments of `rolewatch check`.

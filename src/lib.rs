@@ -83,9 +83,29 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tokio_runtime()?.block_on(async move {
                 let token = tokio_util::sync::CancellationToken::new();
                 runtime::daemon::cancel_on_signals(token.clone());
-                runtime::daemon::run(cfg, std::sync::Arc::new(runtime::clock::SystemClock), token)
-                    .await?;
+                let daemon = runtime::daemon::Daemon::start(
+                    &cfg,
+                    std::sync::Arc::new(runtime::clock::SystemClock),
+                )
+                .await?;
+                std::sync::Arc::new(daemon).run(token).await;
                 Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Once(args) => {
+            init_logging();
+            let cfg = config::load(args.config.as_deref())?;
+            tokio_runtime()?.block_on(async move {
+                let daemon = runtime::daemon::Daemon::start(
+                    &cfg,
+                    std::sync::Arc::new(runtime::clock::SystemClock),
+                )
+                .await?;
+                Ok(if daemon.once().await {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(EXIT_FAILURE)
+                })
             })
         }
     }

@@ -53,9 +53,28 @@ pub fn state_path(cfg: &Config) -> Result<PathBuf, StateError> {
 /// # Errors
 ///
 /// A corrupt, unreadable or too-new database: the error names the file and what to do.
-pub fn open_state(cfg: &Config) -> anyhow::Result<State> {
+pub fn open_state(cfg: &Config) -> anyhow::Result<(State, std::fs::File)> {
     let path = state_path(cfg)?;
     let opened = State::open(&path)?;
+    // One rolewatch per state: a second would send the same pending alerts again.
+    let lock_path = path.with_extension("lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open the lock file {}", lock_path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another rolewatch is using the state {} (it holds {}): stop it first, or give this one its own [state] path",
+            path.display(),
+            lock_path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(anyhow::Error::new(e).context(format!("cannot lock {}", lock_path.display())))
+        }
+    }
     if opened.is_fresh() {
         tracing::warn!(
             path = %path.display(),
@@ -65,7 +84,7 @@ pub fn open_state(cfg: &Config) -> anyhow::Result<State> {
     } else {
         tracing::info!(path = %path.display(), "Opened the state");
     }
-    Ok(opened.into_state())
+    Ok((opened.into_state(), lock))
 }
 
 /// Prints every alert still pending on the stdout channel and marks it delivered.
@@ -104,110 +123,167 @@ pub fn deliver_stdout(state: &Mutex<State>, clock: &dyn Clock) -> anyhow::Result
     }
 }
 
-/// Runs until `shutdown` is cancelled.
-///
-/// # Errors
-///
-/// Start-up failures: state, credentials. Poll failures are logged and retried on the next
-/// interval.
-pub async fn run(
-    cfg: Config,
+/// The running service: state, engine and sources, ready to poll.
+pub struct Daemon {
+    state: Arc<Mutex<State>>,
+    /// Held for the daemon's life: the state's single-process lock.
+    _lock: std::fs::File,
+    engine: Arc<Engine>,
+    sources: Vec<(SourceConfig, Arc<Source>)>,
     clock: Arc<dyn Clock>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let state = Arc::new(Mutex::new(open_state(&cfg)?));
-    let engine = Arc::new(Engine::new(cfg.rules.clone()));
-    let names = engine
-        .lookup_event_names()
-        .map(|s| s.into_iter().collect::<Vec<_>>());
-    if names.is_none() {
-        tracing::warn!("A rule does not pin $.eventName: CloudTrail sources read every IAM event (EventSource=iam.amazonaws.com)");
+    initial_lookback: Duration,
+}
+
+impl Daemon {
+    /// Opens the state, loads AWS credentials, builds the sources, and delivers alerts an
+    /// earlier run left pending.
+    ///
+    /// # Errors
+    ///
+    /// State (corrupt, unreadable), credentials, stdout.
+    pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
+        let (state, lock) = open_state(cfg)?;
+        let state = Arc::new(Mutex::new(state));
+        let engine = Arc::new(Engine::new(cfg.rules.clone()));
+        let names = engine
+            .lookup_event_names()
+            .map(|s| s.into_iter().collect::<Vec<_>>());
+        if names.is_none() {
+            tracing::warn!("A rule does not pin $.eventName: CloudTrail sources read every IAM event (EventSource=iam.amazonaws.com)");
+        }
+        let patterns: Vec<String> = engine
+            .rules()
+            .iter()
+            .map(|r| r.pattern.as_str().to_owned())
+            .collect();
+        let region = cfg
+            .sources
+            .first()
+            .map_or(crate::config::defaults::REGION, |s| s.region.as_str());
+        let sdk = crate::aws::load(region).await?;
+        let sources = cfg
+            .sources
+            .iter()
+            .map(|sc| {
+                warn_about_region(sc, names.is_some());
+                (
+                    sc.clone(),
+                    Arc::new(Source::new(sc, &sdk, names.clone(), patterns.clone())),
+                )
+            })
+            .collect();
+        let resent = deliver_stdout(&state, clock.as_ref())?;
+        if resent > 0 {
+            tracing::warn!(
+                alerts = resent,
+                "Delivered alerts left pending by an earlier run"
+            );
+        }
+        Ok(Daemon {
+            state,
+            _lock: lock,
+            engine,
+            sources,
+            clock,
+            initial_lookback: cfg.state.initial_lookback,
+        })
     }
-    let patterns: Vec<String> = engine
-        .rules()
-        .iter()
-        .map(|r| r.pattern.as_str().to_owned())
-        .collect();
-    let region = cfg
-        .sources
-        .first()
-        .map_or(crate::config::defaults::REGION, |s| s.region.as_str());
-    let sdk = crate::aws::load(region).await?;
-    // Alerts left pending by an earlier run go out first.
-    let resent = deliver_stdout(&state, clock.as_ref())?;
-    if resent > 0 {
-        tracing::warn!(
-            alerts = resent,
-            "Delivered alerts left pending by an earlier run"
-        );
-    }
-    let mut tasks = tokio::task::JoinSet::new();
-    for sc in cfg.sources.clone() {
-        warn_about_region(&sc, names.is_some());
-        let source = Source::new(&sc, &sdk, names.clone(), patterns.clone());
-        let (state, engine, clock, shutdown) = (
-            state.clone(),
-            engine.clone(),
-            clock.clone(),
-            shutdown.clone(),
-        );
-        let initial_lookback = cfg.state.initial_lookback;
-        tasks.spawn(async move {
-            let retention = match source.retention().await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(source = %sc.id, error = %e, "Cannot read how long the source keeps events; coverage gaps will not be detected");
-                    None
-                }
-            };
-            loop {
-                let ctx = PollContext {
-                    engine: &engine,
-                    state: &state,
-                    clock: clock.as_ref(),
-                    channels: &[STDOUT_CHANNEL],
-                    initial_lookback,
-                    retention,
-                };
-                let started = tokio::time::Instant::now();
-                let polled = tokio::select! {
-                    r = poll_source(&source, &sc, &ctx) => Some(r),
-                    () = shutdown.cancelled() => None,
-                };
-                match polled {
-                    None => break,
-                    Some(Ok(o)) => tracing::info!(
-                        source = %sc.id,
-                        windows = o.windows,
-                        requests = o.stats.requests,
-                        throttled = o.stats.throttled,
-                        events = o.stats.events,
-                        matches = o.matches,
-                        new_alerts = o.new_alerts.len(),
-                        malformed = o.bad.len(),
-                        gaps = o.gaps.len(),
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "Polled"
-                    ),
-                    Some(Err(e)) => tracing::error!(source = %sc.id, error = %e, "Poll failed; the next poll resumes from the stored cursor"),
-                }
-                if let Err(e) = deliver_stdout(&state, clock.as_ref()) {
-                    tracing::error!(error = %format!("{e:#}"), "Delivering alerts to stdout failed");
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(sc.poll_interval) => {}
-                    () = shutdown.cancelled() => break,
-                }
+
+    async fn retention(sc: &SourceConfig, source: &Source) -> Option<Duration> {
+        match source.retention().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(source = %sc.id, error = %e, "Cannot read how long the source keeps events; coverage gaps will not be detected");
+                None
             }
-        });
-    }
-    while let Some(r) = tasks.join_next().await {
-        if let Err(e) = r {
-            tracing::error!(error = %e, "A poller task ended abnormally");
         }
     }
-    tracing::info!("Stopped");
-    Ok(())
+
+    /// One poll of one source, logged, then delivery of its new alerts. True when it worked.
+    async fn poll(&self, sc: &SourceConfig, source: &Source, retention: Option<Duration>) -> bool {
+        let ctx = PollContext {
+            engine: &self.engine,
+            state: &self.state,
+            clock: self.clock.as_ref(),
+            channels: &[STDOUT_CHANNEL],
+            initial_lookback: self.initial_lookback,
+            retention,
+        };
+        let started = tokio::time::Instant::now();
+        let ok = match poll_source(source, sc, &ctx).await {
+            Ok(o) => {
+                tracing::info!(
+                    source = %sc.id,
+                    windows = o.windows,
+                    requests = o.stats.requests,
+                    throttled = o.stats.throttled,
+                    retries = o.stats.retries,
+                    events = o.stats.events,
+                    matches = o.matches,
+                    new_alerts = o.new_alerts.len(),
+                    malformed = o.bad.len(),
+                    gaps = o.gaps.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "Polled"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::error!(source = %sc.id, error = %e, "Poll failed; the next poll resumes from the stored cursor");
+                false
+            }
+        };
+        match deliver_stdout(&self.state, self.clock.as_ref()) {
+            Ok(_) => ok,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "Delivering alerts to stdout failed");
+                false
+            }
+        }
+    }
+
+    /// One poll of every source, one after the other (`rolewatch once`). True when every
+    /// source was read and every alert delivered.
+    pub async fn once(&self) -> bool {
+        let mut all = true;
+        for (sc, source) in &self.sources {
+            let retention = Self::retention(sc, source).await;
+            all &= self.poll(sc, source, retention).await;
+        }
+        all
+    }
+
+    /// Polls every source on its interval until `shutdown` is cancelled; each source has its
+    /// own task, so one source never polls twice at once.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..self.sources.len() {
+            let (this, shutdown) = (self.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                let (sc, source) = &this.sources[i];
+                let retention = tokio::select! {
+                    r = Self::retention(sc, source) => r,
+                    () = shutdown.cancelled() => return,
+                };
+                loop {
+                    tokio::select! {
+                        _ = this.poll(sc, source, retention) => {}
+                        () = shutdown.cancelled() => break,
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(sc.poll_interval) => {}
+                        () = shutdown.cancelled() => break,
+                    }
+                }
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "A poller task ended abnormally");
+            }
+        }
+        tracing::info!("Stopped");
+    }
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.

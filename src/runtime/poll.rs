@@ -237,13 +237,21 @@ fn commit_page(
     out: &mut PollOutcome,
     now: i64,
 ) -> anyhow::Result<Vec<StoredAlert>> {
-    for b in &page.bad {
-        tracing::warn!(source = %cfg.id, event_id = %b.event_id, reason = %b.reason, "Skipped a malformed event");
-    }
-    out.bad.extend(page.bad);
     let mut state = lock(ctx.state);
-    let ids: Vec<&str> = page.events.iter().map(|e| e.event_id.as_str()).collect();
+    let ids: Vec<&str> = page
+        .events
+        .iter()
+        .map(|e| e.event_id.as_str())
+        .chain(page.bad.iter().map(|b| b.event_id.as_str()))
+        .collect();
     let already = state.seen_ids(&cfg.id, &ids)?;
+    // A malformed event is reported once, not on every re-read of the overlap: it joins the
+    // seen set like any other.
+    for b in &page.bad {
+        if !already.contains(&b.event_id) {
+            tracing::warn!(source = %cfg.id, event_id = %b.event_id, reason = %b.reason, "Skipped a malformed event");
+        }
+    }
     let overlap = ms(cfg.overlap);
     let headers: Vec<RecordHeader> = page
         .events
@@ -277,10 +285,17 @@ fn commit_page(
     let seen = page
         .events
         .iter()
-        .map(|e| SeenEvent {
-            event_id: &e.event_id,
-            event_time_ms: e.event_time_ms,
-            expires_ms: e.event_time_ms.max(now) + overlap + SEEN_MARGIN_MS,
+        .map(|e| (e.event_id.as_str(), e.event_time_ms))
+        .chain(
+            page.bad
+                .iter()
+                .filter(|b| b.event_id != "(unknown)")
+                .map(|b| (b.event_id.as_str(), b.event_time_ms.unwrap_or(now))),
+        )
+        .map(|(event_id, t)| SeenEvent {
+            event_id,
+            event_time_ms: t,
+            expires_ms: t.max(now) + overlap + SEEN_MARGIN_MS,
         })
         .collect();
     let stored_cursor = state.cursor(&cfg.id)?.unwrap_or(i64::MIN);
@@ -294,5 +309,10 @@ fn commit_page(
         channels: ctx.channels.to_vec(),
         gaps: Vec::new(),
     })?;
+    out.bad.extend(
+        page.bad
+            .into_iter()
+            .filter(|b| !already.contains(&b.event_id)),
+    );
     Ok(committed.alerts)
 }

@@ -125,6 +125,7 @@ impl CloudTrailSource {
                     let Some(record) = ev.cloud_trail_event() else {
                         page.bad.push(super::BadEvent {
                             event_id: ev.event_id().unwrap_or("(unknown)").to_owned(),
+                            event_time_ms: fallback_time,
                             reason: "the event has no CloudTrailEvent".into(),
                         });
                         continue;

@@ -40,6 +40,8 @@ pub struct RawEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadEvent {
     pub event_id: String,
+    /// The API's own time for the event, when it gave one.
+    pub event_time_ms: Option<i64>,
     pub reason: String,
 }
 
@@ -192,6 +194,7 @@ pub(crate) fn check_record(
 ) -> Result<RawEvent, BadEvent> {
     let bad = |reason: String, id: Option<&str>| BadEvent {
         event_id: id.or(fallback_id).unwrap_or("(unknown)").to_owned(),
+        event_time_ms: fallback_time_ms,
         reason,
     };
     if record.len() > MAX_RECORD_BYTES {
