@@ -491,3 +491,53 @@ fn lines_across_read_chunks_and_longer_than_a_chunk() {
         summary(&output)
     );
 }
+
+#[test]
+fn records_file_larger_than_a_read_chunk() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sample = sample_lines();
+    let mut records = Vec::new();
+    while records.iter().map(String::len).sum::<usize>() < 3 << 20 {
+        records.extend(sample.iter().cloned());
+    }
+    let copies = records.len() / sample.len();
+    let path = write(
+        &dir.path().join("big.json.gz"),
+        gzip(records_document(&records).as_bytes()),
+    );
+    let output = scan(&[path.as_os_str()]);
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output).lines().count(), 4 * copies);
+    assert!(
+        summary(&output).contains(&format!(
+            "{} records, {} matches, 0 malformed",
+            records.len(),
+            4 * copies
+        )),
+        "{}",
+        summary(&output)
+    );
+}
+
+#[test]
+fn reports_per_file_are_capped_but_every_malformed_line_is_counted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write(&dir.path().join("junk.jsonl"), "junk\n".repeat(25));
+    let output = scan(&[path.as_os_str()]);
+    assert_exit(&output, 0);
+    let err = stderr(&output);
+    assert_eq!(
+        err.matches("malformed record, skipped").count(),
+        10,
+        "{err}"
+    );
+    assert!(
+        err.contains("further malformed records in this file are counted"),
+        "{err}"
+    );
+    assert!(
+        summary(&output).contains("25 records, 0 matches, 25 malformed"),
+        "{}",
+        summary(&output)
+    );
+}
