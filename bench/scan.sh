@@ -4,6 +4,7 @@
 #
 #   bench/scan.sh                  # the full run (BENCH_MB=200)
 #   BENCH_MB=40 JQ_RUNS=1 bench/scan.sh   # a quick smoke run
+#   NO_HYPERFINE=1 bench/scan.sh          # time best-of-RUNS without hyperfine
 #
 # Targets: rolewatch within 2x of `rg -c -F -e …` and at least 50x faster than `jq -c
 # 'select(…)'`, with the same matches as jq. The match counts must agree (the script fails
@@ -108,7 +109,7 @@ best_of() { # runs command...
 
 echo "==> timing (page cache warmed)"
 cat "$DATA" >/dev/null
-if command -v hyperfine >/dev/null 2>&1; then
+if [[ -z ${NO_HYPERFINE:-} ]] && command -v hyperfine >/dev/null 2>&1; then
     json=$DATA_DIR/hyperfine.json
     hyperfine --warmup 1 --runs "$RUNS" --export-json "$json" \
         -N -n rolewatch "$ROLEWATCH scan $DATA" \
