@@ -2,6 +2,7 @@
 //! network and no credentials — into a [`Config`] whose patterns are compiled and whose ranges
 //! are checked. Validation collects every problem, each naming its key and the file.
 
+pub mod channel;
 pub mod raw;
 
 use std::collections::HashSet;
@@ -11,6 +12,10 @@ use std::time::Duration;
 
 use filter_pattern::FilterPattern;
 
+pub use channel::{
+    ChannelConfig, ChannelKind, DeliveryPolicy, PasswordSource, SmtpAuth, SmtpChannelConfig,
+    SmtpTls, SnsChannelConfig,
+};
 pub use raw::RawConfig;
 
 use crate::rules::DOCUMENTED_PATTERN;
@@ -45,6 +50,8 @@ pub struct Config {
     pub state: StateConfig,
     pub sources: Vec<SourceConfig>,
     pub rules: Vec<Rule>,
+    /// Where alerts go; never empty (the default is one stdout channel).
+    pub channels: Vec<ChannelConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -421,6 +428,8 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
         rules.push(Rule::documented());
     }
 
+    let channels = channel::validate(raw.channels, &mut problems);
+
     if !problems.is_empty() {
         return Err(ConfigError {
             file: file.map(Path::to_owned),
@@ -435,6 +444,7 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
         },
         sources,
         rules,
+        channels,
     })
 }
 

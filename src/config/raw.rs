@@ -19,6 +19,9 @@ pub struct RawConfig {
     /// What to look for; none configured means the vendor's documented pattern.
     #[serde(default, rename = "rule")]
     pub rules: Vec<RawRule>,
+    /// Where alerts go; none configured means one stdout channel.
+    #[serde(default, rename = "channel")]
+    pub channels: Vec<RawChannel>,
 }
 
 /// `[state]`
@@ -66,4 +69,45 @@ pub struct RawRule {
     pub pattern: String,
     /// `info`, `low`, `medium`, `high` or `critical` (default `high`).
     pub severity: Option<String>,
+}
+
+/// `[[channel]]` (see `super::channel` for which keys each type takes).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChannel {
+    /// `stdout`, `sns` or `smtp`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A stable, unique name (default: the type); the outbox keys deliveries by it.
+    pub name: Option<String>,
+    /// `sns`: the topic to publish to.
+    pub topic_arn: Option<String>,
+    /// `sns`: the topic's region (default: the region in the ARN).
+    pub region: Option<String>,
+    /// `smtp`: the relay's host name.
+    pub host: Option<String>,
+    /// `smtp`: the relay's port (default 587, 465 for `implicit`, 25 for `none`).
+    pub port: Option<u16>,
+    /// `smtp`: `starttls` (default, required), `implicit`, or `none`.
+    pub tls: Option<String>,
+    /// `smtp`: confirms `tls = "none"`, for a loopback relay only.
+    pub allow_plaintext: Option<bool>,
+    /// `smtp`: the AUTH user name.
+    pub username: Option<String>,
+    /// `smtp`: the environment variable holding the AUTH password.
+    pub password_env: Option<String>,
+    /// `smtp`: the file holding the AUTH password.
+    pub password_file: Option<PathBuf>,
+    /// `smtp`: extra trusted CA certificates, PEM.
+    pub ca_file: Option<PathBuf>,
+    /// `smtp`: the sender mailbox.
+    pub from: Option<String>,
+    /// `smtp`: the recipient mailboxes.
+    pub to: Option<Vec<String>>,
+    /// `smtp`: text put before every subject, e.g. `[rolewatch prod]`.
+    pub subject_prefix: Option<String>,
+    /// Attempts for retryable errors before giving up (default: no limit).
+    pub retry_max_attempts: Option<u32>,
+    /// Attempts for errors a retry will not fix (default 5).
+    pub permanent_max_attempts: Option<u32>,
 }
