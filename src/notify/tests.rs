@@ -1,0 +1,591 @@
+//! Golden tests of the renderings on real fixture records, a corpus of hostile values, and
+//! property tests of the safety invariants.
+//!
+//! Goldens live in `src/notify/testdata/golden/`; `docs/sample-alert.{txt,html}` are copies of
+//! one of them. After a deliberate change of the rendering, regenerate with
+//! `UPDATE_GOLDEN=1 cargo test --lib notify::` and review every changed file by eye.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+use super::alert::Alert;
+use super::render::{self, TEXT_MAX_CHARS};
+use super::sanitize::{is_bidi_or_invisible, is_control_or_break, FIELD_MAX_CHARS};
+use crate::state::StoredAlert;
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Line `n` (1-based) of a fixture file under `tests/fixtures/cloudtrail/`.
+fn fixture_line(file: &str, n: usize) -> String {
+    let path = manifest_dir().join("tests/fixtures/cloudtrail").join(file);
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .nth(n - 1)
+        .unwrap_or_else(|| panic!("{} has no line {n}", path.display()))
+        .to_owned()
+}
+
+/// A stored alert for `record` as the state would hold it: detected 95 s after the event.
+fn stored(id: i64, record: &str) -> StoredAlert {
+    let v: Value = serde_json::from_str(record).unwrap_or(Value::Null);
+    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let event_time_ms = crate::engine::parse_time_ms(&s("eventTime")).unwrap_or(1_740_830_400_000);
+    StoredAlert {
+        id,
+        rule: "astronomer-role-changed".to_owned(),
+        severity: "high".to_owned(),
+        event_id: s("eventID"),
+        event_name: s("eventName"),
+        event_time_ms,
+        source_id: "cloudtrail-lookup".to_owned(),
+        detected_ms: event_time_ms + 95_000,
+        record: record.to_owned(),
+    }
+}
+
+struct Case {
+    name: &'static str,
+    record: String,
+    /// Sending time after detection (ms): over a minute shows the outbox delay.
+    send_delay_ms: i64,
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "attach-role-policy",
+            record: fixture_line("astronomer-synthetic.jsonl", 1),
+            send_delay_ms: 1_500,
+        },
+        Case {
+            name: "create-policy-version",
+            record: fixture_line("astronomer-synthetic.jsonl", 2),
+            send_delay_ms: 1_500,
+        },
+        Case {
+            name: "failed-access-denied",
+            record: fixture_line("astronomer-synthetic.jsonl", 4),
+            // The channel was down for a while: the alert says how long it waited.
+            send_delay_ms: 3 * 3_600_000 + 125_000,
+        },
+        Case {
+            name: "assumed-role-invoked-by-service",
+            record: fixture_line("third-party.jsonl", 6),
+            send_delay_ms: 1_500,
+        },
+        Case {
+            name: "iam-user-real-capture",
+            record: fixture_line("third-party.jsonl", 1),
+            send_delay_ms: 1_500,
+        },
+        Case {
+            name: "missing-most-fields",
+            record: r#"{"eventName":"AttachRolePolicy","eventID":"00000000-0000-4000-8000-000000000000"}"#
+                .to_owned(),
+            send_delay_ms: 0,
+        },
+    ]
+}
+
+fn alert_of(i: usize, case: &Case) -> Alert {
+    let s = stored(i as i64 + 1, &case.record);
+    let now = s.detected_ms + case.send_delay_ms;
+    Alert::from_stored(&s, now)
+}
+
+fn renderings(alert: &Alert) -> Vec<(&'static str, String)> {
+    let json = serde_json::to_string_pretty(&render::json(alert)).expect("json") + "\n";
+    vec![
+        ("subject.txt", render::subject(alert) + "\n"),
+        ("txt", render::text(alert)),
+        ("html", render::html(alert)),
+        ("json", json),
+    ]
+}
+
+/// The README's sample alert.
+const SAMPLE_CASE: &str = "create-policy-version";
+
+/// Compares `actual` to the file at `path`, or writes it under `UPDATE_GOLDEN=1`; returns a
+/// description of the difference.
+fn check_golden(path: &Path, actual: &str) -> Option<String> {
+    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(path, actual).expect("write golden");
+        return None;
+    }
+    match fs::read_to_string(path) {
+        Ok(expected) if expected == actual => None,
+        Ok(expected) => {
+            let line = expected
+                .lines()
+                .zip(actual.lines())
+                .position(|(e, a)| e != a)
+                .map_or_else(|| "length".to_owned(), |i| format!("line {}", i + 1));
+            Some(format!(
+                "{} differs at {line} (UPDATE_GOLDEN=1 to regenerate)",
+                path.display()
+            ))
+        }
+        Err(err) => Some(format!(
+            "{}: {err} (UPDATE_GOLDEN=1 to create)",
+            path.display()
+        )),
+    }
+}
+
+#[test]
+fn renderings_match_goldens() {
+    let dir = manifest_dir().join("src/notify/testdata/golden");
+    let mut problems = Vec::new();
+    for (i, case) in cases().iter().enumerate() {
+        let alert = alert_of(i, case);
+        check_invariants(&alert);
+        for (ext, actual) in renderings(&alert) {
+            problems.extend(check_golden(
+                &dir.join(format!("{}.{ext}", case.name)),
+                &actual,
+            ));
+            if case.name == SAMPLE_CASE && (ext == "txt" || ext == "html") {
+                let doc = manifest_dir().join(format!("docs/sample-alert.{ext}"));
+                problems.extend(check_golden(&doc, &actual));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn golden_cases_say_what_on_call_needs() {
+    let cases = cases();
+    let subjects: Vec<String> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, c)| render::subject(&alert_of(i, c)))
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            "[HIGH] AttachRolePolicy on astronomer-remote-management by jane.doe@example.com",
+            "[HIGH] CreatePolicyVersion on AstronomerCrossAccountRole by jane.doe@example.com",
+            "[HIGH] AttachRolePolicy on astronomer-remote-management by ci-deployer (FAILED)",
+            "[HIGH] AttachRolePolicy on LambdaFunctionRole-1111 by example-user",
+            "[HIGH] AttachRolePolicy on stratus-red-team-malicious-iam-role by christophe",
+            "[HIGH] AttachRolePolicy by unknown",
+        ]
+    );
+
+    let create = alert_of(1, &cases[1]);
+    assert_eq!(create.action.set_as_default, Some(true));
+    assert_eq!(create.action.version_id.as_deref(), Some("v4"));
+    assert!(create.action.policy_document_chars.is_some_and(|n| n > 50));
+    assert!(
+        !render::subject(&create).contains("Statement"),
+        "the policy document stays out of the subject"
+    );
+
+    let failed = alert_of(2, &cases[2]);
+    assert!(failed.failed);
+    let text = render::text(&failed);
+    assert!(text.contains("Result: FAILED (AccessDenied)\n"), "{text}");
+    assert!(text.contains("held 3h 2m 5s in the outbox"), "{text}");
+    assert_eq!(render::json(&failed)["failed"], json!(true));
+
+    let attach = alert_of(0, &cases[0]);
+    assert_eq!(attach.detection_lag_ms(), 95_000);
+    assert_eq!(
+        attach.console_url.as_deref(),
+        Some(
+            "https://us-east-1.console.aws.amazon.com/cloudtrailv2/home?region=us-east-1\
+             #/events/5e6f7a8b-9c0d-4e1f-a2b3-000000000001"
+        )
+    );
+    assert_eq!(attach.actor.access_key_id_last4.as_deref(), Some("3456"));
+    assert!(!render::text(&attach).contains("ASIAEXAMPLEKEY"));
+    let j = render::json(&attach);
+    assert!(
+        j["record"].is_object(),
+        "the record is an object in the JSON"
+    );
+    assert_eq!(j["actor"]["session_name"], json!("jane.doe@example.com"));
+    assert_eq!(
+        j["actor"]["session_issuer_arn"],
+        json!("arn:aws:iam::111122223333:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_AdministratorAccess_0123456789abcdef")
+    );
+
+    let invoked = alert_of(3, &cases[3]);
+    assert_eq!(
+        invoked.actor.invoked_by.as_deref(),
+        Some("cloudformation.amazonaws.com")
+    );
+    assert_eq!(invoked.actor.mfa_authenticated.as_deref(), Some("true"));
+}
+
+// ---- the hostile corpus ---------------------------------------------------------------------
+
+const HOSTILE: &[&str] = &[
+    "x\r\nBcc: evil@example.com",
+    "x\nSubject: [LOW] all good\r\n\r\n<html>",
+    "<script>alert(1)</script>",
+    "\"><img src=x onerror=alert(1)>",
+    "'><svg/onload=alert(1)>",
+    "astronomer-remote-management\u{202E}tnemeganam-etomer",
+    "\u{2066}\u{2067}\u{2068}\u{2069}\u{200E}\u{200F}\u{202A}\u{202B}\u{202C}\u{202D}",
+    "nul\0byte\u{7}\u{1b}[31mred\u{7f}\u{85}\u{2028}\u{2029}",
+    "zero\u{200B}width\u{FEFF}tag\u{E0041}",
+    "&lt;already escaped&gt; & &amp;",
+    "日本語のロール名",
+    "",
+];
+
+/// A record with `value` in every attacker-reachable string field.
+fn hostile_record(value: &str) -> String {
+    json!({
+        "eventVersion": "1.10",
+        "userIdentity": {
+            "type": value,
+            "principalId": format!("AROA:{value}"),
+            "arn": format!("arn:aws:sts::111122223333:assumed-role/r/{value}"),
+            "accountId": value,
+            "accessKeyId": value,
+            "userName": value,
+            "invokedBy": value,
+            "sessionContext": {
+                "sessionIssuer": {"arn": value},
+                "sourceIdentity": value,
+                "attributes": {"mfaAuthenticated": value}
+            }
+        },
+        "eventTime": value,
+        "eventSource": value,
+        "eventName": value,
+        "awsRegion": value,
+        "sourceIPAddress": value,
+        "userAgent": value,
+        "errorCode": value,
+        "errorMessage": value,
+        "requestParameters": {
+            "roleName": value,
+            "policyArn": value,
+            "policyName": value,
+            "versionId": value,
+            "setAsDefault": value,
+            "policyDocument": value
+        },
+        "eventID": value,
+        "recipientAccountId": value,
+    })
+    .to_string()
+}
+
+fn hostile_stored(value: &str, record: String) -> StoredAlert {
+    StoredAlert {
+        id: 1,
+        rule: value.to_owned(),
+        severity: value.to_owned(),
+        event_id: value.to_owned(),
+        event_name: value.to_owned(),
+        event_time_ms: 1_740_830_400_000,
+        source_id: value.to_owned(),
+        detected_ms: 1_740_830_460_000,
+        record,
+    }
+}
+
+/// The tags the HTML template writes; any other `<` followed by a letter came from input.
+const TEMPLATE_TAGS: &[&str] = &[
+    "!DOCTYPE", "html", "head", "meta", "title", "body", "h1", "h2", "table", "tr", "th", "td",
+    "p", "a", "pre",
+];
+
+fn check_invariants(alert: &Alert) {
+    let subject = render::subject(alert);
+    assert!(subject.len() <= 100, "subject too long: {subject:?}");
+    assert!(
+        subject.chars().all(|c| (' '..='~').contains(&c)),
+        "subject not printable ASCII: {subject:?}"
+    );
+
+    let text = render::text(alert);
+    assert!(text.chars().count() <= TEXT_MAX_CHARS);
+    if let Some(c) = text
+        .chars()
+        .find(|&c| c != '\n' && (is_control_or_break(c) || is_bidi_or_invisible(c)))
+    {
+        panic!("text holds {c:?}");
+    }
+
+    let html = render::html(alert);
+    assert!(html.len() <= 300_000, "html of {} bytes", html.len());
+    if let Some(c) = html
+        .chars()
+        .find(|&c| c != '\n' && (is_control_or_break(c) || is_bidi_or_invisible(c)))
+    {
+        panic!("html holds {c:?}");
+    }
+    let lower = html.to_ascii_lowercase();
+    assert!(!lower.contains("<script") && !lower.contains("<img") && !lower.contains("<svg"));
+    for (i, _) in html.match_indices('<') {
+        let rest = html[i + 1..].trim_start_matches('/');
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '!')
+            .collect();
+        assert!(
+            TEMPLATE_TAGS.contains(&name.as_str()),
+            "a tag that the template does not write: {:?}",
+            &html[i..(i + 40).min(html.len())]
+        );
+    }
+    // Attribute values: only the template's own, and the console link, which is percent-encoded.
+    for (i, _) in html.match_indices("href=\"") {
+        let url: String = html[i + 6..].chars().take_while(|&c| c != '"').collect();
+        assert!(url.starts_with("https://"), "{url}");
+        assert!(url.chars().all(|c| c.is_ascii_graphic()), "{url}");
+    }
+
+    let json = render::json(alert);
+    check_json_strings(&json, "", FIELD_MAX_CHARS);
+}
+
+/// Every string of the JSON summary (not inside `record`, which is the evidence as sent) is
+/// clean and bounded.
+fn check_json_strings(v: &Value, path: &str, max: usize) {
+    match v {
+        Value::String(s) => {
+            let bound = if path == "/record_text" { 8_100 } else { max };
+            assert!(
+                s.chars().count() <= bound,
+                "{path}: {} chars",
+                s.chars().count()
+            );
+            let ok = |c: char| {
+                (path == "/record_text" && c == '\n')
+                    || (!is_control_or_break(c) && !is_bidi_or_invisible(c))
+            };
+            assert!(s.chars().all(ok), "{path}: {s:?}");
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                if path.is_empty() && k == "record" {
+                    continue;
+                }
+                check_json_strings(v, &format!("{path}/{k}"), max);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| check_json_strings(i, path, max)),
+        _ => {}
+    }
+}
+
+#[test]
+fn hostile_values_are_neutralised_in_every_medium() {
+    let huge = "A".repeat(100 * 1024);
+    let huge_mixed = "<script>\r\n\u{202E}".repeat(10 * 1024);
+    let mut values: Vec<&str> = HOSTILE.to_vec();
+    values.push(&huge);
+    values.push(&huge_mixed);
+    for value in values {
+        let alert = Alert::from_stored(&hostile_stored(value, hostile_record(value)), 0);
+        check_invariants(&alert);
+        let subject = render::subject(&alert);
+        assert!(!subject.contains("\r") && !subject.contains("\n"));
+    }
+}
+
+#[test]
+fn header_injection_stays_on_one_line() {
+    let value = "x\r\nBcc: evil@example.com";
+    let alert = Alert::from_stored(&hostile_stored("high", hostile_record(value)), 0);
+    let subject = render::subject(&alert);
+    assert_eq!(
+        subject,
+        "[HIGH] x??Bcc: evil@example.com on x??Bcc: evil@example.com by x??Bcc: evil@example.com (FAILED)",
+        "CR and LF were replaced when the alert was built (U+FFFD), then made ASCII"
+    );
+    // Only the policy document block keeps the newlines of its value (documents have them);
+    // no field above it can start a line.
+    let text = render::text(&alert);
+    let (fields, blocks) = text
+        .split_once("\nPolicy document\n")
+        .expect("document block");
+    assert!(!fields.contains("\nBcc:"), "{fields}");
+    assert!(blocks.contains("\nBcc:"));
+}
+
+#[test]
+fn script_and_attribute_injection_are_escaped() {
+    for value in [
+        "<script>alert(1)</script>",
+        "\"><img src=x onerror=alert(1)>",
+    ] {
+        let alert = Alert::from_stored(&hostile_stored("high", hostile_record(value)), 0);
+        let html = render::html(&alert);
+        assert!(html.contains("&#60;"), "the value is shown, escaped");
+        assert!(!html.contains(value));
+    }
+}
+
+#[test]
+fn bidi_override_is_made_visible() {
+    let value = "astronomer-remote-management\u{202E}x";
+    let alert = Alert::from_stored(&hostile_stored("high", hostile_record(value)), 0);
+    assert_eq!(
+        alert.action.role_name.as_deref(),
+        Some("astronomer-remote-management\u{FFFD}x")
+    );
+    assert!(render::subject(&alert).contains("astronomer-remote-management?x"));
+    assert!(render::text(&alert).contains("Role: astronomer-remote-management\u{FFFD}x\n"));
+}
+
+#[test]
+fn lone_surrogates_and_nul_in_the_raw_record() {
+    let records = [
+        r#"{"eventName":"AttachRolePolicy","requestParameters":{"roleName":"\ud800"},"userIdentity":{"userName":"a\udfffb"}}"#,
+        r#"{"eventName":"AttachRolePolicy","requestParameters":{"roleName":"nul\u0000x"}}"#,
+        r#"{"eventName":"\ud800\ud800","errorCode":"\udc00"}"#,
+        "{\"eventName\":\"Attach\0RolePolicy\"}",
+        "not json at all \u{202E}\r\n<script>",
+        "",
+    ];
+    for record in records {
+        let alert = Alert::from_stored(&hostile_stored("high", record.to_owned()), 0);
+        check_invariants(&alert);
+    }
+    let alert = Alert::from_stored(&hostile_stored("high", records[0].to_owned()), 0);
+    assert_eq!(alert.action.role_name.as_deref(), Some("\u{FFFD}"));
+    assert_eq!(alert.actor.user_name.as_deref(), Some("a\u{FFFD}b"));
+    assert!(alert.record.is_some());
+    let alert = Alert::from_stored(&hostile_stored("high", records[4].to_owned()), 0);
+    assert!(alert.record.is_none());
+    assert!(render::json(&alert)["record_text"].is_string());
+}
+
+#[test]
+fn deeply_nested_and_huge_records_are_bounded() {
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let wide = json!({
+        "eventName": "AttachRolePolicy",
+        "requestParameters": {"policyDocument": "x".repeat(300_000)},
+        "extra": (0..5_000).map(|i| format!("item {i}")).collect::<Vec<_>>(),
+    })
+    .to_string();
+    for record in [deep, wide] {
+        let alert = Alert::from_stored(&hostile_stored("high", record), 0);
+        check_invariants(&alert);
+    }
+}
+
+#[test]
+fn extreme_times_do_not_panic() {
+    for (event, detected, now) in [
+        (i64::MIN, i64::MAX, 0),
+        (i64::MAX, i64::MIN, i64::MAX),
+        (-1, 0, -5),
+        (253_402_300_800_000, 253_402_300_800_000, 0),
+    ] {
+        let mut s = hostile_stored("high", "{}".to_owned());
+        s.event_time_ms = event;
+        s.detected_ms = detected;
+        check_invariants(&Alert::from_stored(&s, now));
+    }
+}
+
+// ---- property tests -------------------------------------------------------------------------
+
+/// Strings that mix random Unicode with the pieces attackers use, sometimes long.
+fn nasty_string() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        any::<String>(),
+        "\\PC{0,20}",
+        Just("\r\n".to_owned()),
+        Just("\u{202E}".to_owned()),
+        Just("\u{2066}".to_owned()),
+        Just("\u{85}".to_owned()),
+        Just("\u{2028}".to_owned()),
+        Just("\0".to_owned()),
+        Just("<script>".to_owned()),
+        Just("\"><img src=x onerror=alert(1)>".to_owned()),
+        Just("&amp;".to_owned()),
+        (any::<char>(), 100usize..700).prop_map(|(c, n)| c.to_string().repeat(n)),
+    ];
+    prop::collection::vec(piece, 0..6).prop_map(|parts| parts.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_strings_in_every_record_field_keep_the_invariants(value in nasty_string()) {
+        let alert = Alert::from_stored(&hostile_stored(&value, hostile_record(&value)), 0);
+        check_invariants(&alert);
+    }
+
+    #[test]
+    fn random_record_text_keeps_the_invariants(record in nasty_string(), now in any::<i64>()) {
+        let alert = Alert::from_stored(&hostile_stored("high", record), now);
+        check_invariants(&alert);
+    }
+
+    #[test]
+    fn random_strings_in_a_hand_built_alert_keep_the_invariants(
+        values in prop::collection::vec(nasty_string(), 31),
+        failed in any::<bool>(),
+        times in (any::<i64>(), any::<i64>(), any::<i64>()),
+    ) {
+        let mut it = values.into_iter().map(Some);
+        let mut next = || it.next().flatten();
+        let alert = Alert {
+            id: 1,
+            rule: next().unwrap_or_default(),
+            severity: next().unwrap_or_default(),
+            source_id: next().unwrap_or_default(),
+            actor: super::alert::Actor {
+                identity_type: next(),
+                arn: next(),
+                account_id: next(),
+                principal_id: next(),
+                user_name: next(),
+                session_name: next(),
+                session_issuer_arn: next(),
+                source_identity: next(),
+                mfa_authenticated: next(),
+                invoked_by: next(),
+                source_ip_address: next(),
+                user_agent: next(),
+                access_key_id_last4: next(),
+            },
+            action: super::alert::Action {
+                event_name: next(),
+                event_source: next(),
+                role_name: next(),
+                policy_arn: next(),
+                policy_name: next(),
+                version_id: next(),
+                set_as_default: Some(failed),
+                policy_document_chars: Some(3),
+                policy_document: next(),
+                error_code: next(),
+                error_message: next(),
+            },
+            failed,
+            event_time: next(),
+            event_time_ms: times.0,
+            detected_ms: times.1,
+            rendered_ms: times.2,
+            aws_region: next(),
+            recipient_account_id: next(),
+            event_id: next().unwrap_or_default(),
+            console_url: next(),
+            record: None,
+            record_text: next().unwrap_or_default(),
+            record_problem: None,
+        };
+        check_invariants(&alert);
+    }
+}
