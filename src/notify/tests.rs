@@ -589,3 +589,21 @@ proptest! {
         check_invariants(&alert);
     }
 }
+
+#[test]
+fn long_target_and_actor_share_the_subject_and_failed_survives() {
+    let role = format!("astronomer-remote-management-{}", "r".repeat(80));
+    let record = json!({
+        "eventName": "AttachRolePolicy",
+        "errorCode": "AccessDenied",
+        "requestParameters": {"roleName": role},
+        "userIdentity": {"type": "IAMUser", "userName": "u".repeat(60)},
+    })
+    .to_string();
+    let alert = Alert::from_stored(&hostile_stored("critical", record), 0);
+    let subject = render::subject(&alert);
+    assert_eq!(subject.len(), 100, "{subject}");
+    assert!(subject.starts_with("[CRITICAL] AttachRolePolicy on astronomer-remote-management-"));
+    assert!(subject.ends_with("... (FAILED)"), "{subject}");
+    assert!(subject.contains(" by uuu"), "{subject}");
+}
