@@ -2,8 +2,10 @@
 //!
 //! One test binary (this file and its modules) so that the suite links once.
 
+mod crash;
 mod scan;
 mod servers;
+mod sources;
 mod test_pattern;
 
 use std::io::Write;
