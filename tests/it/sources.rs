@@ -372,7 +372,7 @@ fn check_skips_malformed_records_logs_their_ids_and_goes_on() {
     ]);
     server.add_events(&[
         cloudtrail_record("good-1", "AttachRolePolicy", t0 + 10),
-        cloudtrail_record("good-2", "AttachRolePolicy", t0 + 0),
+        cloudtrail_record("good-2", "AttachRolePolicy", t0),
         cloudtrail_record("good-3", "DetachRolePolicy", t0 + 3),
     ]);
     let setup = Setup::new();
