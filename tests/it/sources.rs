@@ -1364,3 +1364,125 @@ fn run_prints_new_alerts_stops_on_sigterm_and_a_second_process_is_refused() {
     assert_exit(&out, 0);
     assert_eq!(stdout(&out), "");
 }
+
+/// CloudWatch Logs with state: a record ingested late into another stream, with a timestamp
+/// inside the window already polled, is reported by the next `once`, and nothing twice.
+#[test]
+fn once_on_cloudwatch_logs_reports_late_ingested_records_once() {
+    let moto = Moto::start();
+    let group = "/aws/cloudtrail/late";
+    logs_call(&moto, "CreateLogGroup", &json!({"logGroupName": group}));
+    for s in [
+        "111122223333_CloudTrail_us-east-1",
+        "111122223333_CloudTrail_us-east-1_2",
+    ] {
+        logs_call(
+            &moto,
+            "CreateLogStream",
+            &json!({"logGroupName": group, "logStreamName": s}),
+        );
+    }
+    let now = now_secs();
+    put_records(
+        &moto,
+        group,
+        "111122223333_CloudTrail_us-east-1",
+        &[
+            small_record("logs-1", "AttachRolePolicy", now - 600, ROLE),
+            small_record("logs-noise", "AttachRolePolicy", now - 550, "ci-deployer"),
+            small_record("logs-2", "DetachRolePolicy", now - 500, ROLE),
+        ],
+    );
+    let setup = Setup::new();
+    let config = setup.config(&format!(
+        "[[source]]\ntype = \"cloudwatch_logs\"\nname = \"trail-logs\"\nlog_group = \"{group}\"\n\
+         max_requests_per_sec = 5"
+    ));
+    let out = run_with(None, Some(&moto), &["once"], &config);
+    assert_exit(&out, 0);
+    assert_eq!(sorted(ids_of(&lines(&out))), strings(&["logs-1", "logs-2"]));
+
+    put_records(
+        &moto,
+        group,
+        "111122223333_CloudTrail_us-east-1_2",
+        &[
+            small_record("logs-late", "AttachRolePolicy", now - 700, ROLE),
+            small_record("logs-late-noise", "GetRole", now - 650, ROLE),
+        ],
+    );
+    let out = run_with(None, Some(&moto), &["once"], &config);
+    assert_exit(&out, 0);
+    assert_eq!(ids_of(&lines(&out)), ["logs-late"], "{}", stderr(&out));
+    for _ in 0..2 {
+        let out = run_with(None, Some(&moto), &["once"], &config);
+        assert_exit(&out, 0);
+        assert_eq!(stdout(&out), "", "nothing is reported twice");
+    }
+    let counts = alert_counts(&setup.state_path());
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+}
+
+/// CloudWatch Logs keeps events for the log group's retention: a cursor older than that is a
+/// coverage gap from the cursor to where the retention (less a 10-minute margin) begins.
+#[test]
+fn once_on_cloudwatch_logs_records_a_gap_beyond_the_log_groups_retention() {
+    let moto = Moto::start();
+    let group = "/aws/cloudtrail/short";
+    logs_call(&moto, "CreateLogGroup", &json!({"logGroupName": group}));
+    logs_call(
+        &moto,
+        "PutRetentionPolicy",
+        &json!({"logGroupName": group, "retentionInDays": 1}),
+    );
+    logs_call(
+        &moto,
+        "CreateLogStream",
+        &json!({"logGroupName": group, "logStreamName": "s"}),
+    );
+    let now = now_secs();
+    put_records(
+        &moto,
+        group,
+        "s",
+        &[small_record("kept", "AttachRolePolicy", now - 3600, ROLE)],
+    );
+    let setup = Setup::new();
+    let cursor_ms = now_ms() - 3 * DAY_MS;
+    {
+        let mut state = open_state(&setup.state_path());
+        state
+            .commit_poll(&rolewatch::state::PollCommit {
+                source_id: "short",
+                cursor_ms,
+                now_ms: cursor_ms,
+                seen: Vec::new(),
+                alerts: Vec::new(),
+                channels: Vec::new(),
+                gaps: Vec::new(),
+            })
+            .unwrap();
+    }
+    let config = setup.config(&format!(
+        "[[source]]\ntype = \"cloudwatch_logs\"\nname = \"short\"\nlog_group = \"{group}\"\n\
+         max_requests_per_sec = 5"
+    ));
+    let before = now_ms();
+    let out = run_with(None, Some(&moto), &["once"], &config);
+    let after = now_ms();
+    assert_exit(&out, 0);
+    assert_eq!(ids_of(&lines(&out)), ["kept"]);
+    let gaps = open_state(&setup.state_path()).gaps(Some("short")).unwrap();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    let gap = &gaps[0];
+    assert_eq!(gap.from_ms, cursor_ms);
+    assert!((before..=after).contains(&gap.detected_ms), "{gap:?}");
+    assert_eq!(
+        gap.to_ms,
+        gap.detected_ms - DAY_MS + 10 * 60 * 1000,
+        "{gap:?}"
+    );
+    assert!(gap.reason.contains("1 days"), "{gap:?}");
+    assert!(stderr(&out).contains("Coverage gap"), "{}", stderr(&out));
+}
