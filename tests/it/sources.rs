@@ -1486,3 +1486,56 @@ fn once_on_cloudwatch_logs_records_a_gap_beyond_the_log_groups_retention() {
     assert!(gap.reason.contains("1 days"), "{gap:?}");
     assert!(stderr(&out).contains("Coverage gap"), "{}", stderr(&out));
 }
+
+/// The same CloudTrail event reaches LookupEvents and the trail's log group: `check` prints it
+/// once per rule, and `once` records and reports it once.
+#[test]
+fn an_event_seen_by_two_sources_is_reported_once() {
+    let server = LookupServer::start();
+    let moto = Moto::start();
+    let group = "/aws/cloudtrail/both";
+    logs_call(&moto, "CreateLogGroup", &json!({"logGroupName": group}));
+    logs_call(
+        &moto,
+        "CreateLogStream",
+        &json!({"logGroupName": group, "logStreamName": "s"}),
+    );
+    let now = now_secs();
+    let both = cloudtrail_record("both-1", "AttachRolePolicy", now - 600);
+    let only_logs = cloudtrail_record("logs-only", "DetachRolePolicy", now - 590);
+    server.add_events(std::slice::from_ref(&both));
+    put_records(&moto, group, "s", &[both, only_logs]);
+    let setup = Setup::new();
+    let config = setup.config(&format!(
+        "[[source]]\ntype = \"cloudtrail\"\nname = \"ct\"\nmax_requests_per_sec = 2\n\n\
+         [[source]]\ntype = \"cloudwatch_logs\"\nname = \"logs\"\nlog_group = \"{group}\"\n\
+         max_requests_per_sec = 5"
+    ));
+    let out = run_with(
+        Some(&server),
+        Some(&moto),
+        &["check", "--since", "1h"],
+        &config,
+    );
+    assert_exit(&out, 0);
+    let printed = lines(&out);
+    assert_eq!(sorted(ids_of(&printed)), strings(&["both-1", "logs-only"]));
+    let first = printed.iter().find(|l| l["eventID"] == "both-1").unwrap();
+    assert_eq!(
+        first["source"], "ct",
+        "the first source to see it prints it"
+    );
+
+    let out = run_with(Some(&server), Some(&moto), &["once"], &config);
+    assert_exit(&out, 0);
+    assert_eq!(
+        sorted(ids_of(&lines(&out))),
+        strings(&["both-1", "logs-only"])
+    );
+    let out = run_with(Some(&server), Some(&moto), &["once"], &config);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "");
+    let counts = alert_counts(&setup.state_path());
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+}
