@@ -1325,6 +1325,23 @@ fn run_prints_new_alerts_stops_on_sigterm_and_a_second_process_is_refused() {
     daemon.wait_for(Duration::from_secs(30), "the first alert", |d| {
         !d.stdout.lock().unwrap().is_empty()
     });
+    // Printed only after it was committed: the state (read beside the running daemon, WAL)
+    // already holds it.
+    {
+        let conn = rusqlite::Connection::open_with_flags(
+            setup.state_path(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM alerts WHERE event_id = 'run-1'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
 
     for args in [&["once"][..], &["run"][..]] {
         let out = run_with(Some(&server), None, args, &config);
