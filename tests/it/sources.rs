@@ -1556,3 +1556,38 @@ fn an_event_seen_by_two_sources_is_reported_once() {
     assert_eq!(counts.len(), 2, "{counts:?}");
     assert!(counts.values().all(|&n| n == 1), "{counts:?}");
 }
+
+/// In the daemon a malformed record is logged (with its eventId) by the poll that first reads
+/// it, not again by every poll whose overlap re-reads it, and the poll goes on.
+#[test]
+fn once_logs_a_malformed_record_once_and_goes_on() {
+    let server = LookupServer::start();
+    let now = now_secs();
+    server.add_event_with(json!({
+        "cloudtrail_event_raw": "{\"eventID\":\"broken\",\"eventTime\":",
+        "event_id": "broken-1",
+        "event_name": "AttachRolePolicy",
+        "event_time": now - 300,
+    }));
+    server.add_events(&[cloudtrail_record("fine-1", "AttachRolePolicy", now - 200)]);
+    let setup = Setup::new();
+    let config = setup.config("[[source]]\ntype = \"cloudtrail\"\nmax_requests_per_sec = 2");
+    let out = run_with(Some(&server), None, &["once"], &config);
+    assert_exit(&out, 0);
+    assert_eq!(ids_of(&lines(&out)), ["fine-1"]);
+    let err = stderr(&out);
+    assert!(
+        err.lines()
+            .any(|l| l.contains("Skipped a malformed event") && l.contains("broken-1")),
+        "{err}"
+    );
+    assert!(err.contains("malformed=1"), "{err}");
+    let out = run_with(Some(&server), None, &["once"], &config);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "");
+    assert!(
+        !stderr(&out).contains("Skipped a malformed event"),
+        "{}",
+        stderr(&out)
+    );
+}
