@@ -32,10 +32,15 @@ impl CloudTrailSource {
         sdk: &SdkConfig,
         event_names: Option<Vec<String>>,
     ) -> CloudTrailSource {
+        let http = match sdk.http_client() {
+            Some(http) => super::lenient::LenientClient::wrap(http),
+            None => super::lenient::LenientClient::default_https(),
+        };
         let conf = aws_sdk_cloudtrail::config::Builder::from(sdk)
             .region(aws_config::Region::new(cfg.region.clone()))
             // Retries go through our own loop, so that each attempt waits for the rate limit.
             .retry_config(aws_config::retry::RetryConfig::disabled())
+            .http_client(http)
             .build();
         let lookups = match event_names {
             Some(names) => names
@@ -87,7 +92,8 @@ impl CloudTrailSource {
                         .lookup_events()
                         .lookup_attributes(attribute.clone())
                         .start_time(DateTime::from_millis(window.start_ms))
-                        .end_time(DateTime::from_millis(window.end_ms))
+                        // EndTime is inclusive; the window is half-open.
+                        .end_time(DateTime::from_millis(window.end_ms - 1))
                         .max_results(50)
                         .set_next_token(token.clone())
                         .send()

@@ -30,9 +30,14 @@ pub struct LogsSource {
 
 impl LogsSource {
     pub fn new(cfg: &SourceConfig, sdk: &SdkConfig, patterns: Vec<String>) -> LogsSource {
+        let http = match sdk.http_client() {
+            Some(http) => super::lenient::LenientClient::wrap(http),
+            None => super::lenient::LenientClient::default_https(),
+        };
         let conf = aws_sdk_cloudwatchlogs::config::Builder::from(sdk)
             .region(aws_config::Region::new(cfg.region.clone()))
             .retry_config(aws_config::retry::RetryConfig::disabled())
+            .http_client(http)
             .build();
         let (log_group, stream_prefix) = match &cfg.kind {
             SourceKind::CloudWatchLogs {

@@ -6,6 +6,7 @@
 //! - [`retry`]: the retry classification, backoff and rate limit both share.
 
 pub mod cloudtrail;
+pub mod lenient;
 pub mod logs;
 pub mod retry;
 

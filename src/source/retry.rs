@@ -96,7 +96,12 @@ pub fn backoff(max_retries: usize) -> ExponentialBuilder {
 }
 
 /// A client-side limit of `per_sec` requests per second: each [`acquire`](Self::acquire)
-/// waits until its slot. Time comes from `tokio::time`, so tests can pause it.
+/// waits until its slot. Slots are `1/per_sec` plus [`SLOT_MARGIN`] apart, because the API
+/// counts arrivals: network jitter could otherwise put one request too many in a second.
+/// Time comes from `tokio::time`, so tests can pause it.
+/// Extra spacing between request slots (see [`RateLimiter`]).
+pub const SLOT_MARGIN: Duration = Duration::from_millis(50);
+
 #[derive(Debug)]
 pub struct RateLimiter {
     interval: Duration,
@@ -112,7 +117,7 @@ impl RateLimiter {
             1.0
         };
         RateLimiter {
-            interval: Duration::from_secs_f64(1.0 / per_sec),
+            interval: Duration::from_secs_f64(1.0 / per_sec) + SLOT_MARGIN,
             next: Mutex::new(None),
         }
     }
@@ -168,7 +173,7 @@ mod tests {
         for _ in 0..5 {
             rl.acquire().await;
         }
-        // Slots at 0, 0.5, 1.0, 1.5, 2.0 s.
-        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        // Slots at 0, 0.55, 1.1, 1.65, 2.2 s.
+        assert_eq!(start.elapsed(), Duration::from_millis(2200));
     }
 }
