@@ -53,6 +53,13 @@ pub enum Command {
     /// One full poll → commit → notify cycle of every source, then exit; for cron or a
     /// systemd timer. Exit status 1 when a source or a channel failed.
     Once(RunArgs),
+    /// Send a clearly marked test alert ("TEST — not a real change") through every
+    /// configured channel, and print each channel's result.
+    ///
+    /// One line per channel on stdout: `ok NAME (TYPE) [RECEIPT]` or `FAILED NAME (TYPE):
+    /// ERROR`. Nothing is written to the state. Exit status: 0 when every channel accepted
+    /// the alert, 1 when one failed, 78 on an invalid configuration.
+    NotifyTest(RunArgs),
 }
 
 /// Arguments of `rolewatch check`.

@@ -93,6 +93,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             })
         }
+        Command::NotifyTest(args) => {
+            init_logging();
+            let cfg = config::load(args.config.as_deref())?;
+            tokio_runtime()?.block_on(notify::notify_test::run(&cfg, &mut std::io::stdout()))
+        }
         Command::Once(args) => {
             init_logging();
             let cfg = config::load(args.config.as_deref())?;

@@ -1,10 +1,11 @@
-//! `rolewatch run`: poll every source on its interval, commit, and print new alerts on
-//! stdout (the stdout channel, delivered through the state's outbox), until SIGTERM or SIGINT.
+//! `rolewatch run`: poll every source on its interval, commit, and deliver new alerts through
+//! the configured channels (via the state's outbox, [`crate::notify::outbox`]), until SIGTERM
+//! or SIGINT.
 //!
 //! Each source has its own task, so one source never polls twice at once and a slow source
-//! does not hold up another. Cancellation has one path: a token every loop selects on.
+//! does not hold up another; one more task runs the outbox, woken after each poll. Cancellation
+//! has one path: a token every loop selects on.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,14 +15,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, SourceConfig, SourceKind};
 use crate::engine::Engine;
+use crate::notify::outbox::{self, Outbox};
 use crate::source::Source;
 use crate::state::{State, StateError};
 
 use super::clock::Clock;
 use super::poll::{poll_source, PollContext};
-
-/// The outbox channel of the stdout notifier.
-pub const STDOUT_CHANNEL: &str = "stdout";
 
 /// Warns when IAM events are watched from a region other than us-east-1 (IAM is global; its
 /// events are recorded in us-east-1 only).
@@ -87,42 +86,6 @@ pub fn open_state(cfg: &Config) -> anyhow::Result<(State, std::fs::File)> {
     Ok((opened.into_state(), lock))
 }
 
-/// Prints every alert still pending on the stdout channel and marks it delivered.
-///
-/// # Errors
-///
-/// When stdout or the state fails.
-pub fn deliver_stdout(state: &Mutex<State>, clock: &dyn Clock) -> anyhow::Result<usize> {
-    let mut state = state
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut sent = 0;
-    loop {
-        let batch = state.undelivered_alerts(STDOUT_CHANNEL, 100)?;
-        if batch.is_empty() {
-            return Ok(sent);
-        }
-        for a in batch {
-            let line = crate::output::match_line(
-                &a.rule,
-                &a.severity,
-                &a.event_id,
-                &a.event_name,
-                a.event_time_ms,
-                &a.source_id,
-                &a.record,
-            )?;
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{line}")
-                .and_then(|()| out.flush())
-                .context("writing an alert to stdout")?;
-            drop(out);
-            state.mark_delivered(a.id, STDOUT_CHANNEL, clock.now_ms())?;
-            sent += 1;
-        }
-    }
-}
-
 /// The running service: state, engine and sources, ready to poll.
 pub struct Daemon {
     state: Arc<Mutex<State>>,
@@ -132,15 +95,22 @@ pub struct Daemon {
     sources: Vec<(SourceConfig, Arc<Source>)>,
     clock: Arc<dyn Clock>,
     initial_lookback: Duration,
+    outbox: Arc<Outbox>,
+    /// The configured channels' names: each new alert gets one outbox row per name.
+    channel_names: Vec<String>,
+    /// Wakes the outbox after a poll committed alerts.
+    wake: Arc<tokio::sync::Notify>,
+    /// Whether delivering what an earlier run left pending worked.
+    start_ok: bool,
 }
 
 impl Daemon {
-    /// Opens the state, loads AWS credentials, builds the sources, and delivers alerts an
-    /// earlier run left pending.
+    /// Opens the state, loads AWS credentials, builds the sources and the channels, and
+    /// delivers alerts an earlier run left pending.
     ///
     /// # Errors
     ///
-    /// State (corrupt, unreadable), credentials, stdout.
+    /// State (corrupt, unreadable), credentials, a channel's password or CA file.
     pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
         let (state, lock) = open_state(cfg)?;
         let state = Arc::new(Mutex::new(state));
@@ -172,10 +142,13 @@ impl Daemon {
                 )
             })
             .collect();
-        let resent = deliver_stdout(&state, clock.as_ref())?;
-        if resent > 0 {
+        let channels = outbox::build_channels(&cfg.channels, Some(&sdk))?;
+        let outbox = Arc::new(Outbox::new(channels, state.clone(), clock.clone()));
+        let channel_names = outbox.channel_names();
+        let resent = outbox.drain().await;
+        if resent.delivered > 0 {
             tracing::warn!(
-                alerts = resent,
+                alerts = resent.delivered,
                 "Delivered alerts left pending by an earlier run"
             );
         }
@@ -186,6 +159,10 @@ impl Daemon {
             sources,
             clock,
             initial_lookback: cfg.state.initial_lookback,
+            outbox,
+            channel_names,
+            wake: Arc::new(tokio::sync::Notify::new()),
+            start_ok: resent.ok(),
         })
     }
 
@@ -199,13 +176,14 @@ impl Daemon {
         }
     }
 
-    /// One poll of one source, logged, then delivery of its new alerts. True when it worked.
+    /// One poll of one source, logged; wakes the outbox. True when it worked.
     async fn poll(&self, sc: &SourceConfig, source: &Source, retention: Option<Duration>) -> bool {
+        let channels: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
         let ctx = PollContext {
             engine: &self.engine,
             state: &self.state,
             clock: self.clock.as_ref(),
-            channels: &[STDOUT_CHANNEL],
+            channels: &channels,
             initial_lookback: self.initial_lookback,
             retention,
         };
@@ -233,30 +211,35 @@ impl Daemon {
                 false
             }
         };
-        match deliver_stdout(&self.state, self.clock.as_ref()) {
-            Ok(_) => ok,
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "Delivering alerts to stdout failed");
-                false
-            }
-        }
+        self.wake.notify_one();
+        ok
     }
 
-    /// One poll of every source, one after the other (`rolewatch once`). True when every
-    /// source was read and every alert delivered.
+    /// One poll of every source, one after the other, then delivery of everything due
+    /// (`rolewatch once`). True when every source was read and every channel accepted what
+    /// it was given.
     pub async fn once(&self) -> bool {
-        let mut all = true;
+        let mut all = self.start_ok;
         for (sc, source) in &self.sources {
             let retention = Self::retention(sc, source).await;
             all &= self.poll(sc, source, retention).await;
         }
-        all
+        let report = self.outbox.drain().await;
+        if !report.ok() {
+            tracing::error!(
+                delivered = report.delivered,
+                failed = report.failed,
+                "A channel failed; its alerts stay pending for the next run"
+            );
+        }
+        all && report.ok()
     }
 
     /// Polls every source on its interval until `shutdown` is cancelled; each source has its
     /// own task, so one source never polls twice at once.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(self.outbox.clone().run(self.wake.clone(), shutdown.clone()));
         for i in 0..self.sources.len() {
             let (this, shutdown) = (self.clone(), shutdown.clone());
             tasks.spawn(async move {

@@ -28,13 +28,13 @@ use serde_json::{json, Value};
 const LOOKUP_START_TIMEOUT: Duration = Duration::from_secs(10);
 const MOTO_START_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn repo_root() -> &'static Path {
+pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The Python interpreter for the LookupEvents server: `ROLEWATCH_TEST_PYTHON`, else the
 /// repository's `.venv/bin/python`, else `python3` (the server needs only the stdlib).
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     if let Some(path) = std::env::var_os("ROLEWATCH_TEST_PYTHON") {
         let path = PathBuf::from(path);
         assert!(
@@ -79,7 +79,7 @@ fn moto_server() -> PathBuf {
 }
 
 /// Collects a child's stderr in the background, for failure messages.
-fn drain_to_log(stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+pub fn drain_to_log(stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
     let log = Arc::new(Mutex::new(String::new()));
     let sink = Arc::clone(&log);
     std::thread::spawn(move || {
@@ -102,7 +102,7 @@ fn drain_to_log(stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
     log
 }
 
-fn log_text(log: &Arc<Mutex<String>>) -> String {
+pub fn log_text(log: &Arc<Mutex<String>>) -> String {
     log.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
@@ -477,7 +477,7 @@ impl Drop for Moto {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())

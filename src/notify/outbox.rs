@@ -1,0 +1,835 @@
+//! The delivery loop: the state's outbox rows, sent through their channels.
+//!
+//! A pass takes, for each channel, the rows due now ([`State::due_alerts`], at most
+//! [`BATCH`]), sends each, and marks it delivered **only after** the channel accepted it. A
+//! crash between the two resends the alert on the next start — with the same dedup key and
+//! Message-ID — and never loses it.
+//!
+//! A failed attempt is recorded with [`State::mark_failed`] and a retry time from
+//! [`Backoff`] (exponential in the row's attempts, with jitter). Retryable errors are retried
+//! forever unless `retry_max_attempts` says otherwise; permanent ones are given up after
+//! `permanent_max_attempts`. After a retryable failure the channel rests until that retry
+//! time: a relay that is down is not hammered once per pending alert.
+//!
+//! A channel that keeps failing (three failures in a row, or an alert waiting more than ten
+//! minutes after a failure) starts a *failure episode*: logged at ERROR, counted, and
+//! reported once through the other channels as a synthetic "channel X is failing" alert;
+//! the first delivery after that ends the episode with a recovery notice. Those notices are
+//! sent directly, not through the outbox: they describe the present, and a notice that
+//! cannot be sent is retried on the next passes for as long as the episode lasts.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::alert::Alert;
+use super::notifier::{BuildError, Notifier, SendError};
+use super::synthetic;
+use crate::config::{ChannelConfig, DeliveryPolicy};
+use crate::runtime::clock::Clock;
+use crate::state::{State, StateError, StoredAlert};
+
+/// The most rows of one channel one pass sends.
+pub const BATCH: usize = 50;
+
+/// Consecutive failed attempts that make a channel "failing".
+pub const FAILING_AFTER_FAILURES: u32 = 3;
+
+/// How long an alert may wait, once the channel has failed, before the channel is "failing".
+pub const FAILING_AFTER_WAIT: Duration = Duration::from_secs(10 * 60);
+
+/// How often the loop looks for due rows when nothing wakes it.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// Attempts at sending one notice about a channel before it is dropped.
+const NOTICE_ATTEMPTS: u32 = 20;
+
+/// Exponential backoff with jitter, by attempt: attempt `n` waits between half and all of
+/// `initial · 2^(n−1)`, capped at `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_secs(2),
+            max: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+impl Backoff {
+    /// `initial` must be positive and not above `max`.
+    ///
+    /// # Errors
+    ///
+    /// When it is not.
+    pub fn new(initial: Duration, max: Duration) -> Result<Backoff, String> {
+        if initial.is_zero() || initial > max {
+            return Err(format!(
+                "backoff: initial {initial:?} must be positive and at most max {max:?}"
+            ));
+        }
+        Ok(Backoff { initial, max })
+    }
+
+    /// The wait after the `attempt`-th failed attempt (1-based), `jitter` in `[0, 1]`.
+    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
+        let exp = attempt.saturating_sub(1).min(30);
+        let full = self.initial.saturating_mul(1u32 << exp).min(self.max);
+        let jitter = if jitter.is_finite() {
+            jitter.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        full / 2 + full.mul_f64(jitter / 2.0)
+    }
+}
+
+/// A channel and when to give up on it.
+#[derive(Debug)]
+pub struct Channel {
+    pub notifier: Notifier,
+    pub policy: DeliveryPolicy,
+}
+
+/// Builds every configured channel (reads passwords and CA files; sends nothing).
+///
+/// # Errors
+///
+/// The first channel that cannot be built.
+pub fn build_channels(
+    configs: &[ChannelConfig],
+    sdk: Option<&aws_config::SdkConfig>,
+) -> Result<Vec<Channel>, BuildError> {
+    configs
+        .iter()
+        .map(|c| {
+            Ok(Channel {
+                notifier: Notifier::build(c, sdk)?,
+                policy: c.delivery,
+            })
+        })
+        .collect()
+}
+
+/// Counters of one channel, for logs and `/metrics`; each is named like the log event that
+/// bumps it.
+#[derive(Debug, Default)]
+pub struct ChannelCounters {
+    /// `alert_delivered`
+    pub delivered: AtomicU64,
+    /// `alert_delivery_failed`: failed attempts, retried or not.
+    pub failed: AtomicU64,
+    /// `alert_delivery_abandoned`: rows given up on.
+    pub abandoned: AtomicU64,
+    /// `channel_failing`: failure episodes.
+    pub failing_episodes: AtomicU64,
+    /// Whether the channel is in a failure episode now.
+    pub failing: AtomicBool,
+    /// `channel_notice_sent`: notices about other channels this channel carried.
+    pub notices_sent: AtomicU64,
+}
+
+/// What one pass (or a drain) did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PassReport {
+    pub delivered: usize,
+    /// Failed attempts (each retried later or given up).
+    pub failed: usize,
+    pub abandoned: usize,
+    /// Channels whose due rows could not be read or marked.
+    pub state_errors: usize,
+    /// Channels in a failure episode after the pass.
+    pub failing: Vec<String>,
+}
+
+impl PassReport {
+    /// True when nothing failed.
+    pub fn ok(&self) -> bool {
+        self.failed == 0 && self.state_errors == 0
+    }
+
+    fn add(&mut self, other: PassReport) {
+        self.delivered += other.delivered;
+        self.failed += other.failed;
+        self.abandoned += other.abandoned;
+        self.state_errors += other.state_errors;
+        self.failing = other.failing;
+    }
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    consecutive_failures: u32,
+    /// No attempt before this time (unix ms): set after a retryable failure.
+    resting_until_ms: i64,
+    /// When the current run of failures began.
+    first_failure_ms: Option<i64>,
+    last_error: String,
+    /// `Some(start)` during a failure episode.
+    episode_since_ms: Option<i64>,
+}
+
+struct Notice {
+    /// Index of the channel that carries it.
+    via: usize,
+    /// Index of the channel it is about.
+    about: usize,
+    alert: Alert,
+    attempts: u32,
+}
+
+/// The delivery loop of every channel.
+pub struct Outbox {
+    channels: Vec<Channel>,
+    state: Arc<Mutex<State>>,
+    clock: Arc<dyn Clock>,
+    backoff: Backoff,
+    health: Mutex<Vec<Health>>,
+    notices: Mutex<Vec<Notice>>,
+    counters: Vec<ChannelCounters>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here is a plain update or one SQLite statement (transactional),
+    // so a panic elsewhere cannot leave the data half-changed.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Outbox {
+    pub fn new(channels: Vec<Channel>, state: Arc<Mutex<State>>, clock: Arc<dyn Clock>) -> Outbox {
+        let n = channels.len();
+        Outbox {
+            channels,
+            state,
+            clock,
+            backoff: Backoff::default(),
+            health: Mutex::new((0..n).map(|_| Health::default()).collect()),
+            notices: Mutex::new(Vec::new()),
+            counters: (0..n).map(|_| ChannelCounters::default()).collect(),
+        }
+    }
+
+    /// Replaces the retry backoff.
+    #[must_use]
+    pub fn with_backoff(mut self, backoff: Backoff) -> Outbox {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The channels' names, in configuration order: every new alert gets one outbox row per
+    /// name.
+    pub fn channel_names(&self) -> Vec<String> {
+        self.channels
+            .iter()
+            .map(|c| c.notifier.name().to_owned())
+            .collect()
+    }
+
+    /// The counters of each channel, by name.
+    pub fn counters(&self) -> impl Iterator<Item = (&str, &ChannelCounters)> {
+        self.channels
+            .iter()
+            .map(|c| c.notifier.name())
+            .zip(self.counters.iter())
+    }
+
+    /// One pass over every channel: send what is due, record the outcome, report channels
+    /// that keep failing.
+    pub async fn pass(&self) -> PassReport {
+        let mut report = PassReport::default();
+        for i in 0..self.channels.len() {
+            self.deliver_channel(i, &mut report).await;
+            self.update_health(i);
+        }
+        self.send_notices().await;
+        report.failing = self
+            .channels
+            .iter()
+            .zip(&self.counters)
+            .filter(|(_, c)| c.failing.load(Ordering::Relaxed))
+            .map(|(ch, _)| ch.notifier.name().to_owned())
+            .collect();
+        report
+    }
+
+    /// Passes until nothing more is due or something failed (`rolewatch once`, and the
+    /// start of `run`).
+    pub async fn drain(&self) -> PassReport {
+        let mut total = PassReport::default();
+        loop {
+            let r = self.pass().await;
+            let more = r.ok() && r.delivered > 0;
+            total.add(r);
+            if !more {
+                return total;
+            }
+        }
+    }
+
+    /// Runs passes every [`TICK`], or as soon as `wake` is notified (a poll committed new
+    /// alerts), until `shutdown` is cancelled. A pass under way finishes: its sends are
+    /// bounded by the channels' timeouts, and the process' drain grace bounds the rest.
+    pub async fn run(self: Arc<Self>, wake: Arc<Notify>, shutdown: CancellationToken) {
+        loop {
+            self.pass().await;
+            tokio::select! {
+                () = tokio::time::sleep(TICK) => {}
+                () = wake.notified() => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    async fn deliver_channel(&self, i: usize, report: &mut PassReport) {
+        let ch = &self.channels[i];
+        let name = ch.notifier.name();
+        let now = self.clock.now_ms();
+        if lock(&self.health)[i].resting_until_ms > now {
+            return;
+        }
+        let due = match lock(&self.state).due_alerts(name, now, BATCH) {
+            Ok(d) => d,
+            Err(e) => {
+                self.state_error(name, &e, "read the due alerts");
+                report.state_errors += 1;
+                return;
+            }
+        };
+        for stored in due {
+            let alert = Alert::from_stored(&stored, self.clock.now_ms());
+            let result = ch.notifier.send(&alert).await;
+            let now = self.clock.now_ms();
+            match result {
+                Ok(delivered) => {
+                    if let Err(e) = lock(&self.state).mark_delivered(stored.id, name, now) {
+                        // The channel has it; the row stays pending and is sent again later.
+                        self.state_error(name, &e, "mark an alert delivered");
+                        report.state_errors += 1;
+                        return;
+                    }
+                    self.counters[i].delivered.fetch_add(1, Ordering::Relaxed);
+                    report.delivered += 1;
+                    let mut h = lock(&self.health);
+                    h[i].consecutive_failures = 0;
+                    h[i].first_failure_ms = None;
+                    drop(h);
+                    tracing::info!(
+                        event = "alert_delivered",
+                        channel = name,
+                        alert_id = stored.id,
+                        rule = %stored.rule,
+                        event_id = %stored.event_id,
+                        receipt = delivered.receipt.as_deref().unwrap_or(""),
+                        delay_ms = now.saturating_sub(stored.detected_ms),
+                        "Delivered an alert"
+                    );
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    let rest = self.record_failure(i, &stored, &e, now, report);
+                    if let Some(until) = rest {
+                        lock(&self.health)[i].resting_until_ms = until;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records a failed attempt; returns the time the channel rests until after a retryable
+    /// failure.
+    fn record_failure(
+        &self,
+        i: usize,
+        stored: &StoredAlert,
+        e: &SendError,
+        now: i64,
+        report: &mut PassReport,
+    ) -> Option<i64> {
+        let ch = &self.channels[i];
+        let name = ch.notifier.name();
+        self.counters[i].failed.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut h = lock(&self.health);
+            h[i].consecutive_failures = h[i].consecutive_failures.saturating_add(1);
+            h[i].first_failure_ms.get_or_insert(now);
+            h[i].last_error = e.to_string();
+        }
+        let mut state = lock(&self.state);
+        let attempts = match state.delivery(stored.id, name) {
+            Ok(d) => d.map_or(1, |d| d.attempts.saturating_add(1)),
+            Err(err) => {
+                self.state_error(name, &err, "read a delivery");
+                report.state_errors += 1;
+                return Some(now.saturating_add(ms(self.backoff.delay(1, 1.0))));
+            }
+        };
+        let limit = if e.is_retryable() {
+            ch.policy.retry_max_attempts
+        } else {
+            Some(ch.policy.permanent_max_attempts)
+        };
+        let give_up = limit.is_some_and(|n| attempts >= n);
+        let retry_at = (!give_up)
+            .then(|| now.saturating_add(ms(self.backoff.delay(attempts, fastrand::f64()))));
+        if let Err(err) = state.mark_failed(stored.id, name, &e.to_string(), retry_at) {
+            self.state_error(name, &err, "record a failed delivery");
+            report.state_errors += 1;
+        }
+        drop(state);
+        match retry_at {
+            None => {
+                self.counters[i].abandoned.fetch_add(1, Ordering::Relaxed);
+                report.abandoned += 1;
+                tracing::error!(
+                    event = "alert_delivery_abandoned",
+                    channel = name,
+                    alert_id = stored.id,
+                    rule = %stored.rule,
+                    event_id = %stored.event_id,
+                    attempts,
+                    class = e.class(),
+                    error = %e,
+                    "Gave up delivering an alert through this channel: fix the channel, the alert stays in the state's history"
+                );
+            }
+            Some(at) => {
+                tracing::warn!(
+                    event = "alert_delivery_failed",
+                    channel = name,
+                    alert_id = stored.id,
+                    event_id = %stored.event_id,
+                    attempts,
+                    class = e.class(),
+                    retry_in_ms = at.saturating_sub(now),
+                    error = %e,
+                    "Delivering an alert failed; it will be retried"
+                );
+            }
+        }
+        if e.is_retryable() {
+            retry_at.or(Some(now.saturating_add(ms(self.backoff.delay(1, 1.0)))))
+        } else {
+            None
+        }
+    }
+
+    fn state_error(&self, channel: &str, e: &StateError, what: &str) {
+        tracing::error!(
+            event = "outbox_state_error",
+            channel,
+            error = %e,
+            "Cannot {what} in the state; delivery resumes on the next pass"
+        );
+    }
+
+    /// Starts or ends a failure episode after a channel's pass.
+    fn update_health(&self, i: usize) {
+        let name = self.channels[i].notifier.name();
+        let now = self.clock.now_ms();
+        let (failures, since, episode, last_error) = {
+            let h = &lock(&self.health)[i];
+            (
+                h.consecutive_failures,
+                h.first_failure_ms,
+                h.episode_since_ms,
+                h.last_error.clone(),
+            )
+        };
+        match episode {
+            None if failures > 0 => {
+                let since = since.unwrap_or(now);
+                let oldest_wait = lock(&self.state)
+                    .undelivered_alerts(name, 1)
+                    .ok()
+                    .and_then(|v| v.first().map(|a| now.saturating_sub(a.detected_ms)))
+                    .unwrap_or(0);
+                if failures < FAILING_AFTER_FAILURES && oldest_wait <= ms(FAILING_AFTER_WAIT) {
+                    return;
+                }
+                let pending = lock(&self.state)
+                    .undelivered_alerts(name, 100_000)
+                    .map_or(0, |v| v.len() as u64);
+                lock(&self.health)[i].episode_since_ms = Some(since);
+                self.counters[i].failing.store(true, Ordering::Relaxed);
+                self.counters[i]
+                    .failing_episodes
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    event = "channel_failing",
+                    channel = name,
+                    consecutive_failures = failures,
+                    pending,
+                    oldest_wait_ms = oldest_wait,
+                    error = %last_error,
+                    "A channel keeps failing: alerts wait in the outbox until it works again; the other channels are told"
+                );
+                let alert = synthetic::channel_failing(name, since, &last_error, pending, now);
+                self.queue_notices(i, &alert);
+            }
+            Some(since) if failures == 0 => {
+                lock(&self.health)[i].episode_since_ms = None;
+                self.counters[i].failing.store(false, Ordering::Relaxed);
+                tracing::warn!(
+                    event = "channel_recovered",
+                    channel = name,
+                    failing_for_ms = now.saturating_sub(since),
+                    "A failing channel delivers again"
+                );
+                // A "failing" notice not sent yet is dropped with its recovery: nothing to say.
+                let mut notices = lock(&self.notices);
+                let unsent: Vec<usize> = notices
+                    .iter()
+                    .filter(|n| n.about == i)
+                    .map(|n| n.via)
+                    .collect();
+                notices.retain(|n| n.about != i);
+                drop(notices);
+                let alert = synthetic::channel_recovered(name, since, now);
+                self.queue_notices_except(i, &alert, &unsent);
+            }
+            _ => {}
+        }
+    }
+
+    fn queue_notices(&self, about: usize, alert: &Alert) {
+        self.queue_notices_except(about, alert, &[]);
+    }
+
+    fn queue_notices_except(&self, about: usize, alert: &Alert, skip: &[usize]) {
+        let mut notices = lock(&self.notices);
+        for via in 0..self.channels.len() {
+            if via != about && !skip.contains(&via) {
+                notices.push(Notice {
+                    via,
+                    about,
+                    alert: alert.clone(),
+                    attempts: 0,
+                });
+            }
+        }
+    }
+
+    async fn send_notices(&self) {
+        let queued = std::mem::take(&mut *lock(&self.notices));
+        let mut keep = Vec::new();
+        for mut n in queued {
+            let via = &self.channels[n.via];
+            let result = via.notifier.send(&n.alert).await;
+            let about = self.channels[n.about].notifier.name();
+            match result {
+                Ok(_) => {
+                    self.counters[n.via]
+                        .notices_sent
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        event = "channel_notice_sent",
+                        channel = via.notifier.name(),
+                        about,
+                        rule = %n.alert.rule,
+                        "Told on-call about another channel"
+                    );
+                }
+                Err(e) => {
+                    n.attempts += 1;
+                    tracing::warn!(
+                        event = "channel_notice_failed",
+                        channel = via.notifier.name(),
+                        about,
+                        attempts = n.attempts,
+                        error = %e,
+                        "Cannot send a notice about another channel"
+                    );
+                    if n.attempts < NOTICE_ATTEMPTS {
+                        keep.push(n);
+                    }
+                }
+            }
+        }
+        // Notices queued while these were being sent come after.
+        let mut notices = lock(&self.notices);
+        keep.append(&mut notices);
+        *notices = keep;
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::runtime::clock::FixedClock;
+    use crate::state::{DeliveryStatus, NewAlert, PollCommit};
+
+    /// A channel that answers from a script (`Ok` when the script is empty) and keeps what it
+    /// accepted.
+    pub struct FakeNotifier {
+        name: String,
+        script: Mutex<VecDeque<Result<(), SendError>>>,
+        pub accepted: Mutex<Vec<Alert>>,
+    }
+
+    impl FakeNotifier {
+        pub fn name(&self) -> &str {
+            &self.name
+        }
+
+        pub async fn send(&self, alert: &Alert) -> Result<super::super::Delivered, SendError> {
+            let next = lock(&self.script).pop_front().unwrap_or(Ok(()));
+            next.map(|()| {
+                lock(&self.accepted).push(alert.clone());
+                super::super::Delivered::default()
+            })
+        }
+    }
+
+    fn fake(name: &str, script: Vec<Result<(), SendError>>, policy: DeliveryPolicy) -> Channel {
+        Channel {
+            notifier: Notifier::Fake(FakeNotifier {
+                name: name.to_owned(),
+                script: Mutex::new(script.into()),
+                accepted: Mutex::new(Vec::new()),
+            }),
+            policy,
+        }
+    }
+
+    fn accepted(o: &Outbox, i: usize) -> Vec<Alert> {
+        match &o.channels[i].notifier {
+            Notifier::Fake(f) => lock(&f.accepted).clone(),
+            _ => unreachable!(),
+        }
+    }
+
+    struct Setup {
+        _dir: tempfile::TempDir,
+        outbox: Outbox,
+        clock: Arc<FixedClock>,
+        state: Arc<Mutex<State>>,
+    }
+
+    const T0: i64 = 1_700_000_000_000;
+
+    fn setup(channels: Vec<Channel>, alerts: &[&str]) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("state.db"))
+            .unwrap()
+            .into_state();
+        let state = Arc::new(Mutex::new(state));
+        let names: Vec<String> = channels
+            .iter()
+            .map(|c| c.notifier.name().to_owned())
+            .collect();
+        let record = r#"{"eventName":"AttachRolePolicy"}"#;
+        lock(&state)
+            .commit_poll(&PollCommit {
+                source_id: "src",
+                cursor_ms: T0,
+                now_ms: T0,
+                seen: vec![],
+                alerts: alerts
+                    .iter()
+                    .map(|id| NewAlert {
+                        rule: "documented",
+                        severity: "high",
+                        event_id: id,
+                        event_name: "AttachRolePolicy",
+                        event_time_ms: T0 - 60_000,
+                        source_id: "src",
+                        record,
+                    })
+                    .collect(),
+                channels: names.iter().map(String::as_str).collect(),
+                gaps: vec![],
+            })
+            .unwrap();
+        let clock = Arc::new(FixedClock::new(T0));
+        let outbox = Outbox::new(channels, state.clone(), clock.clone());
+        Setup {
+            _dir: dir,
+            outbox,
+            clock,
+            state,
+        }
+    }
+
+    fn delivery(s: &Setup, alert_id: i64, channel: &str) -> crate::state::Delivery {
+        lock(&s.state).delivery(alert_id, channel).unwrap().unwrap()
+    }
+
+    fn down() -> Result<(), SendError> {
+        Err(SendError::retryable("connection refused"))
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let b = Backoff::default();
+        assert_eq!(b.delay(1, 0.0), Duration::from_secs(1));
+        assert_eq!(b.delay(1, 1.0), Duration::from_secs(2));
+        assert_eq!(b.delay(3, 1.0), Duration::from_secs(8));
+        assert_eq!(b.delay(100, 1.0), Duration::from_secs(300));
+        assert_eq!(b.delay(100, 0.0), Duration::from_secs(150));
+        assert_eq!(b.delay(0, 1.0), Duration::from_secs(2));
+        assert!(Backoff::new(Duration::ZERO, Duration::from_secs(1)).is_err());
+        assert!(Backoff::new(Duration::from_secs(2), Duration::from_secs(1)).is_err());
+    }
+
+    #[tokio::test]
+    async fn delivered_rows_are_never_sent_again() {
+        let s = setup(
+            vec![fake("a", vec![], DeliveryPolicy::default())],
+            &["e1", "e2"],
+        );
+        let r = s.outbox.pass().await;
+        assert_eq!(r.delivered, 2);
+        assert!(r.ok());
+        assert_eq!(delivery(&s, 1, "a").status, DeliveryStatus::Delivered);
+        s.clock.set(T0 + 3_600_000);
+        assert_eq!(s.outbox.drain().await.delivered, 0);
+        assert_eq!(accepted(&s.outbox, 0).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_retryable_failure_rests_the_channel_then_retries() {
+        let s = setup(
+            vec![fake("a", vec![down()], DeliveryPolicy::default())],
+            &["e1", "e2"],
+        );
+        let r = s.outbox.pass().await;
+        assert_eq!((r.delivered, r.failed), (0, 1));
+        let d = delivery(&s, 1, "a");
+        assert_eq!(d.status, DeliveryStatus::Pending);
+        assert_eq!(d.attempts, 1);
+        assert!(d.next_attempt_ms >= T0 + 1_000 && d.next_attempt_ms <= T0 + 2_000);
+        assert_eq!(d.last_error.as_deref(), Some("connection refused"));
+        // Resting: the second alert is not tried either.
+        assert_eq!(s.outbox.pass().await, PassReport::default());
+        s.clock.set(T0 + 2_000);
+        let r = s.outbox.drain().await;
+        assert_eq!(r.delivered, 2);
+        assert_eq!(delivery(&s, 1, "a").status, DeliveryStatus::Delivered);
+        assert_eq!(accepted(&s.outbox, 0).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn permanent_failures_are_given_up_after_the_limit() {
+        let policy = DeliveryPolicy {
+            retry_max_attempts: None,
+            permanent_max_attempts: 2,
+        };
+        let refused = || Err(SendError::permanent("550 no such user"));
+        let s = setup(vec![fake("a", vec![refused(), refused()], policy)], &["e1"]);
+        assert_eq!(s.outbox.pass().await.failed, 1);
+        assert_eq!(delivery(&s, 1, "a").status, DeliveryStatus::Pending);
+        s.clock.set(T0 + 10_000);
+        let r = s.outbox.pass().await;
+        assert_eq!((r.failed, r.abandoned), (1, 1));
+        let d = delivery(&s, 1, "a");
+        assert_eq!((d.status, d.attempts), (DeliveryStatus::Failed, 2));
+        s.clock.set(T0 + 3_600_000);
+        assert_eq!(s.outbox.pass().await.delivered, 0);
+    }
+
+    #[tokio::test]
+    async fn retryable_failures_can_be_bounded_too() {
+        let policy = DeliveryPolicy {
+            retry_max_attempts: Some(1),
+            permanent_max_attempts: 5,
+        };
+        let s = setup(vec![fake("a", vec![down()], policy)], &["e1"]);
+        assert_eq!(s.outbox.pass().await.abandoned, 1);
+        assert_eq!(delivery(&s, 1, "a").status, DeliveryStatus::Failed);
+    }
+
+    #[tokio::test]
+    async fn a_failing_channel_is_reported_once_through_the_others_then_recovers() {
+        let s = setup(
+            vec![
+                fake(
+                    "mail",
+                    vec![down(), down(), down(), down()],
+                    DeliveryPolicy::default(),
+                ),
+                fake("sns", vec![], DeliveryPolicy::default()),
+            ],
+            &["e1"],
+        );
+        for k in 0..3 {
+            s.clock.set(T0 + k * 600_000);
+            let r = s.outbox.pass().await;
+            assert_eq!(r.failed, 1, "pass {k}");
+            if k < 2 {
+                assert!(r.failing.is_empty(), "pass {k}: {r:?}");
+            } else {
+                assert_eq!(r.failing, vec!["mail".to_owned()]);
+            }
+        }
+        let sns = accepted(&s.outbox, 1);
+        let notices: Vec<&Alert> = sns
+            .iter()
+            .filter(|a| a.rule == synthetic::FAILING_RULE)
+            .collect();
+        assert_eq!(notices.len(), 1);
+        assert!(notices[0]
+            .action
+            .error_message
+            .as_deref()
+            .unwrap()
+            .contains("connection refused"));
+        // Still failing: no second notice.
+        s.clock.set(T0 + 1_800_000);
+        s.outbox.pass().await;
+        assert_eq!(
+            accepted(&s.outbox, 1)
+                .iter()
+                .filter(|a| a.rule == synthetic::FAILING_RULE)
+                .count(),
+            1
+        );
+        let c = &s.outbox.counters[0];
+        assert_eq!(c.failing_episodes.load(Ordering::Relaxed), 1);
+        // The script is exhausted: the mail channel works again.
+        s.clock.set(T0 + 3_600_000);
+        let r = s.outbox.pass().await;
+        assert_eq!(r.delivered, 1);
+        assert!(r.failing.is_empty());
+        let sns = accepted(&s.outbox, 1);
+        assert_eq!(
+            sns.iter()
+                .filter(|a| a.rule == synthetic::RECOVERED_RULE)
+                .count(),
+            1
+        );
+        // The real alert went through sns on the first pass, and the mail channel got it once.
+        assert_eq!(sns.iter().filter(|a| a.rule == "documented").count(), 1);
+        assert_eq!(accepted(&s.outbox, 0).len(), 1);
+        assert_eq!(c.delivered.load(Ordering::Relaxed), 1);
+        assert_eq!(c.failed.load(Ordering::Relaxed), 4);
+    }
+
+    #[tokio::test]
+    async fn a_long_wait_after_a_failure_is_failing_too() {
+        let s = setup(
+            vec![
+                fake("mail", vec![down()], DeliveryPolicy::default()),
+                fake("sns", vec![], DeliveryPolicy::default()),
+            ],
+            &["e1"],
+        );
+        s.clock.set(T0 + 11 * 60_000);
+        let r = s.outbox.pass().await;
+        assert_eq!(r.failing, vec!["mail".to_owned()]);
+    }
+}

@@ -1,0 +1,1163 @@
+//! The channels end to end: the real binary against real servers on loopback — aiosmtpd
+//! (`tests/servers/smtp_server.py`) for email, moto for SNS with SQS queues subscribed, our
+//! LookupEvents server as the source — and the outbox across failures and crashes.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use crate::servers::{
+    self, aws_env, cloudtrail_record, drain_to_log, free_port, http, log_text, LookupServer, Moto,
+};
+use crate::{assert_exit, stderr, stdout};
+
+const FROM: &str = "rolewatch <rolewatch@example.com>";
+const TO: &str = "oncall@example.com";
+const HOSTILE_ROLE: &str = "<script>alert(1)</script>\r\nBcc: victim@evil.example";
+
+// ---------------------------------------------------------------------------------------
+// The SMTP server.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct SmtpOptions {
+    port: Option<u16>,
+    starttls: Option<(PathBuf, PathBuf)>,
+    implicit_tls: Option<(PathBuf, PathBuf)>,
+    auth: Option<(String, String)>,
+    delay_first_ms: u64,
+}
+
+/// `tests/servers/smtp_server.py` (aiosmtpd) on loopback, saving messages in a directory.
+struct SmtpServer {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+    stderr: Arc<Mutex<String>>,
+    _stdin: ChildStdin,
+}
+
+impl SmtpServer {
+    #[track_caller]
+    fn start(opts: SmtpOptions) -> SmtpServer {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let script = servers::repo_root().join("tests/servers/smtp_server.py");
+        let mut cmd = Command::new(servers::python());
+        cmd.arg(&script)
+            .arg(dir.path())
+            .arg("--exit-on-stdin-eof")
+            .args(["--port", &opts.port.unwrap_or(0).to_string()])
+            .args(["--delay-first-ms", &opts.delay_first_ms.to_string()]);
+        if let Some((cert, key)) = &opts.starttls {
+            cmd.arg("--starttls").arg(cert).arg(key);
+        }
+        if let Some((cert, key)) = &opts.implicit_tls {
+            cmd.arg("--implicit-tls").arg(cert).arg(key);
+        }
+        if let Some((user, password)) = &opts.auth {
+            cmd.args(["--auth", user, password]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", script.display()));
+        let stdin = child.stdin.take().expect("stdin is piped");
+        let stderr = drain_to_log(child.stderr.take().expect("stderr is piped"));
+        let out = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(out).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "the SMTP server did not print LISTENING; stderr:\n{}",
+                    log_text(&stderr)
+                )
+            });
+        let port = line
+            .strip_prefix("LISTENING ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line from the SMTP server: {line:?}"));
+        SmtpServer {
+            child,
+            port,
+            dir,
+            stderr,
+            _stdin: stdin,
+        }
+    }
+
+    /// The saved messages' descriptions (`NNNN.json`), in arrival order.
+    fn messages(&self) -> Vec<Value> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .expect("the message directory is readable")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| {
+                serde_json::from_slice(&std::fs::read(p).expect("message JSON readable"))
+                    .expect("message JSON parses")
+            })
+            .collect()
+    }
+
+    /// The raw bytes of message `n` (1-based).
+    fn raw(&self, n: usize) -> String {
+        let p = self.dir.path().join(format!("{n:04}.eml"));
+        String::from_utf8(std::fs::read(p).expect("the .eml is readable")).expect("UTF-8 mail")
+    }
+
+    /// Waits until at least `n` messages arrived.
+    #[track_caller]
+    fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        let found = wait_until(timeout, || self.messages().len() >= n);
+        let messages = self.messages();
+        assert!(
+            found,
+            "expected {n} message(s) within {timeout:?}, got {}; SMTP server stderr:\n{}",
+            messages.len(),
+            log_text(&self.stderr)
+        );
+        messages
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn header<'a>(message: &'a Value, name: &str) -> Vec<&'a str> {
+    message["headers"]
+        .as_array()
+        .expect("headers")
+        .iter()
+        .filter(|h| h[0].as_str().is_some_and(|k| k.eq_ignore_ascii_case(name)))
+        .map(|h| h[1].as_str().expect("header value"))
+        .collect()
+}
+
+fn one_header<'a>(message: &'a Value, name: &str) -> &'a str {
+    let values = header(message, name);
+    assert_eq!(values.len(), 1, "{name}: {values:?} in {message:#}");
+    values[0]
+}
+
+fn part<'a>(message: &'a Value, content_type: &str) -> &'a str {
+    message["parts"]
+        .as_array()
+        .expect("parts")
+        .iter()
+        .find(|p| p["content_type"] == content_type)
+        .and_then(|p| p["body"].as_str())
+        .unwrap_or_else(|| panic!("no {content_type} part in {message:#}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// A throwaway CA.
+// ---------------------------------------------------------------------------------------
+
+struct TestCa {
+    dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    /// A CA and a server certificate it signed: `basicConstraints=critical,CA:FALSE`, SAN
+    /// `localhost` and `127.0.0.1` (rustls refuses a server certificate marked as a CA).
+    fn new() -> TestCa {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose,
+        };
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let ca_key = KeyPair::generate().expect("a CA key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "rolewatch throwaway test CA");
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_cert = ca.self_signed(&ca_key).expect("the CA signs itself");
+        let issuer = Issuer::from_params(&ca, &ca_key);
+
+        let key = KeyPair::generate().expect("a server key");
+        let mut server =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("server params");
+        server.is_ca = IsCa::ExplicitNoCa;
+        server
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        server.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = server.signed_by(&key, &issuer).expect("the CA signs");
+
+        std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).expect("write ca.pem");
+        std::fs::write(dir.path().join("server.pem"), cert.pem()).expect("write server.pem");
+        std::fs::write(dir.path().join("server.key"), key.serialize_pem()).expect("write key");
+        TestCa { dir }
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn server(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.path().join("server.pem"),
+            self.dir.path().join("server.key"),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Configuration and processes.
+// ---------------------------------------------------------------------------------------
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64
+}
+
+fn toml_path(p: &Path) -> String {
+    serde_json::to_string(&p.display().to_string()).expect("a path serialises")
+}
+
+/// A config: the state in `dir`, one CloudTrail source polled every second, the rules and
+/// channels given as TOML.
+fn write_config(dir: &Path, rules: &str, channels: &str) -> PathBuf {
+    let path = dir.join("rolewatch.toml");
+    let text = format!(
+        "[state]\npath = {}\n\n[[source]]\ntype = \"cloudtrail\"\npoll_interval_secs = 1\n\n{rules}\n{channels}\n",
+        toml_path(&dir.join("state.db"))
+    );
+    std::fs::write(&path, text).expect("write the config");
+    path
+}
+
+fn smtp_channel(port: u16, extra: &str) -> String {
+    format!(
+        "[[channel]]\ntype = \"smtp\"\nname = \"mail\"\nhost = \"127.0.0.1\"\nport = {port}\nfrom = \"{FROM}\"\nto = [\"{TO}\"]\n{extra}\n"
+    )
+}
+
+fn plaintext_smtp_channel(port: u16) -> String {
+    smtp_channel(port, "tls = \"none\"\nallow_plaintext = true\n")
+}
+
+fn rolewatch_cmd(args: &[&str], lookup: Option<&LookupServer>, moto: Option<&Moto>) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rolewatch"));
+    cmd.args(args).stdin(Stdio::null());
+    let lookup = lookup.map(LookupServer::endpoint);
+    let moto = moto.map(Moto::endpoint);
+    aws_env(&mut cmd, lookup.as_deref(), moto.as_deref());
+    cmd.env("RUST_LOG", "info");
+    cmd
+}
+
+#[track_caller]
+fn output(mut cmd: Command) -> std::process::Output {
+    cmd.output().expect("rolewatch runs")
+}
+
+/// `rolewatch run` in the background, its output collected.
+struct Running {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Running {
+    fn spawn(mut cmd: Command) -> Running {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rolewatch run starts");
+        let stdout = drain_to_log(child.stdout.take().expect("stdout is piped"));
+        let stderr = drain_to_log(child.stderr.take().expect("stderr is piped"));
+        Running {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn stdout(&self) -> String {
+        log_text(&self.stdout)
+    }
+
+    fn stderr(&self) -> String {
+        log_text(&self.stderr)
+    }
+
+    /// SIGKILL: no chance to mark anything.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(&mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                panic!(
+                    "rolewatch run did not stop on SIGTERM; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A record the documented rule matches, a minute old.
+fn matching_event(lookup: &LookupServer, event_id: &str) {
+    lookup.add_events(&[cloudtrail_record(
+        event_id,
+        "AttachRolePolicy",
+        now_secs() - 60,
+    )]);
+}
+
+// ---------------------------------------------------------------------------------------
+// SMTP.
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn smtp_email_is_multipart_with_threading_id_escaped_html_and_no_injected_header() {
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let lookup = LookupServer::start();
+    let mut record = cloudtrail_record("ev-hostile-1", "AttachRolePolicy", now_secs() - 60);
+    record["requestParameters"]["roleName"] = json!(HOSTILE_ROLE);
+    lookup.add_events(&[record]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "[[rule]]\nname = \"any-attach\"\npattern = \"{ $.eventName = AttachRolePolicy }\"\nseverity = \"critical\"\n",
+        &format!(
+            "{}subject_prefix = \"[rolewatch test]\"\n",
+            plaintext_smtp_channel(smtp.port)
+        ),
+    );
+    let out = output(rolewatch_cmd(
+        &["once", "--config", config.to_str().unwrap()],
+        Some(&lookup),
+        None,
+    ));
+    assert_exit(&out, 0);
+    let messages = smtp.wait_for(1, Duration::from_secs(10));
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+
+    // The envelope and the headers.
+    assert_eq!(m["mail_from"], "rolewatch@example.com");
+    assert_eq!(m["rcpt_tos"], json!([TO]), "no injected recipient");
+    assert_eq!(one_header(m, "From"), FROM);
+    assert_eq!(one_header(m, "To"), TO);
+    let subject = one_header(m, "Subject");
+    assert!(
+        subject.starts_with("[rolewatch test] [CRITICAL] AttachRolePolicy"),
+        "{subject}"
+    );
+    assert!(
+        subject.is_ascii() && !subject.contains(['\r', '\n']),
+        "{subject:?}"
+    );
+    let id = one_header(m, "Message-ID");
+    let key = id
+        .strip_prefix("<rolewatch.")
+        .and_then(|s| s.strip_suffix("@example.com>"))
+        .unwrap_or_else(|| panic!("Message-ID {id}"));
+    assert_eq!(key.len(), 32);
+    assert!(key.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    assert!(header(m, "Bcc").is_empty(), "{m:#}");
+    assert_eq!(m["content_type"], "multipart/alternative");
+
+    // No header line of the raw message was made by the event.
+    let raw = smtp.raw(1);
+    let head = raw.split("\r\n\r\n").next().unwrap();
+    for line in head.split("\r\n") {
+        assert!(
+            !line.to_ascii_lowercase().starts_with("bcc:"),
+            "injected header line {line:?} in\n{head}"
+        );
+    }
+
+    // Both parts: the text names the event, the HTML escapes the hostile name.
+    let text = part(m, "text/plain");
+    assert!(text.contains("AttachRolePolicy"), "{text}");
+    assert!(text.contains("alert(1)"), "{text}");
+    let html = part(m, "text/html");
+    assert!(
+        html.contains("&lt;script&gt;") || html.contains("&#60;script&#62;"),
+        "{html}"
+    );
+    assert!(!html.contains("<script>"), "{html}");
+}
+
+#[test]
+fn starttls_with_a_throwaway_ca_and_auth_from_an_env_var() {
+    let ca = TestCa::new();
+    let password = "s3cret-pw-do-not-log";
+    let smtp = SmtpServer::start(SmtpOptions {
+        starttls: Some(ca.server()),
+        auth: Some(("alerts".into(), password.into())),
+        ..SmtpOptions::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "tls = \"starttls\"\nca_file = {}\nusername = \"alerts\"\npassword_env = \"ROLEWATCH_TEST_SMTP_PASSWORD\"\n",
+        toml_path(&ca.ca())
+    );
+    let config = write_config(dir.path(), "", &smtp_channel(smtp.port, &extra));
+    let config = config.to_str().unwrap();
+
+    let mut cmd = rolewatch_cmd(&["notify-test", "--config", config], None, None);
+    cmd.env("ROLEWATCH_TEST_SMTP_PASSWORD", password)
+        .env("RUST_LOG", "trace");
+    let out = output(cmd);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).starts_with("ok mail (smtp) <rolewatch."),
+        "{}",
+        stdout(&out)
+    );
+    for text in [stdout(&out), stderr(&out)] {
+        assert!(!text.contains(password), "the password leaked:\n{text}");
+    }
+    let m = &smtp.wait_for(1, Duration::from_secs(10))[0];
+    assert_eq!(m["tls"], true);
+    assert_eq!(m["authenticated_as"], "alerts");
+    assert!(
+        one_header(m, "Subject").starts_with("[TEST - not a real change]"),
+        "{m:#}"
+    );
+    assert!(part(m, "text/plain").starts_with("TEST \u{2014} not a real change"));
+    assert!(part(m, "text/html").contains("TEST \u{2014} not a real change"));
+
+    // Without the CA the relay's certificate is not trusted: nothing is sent.
+    let other_dir = tempfile::tempdir().unwrap();
+    let untrusting = write_config(
+        other_dir.path(),
+        "",
+        &smtp_channel(
+            smtp.port,
+            "username = \"alerts\"\npassword_env = \"ROLEWATCH_TEST_SMTP_PASSWORD\"\n",
+        ),
+    );
+    let mut cmd = rolewatch_cmd(
+        &["notify-test", "--config", untrusting.to_str().unwrap()],
+        None,
+        None,
+    );
+    cmd.env("ROLEWATCH_TEST_SMTP_PASSWORD", password);
+    let out = output(cmd);
+    assert_exit(&out, 1);
+    let text = stdout(&out);
+    assert!(text.starts_with("FAILED mail (smtp): "), "{text}");
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+
+    // A wrong password is refused for good (535), and not shown either.
+    let mut cmd = rolewatch_cmd(&["notify-test", "--config", config], None, None);
+    cmd.env("ROLEWATCH_TEST_SMTP_PASSWORD", "wrong-password-xyz");
+    let out = output(cmd);
+    assert_exit(&out, 1);
+    assert!(stdout(&out).contains("(permanent)"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("wrong-password-xyz"));
+    assert_eq!(smtp.messages().len(), 1);
+}
+
+#[test]
+fn implicit_tls_and_a_password_file() {
+    let ca = TestCa::new();
+    let smtp = SmtpServer::start(SmtpOptions {
+        implicit_tls: Some(ca.server()),
+        auth: Some(("alerts".into(), "from-a-file".into())),
+        ..SmtpOptions::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("smtp-password");
+    std::fs::write(&pw, "from-a-file\n").unwrap();
+    let extra = format!(
+        "tls = \"implicit\"\nca_file = {}\nusername = \"alerts\"\npassword_file = {}\n",
+        toml_path(&ca.ca()),
+        toml_path(&pw)
+    );
+    let config = write_config(dir.path(), "", &smtp_channel(smtp.port, &extra));
+    let out = output(rolewatch_cmd(
+        &["notify-test", "--config", config.to_str().unwrap()],
+        None,
+        None,
+    ));
+    assert_exit(&out, 0);
+    let m = &smtp.wait_for(1, Duration::from_secs(10))[0];
+    assert_eq!(m["tls"], true);
+    assert_eq!(m["authenticated_as"], "alerts");
+}
+
+#[test]
+fn starttls_is_required_by_default() {
+    // A relay that offers no STARTTLS: rolewatch refuses to send in clear text.
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "", &smtp_channel(smtp.port, ""));
+    let out = output(rolewatch_cmd(
+        &["notify-test", "--config", config.to_str().unwrap()],
+        None,
+        None,
+    ));
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).starts_with("FAILED mail (smtp): "),
+        "{}",
+        stdout(&out)
+    );
+    assert!(smtp.messages().is_empty());
+}
+
+#[test]
+fn notify_test_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // stdout only: the JSON line, marked, and the result.
+    let config = write_config(dir.path(), "", "[[channel]]\ntype = \"stdout\"\n");
+    let out = output(rolewatch_cmd(
+        &["notify-test", "--config", config.to_str().unwrap()],
+        None,
+        None,
+    ));
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let alert: Value = serde_json::from_str(lines[0]).expect("the alert is one JSON line");
+    assert_eq!(alert["rule"], "rolewatch-notify-test");
+    assert!(alert["notice"]
+        .as_str()
+        .unwrap()
+        .starts_with("TEST \u{2014} not a real change"));
+    assert_eq!(lines[1], "ok stdout (stdout)");
+
+    // One channel down: every channel is still tried, and the exit status says it.
+    let closed = free_port();
+    let config = write_config(
+        dir.path(),
+        "",
+        &format!(
+            "[[channel]]\ntype = \"stdout\"\n\n{}",
+            plaintext_smtp_channel(closed)
+        ),
+    );
+    let out = output(rolewatch_cmd(
+        &["notify-test", "--config", config.to_str().unwrap()],
+        None,
+        None,
+    ));
+    assert_exit(&out, 1);
+    let text = stdout(&out);
+    assert!(text.contains("\nok stdout (stdout)\n"), "{text}");
+    assert!(text.contains("FAILED mail (smtp): "), "{text}");
+    assert!(text.contains("(retryable)"), "{text}");
+
+    // Plaintext to a remote relay is a configuration error: exit 78, nothing sent.
+    let config = write_config(
+        dir.path(),
+        "",
+        &format!(
+            "[[channel]]\ntype = \"smtp\"\nhost = \"smtp.example.com\"\ntls = \"none\"\nallow_plaintext = true\nfrom = \"{FROM}\"\nto = [\"{TO}\"]\n"
+        ),
+    );
+    let out = output(rolewatch_cmd(
+        &["notify-test", "--config", config.to_str().unwrap()],
+        None,
+        None,
+    ));
+    assert_exit(&out, 78);
+    assert!(stderr(&out).contains("channel[0].tls"), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn smtp_down_then_up_delivers_once_and_the_failing_channel_is_reported_through_stdout() {
+    let lookup = LookupServer::start();
+    matching_event(&lookup, "ev-down-1");
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "",
+        &format!(
+            "[[channel]]\ntype = \"stdout\"\n\n{}",
+            plaintext_smtp_channel(port)
+        ),
+    );
+    let mut run = Running::spawn(rolewatch_cmd(
+        &["run", "--config", config.to_str().unwrap()],
+        Some(&lookup),
+        None,
+    ));
+    // Three failed attempts (backoff 1–2 s, 2–4 s) make the channel "failing", which stdout
+    // reports once.
+    assert!(
+        wait_until(Duration::from_secs(30), || run
+            .stdout()
+            .contains("rolewatch-channel-failing")),
+        "no failing notice; stdout:\n{}\nstderr:\n{}",
+        run.stdout(),
+        run.stderr()
+    );
+    assert!(run.stderr().contains("channel_failing"), "{}", run.stderr());
+    let smtp = SmtpServer::start(SmtpOptions {
+        port: Some(port),
+        ..SmtpOptions::default()
+    });
+    let messages = smtp.wait_for(1, Duration::from_secs(30));
+    assert!(
+        wait_until(Duration::from_secs(10), || run
+            .stdout()
+            .contains("rolewatch-channel-recovered")),
+        "no recovery notice; stdout:\n{}",
+        run.stdout()
+    );
+    // A few more polls and passes: still exactly one email, and one of each notice.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(run.terminate(), Some(0), "{}", run.stderr());
+    assert_eq!(smtp.messages().len(), 1, "{:#?}", smtp.messages());
+    assert!(one_header(&messages[0], "Subject").contains("AttachRolePolicy"));
+    let out = run.stdout();
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("stdout holds JSON lines"))
+        .collect();
+    let count = |rule: &str| lines.iter().filter(|l| l["rule"] == rule).count();
+    assert_eq!(count("documented"), 1, "{out}");
+    assert_eq!(count("rolewatch-channel-failing"), 1, "{out}");
+    assert_eq!(count("rolewatch-channel-recovered"), 1, "{out}");
+}
+
+#[test]
+fn a_crash_between_accept_and_mark_resends_once_with_the_same_message_id() {
+    let lookup = LookupServer::start();
+    matching_event(&lookup, "ev-crash-1");
+    // The server saves the first message, then holds its 250 for 30 s: rolewatch is killed
+    // in that window, after the relay has the mail and before the outbox marked it.
+    let smtp = SmtpServer::start(SmtpOptions {
+        delay_first_ms: 30_000,
+        ..SmtpOptions::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "", &plaintext_smtp_channel(smtp.port));
+    let config = config.to_str().unwrap();
+    let mut first = Running::spawn(rolewatch_cmd(
+        &["run", "--config", config],
+        Some(&lookup),
+        None,
+    ));
+    smtp.wait_for(1, Duration::from_secs(30));
+    first.kill();
+
+    // The restart sends the pending row again, once.
+    let mut second = Running::spawn(rolewatch_cmd(
+        &["run", "--config", config],
+        Some(&lookup),
+        None,
+    ));
+    let messages = smtp.wait_for(2, Duration::from_secs(30));
+    assert!(
+        wait_until(Duration::from_secs(10), || second
+            .stderr()
+            .contains("Delivered alerts left pending by an earlier run")),
+        "{}",
+        second.stderr()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(second.terminate(), Some(0));
+    let messages_now = smtp.messages();
+    assert_eq!(
+        messages_now.len(),
+        2,
+        "at most one resend: {messages_now:#?}"
+    );
+    assert_eq!(
+        one_header(&messages[0], "Message-ID"),
+        one_header(&messages[1], "Message-ID"),
+        "the resend carries the same Message-ID"
+    );
+    assert_eq!(
+        part(&messages[0], "text/plain").contains("ev-crash-1"),
+        part(&messages[1], "text/plain").contains("ev-crash-1")
+    );
+
+    // A third start sends nothing: the row is delivered.
+    let out = output(rolewatch_cmd(
+        &["once", "--config", config],
+        Some(&lookup),
+        None,
+    ));
+    assert_exit(&out, 0);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(smtp.messages().len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// SNS (moto) with SQS queues subscribed.
+// ---------------------------------------------------------------------------------------
+
+fn form_encode(params: &[(&str, &str)]) -> String {
+    params
+        .iter()
+        .map(|(k, v)| {
+            let enc = |s: &str| {
+                s.bytes()
+                    .map(|b| match b {
+                        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                            (b as char).to_string()
+                        }
+                        _ => format!("%{b:02X}"),
+                    })
+                    .collect::<String>()
+            };
+            format!("{}={}", enc(k), enc(v))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// An SNS query-protocol call to moto; the XML reply.
+#[track_caller]
+fn sns_call(moto: &Moto, params: &[(&str, &str)]) -> String {
+    let mut all = vec![("Version", "2010-03-31")];
+    all.extend_from_slice(params);
+    let reply = http(
+        moto.port(),
+        "POST",
+        "/",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Authorization", "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sns/aws4_request, SignedHeaders=host, Signature=0"),
+        ],
+        form_encode(&all).as_bytes(),
+    )
+    .expect("moto answers");
+    let body = String::from_utf8_lossy(&reply.body).into_owned();
+    assert_eq!(reply.status, 200, "{params:?}: {body}");
+    body
+}
+
+fn xml_tag(xml: &str, tag: &str) -> String {
+    let open = format!("<{tag}>");
+    let start = xml
+        .find(&open)
+        .unwrap_or_else(|| panic!("no <{tag}> in {xml}"))
+        + open.len();
+    let end = xml[start..]
+        .find(&format!("</{tag}>"))
+        .expect("closing tag")
+        + start;
+    xml[start..end].to_owned()
+}
+
+/// An SQS JSON-protocol call to moto.
+#[track_caller]
+fn sqs_call(moto: &Moto, op: &str, body: Value) -> Value {
+    let target = format!("AmazonSQS.{op}");
+    let reply = http(
+        moto.port(),
+        "POST",
+        "/",
+        &[
+            ("Content-Type", "application/x-amz-json-1.0"),
+            ("X-Amz-Target", &target),
+            ("Authorization", "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0"),
+        ],
+        &serde_json::to_vec(&body).unwrap(),
+    )
+    .expect("moto answers");
+    assert_eq!(
+        reply.status,
+        200,
+        "{op}: {}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    reply.json()
+}
+
+/// A topic with two queues subscribed: `raw` with RawMessageDelivery, `wrapped` without.
+struct Topic {
+    arn: String,
+    raw: String,
+    wrapped: String,
+}
+
+fn topic_with_queues(moto: &Moto, name: &str) -> Topic {
+    let arn = xml_tag(
+        &sns_call(moto, &[("Action", "CreateTopic"), ("Name", name)]),
+        "TopicArn",
+    );
+    let mut urls = Vec::new();
+    for (suffix, raw) in [("raw", "true"), ("wrapped", "false")] {
+        let url = sqs_call(
+            moto,
+            "CreateQueue",
+            json!({"QueueName": format!("{name}-{suffix}")}),
+        )["QueueUrl"]
+            .as_str()
+            .expect("QueueUrl")
+            .to_owned();
+        let queue_arn = sqs_call(
+            moto,
+            "GetQueueAttributes",
+            json!({"QueueUrl": url, "AttributeNames": ["QueueArn"]}),
+        )["Attributes"]["QueueArn"]
+            .as_str()
+            .expect("QueueArn")
+            .to_owned();
+        sns_call(
+            moto,
+            &[
+                ("Action", "Subscribe"),
+                ("TopicArn", &arn),
+                ("Protocol", "sqs"),
+                ("Endpoint", &queue_arn),
+                ("Attributes.entry.1.key", "RawMessageDelivery"),
+                ("Attributes.entry.1.value", raw),
+                ("ReturnSubscriptionArn", "true"),
+            ],
+        );
+        urls.push(url);
+    }
+    let wrapped = urls.pop().expect("two queues");
+    let raw = urls.pop().expect("two queues");
+    Topic { arn, raw, wrapped }
+}
+
+/// Everything in a queue now (deleting what it reads).
+fn drain_queue(moto: &Moto, url: &str) -> Vec<Value> {
+    let mut all = Vec::new();
+    loop {
+        let reply = sqs_call(
+            moto,
+            "ReceiveMessage",
+            json!({"QueueUrl": url, "MaxNumberOfMessages": 10, "MessageAttributeNames": ["All"], "WaitTimeSeconds": 0}),
+        );
+        let Some(batch) = reply["Messages"]
+            .as_array()
+            .filter(|m| !m.is_empty())
+            .cloned()
+        else {
+            return all;
+        };
+        for m in &batch {
+            sqs_call(
+                moto,
+                "DeleteMessage",
+                json!({"QueueUrl": url, "ReceiptHandle": m["ReceiptHandle"]}),
+            );
+        }
+        all.extend(batch);
+    }
+}
+
+fn sns_channel(arn: &str) -> String {
+    format!("[[channel]]\ntype = \"sns\"\nname = \"sns\"\ntopic_arn = \"{arn}\"\n")
+}
+
+#[track_caller]
+fn assert_alert_json(alert: &Value, event_id: &str) -> String {
+    assert_eq!(alert["schema"], "rolewatch.alert.v1");
+    assert_eq!(alert["rule"], "documented");
+    assert_eq!(alert["event_id"], event_id);
+    assert_eq!(alert["event_name"], "AttachRolePolicy");
+    assert_eq!(alert["action"]["role_name"], "astronomer-remote-management");
+    assert_eq!(alert["record"]["eventID"], event_id);
+    let key = alert["dedup_key"].as_str().expect("dedup_key").to_owned();
+    assert_eq!(key.len(), 32);
+    key
+}
+
+#[test]
+fn sns_publishes_to_sqs_raw_and_enveloped_with_filterable_attributes() {
+    let moto = Moto::start();
+    let lookup = LookupServer::start();
+    let topic = topic_with_queues(&moto, "rolewatch-alerts");
+    matching_event(&lookup, "ev-sns-1");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "", &sns_channel(&topic.arn));
+    let out = output(rolewatch_cmd(
+        &["once", "--config", config.to_str().unwrap()],
+        Some(&lookup),
+        Some(&moto),
+    ));
+    assert_exit(&out, 0);
+
+    // Raw delivery: the body is the alert's JSON, the attributes are SQS attributes.
+    let raw = drain_queue(&moto, &topic.raw);
+    assert_eq!(raw.len(), 1, "{raw:#?}");
+    let alert: Value = serde_json::from_str(raw[0]["Body"].as_str().unwrap()).unwrap();
+    let key = assert_alert_json(&alert, "ev-sns-1");
+    let attrs = &raw[0]["MessageAttributes"];
+    for (name, value) in [
+        ("severity", "high"),
+        ("rule", "documented"),
+        ("event_name", "AttachRolePolicy"),
+        ("account_id", "111122223333"),
+        ("dedup_key", key.as_str()),
+    ] {
+        assert_eq!(attrs[name]["DataType"], "String", "{name}: {attrs:#}");
+        assert_eq!(attrs[name]["StringValue"], value, "{name}: {attrs:#}");
+    }
+
+    // Enveloped: SNS's JSON with Subject, Message and typed attributes.
+    let wrapped = drain_queue(&moto, &topic.wrapped);
+    assert_eq!(wrapped.len(), 1, "{wrapped:#?}");
+    let envelope: Value = serde_json::from_str(wrapped[0]["Body"].as_str().unwrap()).unwrap();
+    assert_eq!(envelope["Type"], "Notification");
+    assert_eq!(envelope["TopicArn"], topic.arn.as_str());
+    let subject = envelope["Subject"].as_str().expect("Subject");
+    assert!(subject.starts_with("[HIGH] AttachRolePolicy"), "{subject}");
+    assert!(subject.len() <= 100 && subject.is_ascii());
+    let alert: Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
+    assert_eq!(assert_alert_json(&alert, "ev-sns-1"), key);
+    assert_eq!(envelope["MessageAttributes"]["severity"]["Type"], "String");
+    assert_eq!(envelope["MessageAttributes"]["severity"]["Value"], "high");
+    assert_eq!(
+        envelope["MessageAttributes"]["dedup_key"]["Value"],
+        key.as_str()
+    );
+
+    // notify-test reaches the same topic, marked.
+    let out = output(rolewatch_cmd(
+        &["notify-test", "--config", config.to_str().unwrap()],
+        None,
+        Some(&moto),
+    ));
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).starts_with("ok sns (sns) "),
+        "{}",
+        stdout(&out)
+    );
+    let raw = drain_queue(&moto, &topic.raw);
+    assert_eq!(raw.len(), 1);
+    assert_eq!(
+        raw[0]["MessageAttributes"]["rule"]["StringValue"],
+        "rolewatch-notify-test"
+    );
+    let alert: Value = serde_json::from_str(raw[0]["Body"].as_str().unwrap()).unwrap();
+    assert!(alert["notice"].as_str().unwrap().starts_with("TEST"));
+}
+
+/// An HTTP proxy in front of moto that answers the first `fail` Publish requests with HTTP
+/// 500 `InternalFailure`, and forwards everything else.
+struct FaultProxy {
+    port: u16,
+    failed: Arc<AtomicUsize>,
+    published: Arc<AtomicUsize>,
+}
+
+impl FaultProxy {
+    fn start(upstream: u16, fail: usize) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = listener.local_addr().unwrap().port();
+        let left = Arc::new(AtomicUsize::new(fail));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let published = Arc::new(AtomicUsize::new(0));
+        let (l, f, p) = (left.clone(), failed.clone(), published.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (l, f, p) = (l.clone(), f.clone(), p.clone());
+                std::thread::spawn(move || {
+                    let _ = proxy_connection(stream, upstream, &l, &f, &p);
+                });
+            }
+        });
+        FaultProxy {
+            port,
+            failed,
+            published,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+fn proxy_connection(
+    mut stream: TcpStream,
+    upstream: u16,
+    left: &AtomicUsize,
+    failed: &AtomicUsize,
+    published: &AtomicUsize,
+) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    // One request per connection: the reply says `Connection: close`.
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line)? == 0 {
+        return Ok(());
+    }
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or("POST").to_owned();
+    let path = parts.next().unwrap_or("/").to_owned();
+    let mut headers = Vec::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            let (k, v) = (k.trim().to_owned(), v.trim().to_owned());
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.parse().unwrap_or(0);
+            }
+            headers.push((k, v));
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    let is_publish = String::from_utf8_lossy(&body).contains("Action=Publish");
+    let take_fault = is_publish
+        && left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+    let (status, content_type, reply) = if take_fault {
+        failed.fetch_add(1, Ordering::SeqCst);
+        (
+            500,
+            "text/xml".to_owned(),
+            b"<ErrorResponse><Error><Type>Receiver</Type><Code>InternalFailure</Code><Message>injected by the test</Message></Error><RequestId>fault</RequestId></ErrorResponse>".to_vec(),
+        )
+    } else {
+        let forward: Vec<(&str, &str)> = headers
+            .iter()
+            .filter(|(k, _)| {
+                !["host", "content-length", "connection", "transfer-encoding"]
+                    .contains(&k.to_ascii_lowercase().as_str())
+            })
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let r = http(upstream, &method, &path, &forward, &body)?;
+        if is_publish && r.status == 200 {
+            published.fetch_add(1, Ordering::SeqCst);
+        }
+        let ct = r.header("Content-Type").unwrap_or("text/xml").to_owned();
+        (r.status, ct, r.body)
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        reply.len()
+    )?;
+    stream.write_all(&reply)?;
+    stream.flush()?;
+    Ok(())
+}
+
+#[test]
+fn sns_5xx_then_recovery_delivers_exactly_once() {
+    let moto = Moto::start();
+    let lookup = LookupServer::start();
+    let topic = topic_with_queues(&moto, "rolewatch-faults");
+    // One Publish is tried three times at once (two quick retries): all three fail.
+    let proxy = FaultProxy::start(moto.port(), 3);
+    matching_event(&lookup, "ev-sns-5xx");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "", &sns_channel(&topic.arn));
+    let config = config.to_str().unwrap();
+    let once = || {
+        let mut cmd = rolewatch_cmd(&["once", "--config", config], Some(&lookup), Some(&moto));
+        cmd.env("AWS_ENDPOINT_URL_SNS", proxy.endpoint());
+        output(cmd)
+    };
+
+    let out = once();
+    assert_exit(&out, 1);
+    assert_eq!(proxy.failed.load(Ordering::SeqCst), 3);
+    assert!(
+        stderr(&out).contains("alert_delivery_failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("InternalFailure"), "{}", stderr(&out));
+    assert!(drain_queue(&moto, &topic.raw).is_empty());
+
+    // The retry is due 1–2 s later; a run before that sends nothing and fails nothing.
+    std::thread::sleep(Duration::from_millis(2100));
+    let out = once();
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("Delivered alerts left pending by an earlier run"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(proxy.published.load(Ordering::SeqCst), 1);
+    let raw = drain_queue(&moto, &topic.raw);
+    assert_eq!(raw.len(), 1, "exactly one delivery: {raw:#?}");
+    assert_eq!(drain_queue(&moto, &topic.wrapped).len(), 1);
+
+    // Delivered is final.
+    let out = once();
+    assert_exit(&out, 0);
+    assert_eq!(proxy.published.load(Ordering::SeqCst), 1);
+    assert!(drain_queue(&moto, &topic.raw).is_empty());
+}
