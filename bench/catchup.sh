@@ -7,6 +7,8 @@
 #   bench/catchup.sh                      # SIZES="25000 50000 100000", one after the other
 #   SIZES=100000 bench/catchup.sh         # one size
 #   ROLEWATCH_BIN=… PREPARE_BIN=… bench/catchup.sh   # given release binaries, no build
+#   SERVER_RATE_LIMIT=2 WORK=target/bench-data/catchup-limited bench/catchup.sh
+#                                         # the server throttles like CloudTrail's 2/s limit
 #
 # Reports per size: wall time (bound by the rate limit: requests / 2 per second), requests and
 # throttled requests (server stats), events fetched, matches, peak RSS. RSS must not grow with
@@ -20,7 +22,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SIZES=${SIZES:-"25000 50000 100000"}
 CURSOR_AGE_DAYS=${CURSOR_AGE_DAYS:-89}
 RPS=${RPS:-2}
-WORK=target/bench-data/catchup
+WORK=${WORK:-target/bench-data/catchup}
+# Make the server throttle beyond this many requests in any sliding second, as CloudTrail
+# does account-wide (0: off).
+SERVER_RATE_LIMIT=${SERVER_RATE_LIMIT:-0}
 PYTHON=${ROLEWATCH_TEST_PYTHON:-python3}
 
 mkdir -p "$WORK/bin"
@@ -70,6 +75,10 @@ for N in $SIZES; do
     echo "    loading into the LookupEvents server on port $PORT"
     curl -sf --data-binary "@$DIR/events.jsonl" -H 'Content-Type: application/x-ndjson' \
         "http://127.0.0.1:$PORT/_control/events.jsonl" >"$DIR/load.json"
+
+    curl -sf -H 'Content-Type: application/json' \
+        --data "{\"rate_limit_per_sec\": $SERVER_RATE_LIMIT}" \
+        "http://127.0.0.1:$PORT/_control/faults" >/dev/null
 
     "$PREPARE" "$DIR/state.db" bench "$((CURSOR * 1000))" >/dev/null
     cat >"$DIR/rolewatch.toml" <<EOF
@@ -122,8 +131,14 @@ EOF
         "$WALL" "$SECS" "$REQUESTS" "$THROTTLED" "$MAX_1S" "$WINDOWS"
     printf '    %s events fetched (expected %s), %s matches (expected %s), peak RSS %s kB\n' \
         "$EVENTS" "$EXPECTED_EVENTS" "$MATCHES" "$EXPECTED_MATCHES" "$RSS_KB"
-    if [[ $EVENTS != "$EXPECTED_EVENTS" || $MATCHES != "$EXPECTED_MATCHES" ]]; then
-        echo "bench/catchup.sh: $N events: fetched or matched count differs from the data" >&2
+    # An event exactly on the boundary of two catch-up windows is fetched by both (LookupEvents'
+    # EndTime is inclusive) and counted twice here; the seen set makes it one alert.
+    if ((EVENTS < EXPECTED_EVENTS || EVENTS > EXPECTED_EVENTS + WINDOWS)); then
+        echo "bench/catchup.sh: $N events: $EVENTS fetched, expected $EXPECTED_EVENTS" >&2
+        exit 1
+    fi
+    if [[ $MATCHES != "$EXPECTED_MATCHES" ]]; then
+        echo "bench/catchup.sh: $N events: $MATCHES matches printed, expected $EXPECTED_MATCHES" >&2
         exit 1
     fi
 done
