@@ -7,6 +7,7 @@
     demo_helper.py inject LOOKUP_PORT          -> adds an AttachRolePolicy on the vendor's role
     demo_helper.py receive-sqs MOTO_URL QUEUE_URL SECONDS   -> prints the SNS message, exit 1 if none
     demo_helper.py show-alert                  -> pretty-prints rolewatch's stdout JSON line (stdin)
+    demo_helper.py metrics URL                 -> the alert and delivery lines of /metrics
 
 setup-sns and receive-sqs need boto3 (installed with moto in .venv); the rest is stdlib.
 """
@@ -139,6 +140,13 @@ def receive_sqs(endpoint: str, queue: str, seconds: float) -> None:
     sys.exit(f"demo: no message in the SQS queue within {seconds} s")
 
 
+def metrics(url: str) -> None:
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    for line in text.splitlines():
+        if not line.startswith("#") and ("alert" in line or "deliver" in line):
+            print(f"      {line}")
+
+
 def show_alert() -> None:
     line = sys.stdin.readline()
     alert = json.loads(line)
@@ -173,6 +181,8 @@ def main() -> None:
         inject(int(args[0]))
     elif cmd == "receive-sqs":
         receive_sqs(args[0], args[1], float(args[2]))
+    elif cmd == "metrics":
+        metrics(args[0])
     elif cmd == "show-alert":
         show_alert()
     else:

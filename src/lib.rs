@@ -21,6 +21,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod intel;
 pub mod notify;
 pub mod output;
 pub mod rules;

@@ -4,6 +4,7 @@
 
 pub mod channel;
 pub mod raw;
+pub mod vendor;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -17,6 +18,7 @@ pub use channel::{
     SmtpTls, SnsChannelConfig,
 };
 pub use raw::RawConfig;
+pub use vendor::VendorConfig;
 
 use crate::rules::DOCUMENTED_PATTERN;
 
@@ -52,6 +54,8 @@ pub struct Config {
     pub rules: Vec<Rule>,
     /// Where alerts go; never empty (the default is one stdout channel).
     pub channels: Vec<ChannelConfig>,
+    /// The vendor's role, policy and account (`[vendor]`).
+    pub vendor: VendorConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -428,6 +432,7 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
         rules.push(Rule::documented());
     }
 
+    let vendor = vendor::validate(raw.vendor, &mut problems);
     let channels = channel::validate(raw.channels, &mut problems);
 
     if !problems.is_empty() {
@@ -445,6 +450,7 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
         sources,
         rules,
         channels,
+        vendor,
     })
 }
 

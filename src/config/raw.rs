@@ -22,6 +22,9 @@ pub struct RawConfig {
     /// Where alerts go; none configured means one stdout channel.
     #[serde(default, rename = "channel")]
     pub channels: Vec<RawChannel>,
+    /// The vendor's role, policy and account, and your own automation (`[vendor]`).
+    #[serde(default)]
+    pub vendor: super::vendor::RawVendor,
 }
 
 /// `[state]`

@@ -17,6 +17,7 @@
 //! that names the file and what to do (see [`StateError`]). The schema lives in [`schema`].
 
 mod error;
+mod intel;
 pub mod schema;
 
 #[cfg(test)]

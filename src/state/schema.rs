@@ -81,6 +81,25 @@ pub const MIGRATIONS: &[&str] = &[
     -- The notifier's question, \"what is due on this channel\", is a range scan here.
     CREATE INDEX deliveries_due ON deliveries (channel, status, next_attempt_ms);
     ",
+    // v3: change intelligence. `analyses` holds one analysis per alert (actor class, diff,
+    // verdict, final severity) as JSON, written once by the analysis worker so that every
+    // channel shows the same; `baselines` holds the snapshots of the vendor's role.
+    "
+    CREATE TABLE analyses (
+        alert_id    INTEGER PRIMARY KEY REFERENCES alerts (id) ON DELETE CASCADE,
+        analyzed_ms INTEGER NOT NULL,
+        analysis    TEXT    NOT NULL
+    ) STRICT;
+
+    CREATE TABLE baselines (
+        id        INTEGER PRIMARY KEY,
+        role_name TEXT    NOT NULL CHECK (role_name <> ''),
+        taken_ms  INTEGER NOT NULL,
+        snapshot  TEXT    NOT NULL
+    ) STRICT;
+
+    CREATE INDEX baselines_latest ON baselines (role_name, taken_ms);
+    ",
 ];
 
 /// The newest schema version this binary knows.

@@ -1,0 +1,286 @@
+//! The read-only IAM calls the change analysis makes, behind [`IamReader`] so that tests can
+//! feed documents. [`AwsIam`] is the real one (aws-sdk-iam); each call is retried on
+//! throttling and transient errors ([`crate::source::retry::classify`] decides) and never
+//! outlives the caller's deadline.
+//!
+//! The calls: `GetPolicy`, `GetPolicyVersion`, `GetRole`, `GetRolePolicy`,
+//! `ListAttachedRolePolicies`, `ListRolePolicies`. Documents come back URL-encoded; they are
+//! returned as IAM sent them and decoded by [`super::policy::Policy::parse_text`].
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::source::retry::{classify, RetryClass};
+
+/// Why an IAM call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{call}: {message}")]
+pub struct IamError {
+    /// The API call, e.g. `GetPolicy`.
+    pub call: &'static str,
+    /// IAM's error code (`AccessDenied`, `NoSuchEntity`, …), when it sent one.
+    pub code: Option<String>,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl IamError {
+    /// True for a missing permission.
+    #[must_use]
+    pub fn is_access_denied(&self) -> bool {
+        self.code
+            .as_deref()
+            .is_some_and(|c| c.starts_with("AccessDenied") || c == "UnauthorizedOperation")
+    }
+
+    /// True when the entity does not exist (any more).
+    #[must_use]
+    pub fn is_not_found(&self) -> bool {
+        self.code.as_deref() == Some("NoSuchEntity")
+    }
+}
+
+/// A role as `GetRole` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleInfo {
+    pub arn: String,
+    /// The trust policy, as IAM returns it (URL-encoded JSON).
+    pub trust_policy: String,
+}
+
+/// The read-only IAM calls the analysis needs.
+pub trait IamReader: Send + Sync {
+    /// `GetPolicy`: the default version's ID.
+    fn default_version(
+        &self,
+        policy_arn: &str,
+    ) -> impl Future<Output = Result<String, IamError>> + Send;
+    /// `GetPolicyVersion`: the document of one version.
+    fn policy_version(
+        &self,
+        policy_arn: &str,
+        version_id: &str,
+    ) -> impl Future<Output = Result<String, IamError>> + Send;
+    /// `GetRole`.
+    fn role(&self, role_name: &str) -> impl Future<Output = Result<RoleInfo, IamError>> + Send;
+    /// `ListAttachedRolePolicies`: `(name, arn)` of each attached managed policy.
+    fn attached_policies(
+        &self,
+        role_name: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, IamError>> + Send;
+    /// `ListRolePolicies`: the names of the inline policies.
+    fn inline_policy_names(
+        &self,
+        role_name: &str,
+    ) -> impl Future<Output = Result<Vec<String>, IamError>> + Send;
+    /// `GetRolePolicy`: one inline document.
+    fn inline_policy(
+        &self,
+        role_name: &str,
+        policy_name: &str,
+    ) -> impl Future<Output = Result<String, IamError>> + Send;
+}
+
+/// Attempts per call on throttling or transient errors (the SDK retries too, within each).
+const ATTEMPTS: u32 = 3;
+
+/// The real IAM.
+#[derive(Debug, Clone)]
+pub struct AwsIam {
+    client: aws_sdk_iam::Client,
+}
+
+impl AwsIam {
+    #[must_use]
+    pub fn new(sdk: &aws_config::SdkConfig) -> AwsIam {
+        // IAM is global: its endpoint is in us-east-1 whatever the sources' region.
+        let conf = aws_sdk_iam::config::Builder::from(sdk)
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        AwsIam {
+            client: aws_sdk_iam::Client::from_conf(conf),
+        }
+    }
+}
+
+fn iam_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    call: &'static str,
+    err: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> IamError {
+    let class = classify(err);
+    let (code, message) = match err.as_service_error() {
+        Some(se) => (
+            se.code().map(str::to_owned),
+            se.message().unwrap_or("no message").to_owned(),
+        ),
+        None => (
+            None,
+            format!(
+                "{}",
+                aws_smithy_types::error::display::DisplayErrorContext(err)
+            ),
+        ),
+    };
+    IamError {
+        call,
+        code,
+        message,
+        retryable: class != RetryClass::Permanent,
+    }
+}
+
+/// Runs `f` up to [`ATTEMPTS`] times while it fails retryably, 200 ms, 400 ms apart.
+async fn retrying<T, F, Fut>(mut f: F) -> Result<T, IamError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, IamError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Err(e) if e.retryable && attempt < ATTEMPTS => {
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn missing(call: &'static str, what: &str) -> IamError {
+    IamError {
+        call,
+        code: None,
+        message: format!("the reply has no {what}"),
+        retryable: false,
+    }
+}
+
+impl IamReader for AwsIam {
+    async fn default_version(&self, policy_arn: &str) -> Result<String, IamError> {
+        retrying(|| async {
+            let out = self
+                .client
+                .get_policy()
+                .policy_arn(policy_arn)
+                .send()
+                .await
+                .map_err(|e| iam_error("GetPolicy", &e))?;
+            out.policy()
+                .and_then(|p| p.default_version_id())
+                .map(str::to_owned)
+                .ok_or_else(|| missing("GetPolicy", "DefaultVersionId"))
+        })
+        .await
+    }
+
+    async fn policy_version(&self, policy_arn: &str, version_id: &str) -> Result<String, IamError> {
+        retrying(|| async {
+            let out = self
+                .client
+                .get_policy_version()
+                .policy_arn(policy_arn)
+                .version_id(version_id)
+                .send()
+                .await
+                .map_err(|e| iam_error("GetPolicyVersion", &e))?;
+            out.policy_version()
+                .and_then(|v| v.document())
+                .map(str::to_owned)
+                .ok_or_else(|| missing("GetPolicyVersion", "Document"))
+        })
+        .await
+    }
+
+    async fn role(&self, role_name: &str) -> Result<RoleInfo, IamError> {
+        retrying(|| async {
+            let out = self
+                .client
+                .get_role()
+                .role_name(role_name)
+                .send()
+                .await
+                .map_err(|e| iam_error("GetRole", &e))?;
+            let role = out.role().ok_or_else(|| missing("GetRole", "Role"))?;
+            Ok(RoleInfo {
+                arn: role.arn().to_owned(),
+                trust_policy: role
+                    .assume_role_policy_document()
+                    .unwrap_or_default()
+                    .to_owned(),
+            })
+        })
+        .await
+    }
+
+    async fn attached_policies(&self, role_name: &str) -> Result<Vec<(String, String)>, IamError> {
+        retrying(|| async {
+            let mut out = Vec::new();
+            let mut marker: Option<String> = None;
+            loop {
+                let page = self
+                    .client
+                    .list_attached_role_policies()
+                    .role_name(role_name)
+                    .set_marker(marker.clone())
+                    .send()
+                    .await
+                    .map_err(|e| iam_error("ListAttachedRolePolicies", &e))?;
+                for p in page.attached_policies() {
+                    out.push((
+                        p.policy_name().unwrap_or_default().to_owned(),
+                        p.policy_arn().unwrap_or_default().to_owned(),
+                    ));
+                }
+                match page.marker().filter(|_| page.is_truncated()) {
+                    Some(m) if out.len() < 1000 => marker = Some(m.to_owned()),
+                    _ => return Ok(out),
+                }
+            }
+        })
+        .await
+    }
+
+    async fn inline_policy_names(&self, role_name: &str) -> Result<Vec<String>, IamError> {
+        retrying(|| async {
+            let mut out = Vec::new();
+            let mut marker: Option<String> = None;
+            loop {
+                let page = self
+                    .client
+                    .list_role_policies()
+                    .role_name(role_name)
+                    .set_marker(marker.clone())
+                    .send()
+                    .await
+                    .map_err(|e| iam_error("ListRolePolicies", &e))?;
+                out.extend(page.policy_names().iter().cloned());
+                match page.marker().filter(|_| page.is_truncated()) {
+                    Some(m) if out.len() < 1000 => marker = Some(m.to_owned()),
+                    _ => return Ok(out),
+                }
+            }
+        })
+        .await
+    }
+
+    async fn inline_policy(&self, role_name: &str, policy_name: &str) -> Result<String, IamError> {
+        retrying(|| async {
+            let out = self
+                .client
+                .get_role_policy()
+                .role_name(role_name)
+                .policy_name(policy_name)
+                .send()
+                .await
+                .map_err(|e| iam_error("GetRolePolicy", &e))?;
+            Ok(out.policy_document().to_owned())
+        })
+        .await
+    }
+}

@@ -1,0 +1,191 @@
+//! The analysis worker: beside the poll loop, it analyses every new alert (all IAM calls of
+//! one alert bounded by the analyzer's budget), records the analysis with the alert, and
+//! wakes the outbox; and it takes the baseline of the vendor's role at start and daily.
+//!
+//! The analysis is recorded once, in the state, rather than built by each channel: every
+//! channel shows the same analysis, a resend after a crash shows it again without new IAM
+//! calls, and a slow IAM delays no poll. The outbox holds a new alert back until it has its
+//! analysis, for at most [`crate::notify::outbox::Outbox::with_analysis_wait`].
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::analysis::Analyzer;
+use super::baseline::{self, Baseline};
+use super::iam::IamReader;
+use crate::runtime::clock::Clock;
+use crate::state::{State, StoredAlert};
+
+/// How often a baseline is taken.
+pub const BASELINE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The most alerts one pass analyses.
+const BATCH: usize = 20;
+
+/// Alerts of these rules are rolewatch's own notices: nothing to analyse.
+#[must_use]
+pub fn is_own_notice(stored: &StoredAlert) -> bool {
+    stored.rule.starts_with("rolewatch-")
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Analyses alerts and keeps the baseline.
+pub struct Worker<R> {
+    pub analyzer: Analyzer<R>,
+    state: Arc<Mutex<State>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl<R: IamReader> Worker<R> {
+    pub fn new(analyzer: Analyzer<R>, state: Arc<Mutex<State>>, clock: Arc<dyn Clock>) -> Self {
+        Worker {
+            analyzer,
+            state,
+            clock,
+        }
+    }
+
+    /// The newest baseline in the state.
+    pub fn latest_baseline(&self) -> Option<Baseline> {
+        let row = lock(&self.state).latest_baseline(&self.analyzer.vendor.role_name);
+        match row {
+            Ok(Some((_, json))) => serde_json::from_str(&json).ok(),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot read the baseline");
+                None
+            }
+        }
+    }
+
+    /// Takes a baseline now (bounded by the analyzer's budget) and records it.
+    ///
+    /// # Errors
+    ///
+    /// Why it could not be taken or recorded, as a sentence.
+    pub async fn take_baseline(&self) -> Result<Baseline, String> {
+        let now = self.clock.now_ms();
+        let b = tokio::time::timeout(
+            self.analyzer.budget,
+            baseline::snapshot(&self.analyzer.iam, &self.analyzer.vendor, now),
+        )
+        .await
+        .map_err(|_| {
+            format!(
+                "IAM did not answer within {} s",
+                self.analyzer.budget.as_secs()
+            )
+        })?
+        .map_err(|e| e.to_string())?;
+        let json = serde_json::to_string(&b).map_err(|e| e.to_string())?;
+        lock(&self.state)
+            .put_baseline(&b.role_name, b.taken_ms, &json)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(
+            event = "baseline_taken",
+            role = %b.role_name,
+            attached = b.attached.len(),
+            inline = b.inline.len(),
+            problems = b.problems.len(),
+            "Took a baseline of the vendor's role"
+        );
+        Ok(b)
+    }
+
+    /// Takes a baseline when there is none or the newest is older than [`BASELINE_EVERY`],
+    /// and only when no alert waits for its analysis (a change not yet analysed must be
+    /// compared with the baseline from before it).
+    pub async fn baseline_if_due(&self) {
+        let now = self.clock.now_ms();
+        let due = self.latest_baseline().is_none_or(|b| {
+            now.saturating_sub(b.taken_ms)
+                >= i64::try_from(BASELINE_EVERY.as_millis()).unwrap_or(i64::MAX)
+        });
+        let waiting = lock(&self.state)
+            .unanalysed_alerts(1)
+            .map(|v| !v.is_empty())
+            .unwrap_or(true);
+        if due && !waiting {
+            if let Err(e) = self.take_baseline().await {
+                tracing::warn!(event = "baseline_failed", error = %e, "Cannot take a baseline of the vendor's role; alerts say so and go out with what the events tell");
+            }
+        }
+    }
+
+    /// Analyses the alerts that wait for it; returns how many were analysed.
+    pub async fn pass(&self) -> usize {
+        let due = match lock(&self.state).unanalysed_alerts(BATCH) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot read the alerts to analyse");
+                return 0;
+            }
+        };
+        let baseline = self.latest_baseline();
+        let mut n = 0;
+        for stored in due.iter().filter(|s| !is_own_notice(s)) {
+            // A baseline taken after the event already holds the change: it is no "before".
+            let before = baseline
+                .as_ref()
+                .filter(|b| b.taken_ms < stored.event_time_ms);
+            let a = self
+                .analyzer
+                .analyze(stored, before, self.clock.now_ms())
+                .await;
+            let json = match serde_json::to_string(&a) {
+                Ok(j) => j,
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot write an analysis");
+                    continue;
+                }
+            };
+            if let Err(e) = lock(&self.state).put_analysis(stored.id, &json, self.clock.now_ms()) {
+                tracing::error!(alert_id = stored.id, error = %e, "Cannot record an analysis");
+                continue;
+            }
+            n += 1;
+            tracing::info!(
+                event = "alert_analysed",
+                alert_id = stored.id,
+                event_id = %stored.event_id,
+                actor_class = %a.actor_class,
+                verdict = %a.verdict,
+                severity = %a.severity,
+                diff_unavailable = a.diff_unavailable.as_deref().unwrap_or(""),
+                "Analysed an alert"
+            );
+        }
+        n
+    }
+
+    /// Takes the baseline when due and analyses new alerts, on `wake` or every second, until
+    /// `shutdown`; wakes `outbox` after each pass that analysed something.
+    pub async fn run(
+        self: Arc<Self>,
+        wake: Arc<Notify>,
+        outbox: Arc<Notify>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                n = self.pass() => if n > 0 { outbox.notify_one(); },
+                () = shutdown.cancelled() => return,
+            }
+            tokio::select! {
+                () = self.baseline_if_due() => {}
+                () = shutdown.cancelled() => return,
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = wake.notified() => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+}

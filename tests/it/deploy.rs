@@ -1,0 +1,605 @@
+//! Deployment files (`deploy/`, `Dockerfile`) and the local demo (`scripts/demo`).
+//!
+//! - The IAM policy grants exactly the AWS calls the source makes: every SDK operation called
+//!   in `src/` maps (through the table below) to an action in `deploy/iam-policy.json`, and the
+//!   policy grants nothing else; resources are scoped.
+//! - The CloudFormation template and the Kubernetes manifest parse as YAML (PyYAML from the
+//!   test venv, with CloudFormation's `!Ref`-style tags) and say what they must.
+//! - The systemd units carry the hardening that gives `systemd-analyze security` its figure.
+//! - `deploy/build-image.sh --check`: the Dockerfile and the image script agree.
+//! - `scripts/demo --yes` reports the alert on stdout and through SNS → SQS.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::servers::{python, repo_root};
+
+/// Every AWS SDK operation rolewatch may call, with the IAM action it needs and whether that
+/// action belongs in the required policy (`deploy/iam-policy.json`) or in the optional one
+/// (`deploy/iam-policy-optional.json`: the change analysis and diagnostics). A new SDK call fails
+/// `iam_policy_grants_exactly_the_sdk_calls_in_src` until it is added here and to a policy.
+const OPERATIONS: &[(&str, &str, Need)] = &[
+    ("lookup_events", "cloudtrail:LookupEvents", Need::Required),
+    ("filter_log_events", "logs:FilterLogEvents", Need::Required),
+    (
+        "describe_log_groups",
+        "logs:DescribeLogGroups",
+        Need::Required,
+    ),
+    ("publish", "sns:Publish", Need::Required),
+    (
+        "get_topic_attributes",
+        "sns:GetTopicAttributes",
+        Need::Required,
+    ),
+    // The change analysis (src/intel): reads the vendor's role and its policies; without
+    // these an alert says "no IAM read access" instead of what changed.
+    ("get_role", "iam:GetRole", Need::Optional),
+    ("get_role_policy", "iam:GetRolePolicy", Need::Optional),
+    (
+        "list_attached_role_policies",
+        "iam:ListAttachedRolePolicies",
+        Need::Optional,
+    ),
+    ("list_role_policies", "iam:ListRolePolicies", Need::Optional),
+    ("get_policy", "iam:GetPolicy", Need::Optional),
+    ("get_policy_version", "iam:GetPolicyVersion", Need::Optional),
+    // Diagnostics.
+    (
+        "get_trail_status",
+        "cloudtrail:GetTrailStatus",
+        Need::Optional,
+    ),
+    (
+        "describe_trails",
+        "cloudtrail:DescribeTrails",
+        Need::Optional,
+    ),
+    (
+        "list_subscriptions_by_topic",
+        "sns:ListSubscriptionsByTopic",
+        Need::Optional,
+    ),
+    // STS GetCallerIdentity needs no permission: nothing to grant.
+    ("get_caller_identity", "", Need::Optional),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Need {
+    Required,
+    Optional,
+}
+
+fn read(relative: &str) -> String {
+    std::fs::read_to_string(repo_root().join(relative))
+        .unwrap_or_else(|e| panic!("cannot read {relative}: {e}"))
+}
+
+fn json_file(relative: &str) -> Value {
+    serde_json::from_str(&read(relative))
+        .unwrap_or_else(|e| panic!("{relative} is not valid JSON: {e}"))
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("src/ is readable") {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The SDK operations called in `src/`: every `client.<op>()` (whitespace and line comments
+/// removed first, so a builder chain split over lines is found), with the files calling it.
+fn sdk_operations_in_src() -> BTreeMap<String, BTreeSet<String>> {
+    let mut files = Vec::new();
+    rust_files(&repo_root().join("src"), &mut files);
+    let mut ops: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("a source file is readable");
+        let code: String = text
+            .lines()
+            .map(|line| match line.find("//") {
+                Some(i) => &line[..i],
+                None => line,
+            })
+            .flat_map(|line| line.chars().filter(|c| !c.is_whitespace()))
+            .collect();
+        let mut rest = code.as_str();
+        while let Some(at) = rest.find("client.") {
+            rest = &rest[at + "client.".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            if !name.is_empty() && rest[name.len()..].starts_with("()") {
+                let shown = file.strip_prefix(repo_root()).unwrap_or(&file);
+                ops.entry(name)
+                    .or_default()
+                    .insert(shown.display().to_string());
+            }
+        }
+    }
+    ops
+}
+
+/// The actions a policy document allows, with the resources of each statement.
+fn policy_actions(policy: &Value) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let statements = policy["Statement"].as_array().expect("Statement is a list");
+    for statement in statements {
+        assert_eq!(statement["Effect"], "Allow", "{statement}");
+        let list = |v: &Value| -> Vec<String> {
+            match v {
+                Value::String(s) => vec![s.clone()],
+                Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str().expect("a string").to_owned())
+                    .collect(),
+                other => panic!("not a string or a list: {other}"),
+            }
+        };
+        let resources = list(&statement["Resource"]);
+        for action in list(&statement["Action"]) {
+            assert!(
+                !action.contains('*'),
+                "wildcard action {action} in {statement}"
+            );
+            out.entry(action).or_default().extend(resources.clone());
+        }
+    }
+    out
+}
+
+#[test]
+fn iam_policy_grants_exactly_the_sdk_calls_in_src() {
+    let found = sdk_operations_in_src();
+    assert!(
+        found.contains_key("lookup_events") && found.contains_key("publish"),
+        "the scan of src/ found too little, is it broken? {found:?}"
+    );
+    let table: BTreeMap<&str, (&str, Need)> = OPERATIONS
+        .iter()
+        .map(|(op, action, need)| (*op, (*action, *need)))
+        .collect();
+    let unknown: Vec<String> = found
+        .iter()
+        .filter(|(op, _)| !table.contains_key(op.as_str()))
+        .map(|(op, files)| format!("{op} (in {files:?})"))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "AWS SDK calls with no IAM action in tests/it/deploy.rs OPERATIONS: {unknown:?}; add \
+         each with its action, and the action to deploy/iam-policy.json"
+    );
+
+    let required = policy_actions(&json_file("deploy/iam-policy.json"));
+    let optional = policy_actions(&json_file("deploy/iam-policy-optional.json"));
+    let called: BTreeSet<&str> = found
+        .keys()
+        .filter_map(|op| table.get(op.as_str()))
+        .map(|(action, _)| *action)
+        .filter(|action| !action.is_empty())
+        .collect();
+    for (op, (action, need)) in &table {
+        if action.is_empty() || !found.contains_key(*op) {
+            continue;
+        }
+        let (policy, name) = match need {
+            Need::Required => (&required, "iam-policy.json"),
+            Need::Optional => (&optional, "iam-policy-optional.json"),
+        };
+        assert!(
+            policy.contains_key(*action),
+            "src/ calls {op}, which needs {action}, missing from deploy/{name}"
+        );
+    }
+    // Nothing more: every required action is one the source calls.
+    let extra: Vec<&String> = required
+        .keys()
+        .filter(|a| !called.contains(a.as_str()))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "deploy/iam-policy.json grants actions src/ never calls: {extra:?}"
+    );
+    // The optional policy holds only diagnostics from the table (or KMS for encrypted topics).
+    for action in optional.keys() {
+        assert!(
+            action.starts_with("kms:")
+                || OPERATIONS
+                    .iter()
+                    .any(|(_, a, need)| a == action && *need == Need::Optional),
+            "deploy/iam-policy-optional.json grants {action}, which is not in OPERATIONS"
+        );
+    }
+}
+
+#[test]
+fn iam_policy_scopes_every_resource_it_can() {
+    let required = policy_actions(&json_file("deploy/iam-policy.json"));
+    for (action, resources) in &required {
+        if action == "cloudtrail:LookupEvents" {
+            // LookupEvents supports no resource-level permissions.
+            assert_eq!(resources, &["*"]);
+            continue;
+        }
+        for resource in resources {
+            assert!(
+                resource.starts_with("arn:aws:") && resource.contains("${aws:PrincipalAccount}"),
+                "{action}: resource {resource} is not scoped to the account"
+            );
+        }
+        let service = action.split(':').next().unwrap();
+        assert!(
+            resources
+                .iter()
+                .all(|r| r.starts_with(&format!("arn:aws:{service}:"))),
+            "{action}: a resource of another service in {resources:?}"
+        );
+    }
+    for resource in &required["sns:Publish"] {
+        assert!(
+            resource.contains(":rolewatch-alerts"),
+            "sns:Publish on {resource}: not the alert topic"
+        );
+    }
+    for resource in &required["logs:FilterLogEvents"] {
+        assert!(
+            resource.contains(":log-group:aws-cloudtrail-logs-"),
+            "logs:FilterLogEvents on {resource}: not the trail's log group"
+        );
+    }
+}
+
+/// Loads a YAML file (all documents) as JSON, through PyYAML in the test venv; CloudFormation's
+/// short-form tags (`!Ref X`) become `{"Ref": X}` / `{"Fn::Sub": …}`.
+fn yaml_documents(relative: &str) -> Vec<Value> {
+    const LOADER: &str = r#"
+import json, sys, yaml
+class Loader(yaml.SafeLoader):
+    pass
+def tag(loader, suffix, node):
+    name = suffix if suffix in ("Ref", "Condition") else "Fn::" + suffix
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+Loader.add_multi_constructor("!", tag)
+with open(sys.argv[1]) as f:
+    print(json.dumps(list(yaml.load_all(f, Loader=Loader))))
+"#;
+    let python = python();
+    let output = Command::new(&python)
+        .arg("-c")
+        .arg(LOADER)
+        .arg(repo_root().join(relative))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    assert!(
+        output.status.success(),
+        "{relative} does not parse as YAML (PyYAML from {}; ./scripts/test installs it with \
+         moto): {}",
+        python.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the loader prints JSON")
+}
+
+#[test]
+fn cloudformation_template_grants_the_policy_to_ec2_and_ecs() {
+    let docs = yaml_documents("deploy/cloudformation.yaml");
+    let template = &docs[0];
+    let resources = template["Resources"]
+        .as_object()
+        .expect("the template has Resources");
+    let of_type = |t: &str| -> Vec<(&String, &Value)> {
+        resources.iter().filter(|(_, r)| r["Type"] == t).collect()
+    };
+
+    let roles = of_type("AWS::IAM::Role");
+    assert_eq!(roles.len(), 1, "one role for rolewatch");
+    let trust = &roles[0].1["Properties"]["AssumeRolePolicyDocument"]["Statement"];
+    let principals: BTreeSet<&str> = trust
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["Principal"]["Service"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        principals,
+        BTreeSet::from(["ec2.amazonaws.com", "ecs-tasks.amazonaws.com"])
+    );
+    assert_eq!(of_type("AWS::IAM::InstanceProfile").len(), 1);
+
+    // The topic and its email subscription are optional, behind conditions.
+    for t in ["AWS::SNS::Topic", "AWS::SNS::Subscription"] {
+        let found = of_type(t);
+        assert_eq!(found.len(), 1, "{t}");
+        let condition = found[0].1["Condition"].as_str().expect("a Condition");
+        assert!(template["Conditions"][condition].is_object(), "{condition}");
+    }
+
+    // The role's policies have the statements of deploy/iam-policy.json and (optional,
+    // behind a condition) of deploy/iam-policy-optional.json, KMS aside: the same actions.
+    let file = |name: &str| -> BTreeSet<String> {
+        policy_actions(&json_file(name))
+            .into_keys()
+            .filter(|a| !a.starts_with("kms:"))
+            .collect()
+    };
+    assert_eq!(
+        template_policy_actions(&resources["RolewatchPolicy"]),
+        file("deploy/iam-policy.json"),
+        "the template's RolewatchPolicy and deploy/iam-policy.json differ"
+    );
+    let optional = &resources["RolewatchOptionalPolicy"];
+    assert!(optional["Condition"].is_string());
+    assert_eq!(
+        template_policy_actions(optional),
+        file("deploy/iam-policy-optional.json"),
+        "the template's RolewatchOptionalPolicy and deploy/iam-policy-optional.json differ"
+    );
+}
+
+/// The actions of an `AWS::IAM::RolePolicy` resource (statements behind `!If [Cond, S,
+/// !Ref AWS::NoValue]` included).
+fn template_policy_actions(resource: &Value) -> BTreeSet<String> {
+    let mut actions = BTreeSet::new();
+    let statements = resource["Properties"]["PolicyDocument"]["Statement"]
+        .as_array()
+        .expect("a policy document");
+    for statement in statements {
+        let statement = match statement.get("Fn::If") {
+            Some(branches) => &branches[1],
+            None => statement,
+        };
+        match &statement["Action"] {
+            Value::String(a) => {
+                actions.insert(a.clone());
+            }
+            Value::Array(list) => {
+                actions.extend(list.iter().map(|a| a.as_str().unwrap().to_owned()));
+            }
+            other => panic!("Action {other}"),
+        }
+    }
+    actions
+}
+
+#[test]
+fn kubernetes_manifest_runs_non_root_with_probes_and_a_state_volume() {
+    let docs = yaml_documents("deploy/kubernetes.yaml");
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"PersistentVolumeClaim"), "{kinds:?}");
+    let deployment = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("a Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 1, "one process per state");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let container = &pod["containers"][0];
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["ports"][0]["containerPort"], 9464);
+    assert!(container["resources"]["limits"]["memory"].is_string());
+    let state_mount = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountPath"] == "/var/lib/rolewatch")
+        .expect("the state is mounted");
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == state_mount["name"])
+        .unwrap();
+    assert_eq!(
+        volume["persistentVolumeClaim"]["claimName"],
+        "rolewatch-state"
+    );
+}
+
+#[test]
+fn ecs_task_definition_runs_non_root_read_only_with_the_state_volume() {
+    let task = json_file("deploy/ecs-task-definition.json");
+    let container = &task["containerDefinitions"][0];
+    assert_eq!(container["user"], "65532:65532");
+    assert_eq!(container["readonlyRootFilesystem"], true);
+    assert_eq!(
+        container["mountPoints"][0]["containerPath"],
+        "/var/lib/rolewatch"
+    );
+    assert!(task["taskRoleArn"].as_str().unwrap().contains(":role/"));
+}
+
+/// `Key=value` lines of a unit file (later assignments of one key are all kept).
+fn unit_settings(relative: &str) -> Vec<(String, String)> {
+    read(relative)
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with('['))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+#[test]
+fn systemd_units_carry_the_hardening() {
+    // What `systemd-analyze security --offline=true` rates (1.1 for both units, see
+    // deploy/README.md); each of these is worth a share of that figure.
+    let hardening = [
+        ("DynamicUser", "yes"),
+        ("StateDirectory", "rolewatch"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("AmbientCapabilities", ""),
+        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        ("SystemCallFilter", "@system-service"),
+        ("SystemCallFilter", "~@privileged @resources"),
+        ("SystemCallArchitectures", "native"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("LockPersonality", "yes"),
+        ("RestrictNamespaces", "yes"),
+        ("RestrictRealtime", "yes"),
+        ("RestrictSUIDSGID", "yes"),
+        ("ProtectKernelTunables", "yes"),
+        ("ProtectKernelModules", "yes"),
+        ("ProtectKernelLogs", "yes"),
+        ("ProtectControlGroups", "yes"),
+        ("ProtectClock", "yes"),
+        ("ProtectHostname", "yes"),
+        ("ProtectProc", "invisible"),
+        ("ProcSubset", "pid"),
+        ("UMask", "0077"),
+        ("EnvironmentFile", "-/etc/rolewatch/env"),
+        (
+            "ExecStartPre",
+            "/usr/local/bin/rolewatch validate-config --config /etc/rolewatch/rolewatch.toml",
+        ),
+    ];
+    for unit in ["deploy/rolewatch.service", "deploy/rolewatch-once.service"] {
+        let settings = unit_settings(unit);
+        for (key, value) in hardening {
+            assert!(
+                settings.iter().any(|(k, v)| k == key && v == value),
+                "{unit}: no {key}={value}"
+            );
+        }
+        assert!(
+            settings
+                .iter()
+                .any(|(k, v)| k == "LoadCredential" && v.starts_with("smtp-password:")),
+            "{unit}: no LoadCredential for the SMTP password"
+        );
+    }
+    let daemon = unit_settings("deploy/rolewatch.service");
+    for (key, value) in [("Type", "notify"), ("Restart", "on-failure")] {
+        assert!(daemon.iter().any(|(k, v)| k == key && v == value), "{key}");
+    }
+    assert!(daemon.iter().any(|(k, _)| k == "WatchdogSec"));
+    assert!(daemon.iter().any(|(k, v)| k == "ExecStart"
+        && v.ends_with("rolewatch run --config /etc/rolewatch/rolewatch.toml")));
+    let once = unit_settings("deploy/rolewatch-once.service");
+    assert!(once
+        .iter()
+        .any(|(k, v)| k == "ExecStart" && v.contains("rolewatch once ")));
+    let timer = unit_settings("deploy/rolewatch.timer");
+    assert!(timer
+        .iter()
+        .any(|(k, v)| k == "Unit" && v == "rolewatch-once.service"));
+}
+
+#[test]
+fn build_image_check_accepts_the_dockerfile_and_catches_a_disagreement() {
+    let ok = Command::new(repo_root().join("deploy/build-image.sh"))
+        .arg("--check")
+        .output()
+        .expect("deploy/build-image.sh runs");
+    assert!(
+        ok.status.success(),
+        "build-image.sh --check failed: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("agree"));
+
+    // The same script beside a Dockerfile that runs as root: refused, naming the problem.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("deploy")).unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    std::fs::copy(
+        repo_root().join("deploy/build-image.sh"),
+        dir.path().join("deploy/build-image.sh"),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo_root().join("src/cli.rs"),
+        dir.path().join("src/cli.rs"),
+    )
+    .unwrap();
+    let dockerfile = read("Dockerfile").replace("USER 65532:65532", "USER root");
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    let bad = Command::new("bash")
+        .arg(dir.path().join("deploy/build-image.sh"))
+        .arg("--check")
+        .output()
+        .expect("the copy runs");
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("run as uid 65532"), "{err}");
+}
+
+#[test]
+fn demo_shows_the_alert_on_stdout_and_through_sns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(repo_root().join("scripts/demo"))
+        .arg("--yes")
+        .env("ROLEWATCH_BIN", env!("CARGO_BIN_EXE_rolewatch"))
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("scripts/demo starts");
+    let stdout = crate::servers::drain_to_log(child.stdout.take().unwrap());
+    let stderr = crate::servers::drain_to_log(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            // SIGTERM first so that the demo's trap stops the servers it started.
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            std::thread::sleep(Duration::from_secs(3));
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "scripts/demo did not finish within 180 s; stdout:\n{}\nstderr:\n{}",
+                crate::servers::log_text(&stdout),
+                crate::servers::log_text(&stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Let the reader threads take the last lines.
+    std::thread::sleep(Duration::from_millis(200));
+    let out = crate::servers::log_text(&stdout);
+    let err = crate::servers::log_text(&stderr);
+    assert!(
+        status.success(),
+        "scripts/demo failed ({status}); stdout:\n{out}\nstderr:\n{err}"
+    );
+    for expected in [
+        "Event:     AttachRolePolicy",
+        "Role:      astronomer-remote-management",
+        "Subject: [HIGH] AttachRolePolicy on astronomer-remote-management",
+        "DEMO OK",
+    ] {
+        assert!(out.contains(expected), "no {expected:?} in:\n{out}");
+    }
+    // The trap removed the demo's temporary directory.
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "scripts/demo left {left:?}");
+}
