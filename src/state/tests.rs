@@ -558,7 +558,7 @@ fn a_v1_database_upgrades_and_keeps_its_data() {
     let opened = State::open(&path).unwrap();
     assert!(!opened.is_fresh());
     let mut state = opened.into_state();
-    assert_eq!(state.schema_version().unwrap(), 2);
+    assert_eq!(state.schema_version().unwrap(), schema::CURRENT_VERSION);
     assert_eq!(state.cursor("ct").unwrap(), Some(1_000));
     assert_eq!(state.seen_ids("ct", &["e1"]).unwrap().len(), 1);
     // The v1 alert stays deduplicated; new alerts get outbox rows.
