@@ -66,6 +66,12 @@ export AWS_EC2_METADATA_DISABLED=true AWS_ENDPOINT_URL_CLOUDTRAIL=http://127.0.0
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL
 export RUST_LOG=${RUST_LOG:-info}
 
+# The admin endpoint (when the binary has one) on a free port, not the default 9464, which
+# another rolewatch may hold; it is part of the footprint, so it stays on.
+HAS_ADMIN=no
+if grep -aq '\[admin\] listen' "$BIN"; then HAS_ADMIN=yes; fi
+free_port() { "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
 config() { # state-path -> config file on stdout
     cat <<EOF
 [state]
@@ -76,6 +82,9 @@ type = "cloudtrail"
 region = "us-east-1"
 poll_interval_secs = $POLL_SECS
 EOF
+    if [[ $HAS_ADMIN == yes ]]; then
+        printf '\n[admin]\nlisten = "127.0.0.1:%s"\n' "$(free_port)"
+    fi
 }
 
 now_ns() { date +%s%N; }
@@ -162,7 +171,7 @@ PER_POLL_MS=$(awk -v t="$TOTAL_TICKS" -v k="$CLK_TCK" -v p="$POLLS" 'BEGIN {prin
 
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f MiB (%d kB)", k / 1024, k}'; }
 {
-    echo "## Footprint ($(date -u +%Y-%m-%d), $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores)"
+    echo "## Footprint ($(date -u +%Y-%m-%d), HEAD $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, admin endpoint: $HAS_ADMIN)"
     echo
     echo "| what | figure | target |"
     echo "|---|---|---|"
