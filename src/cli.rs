@@ -60,6 +60,12 @@ pub enum Command {
     /// ERROR`. Nothing is written to the state. Exit status: 0 when every channel accepted
     /// the alert, 1 when one failed, 78 on an invalid configuration.
     NotifyTest(RunArgs),
+    /// Take a snapshot of the vendor's role now — attached and inline policies with their
+    /// documents, the trust policy, the vendor's managed policy's default version — and print
+    /// it as JSON. Read-only IAM calls; with `--record`, the snapshot also becomes the
+    /// baseline in the state (after you approved a change). Exit status: 0 when the role was
+    /// read, 1 when not, 78 on an invalid configuration.
+    Baseline(BaselineArgs),
 }
 
 /// Arguments of `rolewatch check`.
@@ -78,6 +84,18 @@ pub struct CheckArgs {
     /// End of the window, RFC 3339 (default: now).
     #[arg(long, value_name = "TIME", requires = "start")]
     pub end: Option<String>,
+}
+
+/// Arguments of `rolewatch baseline`.
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    /// The configuration file (TOML). Without it: the built-in defaults.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Also record the snapshot in the state as the new baseline (stop the daemon first: it
+    /// holds the state's lock).
+    #[arg(long)]
+    pub record: bool,
 }
 
 /// Arguments of `rolewatch run`.

@@ -94,6 +94,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             })
         }
+        Command::Baseline(args) => {
+            let cfg = config::load(args.config.as_deref())?;
+            tokio_runtime()?.block_on(intel::command::run(
+                &cfg,
+                args.record,
+                &mut std::io::stdout(),
+            ))
+        }
         Command::NotifyTest(args) => {
             init_logging();
             let cfg = config::load(args.config.as_deref())?;

@@ -25,6 +25,24 @@ pub const BASELINE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 /// The most alerts one pass analyses.
 const BATCH: usize = 20;
 
+/// The worker of the daemon: the real IAM, the configured vendor, the default budget.
+pub fn for_daemon(
+    cfg: &crate::config::Config,
+    sdk: &aws_config::SdkConfig,
+    state: Arc<Mutex<State>>,
+    clock: Arc<dyn Clock>,
+) -> Arc<Worker<super::iam::AwsIam>> {
+    Arc::new(Worker::new(
+        Analyzer {
+            iam: super::iam::AwsIam::new(sdk),
+            vendor: cfg.vendor.clone(),
+            budget: super::analysis::DEFAULT_BUDGET,
+        },
+        state,
+        clock,
+    ))
+}
+
 /// Alerts of these rules are rolewatch's own notices: nothing to analyse.
 #[must_use]
 pub fn is_own_notice(stored: &StoredAlert) -> bool {

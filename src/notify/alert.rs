@@ -18,6 +18,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{Map, Value};
 
 use super::sanitize::{self, FIELD_MAX_CHARS};
+use crate::intel::Analysis;
 use crate::state::StoredAlert;
 
 /// The region of the CloudTrail console for IAM and other global services, whose events
@@ -183,6 +184,10 @@ pub struct Alert {
     pub record_text: String,
     /// What was wrong with the record, when something was.
     pub record_problem: Option<String>,
+    /// The change analysis recorded with the alert ([`crate::intel`]): actor class, diff,
+    /// verdict and final severity; `None` when none was recorded (rolewatch's own notices,
+    /// or an analysis that did not finish in time).
+    pub analysis: Option<Analysis>,
 }
 
 impl Alert {
@@ -231,7 +236,19 @@ impl Alert {
             record: record.filter(Value::is_object),
             record_text: stored.record.clone(),
             record_problem,
+            analysis: None,
         }
+    }
+
+    /// Adds the recorded analysis: its final severity replaces the rule's (which stays in
+    /// [`Analysis::rule_severity`]).
+    #[must_use]
+    pub fn with_analysis(mut self, analysis: Option<Analysis>) -> Alert {
+        if let Some(a) = &analysis {
+            self.severity = sanitize::clean_line(&a.severity, FIELD_MAX_CHARS);
+        }
+        self.analysis = analysis;
+        self
     }
 
     /// How long after the event rolewatch recorded it (ms); negative when the clocks disagree.

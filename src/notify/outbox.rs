@@ -44,6 +44,9 @@ pub const FAILING_AFTER_WAIT: Duration = Duration::from_secs(10 * 60);
 /// How often the loop looks for due rows when nothing wakes it.
 pub const TICK: Duration = Duration::from_secs(1);
 
+/// How long a new alert waits for its analysis: the analysis' IAM budget and some margin.
+pub const ANALYSIS_WAIT: Duration = Duration::from_secs(15);
+
 /// Attempts at sending one notice about a channel before it is dropped.
 const NOTICE_ATTEMPTS: u32 = 20;
 
@@ -195,6 +198,10 @@ pub struct Outbox {
     health: Mutex<Vec<Health>>,
     notices: Mutex<Vec<Notice>>,
     counters: Vec<ChannelCounters>,
+    /// How long a new alert is held back for its analysis (zero: not at all).
+    analysis_wait: Duration,
+    /// The change analysis, run beside the delivery loop.
+    intel: Option<Arc<crate::intel::worker::Worker<crate::intel::iam::AwsIam>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -214,7 +221,32 @@ impl Outbox {
             health: Mutex::new((0..n).map(|_| Health::default()).collect()),
             notices: Mutex::new(Vec::new()),
             counters: (0..n).map(|_| ChannelCounters::default()).collect(),
+            analysis_wait: Duration::ZERO,
+            intel: None,
         }
+    }
+
+    /// Runs the change analysis with this outbox: [`Outbox::drain`] analyses what waits
+    /// first (and takes the baseline when due); [`Outbox::run`] runs the analysis worker
+    /// beside the delivery loop. New alerts are held back for their analysis up to
+    /// [`ANALYSIS_WAIT`].
+    #[must_use]
+    pub fn with_intel(
+        mut self,
+        worker: Arc<crate::intel::worker::Worker<crate::intel::iam::AwsIam>>,
+    ) -> Outbox {
+        self.intel = Some(worker);
+        self.analysis_wait = ANALYSIS_WAIT;
+        self
+    }
+
+    /// Holds each new alert back until its analysis is recorded ([`crate::intel::worker`]),
+    /// for at most `wait` after detection; after that it goes out without one. Every channel
+    /// then shows the same analysis.
+    #[must_use]
+    pub fn with_analysis_wait(mut self, wait: Duration) -> Outbox {
+        self.analysis_wait = wait;
+        self
     }
 
     /// Replaces the retry backoff.
@@ -263,6 +295,10 @@ impl Outbox {
     /// Passes until nothing more is due or something failed (`rolewatch once`, and the
     /// start of `run`).
     pub async fn drain(&self) -> PassReport {
+        if let Some(w) = &self.intel {
+            w.pass().await;
+            w.baseline_if_due().await;
+        }
         let mut total = PassReport::default();
         loop {
             let r = self.pass().await;
@@ -278,6 +314,12 @@ impl Outbox {
     /// alerts), until `shutdown` is cancelled. A pass under way finishes: its sends are
     /// bounded by the channels' timeouts, and the process' drain grace bounds the rest.
     pub async fn run(self: Arc<Self>, wake: Arc<Notify>, shutdown: CancellationToken) {
+        if let Some(w) = &self.intel {
+            tokio::spawn(
+                w.clone()
+                    .run(Arc::new(Notify::new()), wake.clone(), shutdown.clone()),
+            );
+        }
         loop {
             self.pass().await;
             tokio::select! {
@@ -304,7 +346,21 @@ impl Outbox {
             }
         };
         for stored in due {
-            let alert = Alert::from_stored(&stored, self.clock.now_ms());
+            let analysis = match lock(&self.state).analysis(stored.id) {
+                Ok(a) => a.and_then(|json| serde_json::from_str(&json).ok()),
+                Err(e) => {
+                    self.state_error(name, &e, "read an analysis");
+                    None
+                }
+            };
+            if analysis.is_none()
+                && !crate::intel::worker::is_own_notice(&stored)
+                && self.clock.now_ms().saturating_sub(stored.detected_ms) < ms(self.analysis_wait)
+            {
+                // Its analysis is on the way; a later pass sends it.
+                continue;
+            }
+            let alert = Alert::from_stored(&stored, self.clock.now_ms()).with_analysis(analysis);
             let result = ch.notifier.send(&alert).await;
             let now = self.clock.now_ms();
             match result {

@@ -43,7 +43,8 @@ const MAX_FORMATTABLE_SECS: u64 = 253_402_300_799;
 const SUBJECT_SEVERITY_CHARS: usize = 10;
 const SUBJECT_EVENT_CHARS: usize = 32;
 
-/// The subject: `[HIGH] AttachRolePolicy on astronomer-remote-management by alice (FAILED)`.
+/// The subject: `[HIGH] WIDENED AttachRolePolicy on astronomer-remote-management by alice
+/// (FAILED)`; the verdict only when the alert has an analysis.
 ///
 /// ASCII only, at most [`SUBJECT_MAX_CHARS`] characters. When everything does not fit, the
 /// target and the actor are cut (the target keeps at least three fifths of the room), never
@@ -63,7 +64,12 @@ pub fn subject(alert: &Alert) -> String {
         .map(|e| sanitize::ascii_line(e, SUBJECT_EVENT_CHARS))
         .filter(|e| !e.is_empty())
         .unwrap_or_else(|| "unknown event".to_owned());
-    let head = format!("[{severity}] {event}");
+    let verdict = alert
+        .analysis
+        .as_ref()
+        .map(|a| format!("{} ", a.verdict.as_str().to_uppercase()))
+        .unwrap_or_default();
+    let head = format!("[{severity}] {verdict}{event}");
     let tail = if alert.failed { " (FAILED)" } else { "" };
 
     let target = alert
@@ -122,6 +128,10 @@ struct View {
     summary: Vec<Row>,
     console_url: Option<String>,
     details: Vec<Row>,
+    /// The change analysis: actor class, verdict, severity, flags, reasons, baseline.
+    change: Vec<Row>,
+    /// The change statement by statement.
+    statements: Option<String>,
     policy_document: Option<String>,
     record_note: Option<String>,
     record: String,
@@ -230,8 +240,11 @@ fn view(alert: &Alert) -> View {
     row(&mut details, "Event ID", Some(&alert.event_id));
     row(&mut details, "Alert ID", Some(&alert.id.to_string()));
 
+    let (change, statements) = change_view(alert);
     View {
         headline: subject(alert),
+        change,
+        statements,
         failure,
         summary,
         console_url: alert
@@ -250,6 +263,108 @@ fn view(alert: &Alert) -> View {
             .map(|p| sanitize::clean_line(p, FIELD_MAX_CHARS)),
         record: pretty_record(alert),
     }
+}
+
+/// The longest statement-by-statement block, in characters.
+const STATEMENTS_MAX_CHARS: usize = 6_000;
+
+/// The most "why" rows shown.
+const MAX_REASON_ROWS: usize = 12;
+
+/// The analysis as rows, and the statement-by-statement block.
+fn change_view(alert: &Alert) -> (Vec<Row>, Option<String>) {
+    let mut rows = Vec::new();
+    let Some(a) = &alert.analysis else {
+        if !alert.rule.starts_with("rolewatch-") {
+            row(
+                &mut rows,
+                "Analysis",
+                Some("not available: the alert was sent before its analysis was recorded"),
+            );
+        }
+        return (rows, None);
+    };
+    let class = match (a.actor_class, a.allowlisted) {
+        (crate::intel::actor::ActorClass::Yours, true) => {
+            "yours (in allowed_principals)".to_owned()
+        }
+        (crate::intel::actor::ActorClass::Yours, false) => {
+            "yours (NOT in allowed_principals)".to_owned()
+        }
+        (c, _) => c.to_string(),
+    };
+    row(&mut rows, "Actor class", Some(&class));
+    row(
+        &mut rows,
+        "Verdict",
+        Some(&a.verdict.as_str().to_uppercase()),
+    );
+    row(
+        &mut rows,
+        "Severity",
+        Some(&format!("{} ({})", a.severity, a.severity_reason)),
+    );
+    for f in &a.flags {
+        row(&mut rows, "Flag", Some(f));
+    }
+    if let Some(reason) = &a.diff_unavailable {
+        row(
+            &mut rows,
+            "Diff",
+            Some(&format!("diff unavailable: {reason}")),
+        );
+    }
+    row(&mut rows, "Compared", a.compared.as_deref());
+    for r in a.reasons.iter().take(MAX_REASON_ROWS) {
+        row(&mut rows, "Why", Some(r));
+    }
+    if let Some(b) = &a.baseline {
+        let base = match (b.taken_ms, &b.unavailable) {
+            (_, Some(why)) => format!("not compared: {why}"),
+            (Some(t), None) if b.differences.is_empty() => {
+                format!("the role matches the baseline of {}", format_time_ms(t))
+            }
+            (Some(t), None) => format!(
+                "{} difference(s) from the baseline of {}",
+                b.differences.len(),
+                format_time_ms(t)
+            ),
+            (None, None) => "no baseline".to_owned(),
+        };
+        row(&mut rows, "Baseline", Some(&base));
+        for d in b.differences.iter().take(MAX_REASON_ROWS) {
+            row(&mut rows, "Since baseline", Some(d));
+        }
+    }
+    let mut block = String::new();
+    for st in &a.statements {
+        let (mark, what) = match st.change.as_str() {
+            "added" => ('+', "added"),
+            "removed" => ('-', "removed"),
+            _ => ('~', "changed"),
+        };
+        block.push_str(&format!("{mark} {what} {} statement", st.effect));
+        if let Some(sid) = &st.sid {
+            block.push_str(&format!(" (Sid {sid})"));
+        }
+        block.push('\n');
+        let mut lines = |sign: char, label: &str, items: &[String]| {
+            for i in items {
+                block.push_str(&format!("    {sign} {label}: {i}\n"));
+            }
+        };
+        lines('+', &st.action_kind, &st.actions_added);
+        lines('-', &st.action_kind, &st.actions_removed);
+        lines('+', &st.resource_kind, &st.resources_added);
+        lines('-', &st.resource_kind, &st.resources_removed);
+        lines('+', "Principal", &st.principals_added);
+        lines('-', "Principal", &st.principals_removed);
+        lines('+', "Condition", &st.conditions_added);
+        lines('-', "Condition", &st.conditions_removed);
+    }
+    let statements =
+        (!block.is_empty()).then(|| sanitize::clean_block(&block, STATEMENTS_MAX_CHARS));
+    (rows, statements)
 }
 
 /// The record pretty-printed, each string value cut, the whole cleaned and bounded; the
@@ -335,6 +450,17 @@ pub fn text(alert: &Alert) -> String {
         out.push('\n');
     }
     push_rows(&mut out, &v.summary);
+    if !v.change.is_empty() {
+        out.push_str("\nChange\n------\n");
+        push_rows(&mut out, &v.change);
+    }
+    if let Some(block) = &v.statements {
+        out.push_str("\nStatement by statement\n----------------------\n");
+        out.push_str(block);
+        if !block.ends_with('\n') {
+            out.push('\n');
+        }
+    }
     if let Some(url) = &v.console_url {
         out.push_str("\nOpen in the CloudTrail console:\n");
         out.push_str(url);
@@ -393,6 +519,18 @@ fn push_rows(out: &mut String, rows: &[Row]) {
 <tr><th style="text-align: left; vertical-align: top; padding: 2px 8px 2px 0; white-space: nowrap;">{{ r.label }}</th><td style="padding: 2px 0; word-break: break-word;">{{ r.value }}</td></tr>
 {%- endfor %}
 </table>
+{%- if !v.change.is_empty() %}
+<h2 style="font-size: 16px; margin: 16px 0 8px 0;">Change</h2>
+<table role="presentation" style="border-collapse: collapse; margin: 0 0 12px 0;">
+{%- for r in v.change %}
+<tr><th style="text-align: left; vertical-align: top; padding: 2px 8px 2px 0; white-space: nowrap;">{{ r.label }}</th><td style="padding: 2px 0; word-break: break-word;">{{ r.value }}</td></tr>
+{%- endfor %}
+</table>
+{%- endif %}
+{%- if let Some(block) = v.statements %}
+<h2 style="font-size: 16px; margin: 16px 0 8px 0;">Statement by statement</h2>
+<pre style="font-size: 13px; background: #f4f4f4; padding: 8px; white-space: pre-wrap; word-break: break-all;">{{ block }}</pre>
+{%- endif %}
 {%- if let Some(url) = v.console_url %}
 <p style="margin: 0 0 16px 0;"><a href="{{ url }}">Open the event in the CloudTrail console</a></p>
 {%- endif %}
@@ -491,6 +629,9 @@ pub fn json(alert: &Alert) -> Value {
             "error_code": c(&w.error_code),
             "error_message": c(&w.error_message),
         },
+        "actor_class": alert.analysis.as_ref().map(|a| a.actor_class.as_str()),
+        "verdict": alert.analysis.as_ref().map(|a| a.verdict.as_str()),
+        "analysis": alert.analysis.as_ref().and_then(|a| serde_json::to_value(a).ok()).map(|v| clean_strings(&v)),
         "record": alert.record.clone(),
         "record_problem": c(&alert.record_problem),
         "record_text": if alert.record.is_some() {
@@ -499,4 +640,17 @@ pub fn json(alert: &Alert) -> Value {
             Some(sanitize::clean_block(&alert.record_text, RECORD_TEXT_MAX_CHARS))
         },
     })
+}
+
+/// A copy of `v` whose strings (keys included) are clean body lines.
+fn clean_strings(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(sanitize::clean_line(s, FIELD_MAX_CHARS)),
+        Value::Array(items) => items.iter().map(clean_strings).collect(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| (sanitize::clean_line(k, FIELD_MAX_CHARS), clean_strings(v)))
+            .collect(),
+        other => other.clone(),
+    }
 }

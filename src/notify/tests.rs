@@ -95,7 +95,83 @@ fn cases() -> Vec<Case> {
 fn alert_of(i: usize, case: &Case) -> Alert {
     let s = stored(i as i64 + 1, &case.record);
     let now = s.detected_ms + case.send_delay_ms;
-    Alert::from_stored(&s, now)
+    Alert::from_stored(&s, now).with_analysis(analysis_of(case.name))
+}
+
+/// The analyses the golden cases show, as the worker would record them (built here from the
+/// pure diff, with the documents IAM would have returned).
+fn analysis_of(case: &str) -> Option<crate::intel::Analysis> {
+    use crate::intel::actor::ActorClass;
+    use crate::intel::analysis::{Analysis, BaselineNote};
+    use crate::intel::policy::{diff, Policy, Verdict};
+    let blank = |verdict: Verdict, severity: &str, why: &str| Analysis {
+        actor_class: ActorClass::Yours,
+        allowlisted: false,
+        verdict,
+        severity: severity.to_owned(),
+        rule_severity: "high".to_owned(),
+        severity_reason: why.to_owned(),
+        compared: None,
+        reasons: Vec::new(),
+        flags: Vec::new(),
+        statements: Vec::new(),
+        diff_unavailable: None,
+        baseline: None,
+    };
+    let baseline = |taken_ms: i64, differences: &[&str]| {
+        Some(BaselineNote {
+            taken_ms: Some(taken_ms),
+            differences: differences.iter().map(|d| (*d).to_owned()).collect(),
+            unavailable: None,
+        })
+    };
+    match case {
+        "create-policy-version" => {
+            let before = Policy::parse(&json!({"Version": "2012-10-17", "Statement": [
+                {"Sid": "ReadOnly", "Effect": "Allow", "Action": ["ec2:Describe*", "s3:GetObject"], "Resource": "*"},
+                {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*",
+                 "Condition": {"StringEquals": {"aws:ResourceTag/owner": "astronomer"}}}]}))
+            .unwrap();
+            let after = Policy::parse(&json!({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+            .unwrap();
+            let d = diff(&before, &after);
+            Some(Analysis {
+                compared: Some("the new default version v4 (from the event) against the baseline's default version v3".to_owned()),
+                reasons: d.reasons,
+                statements: d.statements,
+                baseline: baseline(1_740_787_200_000, &[
+                    "default version of arn:aws:iam::111122223333:policy/AstronomerCrossAccountRole: v3 → v4 (widened)",
+                ]),
+                ..blank(Verdict::Widened, "high", "access widened: at least high (rule: high)")
+            })
+        }
+        "attach-role-policy" => {
+            let admin = Policy::parse(&json!({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})).unwrap();
+            let d = diff(&Policy::empty(), &admin);
+            Some(Analysis {
+                compared: Some("the policy's default version v1 (GetPolicyVersion), newly attached, against nothing".to_owned()),
+                reasons: d.reasons,
+                statements: d.statements,
+                flags: vec!["high-risk AWS-managed policy: arn:aws:iam::aws:policy/AdministratorAccess".to_owned()],
+                baseline: baseline(1_740_787_200_000, &[
+                    "policy attached since the baseline: arn:aws:iam::aws:policy/AdministratorAccess",
+                ]),
+                ..blank(Verdict::Widened, "high", "access widened: at least high (rule: high)")
+            })
+        }
+        "failed-access-denied" => Some(Analysis {
+            reasons: vec!["the call failed: nothing changed (someone tried)".to_owned()],
+            ..blank(Verdict::Unchanged, "high", "changed by a principal outside allowed_principals: at least high (rule: high)")
+        }),
+        "assumed-role-invoked-by-service" => Some(Analysis {
+            actor_class: ActorClass::AwsService,
+            diff_unavailable: Some("no IAM read access (GetPolicy: User: arn:aws:sts::111122223333:assumed-role/rolewatch/i-0abc is not authorized to perform: iam:GetPolicy)".to_owned()),
+            reasons: vec!["the documents could not be compared: see why below".to_owned()],
+            ..blank(Verdict::Unknown, "high", "the rule's severity (high)")
+        }),
+        _ => None,
+    }
 }
 
 fn renderings(alert: &Alert) -> Vec<(&'static str, String)> {
@@ -171,10 +247,10 @@ fn golden_cases_say_what_on_call_needs() {
     assert_eq!(
         subjects,
         [
-            "[HIGH] AttachRolePolicy on astronomer-remote-management by jane.doe@example.com",
-            "[HIGH] CreatePolicyVersion on AstronomerCrossAccountRole by jane.doe@example.com",
-            "[HIGH] AttachRolePolicy on astronomer-remote-management by ci-deployer (FAILED)",
-            "[HIGH] AttachRolePolicy on LambdaFunctionRole-1111 by example-user",
+            "[HIGH] WIDENED AttachRolePolicy on astronomer-remote-management by jane.doe@example.com",
+            "[HIGH] WIDENED CreatePolicyVersion on AstronomerCrossAccountRole by jane.doe@example.com",
+            "[HIGH] UNCHANGED AttachRolePolicy on astronomer-remote-management by ci-deployer (FAILED)",
+            "[HIGH] UNKNOWN AttachRolePolicy on LambdaFunctionRole-1111 by example-user",
             "[HIGH] AttachRolePolicy on stratus-red-team-malicious-iam-role by christophe",
             "[HIGH] AttachRolePolicy by unknown",
         ]
@@ -585,6 +661,7 @@ proptest! {
             record: None,
             record_text: next().unwrap_or_default(),
             record_problem: None,
+            analysis: None,
         };
         check_invariants(&alert);
     }

@@ -143,7 +143,9 @@ impl Daemon {
             })
             .collect();
         let channels = outbox::build_channels(&cfg.channels, Some(&sdk))?;
-        let outbox = Arc::new(Outbox::new(channels, state.clone(), clock.clone()));
+        let intel = crate::intel::worker::for_daemon(cfg, &sdk, state.clone(), clock.clone());
+        let outbox =
+            Arc::new(Outbox::new(channels, state.clone(), clock.clone()).with_intel(intel));
         let channel_names = outbox.channel_names();
         let resent = outbox.drain().await;
         if resent.delivered > 0 {
