@@ -3,6 +3,7 @@
 //! One test binary (this file and its modules) so that the suite links once.
 
 mod crash;
+mod intel;
 mod deploy;
 mod notify;
 mod scan;
