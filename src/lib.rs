@@ -11,11 +11,13 @@
 //! * [`rules`]: the vendor's documented pattern, [`rules::DOCUMENTED_PATTERN`].
 //! * [`test_pattern`]: `rolewatch test-pattern`, the local twin of `aws logs test-metric-filter`.
 //! * [`scan`]: `rolewatch scan`, a fast single-threaded sweep over CloudTrail files.
-//! * Coming with later issues: `config`, `source`, `engine`, `state`, `notify`, `runtime`,
-//!   `admin` (see `docs/ARCHITECTURE.md`).
+//! * Coming with later issues: `config`, `source`, `engine`, `state`, `notify`, `runtime`
+//!   (see `docs/ARCHITECTURE.md`).
+//! * [`admin`]: the admin HTTP endpoint of `rolewatch run`: `/healthz`, `/readyz`, `/metrics`.
 //!
 //! [`run`] dispatches a parsed command line; [`exit_code`] maps an error to the exit status.
 
+pub mod admin;
 pub mod aws;
 pub mod check;
 pub mod cli;
@@ -76,21 +78,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::TestPattern(args) => test_pattern::run(&args),
         Command::Scan(args) => scan::run(&args),
         Command::Check(args) => {
-            init_logging();
+            init_logging(config::LogFormat::Text);
             tokio_runtime()?.block_on(check::run(&args))
         }
         Command::Run(args) => {
-            init_logging();
             let cfg = config::load(args.config.as_deref())?;
+            init_logging(cfg.daemon.log_format);
             tokio_runtime()?.block_on(async move {
                 let token = tokio_util::sync::CancellationToken::new();
-                runtime::daemon::cancel_on_signals(token.clone());
+                runtime::daemon::cancel_on_signals(token.clone(), cfg.daemon.shutdown_grace);
                 let daemon = runtime::daemon::Daemon::start(
                     &cfg,
                     std::sync::Arc::new(runtime::clock::SystemClock),
                 )
                 .await?;
-                std::sync::Arc::new(daemon).run(token).await;
+                std::sync::Arc::new(daemon).run(token).await?;
                 Ok(ExitCode::SUCCESS)
             })
         }
@@ -103,13 +105,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ))
         }
         Command::NotifyTest(args) => {
-            init_logging();
             let cfg = config::load(args.config.as_deref())?;
+            init_logging(cfg.daemon.log_format);
             tokio_runtime()?.block_on(notify::notify_test::run(&cfg, &mut std::io::stdout()))
         }
         Command::Once(args) => {
-            init_logging();
             let cfg = config::load(args.config.as_deref())?;
+            init_logging(cfg.daemon.log_format);
             tokio_runtime()?.block_on(async move {
                 let daemon = runtime::daemon::Daemon::start(
                     &cfg,
@@ -133,15 +135,30 @@ fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Logs to stderr: human-readable, level from `RUST_LOG` (default `info`).
-fn init_logging() {
+/// Logs to stderr, level from `RUST_LOG` (default `info`): JSON lines (one object per event,
+/// fields flattened) or human text; `auto` picks text on a terminal and JSON otherwise (a
+/// journal, a container log, a pipe).
+fn init_logging(format: config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_cron_scheduler=warn"));
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let json = match format {
+        config::LogFormat::Json => true,
+        config::LogFormat::Text => false,
+        config::LogFormat::Auto => !tty,
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init()
+    } else {
+        builder.with_ansi(tty).try_init()
+    };
 }
 
 /// The exit status for an error returned by [`run`]: [`EXIT_USAGE`] when the error (or one of

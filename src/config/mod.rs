@@ -32,7 +32,12 @@ pub mod defaults {
     pub const REGION: &str = "us-east-1";
     pub const OVERLAP: Duration = Duration::from_secs(20 * 60);
     pub const INITIAL_LOOKBACK: Duration = Duration::from_secs(60 * 60);
-    pub const POLL_INTERVAL: Duration = Duration::from_secs(60);
+    /// Every minute, at second 0.
+    pub const SCHEDULE: &str = "0 * * * * *";
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+    pub const BLIND_AFTER_FAILURES: u32 = 3;
+    pub const BLIND_AFTER: Duration = Duration::from_secs(10 * 60);
+    pub const ADMIN_LISTEN: &str = "127.0.0.1:9464";
     pub const CATCHUP_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
     /// LookupEvents allows 2 requests/s per account and region, shared with every caller.
     pub const CLOUDTRAIL_RPS: f64 = 1.0;
@@ -56,6 +61,80 @@ pub struct Config {
     pub channels: Vec<ChannelConfig>,
     /// The vendor's role, policy and account (`[vendor]`).
     pub vendor: VendorConfig,
+    pub daemon: DaemonConfig,
+    pub admin: AdminConfig,
+}
+
+/// When a source is polled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Schedule {
+    /// A 6-field cron expression (seconds first), UTC, checked to parse.
+    Cron(String),
+    /// A fixed interval from the daemon's start (`poll_interval_secs`).
+    Every(Duration),
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Cron(c) => write!(f, "cron `{c}`"),
+            Schedule::Every(d) => write!(f, "every {} s", d.as_secs()),
+        }
+    }
+}
+
+/// Whether `expr` is a cron expression the scheduler accepts (6 fields, seconds first).
+/// Pure: parsing builds a job that is never scheduled.
+fn cron_problem(expr: &str) -> Option<String> {
+    let fields = expr.split_whitespace().count();
+    if fields != 6 {
+        return Some(format!(
+            "`{expr}` has {fields} fields; a schedule has 6: second minute hour day-of-month month day-of-week (e.g. `0 * * * * *`, every minute)"
+        ));
+    }
+    match tokio_cron_scheduler::Job::new_async(expr, |_, _| Box::pin(async {})) {
+        Ok(_) => None,
+        Err(e) => Some(format!("`{expr}` is not a cron expression ({e})")),
+    }
+}
+
+/// How the log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// JSON when stderr is not a terminal, text on a terminal.
+    Auto,
+    Json,
+    Text,
+}
+
+/// `[daemon]`, checked.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+    /// A cron expression, checked to parse.
+    pub heartbeat_schedule: Option<String>,
+    pub blind_after_failures: u32,
+    pub blind_after: Duration,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            shutdown_grace: defaults::SHUTDOWN_GRACE,
+            log_format: LogFormat::Auto,
+            heartbeat_schedule: None,
+            blind_after_failures: defaults::BLIND_AFTER_FAILURES,
+            blind_after: defaults::BLIND_AFTER,
+        }
+    }
+}
+
+/// `[admin]`, checked.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// `None` when disabled.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -83,7 +162,7 @@ pub struct SourceConfig {
     pub region: String,
     pub overlap: Duration,
     pub max_requests_per_sec: f64,
-    pub poll_interval: Duration,
+    pub schedule: Schedule,
     pub catchup_window: Duration,
 }
 
@@ -275,6 +354,7 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
             log_stream_prefix: None,
             overlap_secs: None,
             max_requests_per_sec: None,
+            schedule: None,
             poll_interval_secs: None,
             catchup_window_secs: None,
         }]
@@ -358,13 +438,28 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
         if overlap > Duration::from_secs(24 * 3600) {
             problem(key("overlap_secs"), "is more than one day".into());
         }
-        let poll_interval = match s.poll_interval_secs {
-            Some(0) => {
-                problem(key("poll_interval_secs"), "must be at least 1".into());
-                defaults::POLL_INTERVAL
+        let default_schedule = || Schedule::Cron(defaults::SCHEDULE.to_owned());
+        let schedule = match (&s.schedule, s.poll_interval_secs) {
+            (Some(_), Some(_)) => {
+                problem(
+                    key("schedule"),
+                    "give either `schedule` (cron) or `poll_interval_secs`, not both".into(),
+                );
+                default_schedule()
             }
-            Some(v) => Duration::from_secs(v),
-            None => defaults::POLL_INTERVAL,
+            (Some(expr), None) => match cron_problem(expr) {
+                Some(message) => {
+                    problem(key("schedule"), message);
+                    default_schedule()
+                }
+                None => Schedule::Cron(expr.trim().to_owned()),
+            },
+            (None, Some(0)) => {
+                problem(key("poll_interval_secs"), "must be at least 1".into());
+                default_schedule()
+            }
+            (None, Some(v)) => Schedule::Every(Duration::from_secs(v)),
+            (None, None) => default_schedule(),
         };
         let catchup_window = match s.catchup_window_secs {
             Some(v) if v < 60 => {
@@ -395,7 +490,7 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
             region,
             overlap,
             max_requests_per_sec: rps,
-            poll_interval,
+            schedule,
             catchup_window,
         });
     }
@@ -434,6 +529,8 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
 
     let vendor = vendor::validate(raw.vendor, &mut problems);
     let channels = channel::validate(raw.channels, &mut problems);
+    let daemon = validate_daemon(&raw.daemon, &mut problems);
+    let admin = validate_admin(&raw.admin, &mut problems);
 
     if !problems.is_empty() {
         return Err(ConfigError {
@@ -451,7 +548,68 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
         rules,
         channels,
         vendor,
+        daemon,
+        admin,
     })
+}
+
+fn validate_daemon(raw: &raw::RawDaemon, problems: &mut Vec<Problem>) -> DaemonConfig {
+    let mut problem = |key: &str, message: String| {
+        problems.push(Problem {
+            key: format!("daemon.{key}"),
+            message,
+        });
+    };
+    let mut d = DaemonConfig::default();
+    match raw.shutdown_grace_secs {
+        Some(0) => problem("shutdown_grace_secs", "must be at least 1".into()),
+        Some(v) if v > 3600 => problem("shutdown_grace_secs", format!("{v} is more than an hour")),
+        Some(v) => d.shutdown_grace = Duration::from_secs(v),
+        None => {}
+    }
+    match raw.log_format.as_deref() {
+        None | Some("auto") => {}
+        Some("json") => d.log_format = LogFormat::Json,
+        Some("text") => d.log_format = LogFormat::Text,
+        Some(other) => problem(
+            "log_format",
+            format!("`{other}` is not one of auto, json, text"),
+        ),
+    }
+    if let Some(expr) = &raw.heartbeat_schedule {
+        match cron_problem(expr) {
+            Some(message) => problem("heartbeat_schedule", message),
+            None => d.heartbeat_schedule = Some(expr.trim().to_owned()),
+        }
+    }
+    match raw.blind_after_failures {
+        Some(0) => problem("blind_after_failures", "must be at least 1".into()),
+        Some(v) => d.blind_after_failures = v,
+        None => {}
+    }
+    match raw.blind_after_secs {
+        Some(0) => problem("blind_after_secs", "must be at least 1".into()),
+        Some(v) => d.blind_after = Duration::from_secs(v),
+        None => {}
+    }
+    d
+}
+
+fn validate_admin(raw: &raw::RawAdmin, problems: &mut Vec<Problem>) -> AdminConfig {
+    let text = raw.listen.as_deref().unwrap_or(defaults::ADMIN_LISTEN);
+    let listen = match text.parse::<std::net::SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            problems.push(Problem {
+                key: "admin.listen".into(),
+                message: format!("`{text}` is not an address and port such as 127.0.0.1:9464"),
+            });
+            None
+        }
+    };
+    AdminConfig {
+        listen: listen.filter(|_| raw.enabled.unwrap_or(true)),
+    }
 }
 
 #[cfg(test)]
@@ -544,6 +702,45 @@ mod tests {
         assert!(
             text.contains('^'),
             "the pattern error keeps its caret:\n{text}"
+        );
+    }
+
+    #[test]
+    fn schedules_default_to_every_minute_and_take_cron_or_an_interval_not_both() {
+        let c = load(None).unwrap();
+        assert_eq!(c.sources[0].schedule, Schedule::Cron("0 * * * * *".into()));
+        assert_eq!(c.daemon.shutdown_grace, Duration::from_secs(20));
+        assert_eq!(c.admin.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        let c = from_toml(
+            "[[source]]\ntype = \"cloudtrail\"\nschedule = \"*/2 * * * * *\"\n\
+             [[source]]\ntype = \"cloudtrail\"\nname = \"b\"\npoll_interval_secs = 90\n\
+             [admin]\nenabled = false\n[daemon]\nheartbeat_schedule = \"0 0 9 * * *\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.sources[0].schedule,
+            Schedule::Cron("*/2 * * * * *".into())
+        );
+        assert_eq!(
+            c.sources[1].schedule,
+            Schedule::Every(Duration::from_secs(90))
+        );
+        assert_eq!(c.admin.listen, None);
+        let err = from_toml(
+            "[[source]]\ntype = \"cloudtrail\"\nschedule = \"0 * * * * *\"\npoll_interval_secs = 5\n\
+             [daemon]\nheartbeat_schedule = \"daily\"\nshutdown_grace_secs = 0\n[admin]\nlisten = \"localhost\"\n",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "source[0].schedule",
+                "daemon.shutdown_grace_secs",
+                "daemon.heartbeat_schedule",
+                "admin.listen"
+            ],
+            "{err}"
         );
     }
 

@@ -25,6 +25,43 @@ pub struct RawConfig {
     /// The vendor's role, policy and account, and your own automation (`[vendor]`).
     #[serde(default)]
     pub vendor: super::vendor::RawVendor,
+    /// How `rolewatch run` behaves as a service: shutdown, logs, watching itself.
+    #[serde(default)]
+    pub daemon: RawDaemon,
+    /// The admin HTTP endpoint: `/healthz`, `/readyz`, `/metrics`.
+    #[serde(default)]
+    pub admin: RawAdmin,
+}
+
+/// `[daemon]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    /// After SIGTERM/SIGINT: how long in-flight polls and the outbox flush may take before
+    /// rolewatch exits anyway (default 20).
+    pub shutdown_grace_secs: Option<u64>,
+    /// `auto` (default: JSON lines when stderr is not a terminal, human text on a terminal),
+    /// `json` or `text`. The level comes from `RUST_LOG` (default `info`).
+    pub log_format: Option<String>,
+    /// A 6-field cron schedule (with seconds, UTC) for a heartbeat notice through every
+    /// channel: events seen, alerts sent, last successful poll per source. Default: none.
+    pub heartbeat_schedule: Option<String>,
+    /// A source whose polls fail this many times in a row is reported as "rolewatch cannot
+    /// see" (default 3).
+    pub blind_after_failures: Option<u32>,
+    /// A source without a successful poll for this long is reported as "rolewatch cannot
+    /// see", even while a poll is still retrying (default 600).
+    pub blind_after_secs: Option<u64>,
+}
+
+/// `[admin]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Serve the admin endpoints (default true).
+    pub enabled: Option<bool>,
+    /// `host:port` to listen on (default `127.0.0.1:9464`; loopback, no authentication).
+    pub listen: Option<String>,
 }
 
 /// `[state]`
@@ -56,7 +93,11 @@ pub struct RawSource {
     pub overlap_secs: Option<u64>,
     /// Client-side request rate limit.
     pub max_requests_per_sec: Option<f64>,
-    /// Seconds between polls.
+    /// When to poll: a 6-field cron expression with seconds, in UTC (default
+    /// `0 * * * * *`, every minute at second 0). Exclusive with `poll_interval_secs`.
+    pub schedule: Option<String>,
+    /// Seconds between polls, counted from the daemon's start: the alternative to
+    /// `schedule` for intervals cron cannot express (e.g. 90). Exclusive with `schedule`.
     pub poll_interval_secs: Option<u64>,
     /// Catch-up after downtime proceeds oldest first in windows of at most this length.
     pub catchup_window_secs: Option<u64>,

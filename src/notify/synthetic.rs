@@ -1,5 +1,11 @@
-//! Alerts rolewatch makes itself rather than finds in CloudTrail: the `notify-test` alert and
-//! the notices that a channel is failing or has recovered.
+//! Alerts rolewatch makes itself rather than finds in CloudTrail: the `notify-test` alert,
+//! the notices that a channel is failing or has recovered, and the notices about rolewatch's
+//! own sight: a source it cannot read ("rolewatch cannot see"), its recovery, a coverage gap,
+//! and the optional heartbeat.
+//!
+//! Channel notices are sent directly (see [`super::outbox`]); the sight notices are
+//! [`Notice`]s, recorded in the state like any alert (one outbox row per channel) so that they
+//! survive a restart and are retried on a channel that is down.
 //!
 //! They are ordinary [`Alert`]s (built from a stored-alert shape with a small synthetic
 //! record), so every channel renders them with the same code as real ones. What sets them
@@ -18,6 +24,15 @@ pub const TEST_RULE: &str = "rolewatch-notify-test";
 pub const FAILING_RULE: &str = "rolewatch-channel-failing";
 /// The rule of the "channel X recovered" notice.
 pub const RECOVERED_RULE: &str = "rolewatch-channel-recovered";
+
+/// The rule of the "rolewatch cannot see" notice about a source.
+pub const SOURCE_BLIND_RULE: &str = "rolewatch-source-blind";
+/// The rule of the notice that a source is read again.
+pub const SOURCE_RECOVERED_RULE: &str = "rolewatch-source-recovered";
+/// The rule of the notice about a coverage gap.
+pub const COVERAGE_GAP_RULE: &str = "rolewatch-coverage-gap";
+/// The rule of the heartbeat.
+pub const HEARTBEAT_RULE: &str = "rolewatch-heartbeat";
 
 /// What a test alert says, first, everywhere.
 pub const TEST_BANNER: &str = "TEST \u{2014} not a real change";
@@ -38,8 +53,162 @@ pub fn banner(alert: &Alert) -> Option<(String, String)> {
             "[rolewatch channel recovered]".to_owned(),
             "A rolewatch channel that was failing delivers again; the alerts that waited are being sent.".to_owned(),
         )),
+        SOURCE_BLIND_RULE => Some((
+            "[rolewatch cannot see]".to_owned(),
+            format!(
+                "rolewatch cannot see: {}",
+                alert.action.error_message.as_deref().unwrap_or("a source is failing")
+            ),
+        )),
+        SOURCE_RECOVERED_RULE => Some((
+            "[rolewatch sees again]".to_owned(),
+            format!(
+                "rolewatch sees again: {}",
+                alert.action.error_message.as_deref().unwrap_or("a failing source is read again")
+            ),
+        )),
+        COVERAGE_GAP_RULE => Some((
+            "[rolewatch coverage gap]".to_owned(),
+            format!(
+                "rolewatch coverage gap: {}",
+                alert.action.error_message.as_deref().unwrap_or("events were not checked")
+            ),
+        )),
+        HEARTBEAT_RULE => Some((
+            "[rolewatch heartbeat]".to_owned(),
+            format!(
+                "rolewatch heartbeat: {}",
+                alert.action.error_message.as_deref().unwrap_or("rolewatch is running")
+            ),
+        )),
         _ => None,
     }
+}
+
+/// A notice rolewatch records in the state as an alert of its own (source id `rolewatch`),
+/// so that the outbox delivers it through every channel, durably.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub rule: &'static str,
+    pub severity: &'static str,
+    /// Unique per episode, so that recording it twice stores it once.
+    pub event_id: String,
+    pub event_name: &'static str,
+    /// The synthetic CloudTrail-shaped record, JSON.
+    pub record: String,
+    /// The one-sentence summary (also the record's `errorMessage`).
+    pub summary: String,
+}
+
+impl Notice {
+    /// The source id of every notice.
+    pub const SOURCE: &'static str = "rolewatch";
+
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        rule: &'static str,
+        severity: &'static str,
+        event_id: String,
+        event_name: &'static str,
+        subject: &str,
+        summary: String,
+        extra: serde_json::Value,
+        now_ms: i64,
+    ) -> Notice {
+        let mut record = json!({
+            "eventVersion": "1.10",
+            "eventTime": format_time_ms(now_ms),
+            "eventSource": "rolewatch",
+            "eventName": event_name,
+            "eventID": event_id,
+            "userIdentity": { "type": "rolewatch", "userName": format!("rolewatch on {}", hostname()) },
+            "requestParameters": { "roleName": subject },
+            "errorMessage": summary,
+        });
+        if let (Some(obj), serde_json::Value::Object(more)) = (record.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        Notice {
+            rule,
+            severity,
+            event_id,
+            event_name,
+            record: record.to_string(),
+            summary,
+        }
+    }
+}
+
+/// "rolewatch cannot see": `source` has been failing since `since_ms`.
+pub fn source_blind(
+    source: &str,
+    since_ms: i64,
+    error: &str,
+    failures: u32,
+    now_ms: i64,
+) -> Notice {
+    Notice::new(
+        SOURCE_BLIND_RULE,
+        "critical",
+        format!("rolewatch-source-blind-{source}-{since_ms}"),
+        "SourceBlind",
+        &format!("source {source}"),
+        format!(
+            "source {source} failing since {}: {error}",
+            format_time_ms(since_ms)
+        ),
+        json!({ "errorCode": "SourceBlind", "rolewatchFailedPolls": failures }),
+        now_ms,
+    )
+}
+
+/// The recovery of `source`, blind since `since_ms`.
+pub fn source_recovered(source: &str, since_ms: i64, now_ms: i64) -> Notice {
+    Notice::new(
+        SOURCE_RECOVERED_RULE,
+        "info",
+        format!("rolewatch-source-recovered-{source}-{since_ms}"),
+        "SourceRecovered",
+        &format!("source {source}"),
+        format!(
+            "source {source} is read again after failing since {}; events of that time are read now",
+            format_time_ms(since_ms)
+        ),
+        json!({}),
+        now_ms,
+    )
+}
+
+/// A coverage gap of `source`: events in `[from_ms, to_ms]` were never checked.
+pub fn coverage_gap(source: &str, from_ms: i64, to_ms: i64, reason: &str, now_ms: i64) -> Notice {
+    Notice::new(
+        COVERAGE_GAP_RULE,
+        "critical",
+        format!("rolewatch-coverage-gap-{source}-{from_ms}-{to_ms}"),
+        "CoverageGap",
+        &format!("source {source}"),
+        format!(
+            "source {source}: events from {} to {} were not checked ({reason}); look at them in the trail's S3 files",
+            format_time_ms(from_ms),
+            format_time_ms(to_ms)
+        ),
+        json!({ "errorCode": "CoverageGap" }),
+        now_ms,
+    )
+}
+
+/// The heartbeat: `summary` says what was seen since the start.
+pub fn heartbeat(summary: String, now_ms: i64) -> Notice {
+    Notice::new(
+        HEARTBEAT_RULE,
+        "info",
+        format!("rolewatch-heartbeat-{now_ms}"),
+        "Heartbeat",
+        "rolewatch heartbeat",
+        summary,
+        json!({}),
+        now_ms,
+    )
 }
 
 fn stored(
@@ -165,6 +334,35 @@ mod tests {
         assert!(body.starts_with(TEST_BANNER));
         assert_eq!(a.action.role_name.as_deref(), Some(TEST_BANNER));
         assert_ne!(a.event_id, test_alert(1_700_000_000_001).event_id);
+    }
+
+    #[test]
+    fn blind_notice_says_rolewatch_cannot_see_with_the_source_and_error() {
+        let n = source_blind("ct", 1_000, "503 ServiceUnavailable", 3, 2_000);
+        let stored = stored(
+            n.rule,
+            n.severity,
+            n.event_id.clone(),
+            n.event_name,
+            2_000,
+            serde_json::from_str(&n.record).unwrap(),
+        );
+        let a = Alert::from_stored(&stored, 2_000);
+        let (subject, body) = banner(&a).unwrap();
+        assert!(subject.contains("cannot see"));
+        assert!(
+            body.starts_with("rolewatch cannot see: source ct failing since 1970-01-01T00:00:01"),
+            "{body}"
+        );
+        assert!(body.ends_with(": 503 ServiceUnavailable"), "{body}");
+        assert_ne!(
+            n.event_id,
+            source_blind("ct", 1_001, "x", 3, 2_000).event_id
+        );
+        assert_eq!(
+            n.event_id,
+            source_blind("ct", 1_000, "y", 4, 9_000).event_id
+        );
     }
 
     #[test]

@@ -1,25 +1,42 @@
-//! `rolewatch run`: poll every source on its interval, commit, and deliver new alerts through
+//! `rolewatch run`: poll every source on its schedule, commit, and deliver new alerts through
 //! the configured channels (via the state's outbox, [`crate::notify::outbox`]), until SIGTERM
-//! or SIGINT.
+//! or SIGINT; and `rolewatch once`.
 //!
-//! Each source has its own task, so one source never polls twice at once and a slow source
-//! does not hold up another; one more task runs the outbox, woken after each poll. Cancellation
-//! has one path: a token every loop selects on.
+//! Scheduling is `tokio-cron-scheduler`: one job per source (its cron `schedule`, or a fixed
+//! `poll_interval_secs`), plus the optional heartbeat and, under systemd, the watchdog ping —
+//! which therefore stops when the scheduler stops. A tick spawns the poll on a task tracker;
+//! a tick that finds the source's previous poll still running is skipped and counted
+//! (`poll_skipped`), so one source never polls twice at once and a slow source does not hold
+//! up another. Every source is also polled once right at the start.
+//!
+//! Watching the watcher: each poll outcome feeds [`super::health`]; a source that keeps
+//! failing, or has not been read for too long, is reported once as "rolewatch cannot see"
+//! (ERROR log and a notice recorded in the state, so the outbox delivers it through every
+//! channel and a restart does not lose it), and its recovery likewise.
+//!
+//! Cancellation has one path: SIGTERM/SIGINT cancel a token; the scheduler stops, in-flight
+//! polls finish, the outbox is flushed, all within `[daemon] shutdown_grace_secs`.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, SourceConfig, SourceKind};
-use crate::engine::Engine;
+use crate::config::{AdminConfig, Config, DaemonConfig, Schedule, SourceConfig, SourceKind};
+use crate::engine::{format_time_ms, Engine};
 use crate::notify::outbox::{self, Outbox};
+use crate::notify::synthetic::{self, Notice};
 use crate::source::Source;
-use crate::state::{State, StateError};
+use crate::state::{NewAlert, State, StateError};
 
 use super::clock::Clock;
+use super::health::{BlindPolicy, SourceHealth, Transition};
+use super::metrics::{self, Metrics};
 use super::poll::{poll_source, PollContext};
 
 /// Warns when IAM events are watched from a region other than us-east-1 (IAM is global; its
@@ -86,13 +103,42 @@ pub fn open_state(cfg: &Config) -> anyhow::Result<(State, std::fs::File)> {
     Ok((opened.into_state(), lock))
 }
 
+/// How often the blind check runs besides after each poll (it catches a poll that hangs).
+const WATCH_TICK: Duration = Duration::from_secs(1);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The critical sections are plain updates or one SQLite transaction.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One configured source and its scheduling bookkeeping.
+struct Slot {
+    cfg: SourceConfig,
+    source: Arc<Source>,
+    /// Set while a poll of this source runs.
+    busy: AtomicBool,
+    /// How long the source keeps events, read before its first poll.
+    retention: tokio::sync::OnceCell<Option<Duration>>,
+    /// Unix ms of the last two scheduled ticks (for the interval of a cron schedule).
+    ticks: Mutex<(Option<i64>, Option<i64>)>,
+}
+
+/// Clears a slot's busy flag when the poll ends, however it ends.
+struct Busy<'a>(&'a AtomicBool);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// The running service: state, engine and sources, ready to poll.
 pub struct Daemon {
     state: Arc<Mutex<State>>,
     /// Held for the daemon's life: the state's single-process lock.
     _lock: std::fs::File,
     engine: Arc<Engine>,
-    sources: Vec<(SourceConfig, Arc<Source>)>,
+    sources: Vec<Slot>,
     clock: Arc<dyn Clock>,
     initial_lookback: Duration,
     outbox: Arc<Outbox>,
@@ -102,6 +148,11 @@ pub struct Daemon {
     wake: Arc<tokio::sync::Notify>,
     /// Whether delivering what an earlier run left pending worked.
     start_ok: bool,
+    settings: DaemonConfig,
+    admin: AdminConfig,
+    policy: BlindPolicy,
+    health: Mutex<Vec<SourceHealth>>,
+    metrics: Metrics,
 }
 
 impl Daemon {
@@ -136,12 +187,15 @@ impl Daemon {
             .iter()
             .map(|sc| {
                 warn_about_region(sc, names.is_some());
-                (
-                    sc.clone(),
-                    Arc::new(Source::new(sc, &sdk, names.clone(), patterns.clone())),
-                )
+                Slot {
+                    cfg: sc.clone(),
+                    source: Arc::new(Source::new(sc, &sdk, names.clone(), patterns.clone())),
+                    busy: AtomicBool::new(false),
+                    retention: tokio::sync::OnceCell::new(),
+                    ticks: Mutex::new((None, None)),
+                }
             })
-            .collect();
+            .collect::<Vec<_>>();
         let channels = outbox::build_channels(&cfg.channels, Some(&sdk))?;
         let intel = crate::intel::worker::for_daemon(cfg, &sdk, state.clone(), clock.clone());
         let outbox =
@@ -154,6 +208,17 @@ impl Daemon {
                 "Delivered alerts left pending by an earlier run"
             );
         }
+        let now = clock.now_ms();
+        let health = sources
+            .iter()
+            .map(|slot| {
+                let mut h = SourceHealth::new(now);
+                if let Schedule::Every(d) = slot.cfg.schedule {
+                    h.interval_ms = i64::try_from(d.as_millis()).ok();
+                }
+                h
+            })
+            .collect();
         Ok(Daemon {
             state,
             _lock: lock,
@@ -165,6 +230,14 @@ impl Daemon {
             channel_names,
             wake: Arc::new(tokio::sync::Notify::new()),
             start_ok: resent.ok(),
+            settings: cfg.daemon.clone(),
+            admin: cfg.admin.clone(),
+            policy: BlindPolicy {
+                failures: cfg.daemon.blind_after_failures,
+                stale_after: cfg.daemon.blind_after,
+            },
+            health: Mutex::new(health),
+            metrics: Metrics::new(),
         })
     }
 
@@ -178,8 +251,16 @@ impl Daemon {
         }
     }
 
-    /// One poll of one source, logged; wakes the outbox. True when it worked.
-    async fn poll(&self, sc: &SourceConfig, source: &Source, retention: Option<Duration>) -> bool {
+    /// One poll of source `i`, logged, counted and fed to the health watch; wakes the outbox.
+    /// True when it worked.
+    async fn poll(&self, i: usize) -> bool {
+        let slot = &self.sources[i];
+        let sc = &slot.cfg;
+        let retention = *slot
+            .retention
+            .get_or_init(|| Self::retention(sc, &slot.source))
+            .await;
+        lock(&self.health)[i].polling = true;
         let channels: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
         let ctx = PollContext {
             engine: &self.engine,
@@ -190,9 +271,14 @@ impl Daemon {
             retention,
         };
         let started = tokio::time::Instant::now();
-        let ok = match poll_source(source, sc, &ctx).await {
+        let result = poll_source(&slot.source, sc, &ctx).await;
+        let now = self.clock.now_ms();
+        let labels = metrics::source(&sc.id);
+        let m = &self.metrics;
+        let transition = match &result {
             Ok(o) => {
                 tracing::info!(
+                    event = "poll_completed",
                     source = %sc.id,
                     windows = o.windows,
                     requests = o.stats.requests,
@@ -206,15 +292,119 @@ impl Daemon {
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "Polled"
                 );
-                true
+                m.poll_completed.get_or_create(&labels).inc();
+                m.requests_throttled
+                    .get_or_create(&labels)
+                    .inc_by(o.stats.throttled);
+                m.request_retries
+                    .get_or_create(&labels)
+                    .inc_by(o.stats.retries);
+                m.events_seen.get_or_create(&labels).inc_by(o.stats.events);
+                m.events_malformed
+                    .get_or_create(&labels)
+                    .inc_by(o.bad.len() as u64);
+                m.rule_matches.get_or_create(&labels).inc_by(o.matches);
+                let real = o
+                    .new_alerts
+                    .iter()
+                    .filter(|a| a.source_id != Notice::SOURCE)
+                    .count();
+                m.alerts_recorded.get_or_create(&labels).inc_by(real as u64);
+                m.coverage_gap
+                    .get_or_create(&labels)
+                    .inc_by(o.gaps.len() as u64);
+                lock(&self.health)[i].success(now)
             }
             Err(e) => {
-                tracing::error!(source = %sc.id, error = %e, "Poll failed; the next poll resumes from the stored cursor");
-                false
+                tracing::error!(event = "poll_failed", source = %sc.id, error = %e, "Poll failed; the next poll resumes from the stored cursor");
+                m.poll_failed.get_or_create(&labels).inc();
+                lock(&self.health)[i].failure(&e.to_string(), now, &self.policy)
             }
         };
+        lock(&self.health)[i].polling = false;
+        if let Some(t) = transition {
+            self.report(i, t);
+        }
         self.wake.notify_one();
-        ok
+        result.is_ok()
+    }
+
+    /// Logs, counts and records (as a notice for every channel) a change of a source's sight.
+    fn report(&self, i: usize, t: Transition) {
+        let id = &self.sources[i].cfg.id;
+        let now = self.clock.now_ms();
+        let labels = metrics::source(id);
+        let notice = match t {
+            Transition::Blind {
+                since_ms,
+                failures,
+                reason,
+            } => {
+                self.metrics.source_blind.get_or_create(&labels).inc();
+                let n = synthetic::source_blind(id, since_ms, &reason, failures, now);
+                tracing::error!(
+                    event = "source_blind",
+                    source = %id,
+                    since = %format_time_ms(since_ms),
+                    failures,
+                    error = %reason,
+                    "rolewatch cannot see: {}", n.summary
+                );
+                n
+            }
+            Transition::Recovered { since_ms } => {
+                self.metrics.source_recovered.get_or_create(&labels).inc();
+                let n = synthetic::source_recovered(id, since_ms, now);
+                tracing::warn!(
+                    event = "source_recovered",
+                    source = %id,
+                    blind_for_ms = now.saturating_sub(since_ms),
+                    "rolewatch sees again: {}", n.summary
+                );
+                n
+            }
+        };
+        self.record_notice(&notice);
+    }
+
+    /// Records a notice in the state with one outbox row per channel, and wakes the outbox.
+    fn record_notice(&self, n: &Notice) {
+        let now = self.clock.now_ms();
+        let channels: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
+        let alert = NewAlert {
+            rule: n.rule,
+            severity: n.severity,
+            event_id: &n.event_id,
+            event_name: n.event_name,
+            event_time_ms: now,
+            source_id: Notice::SOURCE,
+            record: &n.record,
+        };
+        if let Err(e) = lock(&self.state).record_notice(&alert, &channels, now) {
+            tracing::error!(
+                event = "notice_not_recorded",
+                rule = n.rule,
+                error = %e,
+                "Cannot record a notice in the state, so it cannot be sent: {}", n.summary
+            );
+        }
+        self.wake.notify_one();
+    }
+
+    /// Applies the blind rules to every source at the current time (a poll may hang).
+    fn watch(&self) {
+        let now = self.clock.now_ms();
+        let transitions: Vec<(usize, Transition)> = {
+            let mut health = lock(&self.health);
+            health
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, h)| h.check(now, &self.policy).map(|t| (i, t)))
+                .collect()
+        };
+        for (i, t) in transitions {
+            self.report(i, t);
+        }
     }
 
     /// One poll of every source, one after the other, then delivery of everything due
@@ -222,9 +412,8 @@ impl Daemon {
     /// it was given.
     pub async fn once(&self) -> bool {
         let mut all = self.start_ok;
-        for (sc, source) in &self.sources {
-            let retention = Self::retention(sc, source).await;
-            all &= self.poll(sc, source, retention).await;
+        for i in 0..self.sources.len() {
+            all &= self.poll(i).await;
         }
         let report = self.outbox.drain().await;
         if !report.ok() {
@@ -237,42 +426,309 @@ impl Daemon {
         all && report.ok()
     }
 
-    /// Polls every source on its interval until `shutdown` is cancelled; each source has its
-    /// own task, so one source never polls twice at once.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(self.outbox.clone().run(self.wake.clone(), shutdown.clone()));
-        for i in 0..self.sources.len() {
-            let (this, shutdown) = (self.clone(), shutdown.clone());
-            tasks.spawn(async move {
-                let (sc, source) = &this.sources[i];
-                let retention = tokio::select! {
-                    r = Self::retention(sc, source) => r,
-                    () = shutdown.cancelled() => return,
-                };
-                loop {
-                    tokio::select! {
-                        _ = this.poll(sc, source, retention) => {}
-                        () = shutdown.cancelled() => break,
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(sc.poll_interval) => {}
-                        () = shutdown.cancelled() => break,
-                    }
+    /// A scheduled tick of source `i`: starts a poll on `tracker`, or skips the tick (and
+    /// counts it) while the previous poll of that source runs.
+    fn tick(self: &Arc<Self>, i: usize, tracker: &TaskTracker, scheduled: bool) {
+        let slot = &self.sources[i];
+        if scheduled {
+            let now = self.clock.now_ms();
+            let mut ticks = lock(&slot.ticks);
+            *ticks = (ticks.1, Some(now));
+            if let (Some(a), Some(b), Schedule::Cron(_)) = (ticks.0, ticks.1, &slot.cfg.schedule) {
+                if b > a {
+                    lock(&self.health)[i].interval_ms = Some(b - a);
                 }
-            });
-        }
-        while let Some(r) = tasks.join_next().await {
-            if let Err(e) = r {
-                tracing::error!(error = %e, "A poller task ended abnormally");
             }
         }
-        tracing::info!("Stopped");
+        if slot
+            .busy
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            self.metrics
+                .poll_skipped
+                .get_or_create(&metrics::source(&slot.cfg.id))
+                .inc();
+            tracing::warn!(
+                event = "poll_skipped",
+                source = %slot.cfg.id,
+                "Skipped a scheduled poll: the previous poll of this source is still running"
+            );
+            return;
+        }
+        let this = Arc::clone(self);
+        tracker.spawn(async move {
+            let _busy = Busy(&this.sources[i].busy);
+            this.poll(i).await;
+        });
+    }
+
+    /// Records the heartbeat notice: what rolewatch saw since it started.
+    fn heartbeat(&self) {
+        let total = |f: &prometheus_client::metrics::family::Family<
+            metrics::Labels,
+            prometheus_client::metrics::counter::Counter,
+        >|
+         -> u64 {
+            self.sources
+                .iter()
+                .map(|s| f.get_or_create(&metrics::source(&s.cfg.id)).get())
+                .sum()
+        };
+        let delivered: u64 = self
+            .outbox
+            .counters()
+            .map(|(_, c)| c.delivered.load(Ordering::Relaxed))
+            .sum();
+        let health = lock(&self.health).clone();
+        let last: Vec<String> = self
+            .sources
+            .iter()
+            .zip(&health)
+            .map(|(s, h)| {
+                format!(
+                    "{} {}",
+                    s.cfg.id,
+                    h.last_success_ms
+                        .map_or_else(|| "never".to_owned(), format_time_ms)
+                )
+            })
+            .collect();
+        let summary = format!(
+            "since the start: events seen {}, alerts recorded {}, deliveries {}; last successful poll: {}",
+            total(&self.metrics.events_seen),
+            total(&self.metrics.alerts_recorded),
+            delivered,
+            last.join(", ")
+        );
+        self.metrics.heartbeat_sent.inc();
+        tracing::info!(event = "heartbeat_sent", "Heartbeat: {summary}");
+        self.record_notice(&synthetic::heartbeat(summary, self.clock.now_ms()));
+    }
+
+    /// Polls every source on its schedule until `shutdown` is cancelled, then drains within
+    /// the grace period.
+    ///
+    /// # Errors
+    ///
+    /// The scheduler cannot start.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let tracker = TaskTracker::new();
+        let outbox_stop = CancellationToken::new();
+        let outbox_task = tokio::spawn(
+            self.outbox
+                .clone()
+                .run(self.wake.clone(), outbox_stop.clone()),
+        );
+        // An admin endpoint that cannot bind does not stop the watching: silence is the
+        // worst failure, a missing /metrics is visible to whoever scrapes it.
+        let admin = match self.admin.listen {
+            Some(addr) => match crate::admin::serve(addr, self.clone(), shutdown.clone()).await {
+                Ok(task) => Some(task),
+                Err(e) => {
+                    tracing::error!(event = "admin_failed", error = %format!("{e:#}"), "The admin endpoint is not available; rolewatch keeps watching without it");
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut sched = JobScheduler::new()
+            .await
+            .context("cannot create the scheduler")?;
+        for i in 0..self.sources.len() {
+            let (this, tracker) = (self.clone(), tracker.clone());
+            let run = move |_id, _sched| -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+                this.tick(i, &tracker, true);
+                Box::pin(async {})
+            };
+            let sc = &self.sources[i].cfg;
+            let job = match &sc.schedule {
+                Schedule::Cron(expr) => Job::new_async(expr.as_str(), run),
+                Schedule::Every(d) => Job::new_repeated_async(*d, run),
+            }
+            .with_context(|| format!("cannot schedule source {} ({})", sc.id, sc.schedule))?;
+            sched
+                .add(job)
+                .await
+                .context("cannot add a job to the scheduler")?;
+            tracing::info!(source = %sc.id, schedule = %sc.schedule, "Scheduled");
+        }
+        if let Some(expr) = &self.settings.heartbeat_schedule {
+            let this = self.clone();
+            let job = Job::new_async(expr.as_str(), move |_id, _sched| {
+                this.heartbeat();
+                Box::pin(async {})
+            })
+            .with_context(|| format!("cannot schedule the heartbeat `{expr}`"))?;
+            sched.add(job).await.context("cannot add the heartbeat")?;
+        }
+        if let Some(watchdog) = sd_notify::watchdog_enabled() {
+            // Pinged from the scheduler itself: when it stops ticking, systemd notices.
+            let every = (watchdog / 2).max(Duration::from_secs(1));
+            let job = Job::new_repeated_async(every, |_id, _sched| {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                Box::pin(async {})
+            })
+            .context("cannot schedule the watchdog ping")?;
+            sched
+                .add(job)
+                .await
+                .context("cannot add the watchdog ping")?;
+            tracing::info!(
+                every_ms = every.as_millis() as u64,
+                "systemd watchdog enabled"
+            );
+        }
+        sched.start().await.context("cannot start the scheduler")?;
+        // The first poll of every source is now, not at the first tick.
+        for i in 0..self.sources.len() {
+            self.tick(i, &tracker, false);
+        }
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        tracing::info!(sources = self.sources.len(), "Running");
+
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(WATCH_TICK) => self.watch(),
+                () = shutdown.cancelled() => break,
+            }
+        }
+
+        // The drain: no new polls, in-flight ones finish, the outbox is flushed.
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        let grace = self.settings.shutdown_grace;
+        let deadline = tokio::time::Instant::now() + grace;
+        if let Err(e) = sched.shutdown().await {
+            tracing::warn!(error = %e, "The scheduler did not stop cleanly");
+        }
+        tracker.close();
+        let in_flight = tracker.len();
+        if tokio::time::timeout_at(deadline, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                event = "shutdown_grace_exceeded",
+                polls = tracker.len(),
+                "Polls still running at the end of the grace period are abandoned; the next start resumes from the stored cursors"
+            );
+        }
+        outbox_stop.cancel();
+        let _ = tokio::time::timeout_at(deadline, outbox_task).await;
+        let flushed = tokio::time::timeout_at(deadline, self.outbox.drain()).await;
+        match flushed {
+            Ok(r) if r.ok() => tracing::info!(
+                polls_finished = in_flight,
+                delivered = r.delivered,
+                "Stopped: in-flight polls finished and the outbox is flushed"
+            ),
+            Ok(r) => tracing::warn!(
+                delivered = r.delivered,
+                failed = r.failed,
+                "Stopped: some alerts could not be delivered; they stay pending for the next start"
+            ),
+            Err(_) => tracing::warn!(
+                event = "shutdown_grace_exceeded",
+                grace_secs = grace.as_secs(),
+                "Stopped at the end of the grace period with alerts still pending; the next start delivers them"
+            ),
+        }
+        if let Some(admin) = admin {
+            let _ = tokio::time::timeout(Duration::from_secs(1), admin).await;
+        }
+        Ok(())
+    }
+
+    /// Whether every source's last poll is fresh, with the reason per source that is not.
+    pub fn readiness(&self) -> (bool, serde_json::Value) {
+        let now = self.clock.now_ms();
+        let health = lock(&self.health).clone();
+        let mut ready = true;
+        let mut sources = serde_json::Map::new();
+        for (slot, h) in self.sources.iter().zip(&health) {
+            let why = h.not_ready(now);
+            ready &= why.is_none();
+            sources.insert(
+                slot.cfg.id.clone(),
+                serde_json::json!({
+                    "ready": why.is_none(),
+                    "reason": why,
+                    "last_success": h.last_success_ms.map(format_time_ms),
+                    "consecutive_failures": h.consecutive_failures,
+                    "blind": h.blind_since_ms.is_some(),
+                }),
+            );
+        }
+        (
+            ready,
+            serde_json::json!({ "ready": ready, "state": "loaded", "sources": sources }),
+        )
+    }
+
+    /// The `/metrics` text: counters, plus gauges read now from the state and the outbox.
+    ///
+    /// # Errors
+    ///
+    /// Only when formatting fails.
+    pub fn metrics_text(&self) -> Result<String, std::fmt::Error> {
+        let m = &self.metrics;
+        let now = self.clock.now_ms();
+        let health = lock(&self.health).clone();
+        for (slot, h) in self.sources.iter().zip(&health) {
+            let labels = metrics::source(&slot.cfg.id);
+            if let Some(t) = h.last_success_ms {
+                m.last_success_timestamp_seconds
+                    .get_or_create(&labels)
+                    .set(t as f64 / 1000.0);
+            }
+            m.source_is_blind
+                .get_or_create(&labels)
+                .set(if h.blind_since_ms.is_some() { 1.0 } else { 0.0 });
+        }
+        {
+            let state = lock(&self.state);
+            if let Ok(cursors) = state.cursors() {
+                for c in cursors {
+                    m.source_lag_seconds
+                        .get_or_create(&metrics::source(&c.source_id))
+                        .set(now.saturating_sub(c.position_ms) as f64 / 1000.0);
+                }
+            }
+            if let Ok(stats) = state.stats() {
+                m.outbox_pending.set(stats.undelivered as f64);
+                m.coverage_gaps_recorded.set(stats.gaps as f64);
+            }
+        }
+        for (name, c) in self.outbox.counters() {
+            for (outcome, n) in [
+                ("delivered", c.delivered.load(Ordering::Relaxed)),
+                ("failed", c.failed.load(Ordering::Relaxed)),
+                ("abandoned", c.abandoned.load(Ordering::Relaxed)),
+            ] {
+                Metrics::mirror(
+                    &m.alert_deliveries,
+                    &vec![
+                        ("channel".to_owned(), name.to_owned()),
+                        ("outcome".to_owned(), outcome.to_owned()),
+                    ],
+                    n,
+                );
+            }
+            m.channel_is_failing
+                .get_or_create(&vec![("channel".to_owned(), name.to_owned())])
+                .set(if c.failing.load(Ordering::Relaxed) {
+                    1.0
+                } else {
+                    0.0
+                });
+        }
+        m.encode()
     }
 }
 
-/// Cancels `token` on SIGTERM or SIGINT.
-pub fn cancel_on_signals(token: CancellationToken) {
+/// Cancels `token` on SIGTERM or SIGINT. The drain is bounded by `grace`; should it hang
+/// anyway (a blocked thread), the process exits with status 1 ten seconds after that.
+pub fn cancel_on_signals(token: CancellationToken, grace: Duration) {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
@@ -285,8 +741,8 @@ pub fn cancel_on_signals(token: CancellationToken) {
                 return;
             };
             tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-                _ = int.recv() => tracing::info!("SIGINT: stopping"),
+                _ = term.recv() => tracing::info!(grace_secs = grace.as_secs(), "SIGTERM: stopping"),
+                _ = int.recv() => tracing::info!(grace_secs = grace.as_secs(), "SIGINT: stopping"),
             }
         }
         #[cfg(not(unix))]
@@ -294,9 +750,12 @@ pub fn cancel_on_signals(token: CancellationToken) {
             let _ = tokio::signal::ctrl_c().await;
         }
         token.cancel();
-        // Bound the drain.
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        tracing::error!("Did not stop within 30 s of the signal; exiting");
+        let hard = grace + Duration::from_secs(10);
+        tokio::time::sleep(hard).await;
+        tracing::error!(
+            "Did not stop within {} s of the signal; exiting",
+            hard.as_secs()
+        );
         std::process::exit(1);
     });
 }

@@ -133,22 +133,40 @@ pub async fn poll_source(
                     ),
                 };
                 tracing::error!(
+                    event = "coverage_gap",
                     source = %cfg.id,
                     from = %crate::engine::format_time_ms(gap.from_ms),
                     to = %crate::engine::format_time_ms(gap.to_ms),
                     "Coverage gap: events in this interval can no longer be read from the source and were not checked"
                 );
-                // The gap and the cursor past it are recorded at once: the gap is reported
-                // once, and the catch-up starts at the oldest event still kept.
+                // The gap, its notice through every channel and the cursor past it are
+                // recorded at once: the gap is reported once, and the catch-up starts at the
+                // oldest event still kept.
+                let notice = crate::notify::synthetic::coverage_gap(
+                    &cfg.id,
+                    gap.from_ms,
+                    gap.to_ms,
+                    &gap.reason,
+                    now,
+                );
                 let committed = lock(ctx.state).commit_poll(&PollCommit {
                     source_id: &cfg.id,
                     cursor_ms: earliest,
                     now_ms: now,
                     seen: Vec::new(),
-                    alerts: Vec::new(),
-                    channels: Vec::new(),
+                    alerts: vec![NewAlert {
+                        rule: notice.rule,
+                        severity: notice.severity,
+                        event_id: &notice.event_id,
+                        event_name: notice.event_name,
+                        event_time_ms: now,
+                        source_id: crate::notify::synthetic::Notice::SOURCE,
+                        record: &notice.record,
+                    }],
+                    channels: ctx.channels.to_vec(),
                     gaps: vec![gap],
                 })?;
+                out.new_alerts.extend(committed.alerts);
                 out.gaps.extend(committed.gaps);
             }
             cursor = earliest;

@@ -635,6 +635,69 @@ impl State {
         run().map_err(sqlite(path, "commit a poll"))
     }
 
+    /// Records an alert rolewatch makes itself (a notice about its own sight) with one
+    /// `pending` outbox row per channel, in one transaction, without touching any cursor.
+    /// Returns the stored alert, or `None` when that rule already has that eventID (the
+    /// notice was recorded before: a notice is recorded once).
+    ///
+    /// # Errors
+    ///
+    /// [`StateError`] when a statement fails; nothing is recorded then.
+    pub fn record_notice(
+        &mut self,
+        alert: &NewAlert<'_>,
+        channels: &[&str],
+        now_ms: i64,
+    ) -> Result<Option<StoredAlert>, StateError> {
+        let Self { conn, path } = self;
+        let mut run = || -> rusqlite::Result<Option<StoredAlert>> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO alerts (rule, severity, event_id, event_name, event_time_ms,
+                                         source_id, detected_ms, record)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (rule, event_id) DO NOTHING",
+                )?
+                .execute(params![
+                    alert.rule,
+                    alert.severity,
+                    alert.event_id,
+                    alert.event_name,
+                    alert.event_time_ms,
+                    alert.source_id,
+                    now_ms,
+                    alert.record
+                ])?;
+            if inserted == 0 {
+                return Ok(None);
+            }
+            let id = tx.last_insert_rowid();
+            {
+                let mut outbox = tx.prepare_cached(
+                    "INSERT INTO deliveries (alert_id, channel, status, attempts, next_attempt_ms)
+                     VALUES (?1, ?2, 'pending', 0, ?3) ON CONFLICT DO NOTHING",
+                )?;
+                for channel in channels {
+                    outbox.execute(params![id, channel, now_ms])?;
+                }
+            }
+            tx.commit()?;
+            Ok(Some(StoredAlert {
+                id,
+                rule: alert.rule.to_owned(),
+                severity: alert.severity.to_owned(),
+                event_id: alert.event_id.to_owned(),
+                event_name: alert.event_name.to_owned(),
+                event_time_ms: alert.event_time_ms,
+                source_id: alert.source_id.to_owned(),
+                detected_ms: now_ms,
+                record: alert.record.to_owned(),
+            }))
+        };
+        run().map_err(sqlite(path, "record a notice"))
+    }
+
     /// Alerts not yet delivered on `channel` (its outbox row is `pending`, due or not),
     /// oldest first, at most `limit`.
     ///

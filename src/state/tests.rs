@@ -799,3 +799,23 @@ fn sigkill_at_random_points_loses_no_committed_poll() {
         "only {killed_after_commits} trials committed"
     );
 }
+
+#[test]
+fn a_notice_is_recorded_once_with_outbox_rows_and_no_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = open_new(&dir);
+    let notice = alert("rolewatch-source-blind", "blind-ct-1", "rolewatch");
+    let first = state.record_notice(&notice, &CHANNELS, 5_000).unwrap();
+    let stored = first.expect("recorded the first time");
+    assert_eq!(stored.detected_ms, 5_000);
+    assert!(state
+        .record_notice(&notice, &CHANNELS, 6_000)
+        .unwrap()
+        .is_none());
+    for channel in CHANNELS {
+        let due = state.due_alerts(channel, 5_000, 10).unwrap();
+        assert_eq!(due.len(), 1, "{channel}");
+        assert_eq!(due[0].id, stored.id);
+    }
+    assert!(state.cursors().unwrap().is_empty());
+}

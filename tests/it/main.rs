@@ -3,8 +3,9 @@
 //! One test binary (this file and its modules) so that the suite links once.
 
 mod crash;
-mod intel;
+mod daemon;
 mod deploy;
+mod intel;
 mod notify;
 mod scan;
 mod servers;

@@ -1,0 +1,225 @@
+//! Watching the watcher: what each source's polls have been doing, whether rolewatch can
+//! still see through it, and whether it is ready.
+//!
+//! Pure and synchronous: every method takes the time as an argument (unix milliseconds), so
+//! the rules are unit-tested without a clock. The daemon feeds it poll outcomes and scheduler
+//! ticks and acts on the [`Transition`]s it returns.
+//!
+//! A source is **blind** after `failures` polls failed in a row, or when no poll succeeded
+//! for `stale_after` (counted from the daemon's start when none ever did) — the second rule
+//! catches a poll that hangs or retries for long. A blind source is reported once per
+//! episode; the next successful poll ends the episode with a recovery.
+//!
+//! A source is **fresh** (for `/readyz`) when its last successful poll is at most twice its
+//! interval old; the interval is the time between two scheduled polls.
+
+use std::time::Duration;
+
+/// When a source counts as blind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlindPolicy {
+    pub failures: u32,
+    pub stale_after: Duration,
+}
+
+/// What one source's polls have been doing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceHealth {
+    pub started_ms: i64,
+    pub last_success_ms: Option<i64>,
+    pub last_failure_ms: Option<i64>,
+    pub consecutive_failures: u32,
+    /// When the current run of failures began.
+    pub failing_since_ms: Option<i64>,
+    pub last_error: Option<String>,
+    /// `Some(since)` while the source is blind.
+    pub blind_since_ms: Option<i64>,
+    /// A poll of this source is running.
+    pub polling: bool,
+    /// Time between two scheduled polls, once known.
+    pub interval_ms: Option<i64>,
+}
+
+/// A change worth telling on-call about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// The source became blind: failing since `since_ms`, for `reason`.
+    Blind {
+        since_ms: i64,
+        failures: u32,
+        reason: String,
+    },
+    /// The source is read again after being blind since `since_ms`.
+    Recovered { since_ms: i64 },
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl SourceHealth {
+    pub fn new(started_ms: i64) -> SourceHealth {
+        SourceHealth {
+            started_ms,
+            ..SourceHealth::default()
+        }
+    }
+
+    /// Records a successful poll; a blind source recovers.
+    pub fn success(&mut self, now_ms: i64) -> Option<Transition> {
+        self.last_success_ms = Some(now_ms);
+        self.consecutive_failures = 0;
+        self.failing_since_ms = None;
+        self.last_error = None;
+        self.blind_since_ms
+            .take()
+            .map(|since_ms| Transition::Recovered { since_ms })
+    }
+
+    /// Records a failed poll, then applies the policy.
+    pub fn failure(
+        &mut self,
+        error: &str,
+        now_ms: i64,
+        policy: &BlindPolicy,
+    ) -> Option<Transition> {
+        self.last_failure_ms = Some(now_ms);
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        self.failing_since_ms.get_or_insert(now_ms);
+        self.last_error = Some(error.to_owned());
+        self.check(now_ms, policy)
+    }
+
+    /// Applies the policy at `now_ms` (called after each poll and on a timer, so that a poll
+    /// that never returns is noticed too).
+    pub fn check(&mut self, now_ms: i64, policy: &BlindPolicy) -> Option<Transition> {
+        if self.blind_since_ms.is_some() {
+            return None;
+        }
+        let seen_ms = self.last_success_ms.unwrap_or(self.started_ms);
+        let stale = now_ms.saturating_sub(seen_ms) > ms(policy.stale_after);
+        let failed = self.consecutive_failures >= policy.failures;
+        if !stale && !failed {
+            return None;
+        }
+        let since_ms = self.failing_since_ms.unwrap_or(seen_ms);
+        let reason = match &self.last_error {
+            Some(e) => e.clone(),
+            None => format!(
+                "no successful poll for {} s{}",
+                now_ms.saturating_sub(seen_ms) / 1000,
+                if self.polling {
+                    " (a poll is still running)"
+                } else {
+                    ""
+                }
+            ),
+        };
+        self.blind_since_ms = Some(since_ms);
+        Some(Transition::Blind {
+            since_ms,
+            failures: self.consecutive_failures,
+            reason,
+        })
+    }
+
+    /// Why the source is not fresh at `now_ms`, or `None` when it is.
+    pub fn not_ready(&self, now_ms: i64) -> Option<String> {
+        let Some(last) = self.last_success_ms else {
+            return Some(match &self.last_error {
+                Some(e) => format!("no successful poll yet; the last one failed: {e}"),
+                None => "no successful poll yet".to_owned(),
+            });
+        };
+        let interval = self.interval_ms?;
+        let age = now_ms.saturating_sub(last);
+        if age > interval.saturating_mul(2) {
+            let why = self
+                .last_error
+                .as_deref()
+                .map_or_else(String::new, |e| format!("; the last poll failed: {e}"));
+            return Some(format!(
+                "the last successful poll was {} ms ago, more than twice the {} ms interval{why}",
+                age, interval
+            ));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_700_000_000_000;
+    const POLICY: BlindPolicy = BlindPolicy {
+        failures: 3,
+        stale_after: Duration::from_secs(600),
+    };
+
+    #[test]
+    fn three_failures_in_a_row_make_a_source_blind_once_then_it_recovers() {
+        let mut h = SourceHealth::new(T0);
+        assert_eq!(h.success(T0 + 1_000), None);
+        assert_eq!(h.failure("503", T0 + 61_000, &POLICY), None);
+        assert_eq!(h.failure("503", T0 + 121_000, &POLICY), None);
+        assert_eq!(
+            h.failure("503 again", T0 + 181_000, &POLICY),
+            Some(Transition::Blind {
+                since_ms: T0 + 61_000,
+                failures: 3,
+                reason: "503 again".into()
+            })
+        );
+        assert_eq!(h.failure("503", T0 + 241_000, &POLICY), None, "once");
+        assert_eq!(h.check(T0 + 10_000_000, &POLICY), None, "once");
+        assert_eq!(
+            h.success(T0 + 301_000),
+            Some(Transition::Recovered {
+                since_ms: T0 + 61_000
+            })
+        );
+        assert_eq!(h.success(T0 + 361_000), None);
+    }
+
+    #[test]
+    fn a_failure_then_success_resets_the_count() {
+        let mut h = SourceHealth::new(T0);
+        h.failure("x", T0, &POLICY);
+        h.failure("x", T0 + 1, &POLICY);
+        h.success(T0 + 2);
+        assert_eq!(h.failure("x", T0 + 3, &POLICY), None);
+        assert_eq!(h.consecutive_failures, 1);
+    }
+
+    #[test]
+    fn no_success_for_too_long_is_blind_even_while_a_poll_hangs() {
+        let mut h = SourceHealth::new(T0);
+        h.polling = true;
+        assert_eq!(h.check(T0 + 600_000, &POLICY), None);
+        match h.check(T0 + 600_001, &POLICY) {
+            Some(Transition::Blind {
+                since_ms, reason, ..
+            }) => {
+                assert_eq!(since_ms, T0);
+                assert!(reason.contains("no successful poll for 600 s"), "{reason}");
+                assert!(reason.contains("still running"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn ready_needs_a_success_within_two_intervals() {
+        let mut h = SourceHealth::new(T0);
+        assert!(h.not_ready(T0).unwrap().contains("no successful poll yet"));
+        h.failure("boom", T0 + 1, &POLICY);
+        assert!(h.not_ready(T0 + 2).unwrap().contains("boom"));
+        h.success(T0 + 1_000);
+        h.interval_ms = Some(2_000);
+        assert_eq!(h.not_ready(T0 + 5_000), None);
+        h.failure("boom", T0 + 3_000, &POLICY);
+        let why = h.not_ready(T0 + 5_001).unwrap();
+        assert!(why.contains("twice") && why.contains("boom"), "{why}");
+    }
+}

@@ -1,0 +1,218 @@
+//! The daemon's counters and gauges, in Prometheus text format for `/metrics`
+//! (`prometheus-client`).
+//!
+//! Every counter is named after the log event that bumps it (the `event` field of the log
+//! line): `poll_completed` counts into `rolewatch_poll_completed_total`, and so on. The
+//! delivery counters of the outbox ([`crate::notify::outbox::ChannelCounters`]: log events
+//! `alert_delivered`, `alert_delivery_failed`, `alert_delivery_abandoned`) are one family,
+//! `rolewatch_alert_deliveries_total{channel, outcome}` with outcome `delivered`, `failed` or
+//! `abandoned`. Gauges read at scrape time: lag and last success per source, outbox depth,
+//! recorded coverage gaps, blind sources, failing channels.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Label sets: `[("source", id)]`, `[("channel", name), ("outcome", o)]`.
+pub type Labels = Vec<(String, String)>;
+
+type CounterFamily = Family<Labels, Counter>;
+type GaugeFamily = Family<Labels, Gauge<f64, AtomicU64>>;
+
+/// The source label set.
+pub fn source(id: &str) -> Labels {
+    vec![("source".to_owned(), id.to_owned())]
+}
+
+/// Every metric of the daemon.
+pub struct Metrics {
+    registry: Registry,
+    pub poll_completed: CounterFamily,
+    pub poll_failed: CounterFamily,
+    pub poll_skipped: CounterFamily,
+    pub requests_throttled: CounterFamily,
+    pub request_retries: CounterFamily,
+    pub events_seen: CounterFamily,
+    pub events_malformed: CounterFamily,
+    pub rule_matches: CounterFamily,
+    pub alerts_recorded: CounterFamily,
+    pub coverage_gap: CounterFamily,
+    pub source_blind: CounterFamily,
+    pub source_recovered: CounterFamily,
+    pub heartbeat_sent: Counter,
+    pub alert_deliveries: CounterFamily,
+    pub source_lag_seconds: GaugeFamily,
+    pub last_success_timestamp_seconds: GaugeFamily,
+    pub source_is_blind: GaugeFamily,
+    pub channel_is_failing: GaugeFamily,
+    pub outbox_pending: Gauge<f64, AtomicU64>,
+    pub coverage_gaps_recorded: Gauge<f64, AtomicU64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("rolewatch");
+        let mut counter = |name: &str, help: &str| {
+            let f = CounterFamily::default();
+            registry.register(name, help, f.clone());
+            f
+        };
+        let poll_completed = counter("poll_completed", "Polls that read their whole window");
+        let poll_failed = counter(
+            "poll_failed",
+            "Polls that stopped on an error (the next one resumes from the cursor)",
+        );
+        let poll_skipped = counter(
+            "poll_skipped",
+            "Scheduled polls skipped because the previous poll of the source was still running",
+        );
+        let requests_throttled =
+            counter("requests_throttled", "API requests the service throttled");
+        let request_retries = counter("request_retries", "API requests retried");
+        let events_seen = counter(
+            "events_seen",
+            "Events read from the source (re-reads included)",
+        );
+        let events_malformed = counter("events_malformed", "Malformed events skipped");
+        let rule_matches = counter("rule_matches", "Events a rule matched (re-reads included)");
+        let alerts_recorded = counter("alerts_recorded", "New alerts recorded in the state");
+        let coverage_gap = counter(
+            "coverage_gap",
+            "Coverage gaps found: intervals whose events could no longer be read",
+        );
+        let source_blind = counter(
+            "source_blind",
+            "Episodes of a source rolewatch cannot see through (\"rolewatch cannot see\")",
+        );
+        let source_recovered = counter("source_recovered", "Blind sources that recovered");
+        let alert_deliveries = counter(
+            "alert_deliveries",
+            "Delivery attempts by channel and outcome (delivered, failed, abandoned)",
+        );
+        let heartbeat_sent = Counter::default();
+        registry.register(
+            "heartbeat_sent",
+            "Heartbeats recorded",
+            heartbeat_sent.clone(),
+        );
+        let mut gauge = |name: &str, help: &str| {
+            let f = GaugeFamily::default();
+            registry.register(name, help, f.clone());
+            f
+        };
+        let source_lag_seconds = gauge(
+            "source_lag_seconds",
+            "Now minus the source's cursor: how far behind the source is read",
+        );
+        let last_success_timestamp_seconds = gauge(
+            "last_success_timestamp_seconds",
+            "Unix time of the source's last successful poll",
+        );
+        let source_is_blind = gauge("source_is_blind", "1 while rolewatch cannot see the source");
+        let channel_is_failing = gauge("channel_is_failing", "1 while a channel keeps failing");
+        let outbox_pending = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "outbox_pending",
+            "Outbox rows not delivered yet (all channels)",
+            outbox_pending.clone(),
+        );
+        let coverage_gaps_recorded = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "coverage_gaps_recorded",
+            "Coverage gaps recorded in the state",
+            coverage_gaps_recorded.clone(),
+        );
+        Metrics {
+            registry,
+            poll_completed,
+            poll_failed,
+            poll_skipped,
+            requests_throttled,
+            request_retries,
+            events_seen,
+            events_malformed,
+            rule_matches,
+            alerts_recorded,
+            coverage_gap,
+            source_blind,
+            source_recovered,
+            heartbeat_sent,
+            alert_deliveries,
+            source_lag_seconds,
+            last_success_timestamp_seconds,
+            source_is_blind,
+            channel_is_failing,
+            outbox_pending,
+            coverage_gaps_recorded,
+        }
+    }
+
+    /// Raises a counter that mirrors an external monotonic count to `value`.
+    pub fn mirror(family: &CounterFamily, labels: &Labels, value: u64) {
+        let c = family.get_or_create(labels);
+        let have = c.get();
+        if value > have {
+            c.inc_by(value - have);
+        }
+    }
+
+    /// The text exposition.
+    ///
+    /// # Errors
+    ///
+    /// Only when formatting fails (it writes to a `String`).
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_after_their_log_events() {
+        let m = Metrics::new();
+        m.poll_failed.get_or_create(&source("ct")).inc();
+        Metrics::mirror(
+            &m.alert_deliveries,
+            &vec![
+                ("channel".into(), "stdout".into()),
+                ("outcome".into(), "delivered".into()),
+            ],
+            3,
+        );
+        m.outbox_pending.set(2.0);
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains("rolewatch_poll_failed_total{source=\"ct\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "rolewatch_alert_deliveries_total{channel=\"stdout\",outcome=\"delivered\"} 3"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("rolewatch_outbox_pending 2"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}

@@ -1,0 +1,234 @@
+//! `rolewatch run` as a service, end to end against the LookupEvents test server on
+//! loopback: cron scheduling, alerts on stdout, the SIGTERM drain, "rolewatch cannot see"
+//! and its recovery, `/healthz`, `/readyz` transitions and `/metrics` counters; and the exit
+//! codes of `once`.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::servers::{cloudtrail_record, free_port, http, LookupServer};
+use crate::sources::{command, now_secs, Daemon, Setup};
+use crate::{assert_exit, stderr};
+
+/// A config polling every second, with the admin endpoint on `port`.
+fn config(setup: &Setup, port: u16, daemon: &str) -> std::path::PathBuf {
+    setup.config(&format!(
+        "[[source]]\ntype = \"cloudtrail\"\nname = \"ct\"\nmax_requests_per_sec = 2\n\
+         schedule = \"* * * * * *\"\n\n[admin]\nlisten = \"127.0.0.1:{port}\"\n\n\
+         [daemon]\nshutdown_grace_secs = 5\n{daemon}\n"
+    ))
+}
+
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    http(port, "GET", path, &[], b"")
+        .ok()
+        .map(|r| (r.status, String::from_utf8_lossy(&r.body).into_owned()))
+}
+
+/// The value of one sample line of `/metrics`, e.g. `rolewatch_poll_completed_total{source="ct"}`.
+fn metric(port: u16, sample: &str) -> f64 {
+    let (_, text) = get(port, "/metrics").expect("/metrics answers");
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn notices(d: &Daemon, rule: &str) -> Vec<Value> {
+    d.stdout
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["rule"] == rule)
+        .collect()
+}
+
+fn ready_status(port: u16) -> u16 {
+    get(port, "/readyz").map_or(0, |(s, _)| s)
+}
+
+#[test]
+fn run_polls_on_its_cron_schedule_serves_admin_and_drains_on_sigterm() {
+    let server = LookupServer::start();
+    let setup = Setup::new();
+    let port = free_port();
+    let config = config(&setup, port, "");
+    let daemon = Daemon::start(&server, &config);
+    daemon.wait_for(Duration::from_secs(20), "/healthz", |_| {
+        get(port, "/healthz").is_some_and(|(s, _)| s == 200)
+    });
+    daemon.wait_for(Duration::from_secs(20), "/readyz 200", |_| {
+        ready_status(port) == 200
+    });
+    let polls = metric(port, "rolewatch_poll_completed_total{source=\"ct\"}");
+    assert!(polls >= 1.0);
+    // An event injected while it runs is alerted on the next ticks.
+    server.add_events(&[cloudtrail_record(
+        "sched-1",
+        "AttachRolePolicy",
+        now_secs() - 5,
+    )]);
+    daemon.wait_for(Duration::from_secs(20), "the alert", |d| {
+        d.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("\"sched-1\""))
+    });
+    daemon.wait_for(Duration::from_secs(10), "more polls", |_| {
+        metric(port, "rolewatch_poll_completed_total{source=\"ct\"}") >= polls + 2.0
+    });
+    let text = get(port, "/metrics").unwrap().1;
+    for name in [
+        "rolewatch_events_seen_total{source=\"ct\"}",
+        "rolewatch_alerts_recorded_total{source=\"ct\"} 1",
+        "rolewatch_alert_deliveries_total{channel=\"stdout\",outcome=\"delivered\"} 1",
+        "rolewatch_source_lag_seconds{source=\"ct\"}",
+        "rolewatch_last_success_timestamp_seconds{source=\"ct\"}",
+        "rolewatch_outbox_pending 0",
+        "rolewatch_coverage_gaps_recorded 0",
+    ] {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
+    // JSON log lines when stderr is not a terminal, with the counter's name as `event`.
+    let err = daemon.stderr_text();
+    assert!(
+        err.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|v| v["event"] == "poll_completed" && v["source"] == "ct"),
+        "{err}"
+    );
+    let started = Instant::now();
+    let (status, _out, err) = daemon.stop("-TERM");
+    assert_eq!(status.code(), Some(0), "{err}");
+    // The grace is 5 s; the drain is bounded by it (plus process exit).
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "not within the grace: {:?}\n{err}",
+        started.elapsed()
+    );
+    assert!(err.contains("Stopped"), "{err}");
+}
+
+#[test]
+fn a_failing_source_says_rolewatch_cannot_see_then_recovers_and_readyz_follows() {
+    let server = LookupServer::start();
+    // Failing from the start: every request of the first poll's first four attempts.
+    server.faults(json!({"error_5xx_next": 4}));
+    let setup = Setup::new();
+    let port = free_port();
+    let config = config(&setup, port, "blind_after_secs = 2");
+    let daemon = Daemon::start(&server, &config);
+    daemon.wait_for(Duration::from_secs(20), "/readyz 503", |_| {
+        ready_status(port) == 503
+    });
+    let (_, body) = get(port, "/readyz").unwrap();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["sources"]["ct"]["ready"], false, "{body}");
+    assert!(body["sources"]["ct"]["reason"].is_string(), "{body}");
+    daemon.wait_for(Duration::from_secs(10), "the cannot-see notice", |d| {
+        !notices(d, "rolewatch-source-blind").is_empty()
+    });
+    let blind = &notices(&daemon, "rolewatch-source-blind")[0];
+    let text = blind["notice"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("rolewatch cannot see: source ct failing since "),
+        "{blind}"
+    );
+    assert!(
+        daemon
+            .stderr_text()
+            .lines()
+            .any(|l| l.contains("\"level\":\"ERROR\"") && l.contains("source_blind")),
+        "logged at ERROR"
+    );
+    // The retries get through: recovery notice and ready.
+    daemon.wait_for(Duration::from_secs(40), "the recovery notice", |d| {
+        !notices(d, "rolewatch-source-recovered").is_empty()
+    });
+    daemon.wait_for(Duration::from_secs(10), "/readyz 200", |_| {
+        ready_status(port) == 200
+    });
+    // Break it again: not ready within a few intervals, blind again, then fine again.
+    server.faults(json!({"error_5xx_next": 4}));
+    daemon.wait_for(Duration::from_secs(20), "/readyz 503 again", |_| {
+        ready_status(port) == 503
+    });
+    daemon.wait_for(Duration::from_secs(40), "/readyz 200 again", |_| {
+        ready_status(port) == 200
+    });
+    daemon.wait_for(Duration::from_secs(10), "the second recovery", |d| {
+        notices(d, "rolewatch-source-recovered").len() == 2
+    });
+    assert_eq!(notices(&daemon, "rolewatch-source-blind").len(), 2);
+    assert_eq!(
+        metric(port, "rolewatch_source_blind_total{source=\"ct\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(port, "rolewatch_source_recovered_total{source=\"ct\"}"),
+        2.0
+    );
+    // A poll that retries for seconds on a 1 s schedule: ticks were skipped, not doubled.
+    assert!(metric(port, "rolewatch_poll_skipped_total{source=\"ct\"}") >= 1.0);
+    assert!(metric(port, "rolewatch_request_retries_total{source=\"ct\"}") >= 8.0);
+    let (status, _, err) = daemon.stop("-INT");
+    assert_eq!(status.code(), Some(0), "{err}");
+}
+
+#[test]
+fn once_exits_0_when_everything_worked_and_1_when_a_source_failed() {
+    let server = LookupServer::start();
+    server.add_events(&[cloudtrail_record(
+        "once-1",
+        "AttachRolePolicy",
+        now_secs() - 60,
+    )]);
+    let setup = Setup::new();
+    let config = setup.config(
+        "[[source]]\ntype = \"cloudtrail\"\nname = \"ct\"\nmax_requests_per_sec = 2\n\n\
+         [admin]\nenabled = false\n",
+    );
+    let out = command(Some(&server), None)
+        .args(["once", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("once-1"));
+    // A source that refuses every request (HTTP 404 from a wrong endpoint path: permanent).
+    let out = command(None, None)
+        .env(
+            "AWS_ENDPOINT_URL_CLOUDTRAIL",
+            format!("{}/not-cloudtrail", server.endpoint()),
+        )
+        .args(["once", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("poll_failed"), "{}", stderr(&out));
+}
+
+#[test]
+fn an_invalid_schedule_is_a_config_error_naming_the_key() {
+    let setup = Setup::new();
+    let config = setup.config(
+        "[[source]]\ntype = \"cloudtrail\"\nschedule = \"*/5 * * * *\"\n\n[daemon]\nlog_format = \"xml\"\n",
+    );
+    let out = command(None, None)
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_exit(&out, 78);
+    let err = stderr(&out);
+    assert!(
+        err.contains("source[0].schedule") && err.contains("6"),
+        "{err}"
+    );
+    assert!(err.contains("daemon.log_format"), "{err}");
+}
