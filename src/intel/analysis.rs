@@ -18,6 +18,12 @@ use crate::state::StoredAlert;
 /// How long all IAM calls of one analysis may take together.
 pub const DEFAULT_BUDGET: Duration = Duration::from_secs(10);
 
+/// How a baseline note begins when IAM could not be read.
+pub const IAM_FAILED_PREFIX: &str = "the role could not be read:";
+
+/// How a timed-out analysis begins its `diff_unavailable`.
+pub const TIMEOUT_PREFIX: &str = "IAM did not answer within";
+
 /// AWS-managed policies whose attachment is flagged as high risk (matched by name under
 /// `arn:aws:iam::aws:policy/`, any path, any partition).
 pub const HIGH_RISK_MANAGED: &[&str] = &[
@@ -179,6 +185,20 @@ impl<R: IamReader> Analyzer<R> {
         baseline: Option<&Baseline>,
         now_ms: i64,
     ) -> Analysis {
+        self.analyze_within(stored, baseline, now_ms, self.budget, None)
+            .await
+    }
+
+    /// [`Analyzer::analyze`] with another budget (the worker shortens it while IAM does not
+    /// answer, so that a backlog of alerts is not held for the full budget each).
+    pub async fn analyze_within(
+        &self,
+        stored: &StoredAlert,
+        baseline: Option<&Baseline>,
+        now_ms: i64,
+        budget: Duration,
+        offline: Option<&str>,
+    ) -> Analysis {
         let record: Value = serde_json::from_str(&stored.record).unwrap_or(Value::Null);
         let (actor_class, allowlisted) = actor::classify(&record, &self.vendor);
         let event = record
@@ -220,18 +240,19 @@ impl<R: IamReader> Analyzer<R> {
             a.verdict = Verdict::Unchanged;
             a.reasons
                 .push("the call failed: nothing changed (someone tried)".to_owned());
+        } else if let Some(reason) = offline {
+            // IAM failed for an earlier alert of this batch: no call is made.
+            a.diff_unavailable = Some(reason.to_owned());
         } else {
             let work = async {
                 let docs = self.documents(&event, &record, baseline).await;
                 let current = baseline::snapshot(&self.iam, &self.vendor, now_ms).await;
                 (docs, current)
             };
-            match tokio::time::timeout(self.budget, work).await {
+            match tokio::time::timeout(budget, work).await {
                 Err(_) => {
-                    a.diff_unavailable = Some(format!(
-                        "IAM did not answer within {} s",
-                        self.budget.as_secs()
-                    ));
+                    a.diff_unavailable =
+                        Some(format!("{TIMEOUT_PREFIX} {} s", budget.as_secs_f64()));
                 }
                 Ok((docs, current)) => {
                     match docs {
@@ -254,15 +275,18 @@ impl<R: IamReader> Analyzer<R> {
                             differences: baseline::differences(b, &now),
                             unavailable: None,
                         },
-                        (None, _) => BaselineNote {
+                        (b, Err(e)) => BaselineNote {
+                            taken_ms: b.map(|b| b.taken_ms),
+                            differences: Vec::new(),
+                            unavailable: Some(format!(
+                                "{IAM_FAILED_PREFIX} {}",
+                                Unavailable::from(e).0
+                            )),
+                        },
+                        (None, Ok(_)) => BaselineNote {
                             taken_ms: None,
                             differences: Vec::new(),
                             unavailable: Some("no baseline has been taken yet".to_owned()),
-                        },
-                        (Some(b), Err(e)) => BaselineNote {
-                            taken_ms: Some(b.taken_ms),
-                            differences: Vec::new(),
-                            unavailable: Some(Unavailable::from(e).0),
                         },
                     });
                 }
@@ -471,4 +495,24 @@ impl<R: IamReader> Analyzer<R> {
 #[must_use]
 pub fn document_value(text: &str) -> Option<Value> {
     decode_document(text)
+}
+
+impl Analysis {
+    /// Why IAM looks unusable after this analysis (it timed out, or the role could not be
+    /// read): the worker then spares the rest of its batch the calls.
+    #[must_use]
+    pub fn iam_failure(&self) -> Option<String> {
+        if let Some(r) = self
+            .diff_unavailable
+            .as_deref()
+            .filter(|r| r.starts_with(TIMEOUT_PREFIX))
+        {
+            return Some(r.to_owned());
+        }
+        self.baseline
+            .as_ref()
+            .and_then(|b| b.unavailable.as_deref())
+            .filter(|u| u.starts_with(IAM_FAILED_PREFIX))
+            .map(str::to_owned)
+    }
 }

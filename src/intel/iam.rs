@@ -84,7 +84,7 @@ pub trait IamReader: Send + Sync {
 }
 
 /// Attempts per call on throttling or transient errors (the SDK retries too, within each).
-const ATTEMPTS: u32 = 3;
+const ATTEMPTS: u32 = 2;
 
 /// The real IAM.
 #[derive(Debug, Clone)]
@@ -96,8 +96,11 @@ impl AwsIam {
     #[must_use]
     pub fn new(sdk: &aws_config::SdkConfig) -> AwsIam {
         // IAM is global: its endpoint is in us-east-1 whatever the sources' region.
+        // Two attempts per call: the analysis has a budget, and a dead endpoint should make
+        // "diff unavailable" quickly rather than eat it.
         let conf = aws_sdk_iam::config::Builder::from(sdk)
             .region(aws_config::Region::new("us-east-1"))
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
             .build();
         AwsIam {
             client: aws_sdk_iam::Client::from_conf(conf),

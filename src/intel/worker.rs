@@ -22,6 +22,9 @@ use crate::state::{State, StoredAlert};
 /// How often a baseline is taken.
 pub const BASELINE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// The budget of the rest of a pass once one analysis timed out.
+const SHORT_BUDGET: Duration = Duration::from_secs(1);
+
 /// The most alerts one pass analyses.
 const BATCH: usize = 20;
 
@@ -147,6 +150,8 @@ impl<R: IamReader> Worker<R> {
         };
         let baseline = self.latest_baseline();
         let mut n = 0;
+        let mut budget = self.analyzer.budget;
+        let mut offline: Option<String> = None;
         for stored in due.iter().filter(|s| !is_own_notice(s)) {
             // A baseline taken after the event already holds the change: it is no "before".
             let before = baseline
@@ -154,8 +159,23 @@ impl<R: IamReader> Worker<R> {
                 .filter(|b| b.taken_ms < stored.event_time_ms);
             let a = self
                 .analyzer
-                .analyze(stored, before, self.clock.now_ms())
+                .analyze_within(
+                    stored,
+                    before,
+                    self.clock.now_ms(),
+                    budget,
+                    offline.as_deref(),
+                )
                 .await;
+            if offline.is_none() {
+                if let Some(why) = a.iam_failure() {
+                    // IAM is down or denied: the rest of this pass makes no calls.
+                    offline = Some(format!(
+                        "{why} (IAM failed for an earlier alert of this batch)"
+                    ));
+                    budget = budget.min(SHORT_BUDGET);
+                }
+            }
             let json = match serde_json::to_string(&a) {
                 Ok(j) => j,
                 Err(e) => {

@@ -296,7 +296,8 @@ impl Outbox {
     /// start of `run`).
     pub async fn drain(&self) -> PassReport {
         if let Some(w) = &self.intel {
-            w.pass().await;
+            // Every waiting alert gets its analysis first (each pass takes a batch).
+            while w.pass().await > 0 {}
             w.baseline_if_due().await;
         }
         let mut total = PassReport::default();

@@ -44,7 +44,8 @@ impl State {
             .map_err(sqlite(&self.path, "read an analysis"))
     }
 
-    /// Alerts still pending on some channel that have no analysis yet, oldest first.
+    /// Alerts still pending on some channel that have no analysis yet, oldest first;
+    /// rolewatch's own notices (rules `rolewatch-…`) are never analysed.
     ///
     /// # Errors
     ///
@@ -55,7 +56,8 @@ impl State {
                 "SELECT id, rule, severity, event_id, event_name, event_time_ms, source_id,
                         detected_ms, record
                  FROM alerts a
-                 WHERE NOT EXISTS (SELECT 1 FROM analyses WHERE alert_id = a.id)
+                 WHERE a.rule NOT LIKE 'rolewatch-%'
+                   AND NOT EXISTS (SELECT 1 FROM analyses WHERE alert_id = a.id)
                    AND EXISTS (SELECT 1 FROM deliveries d
                                WHERE d.alert_id = a.id AND d.status = 'pending')
                  ORDER BY id LIMIT ?1",

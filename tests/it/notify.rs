@@ -412,7 +412,7 @@ fn smtp_email_is_multipart_with_threading_id_escaped_html_and_no_injected_header
     assert_eq!(one_header(m, "To"), TO);
     let subject = one_header(m, "Subject");
     assert!(
-        subject.starts_with("[rolewatch test] [CRITICAL] AttachRolePolicy"),
+        subject.starts_with("[rolewatch test] [CRITICAL] WIDENED AttachRolePolicy"),
         "{subject}"
     );
     assert!(
@@ -970,7 +970,7 @@ fn sns_publishes_to_sqs_raw_and_enveloped_with_filterable_attributes() {
     assert_eq!(envelope["Type"], "Notification");
     assert_eq!(envelope["TopicArn"], topic.arn.as_str());
     let subject = envelope["Subject"].as_str().expect("Subject");
-    assert!(subject.starts_with("[HIGH] AttachRolePolicy"), "{subject}");
+    assert!(subject.starts_with("[HIGH] WIDENED AttachRolePolicy"), "{subject}");
     assert!(subject.len() <= 100 && subject.is_ascii());
     let alert: Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
     assert_eq!(assert_alert_json(&alert, "ev-sns-1"), key);

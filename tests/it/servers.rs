@@ -507,6 +507,9 @@ pub fn aws_env(cmd: &mut Command, endpoint_cloudtrail: Option<&str>, endpoint_mo
     if let Some(endpoint) = endpoint_cloudtrail {
         cmd.env("AWS_ENDPOINT_URL_CLOUDTRAIL", endpoint);
     }
+    // Without moto, IAM (the change analysis) refuses the connection at once: the analysis
+    // degrades to "diff unavailable" instead of waiting for the real endpoint.
+    cmd.env("AWS_ENDPOINT_URL_IAM", "http://127.0.0.1:9");
     if let Some(endpoint) = endpoint_moto {
         for service in ["CLOUDWATCH_LOGS", "SNS", "SQS", "IAM", "STS"] {
             cmd.env(format!("AWS_ENDPOINT_URL_{service}"), endpoint);
