@@ -970,7 +970,10 @@ fn sns_publishes_to_sqs_raw_and_enveloped_with_filterable_attributes() {
     assert_eq!(envelope["Type"], "Notification");
     assert_eq!(envelope["TopicArn"], topic.arn.as_str());
     let subject = envelope["Subject"].as_str().expect("Subject");
-    assert!(subject.starts_with("[HIGH] WIDENED AttachRolePolicy"), "{subject}");
+    assert!(
+        subject.starts_with("[HIGH] WIDENED AttachRolePolicy"),
+        "{subject}"
+    );
     assert!(subject.len() <= 100 && subject.is_ascii());
     let alert: Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
     assert_eq!(assert_alert_json(&alert, "ev-sns-1"), key);
