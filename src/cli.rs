@@ -53,6 +53,12 @@ pub enum Command {
     /// One full poll → commit → notify cycle of every source, then exit; for cron or a
     /// systemd timer. Exit status 1 when a source or a channel failed.
     Once(RunArgs),
+    /// Check a configuration without touching the network, AWS credentials or the state.
+    ///
+    /// Prints the effective configuration (defaults filled in; passwords are never in it — only
+    /// the name of the variable or file that holds them) and exits 0, or lists every problem
+    /// with its key and file and exits 78.
+    ValidateConfig(RunArgs),
     /// Send a clearly marked test alert ("TEST — not a real change") through every
     /// configured channel, and print each channel's result.
     ///

@@ -34,6 +34,7 @@ pub mod state;
 pub mod test_pattern;
 
 use std::fmt;
+use std::io::Write;
 use std::process::ExitCode;
 
 use cli::{Cli, Command};
@@ -108,6 +109,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = config::load(args.config.as_deref())?;
             init_logging(cfg.daemon.log_format);
             tokio_runtime()?.block_on(notify::notify_test::run(&cfg, &mut std::io::stdout()))
+        }
+        Command::ValidateConfig(args) => {
+            let cfg = config::load(args.config.as_deref())?;
+            let from = cfg.file.as_deref().map_or_else(
+                || "the built-in defaults".to_owned(),
+                |p| p.display().to_string(),
+            );
+            let mut out = std::io::stdout().lock();
+            match writeln!(
+                out,
+                "# the configuration in {from} is valid; effective configuration:\n{cfg:#?}"
+            ) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(ExitCode::SUCCESS),
+            }
         }
         Command::Once(args) => {
             let cfg = config::load(args.config.as_deref())?;

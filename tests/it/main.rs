@@ -11,6 +11,7 @@ mod scan;
 mod servers;
 mod sources;
 mod test_pattern;
+mod validate_config;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
