@@ -8,9 +8,8 @@ use aws_config::SdkConfig;
 use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
 use aws_sdk_cloudtrail::Client;
 use aws_smithy_types::DateTime;
-use backon::Retryable;
 
-use super::retry::{backoff, classify, RateLimiter, RetryClass};
+use super::retry::{send_with_retries, RateLimiter, RetryClass};
 use super::{check_record, FetchError, FetchStats, Page, SinkError, SourceError, Window};
 use crate::config::SourceConfig;
 
@@ -99,31 +98,17 @@ impl CloudTrailSource {
                         .send()
                         .await
                 };
-                let mut attempt_stats = FetchStats::default();
-                let result = call
-                    .retry(backoff(MAX_RETRIES))
-                    .sleep(tokio::time::sleep)
-                    .when(|e| classify(e).is_retryable())
-                    .notify(|e, after| {
-                        attempt_stats.retries += 1;
-                        attempt_stats.requests += 1;
-                        if classify(e) == RetryClass::Throttled {
-                            attempt_stats.throttled += 1;
-                        }
-                        tracing::warn!(source = %self.id, retry_in_ms = after.as_millis() as u64, error = %error_text(e), "LookupEvents failed; retrying");
-                    })
-                    .await;
-                stats.add(attempt_stats);
-                stats.requests += 1;
-                let out = match result {
+                let out = match send_with_retries(
+                    &self.id,
+                    "LookupEvents",
+                    MAX_RETRIES,
+                    &mut stats,
+                    call,
+                )
+                .await
+                {
                     Ok(out) => out,
-                    Err(e) => {
-                        let class = classify(&e);
-                        if class == RetryClass::Throttled {
-                            stats.throttled += 1;
-                        }
-                        return Err(self.error(class, error_text(&e), stats));
-                    }
+                    Err((class, message)) => return Err(self.error(class, message, stats)),
                 };
                 let mut page = Page::default();
                 for ev in out.events() {

@@ -12,7 +12,7 @@ use aws_sdk_cloudwatchlogs::Client;
 use backon::Retryable;
 
 use super::cloudtrail::error_text;
-use super::retry::{backoff, classify, RateLimiter, RetryClass};
+use super::retry::{backoff, classify, send_with_retries, RateLimiter, RetryClass};
 use super::{check_record, FetchError, FetchStats, Page, SinkError, SourceError, Window};
 use crate::config::{SourceConfig, SourceKind};
 
@@ -138,35 +138,23 @@ impl LogsSource {
                         .send()
                         .await
                 };
-                let mut attempt_stats = FetchStats::default();
-                let result = call
-                    .retry(backoff(MAX_RETRIES))
-                    .sleep(tokio::time::sleep)
-                    .when(|e| classify(e).is_retryable())
-                    .notify(|e, after| {
-                        attempt_stats.retries += 1;
-                        attempt_stats.requests += 1;
-                        if classify(e) == RetryClass::Throttled {
-                            attempt_stats.throttled += 1;
-                        }
-                        tracing::warn!(source = %self.id, retry_in_ms = after.as_millis() as u64, error = %error_text(e), "FilterLogEvents failed; retrying");
-                    })
-                    .await;
-                stats.add(attempt_stats);
-                stats.requests += 1;
-                let out = match result {
+                let out = match send_with_retries(
+                    &self.id,
+                    "FilterLogEvents",
+                    MAX_RETRIES,
+                    &mut stats,
+                    call,
+                )
+                .await
+                {
                     Ok(out) => out,
-                    Err(e) => {
-                        let class = classify(&e);
-                        if class == RetryClass::Throttled {
-                            stats.throttled += 1;
-                        }
+                    Err((class, message)) => {
                         return Err(FetchError::Source(SourceError {
                             source_id: self.id.clone(),
                             class,
-                            message: error_text(&e),
+                            message,
                             stats,
-                        }));
+                        }))
                     }
                 };
                 let mut page = Page::default();

@@ -84,6 +84,46 @@ pub fn classify_service(code: Option<&str>, status: u16) -> RetryClass {
     }
 }
 
+/// Calls `call` (one paced AWS request) until it succeeds, retrying what [`classify`] calls
+/// retryable with [`backoff`]; counts requests, retries and throttles into `stats`. On final
+/// failure returns the class and a one-line description of the last error.
+pub async fn send_with_retries<T, E, Fut>(
+    source_id: &str,
+    operation: &str,
+    max_retries: usize,
+    stats: &mut super::FetchStats,
+    call: impl FnMut() -> Fut,
+) -> Result<T, (RetryClass, String)>
+where
+    Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    use backon::Retryable;
+    let mut attempts = super::FetchStats::default();
+    let result = call
+        .retry(backoff(max_retries))
+        .sleep(tokio::time::sleep)
+        .when(|e| classify(e).is_retryable())
+        .notify(|e, after| {
+            attempts.retries += 1;
+            attempts.requests += 1;
+            if classify(e) == RetryClass::Throttled {
+                attempts.throttled += 1;
+            }
+            tracing::warn!(source = %source_id, operation, retry_in_ms = after.as_millis() as u64, error = %super::cloudtrail::error_text(e), "Request failed; retrying");
+        })
+        .await;
+    stats.add(attempts);
+    stats.requests += 1;
+    result.map_err(|e| {
+        let class = classify(&e);
+        if class == RetryClass::Throttled {
+            stats.throttled += 1;
+        }
+        (class, super::cloudtrail::error_text(&e))
+    })
+}
+
 /// Exponential backoff with full jitter: 0.5 s, 1 s, 2 s, … capped at 30 s, at most
 /// `max_retries` retries.
 pub fn backoff(max_retries: usize) -> ExponentialBuilder {
