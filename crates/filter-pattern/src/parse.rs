@@ -400,22 +400,8 @@ impl<'p> Parser<'p> {
         let selector = self.selector()?;
         self.cur.skip_blanks();
         let op_start = self.cur.pos();
-        let op = if self.cur.eat("==") {
-            return Err(self
-                .cur
-                .error(op_start..op_start + 2, "`==` is not an operator: write `=`"));
-        } else if self.cur.eat("!=") {
-            CmpOp::Ne
-        } else if self.cur.eat("=") {
-            CmpOp::Eq
-        } else if self.cur.eat("<=") {
-            CmpOp::Le
-        } else if self.cur.eat(">=") {
-            CmpOp::Ge
-        } else if self.cur.eat("<") {
-            CmpOp::Lt
-        } else if self.cur.eat(">") {
-            CmpOp::Gt
+        let op = if let Some(op) = self.comparison_op()? {
+            op
         } else {
             let (word, span) = self.cur.word();
             let test = match word {
@@ -460,6 +446,30 @@ impl<'p> Parser<'p> {
             selector,
             test: Test::Compare(op, value),
         })
+    }
+
+    /// Reads `=`, `!=`, `<`, `<=`, `>` or `>=` at the cursor; `None` when there is none.
+    fn comparison_op(&mut self) -> Result<Option<CmpOp>, ParseError> {
+        let start = self.cur.pos();
+        if self.cur.eat("==") {
+            return Err(self
+                .cur
+                .error(start..start + 2, "`==` is not an operator: write `=`"));
+        }
+        // Two-character operators first, so that `<=` is not read as `<`.
+        for (text, op) in [
+            ("!=", CmpOp::Ne),
+            ("<=", CmpOp::Le),
+            (">=", CmpOp::Ge),
+            ("=", CmpOp::Eq),
+            ("<", CmpOp::Lt),
+            (">", CmpOp::Gt),
+        ] {
+            if self.cur.eat(text) {
+                return Ok(Some(op));
+            }
+        }
+        Ok(None)
     }
 
     fn keyword_error(&self, what: &str, word: &str, span: Range<usize>) -> ParseError {
@@ -684,23 +694,8 @@ impl<'p> Parser<'p> {
             }
             self.cur.skip_blanks();
         }
-        let op_start = self.cur.pos();
-        let op = if self.cur.eat("==") {
-            return Err(self
-                .cur
-                .error(op_start..op_start + 2, "`==` is not an operator: write `=`"));
-        } else if self.cur.eat("!=") {
-            CmpOp::Ne
-        } else if self.cur.eat("=") {
-            CmpOp::Eq
-        } else if self.cur.eat("<=") {
-            CmpOp::Le
-        } else if self.cur.eat(">=") {
-            CmpOp::Ge
-        } else if self.cur.eat("<") {
-            CmpOp::Lt
-        } else if self.cur.eat(">") {
-            CmpOp::Gt
+        let op = if let Some(op) = self.comparison_op()? {
+            op
         } else {
             return Err(self.cur.expected(&format!(
                 "an operator (`=`, `!=`, `<`, `<=`, `>`, `>=`) after `{entry}`"
