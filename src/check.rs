@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use crate::cli::CheckArgs;
 use crate::config;
-use crate::engine::{parse_time_ms, Engine, RecordHeader};
+use crate::engine::{parse_time_ms, Engine};
 use crate::runtime::clock::{Clock, SystemClock};
 use crate::source::{FetchError, FetchStats, Page, Source, Window};
 use crate::UsageError;
@@ -101,12 +101,11 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                         continue;
                     }
                     matches += 1;
-                    let h = RecordHeader::parse(&e.record).unwrap_or_default();
                     let line = crate::output::match_line(
                         &rule.name,
                         rule.severity.as_str(),
                         &e.event_id,
-                        h.event_name.as_deref().unwrap_or(""),
+                        &e.event_name,
                         e.event_time_ms,
                         source.id(),
                         &e.record,

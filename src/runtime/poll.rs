@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::config::SourceConfig;
-use crate::engine::{Engine, RecordHeader};
+use crate::engine::Engine;
 use crate::source::{BadEvent, FetchError, FetchStats, Page, Source, SourceError, Window};
 use crate::state::{Gap, NewAlert, PollCommit, SeenEvent, State, StateError, StoredAlert};
 
@@ -271,19 +271,8 @@ fn commit_page(
         }
     }
     let overlap = ms(cfg.overlap);
-    let headers: Vec<RecordHeader> = page
-        .events
-        .iter()
-        .map(|e| {
-            if already.contains(&e.event_id) {
-                RecordHeader::default()
-            } else {
-                RecordHeader::parse(&e.record).unwrap_or_default()
-            }
-        })
-        .collect();
     let mut alerts = Vec::new();
-    for (e, h) in page.events.iter().zip(&headers) {
+    for e in &page.events {
         if already.contains(&e.event_id) {
             continue;
         }
@@ -293,7 +282,7 @@ fn commit_page(
                 rule: &rule.name,
                 severity: rule.severity.as_str(),
                 event_id: &e.event_id,
-                event_name: h.event_name.as_deref().unwrap_or(""),
+                event_name: &e.event_name,
                 event_time_ms: e.event_time_ms,
                 source_id: &cfg.id,
                 record: &e.record,

@@ -29,11 +29,14 @@ pub struct Window {
     pub end_ms: i64,
 }
 
-/// One event as fetched: its ID, its time and the CloudTrail record's raw JSON text.
+/// One event as fetched: its ID, time and name (read once, when the record is checked) and
+/// the CloudTrail record's raw JSON text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawEvent {
     pub event_id: String,
     pub event_time_ms: i64,
+    /// `eventName`, empty when the record has none.
+    pub event_name: String,
     pub record: String,
 }
 
@@ -228,6 +231,7 @@ pub(crate) fn check_record(
     Ok(RawEvent {
         event_id,
         event_time_ms,
+        event_name: header.event_name.unwrap_or_default(),
         record,
     })
 }
