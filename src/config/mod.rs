@@ -98,6 +98,25 @@ fn cron_problem(expr: &str) -> Option<String> {
     }
 }
 
+/// A CloudTrail trail name (3–128 of `A-Za-z0-9._-`, starting with a letter or digit) or a
+/// trail ARN (`arn:<partition>:cloudtrail:<region>:<account>:trail/<name>`).
+fn trail_ok(t: &str) -> bool {
+    let name = match t.strip_prefix("arn:") {
+        Some(rest) => match rest.split_once(":trail/") {
+            Some((head, name)) if head.split(':').count() == 4 && head.contains(":cloudtrail:") => {
+                name
+            }
+            _ => return false,
+        },
+        None => t,
+    };
+    (3..=128).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
 /// How the log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -164,6 +183,8 @@ pub struct SourceConfig {
     pub max_requests_per_sec: f64,
     pub schedule: Schedule,
     pub catchup_window: Duration,
+    /// The trail (name or ARN) that records these events, if named.
+    pub trail: Option<String>,
 }
 
 /// How urgent a rule's alerts are.
@@ -352,6 +373,7 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
             region: None,
             log_group: None,
             log_stream_prefix: None,
+            trail: None,
             overlap_secs: None,
             max_requests_per_sec: None,
             schedule: None,
@@ -484,8 +506,19 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
                 format!("`{id}` names two sources; give each a unique `name`"),
             );
         }
+        let trail = match s.trail {
+            Some(t) if !trail_ok(&t) => {
+                problem(
+                    key("trail"),
+                    format!("`{t}` is not a trail name (3 to 128 of A-Z a-z 0-9 . _ -, starting with a letter or digit) or a trail ARN"),
+                );
+                None
+            }
+            t => t,
+        };
         sources.push(SourceConfig {
             id,
+            trail,
             kind,
             region,
             overlap,

@@ -89,6 +89,9 @@ pub struct RawSource {
     pub log_group: Option<String>,
     /// `cloudwatch_logs`: only streams whose names start with this.
     pub log_stream_prefix: Option<String>,
+    /// The trail (name or ARN) that records these events: `rolewatch doctor` checks it is
+    /// logging without delivery errors, and the `trail-tamper` pack watches it.
+    pub trail: Option<String>,
     /// Each poll re-reads this much before the cursor, for late deliveries.
     pub overlap_secs: Option<u64>,
     /// Client-side request rate limit.
