@@ -79,7 +79,7 @@ pub enum Command {
 pub struct CheckArgs {
     /// The configuration file (TOML). Without it: the built-in defaults (CloudTrail in
     /// us-east-1, the vendor's documented rule).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "ROLEWATCH_CONFIG")]
     pub config: Option<PathBuf>,
     /// How far back from now to look, e.g. `90m`, `6h`, `7d` (default 1h).
     #[arg(long, value_name = "DURATION", conflicts_with = "start")]
@@ -95,8 +95,10 @@ pub struct CheckArgs {
 /// Arguments of `rolewatch baseline`.
 #[derive(Debug, Args)]
 pub struct BaselineArgs {
-    /// The configuration file (TOML). Without it: the built-in defaults.
-    #[arg(long, value_name = "FILE")]
+    /// The configuration file (TOML). Without it: the built-in defaults. Either way,
+    /// `ROLEWATCH__SECTION__KEY` variables override single keys (e.g.
+    /// `ROLEWATCH__DAEMON__LOG_FORMAT=json`).
+    #[arg(long, value_name = "FILE", env = "ROLEWATCH_CONFIG")]
     pub config: Option<PathBuf>,
     /// Also record the snapshot in the state as the new baseline (stop the daemon first: it
     /// holds the state's lock).
@@ -107,8 +109,10 @@ pub struct BaselineArgs {
 /// Arguments of `rolewatch run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The configuration file (TOML). Without it: the built-in defaults.
-    #[arg(long, value_name = "FILE")]
+    /// The configuration file (TOML). Without it: the built-in defaults. Either way,
+    /// `ROLEWATCH__SECTION__KEY` variables override single keys (e.g.
+    /// `ROLEWATCH__DAEMON__LOG_FORMAT=json`).
+    #[arg(long, value_name = "FILE", env = "ROLEWATCH_CONFIG")]
     pub config: Option<PathBuf>,
 }
 

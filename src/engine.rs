@@ -90,6 +90,7 @@ mod tests {
             name: name.into(),
             pattern: FilterPattern::new(p).unwrap(),
             severity: Severity::High,
+            channels: None,
         }
     }
 

@@ -233,6 +233,8 @@ pub struct Rule {
     pub name: String,
     pub pattern: FilterPattern,
     pub severity: Severity,
+    /// The channels (by name) its alerts go to; `None`: every channel.
+    pub channels: Option<Vec<String>>,
 }
 
 impl Rule {
@@ -244,6 +246,7 @@ impl Rule {
             pattern: FilterPattern::new(DOCUMENTED_PATTERN)
                 .unwrap_or_else(|e| unreachable!("the documented pattern compiles: {e}")),
             severity: Severity::High,
+            channels: None,
         }
     }
 }
@@ -293,42 +296,177 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Reads and validates a configuration file; `None` gives the built-in defaults.
+/// The prefix of environment overrides: `ROLEWATCH__DAEMON__LOG_FORMAT=json` sets
+/// `daemon.log_format`. Double underscores separate the prefix, the section and the key, so
+/// keys that contain one underscore (`log_format`) stay whole.
+pub const ENV_PREFIX: &str = "ROLEWATCH__";
+
+/// Keys whose environment value is a comma-separated list.
+const ENV_LIST_KEYS: &[&str] = &["vendor.allowed_principals"];
+
+/// Lists of tables: a file can give them, the environment cannot (which `[[source]]` would
+/// `ROLEWATCH__SOURCE__REGION` change?).
+const TABLE_LISTS: &[&str] = &["source", "rule", "channel"];
+
+/// Reads and validates a configuration: built-in defaults, then the file (if any), then the
+/// `ROLEWATCH__SECTION__KEY` environment overrides of the process.
 ///
 /// # Errors
 ///
 /// A [`ConfigError`] naming the file and each bad key: unreadable file, TOML syntax, unknown
-/// keys, wrong types, and every validation problem at once.
+/// keys, wrong types, and every validation problem at once. A problem with a key set from the
+/// environment names the variable.
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-    let raw = match path {
-        None => RawConfig::default(),
-        Some(p) => read_file(p)?,
-    };
-    validate(raw, path)
+    load_with_env(path, std::env::vars_os())
 }
 
-fn read_file(path: &Path) -> Result<RawConfig, ConfigError> {
+/// [`load`] with the environment given explicitly (for tests).
+///
+/// # Errors
+///
+/// As [`load`].
+pub fn load_with_env<I, K, V>(path: Option<&Path>, env: I) -> Result<Config, ConfigError>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: Into<std::ffi::OsString>,
+    V: Into<std::ffi::OsString>,
+{
     let fail = |key: &str, message: String| ConfigError {
-        file: Some(path.to_owned()),
+        file: path.map(Path::to_owned),
         problems: vec![Problem {
             key: key.to_owned(),
             message,
         }],
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| fail("(file)", format!("cannot read the file: {e}")))?;
-    let built = config::Config::builder()
-        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+    let overrides = env_overrides(env).map_err(|mut e| {
+        e.file = path.map(Path::to_owned);
+        e
+    })?;
+    let mut builder = config::Config::builder();
+    if let Some(p) = path {
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| fail("(file)", format!("cannot read the file: {e}")))?;
+        builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+    }
+    let mut scalars = config::Map::new();
+    for o in &overrides {
+        if ENV_LIST_KEYS.contains(&o.key.as_str()) {
+            let items: Vec<String> = o
+                .value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            builder = builder
+                .set_override(o.key.as_str(), items)
+                .map_err(|e| fail(&o.key, format!("{e} (from {})", o.var)))?;
+        } else {
+            scalars.insert(o.var.to_lowercase(), o.value.clone());
+        }
+    }
+    builder = builder.add_source(
+        config::Environment::with_prefix("ROLEWATCH")
+            .prefix_separator("__")
+            .separator("__")
+            .source(Some(scalars)),
+    );
+    let built = builder
         .build()
         .map_err(|e| fail("(syntax)", e.to_string()))?;
-    built.try_deserialize::<RawConfig>().map_err(|e| {
+    let raw = built.try_deserialize::<RawConfig>().map_err(|e| {
         // The config crate says "… for key `source[0].region`"; lift the key out.
         let msg = e.to_string();
         match msg.rsplit_once(" for key `") {
-            Some((m, k)) => fail(k.trim_end_matches('`'), m.to_owned()),
+            Some((m, k)) => {
+                // "…`" or "…` in the environment".
+                let k = k.split('`').next().unwrap_or(k);
+                fail(k, with_env_origin(m.to_owned(), k, &overrides))
+            }
             None => fail("(root)", msg),
         }
+    })?;
+    validate(raw, path).map_err(|mut e| {
+        for p in &mut e.problems {
+            p.message = with_env_origin(std::mem::take(&mut p.message), &p.key, &overrides);
+        }
+        e
     })
+}
+
+/// One `ROLEWATCH__SECTION__KEY` variable.
+#[derive(Debug)]
+struct EnvOverride {
+    /// The variable as written.
+    var: String,
+    /// The dotted key it sets, lower case: `daemon.log_format`.
+    key: String,
+    value: String,
+}
+
+/// The `ROLEWATCH__…` variables, each checked to name `section.key` (not a list of tables).
+fn env_overrides<I, K, V>(env: I) -> Result<Vec<EnvOverride>, ConfigError>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: Into<std::ffi::OsString>,
+    V: Into<std::ffi::OsString>,
+{
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    for (k, v) in env {
+        let Ok(var) = k.into().into_string() else {
+            continue;
+        };
+        let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let key = rest.to_lowercase().replace("__", ".");
+        let value = match v.into().into_string() {
+            Ok(v) => v,
+            Err(_) => {
+                problems.push(Problem {
+                    key: key.clone(),
+                    message: format!("{var} is not valid UTF-8"),
+                });
+                continue;
+            }
+        };
+        let section = key.split('.').next().unwrap_or_default().to_owned();
+        if TABLE_LISTS.contains(&section.as_str()) {
+            problems.push(Problem {
+                key,
+                message: format!(
+                    "{var}: [[{section}]] is a list of tables; set it in the configuration file, not the environment"
+                ),
+            });
+        } else if key.split('.').count() != 2 || key.split('.').any(str::is_empty) {
+            problems.push(Problem {
+                key,
+                message: format!(
+                    "{var} does not name a key: use ROLEWATCH__SECTION__KEY, e.g. ROLEWATCH__DAEMON__LOG_FORMAT"
+                ),
+            });
+        } else {
+            found.push(EnvOverride { var, key, value });
+        }
+    }
+    if problems.is_empty() {
+        found.sort_by(|a, b| a.var.cmp(&b.var));
+        Ok(found)
+    } else {
+        Err(ConfigError {
+            file: None,
+            problems,
+        })
+    }
+}
+
+/// Adds "(set by VAR)" to a problem whose key came from the environment.
+fn with_env_origin(message: String, key: &str, overrides: &[EnvOverride]) -> String {
+    match overrides.iter().find(|o| o.key == key) {
+        Some(o) => format!("{message} (set by the environment variable {})", o.var),
+        None => message,
+    }
 }
 
 /// Checks a raw configuration; pure (no network, no files).
@@ -528,40 +666,128 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
         });
     }
 
+    let vendor = vendor::validate(raw.vendor, &mut problems);
+    let channels = channel::validate(raw.channels, &mut problems);
+    let channel_names: HashSet<&str> = channels.iter().map(|c| c.name.as_str()).collect();
+
     let mut rules = Vec::new();
     let mut names = HashSet::new();
     for (i, r) in raw.rules.into_iter().enumerate() {
         let key = |k: &str| format!("rule[{i}].{k}");
-        if r.name.trim().is_empty() {
-            problem(key("name"), "must not be empty".into());
-        } else if !names.insert(r.name.clone()) {
-            problem(key("name"), format!("`{}` names two rules", r.name));
-        }
-        let severity = match r.severity.as_deref() {
-            None => Severity::High,
-            Some(s) => Severity::parse(s).unwrap_or_else(|| {
-                problem(
-                    key("severity"),
-                    format!("`{s}` is not one of info, low, medium, high, critical"),
-                );
+        let severity = r.severity.as_deref().map(|s| {
+            Severity::parse(s).unwrap_or_else(|| {
+                problems.push(Problem {
+                    key: key("severity"),
+                    message: format!("`{s}` is not one of info, low, medium, high, critical"),
+                });
                 Severity::High
-            }),
-        };
-        match FilterPattern::new(&r.pattern) {
-            Ok(pattern) => rules.push(Rule {
-                name: r.name,
+            })
+        });
+        let rule_channels = r.channels.as_ref().map(|list| {
+            let mut seen = HashSet::new();
+            for c in list {
+                if !channel_names.contains(c.as_str()) {
+                    let mut known: Vec<&str> = channel_names.iter().copied().collect();
+                    known.sort_unstable();
+                    problems.push(Problem {
+                        key: key("channels"),
+                        message: format!(
+                            "`{c}` is not a channel; the channels are: {}",
+                            known.join(", ")
+                        ),
+                    });
+                } else if !seen.insert(c.as_str()) {
+                    problems.push(Problem {
+                        key: key("channels"),
+                        message: format!("`{c}` is listed twice"),
+                    });
+                }
+            }
+            if list.is_empty() {
+                problems.push(Problem {
+                    key: key("channels"),
+                    message: "is empty: the rule's alerts would go nowhere (leave it out to use every channel)".into(),
+                });
+            }
+            list.clone()
+        });
+        let mut add = |name: String,
+                       pattern: FilterPattern,
+                       severity: Severity,
+                       problems: &mut Vec<Problem>| {
+            if name.trim().is_empty() {
+                problems.push(Problem {
+                    key: key("name"),
+                    message: "must not be empty".into(),
+                });
+            } else if !names.insert(name.clone()) {
+                problems.push(Problem {
+                    key: key("name"),
+                    message: format!("`{name}` names two rules"),
+                });
+            }
+            rules.push(Rule {
+                name,
                 pattern,
                 severity,
+                channels: rule_channels.clone(),
+            });
+        };
+        match (r.pattern, r.pack) {
+            (Some(_), Some(_)) => problems.push(Problem {
+                key: key("pack"),
+                message: "give either `pattern` (your own) or `pack` (a built-in set), not both"
+                    .into(),
             }),
-            Err(e) => problem(key("pattern"), e.to_string()),
+            (None, None) => problems.push(Problem {
+                key: key("pattern"),
+                message: "a rule needs a `pattern` (a filter pattern) or a `pack` (documented, complete or trail-tamper)".into(),
+            }),
+            (Some(text), None) => {
+                for (k, set) in [
+                    ("include_tag_changes", r.include_tag_changes.is_some()),
+                    ("alarm_names", r.alarm_names.is_some()),
+                ] {
+                    if set {
+                        problems.push(Problem {
+                            key: key(k),
+                            message: "applies only to a `pack`".into(),
+                        });
+                    }
+                }
+                let Some(name) = r.name else {
+                    problems.push(Problem {
+                        key: key("name"),
+                        message: "is required for a rule with a `pattern`".into(),
+                    });
+                    continue;
+                };
+                match FilterPattern::new(&text) {
+                    Ok(pattern) => add(
+                        name,
+                        pattern,
+                        severity.unwrap_or(Severity::High),
+                        &mut problems,
+                    ),
+                    Err(e) => problems.push(Problem {
+                        key: key("pattern"),
+                        message: e.to_string(),
+                    }),
+                }
+            }
+            (None, Some(pack)) => {
+                let _ = pack;
+                problems.push(Problem {
+                    key: key("pack"),
+                    message: "packs are not available yet".into(),
+                });
+            }
         }
     }
     if rules.is_empty() && problems.is_empty() {
         rules.push(Rule::documented());
     }
 
-    let vendor = vendor::validate(raw.vendor, &mut problems);
-    let channels = channel::validate(raw.channels, &mut problems);
     let daemon = validate_daemon(&raw.daemon, &mut problems);
     let admin = validate_admin(&raw.admin, &mut problems);
 
@@ -774,6 +1000,154 @@ mod tests {
                 "admin.listen"
             ],
             "{err}"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rolewatch.toml");
+        std::fs::write(
+            &path,
+            "[daemon]\nshutdown_grace_secs = 5\nlog_format = \"text\"\n[vendor]\naccount_id = \"111122223333\"\n",
+        )
+        .unwrap();
+        let c = load_with_env(
+            Some(&path),
+            [
+                ("ROLEWATCH__DAEMON__SHUTDOWN_GRACE_SECS", "30"),
+                ("ROLEWATCH__ADMIN__ENABLED", "false"),
+                ("ROLEWATCH__VENDOR__ACCOUNT_ID", "012345678901"),
+                (
+                    "ROLEWATCH__VENDOR__ALLOWED_PRINCIPALS",
+                    "arn:aws:iam::012345678901:role/ci-*, arn:aws:iam::012345678901:role/tf",
+                ),
+                ("ROLEWATCH__STATE__PATH", "/var/lib/rolewatch/x.db"),
+                // Not ours: one underscore after the prefix.
+                ("ROLEWATCH_TEST_PYTHON", "/usr/bin/python3"),
+                ("HOME", "/root"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.daemon.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(
+            c.daemon.log_format,
+            LogFormat::Text,
+            "the file still counts"
+        );
+        assert_eq!(c.admin.listen, None);
+        assert_eq!(c.vendor.account_id, "012345678901", "leading zero kept");
+        assert_eq!(
+            c.vendor.allowed_principals,
+            [
+                "arn:aws:iam::012345678901:role/ci-*",
+                "arn:aws:iam::012345678901:role/tf"
+            ]
+        );
+        assert_eq!(
+            c.state.path.as_deref(),
+            Some(Path::new("/var/lib/rolewatch/x.db"))
+        );
+        // Without a file too.
+        let c = load_with_env(None, [("ROLEWATCH__DAEMON__LOG_FORMAT", "json")]).unwrap();
+        assert_eq!(c.daemon.log_format, LogFormat::Json);
+        assert_eq!(c.file, None);
+    }
+
+    #[test]
+    fn bad_environment_overrides_name_the_variable() {
+        let err = load_with_env(
+            None,
+            [
+                ("ROLEWATCH__DAEMON__SHUTDOWN_GRACE_SECS", "0"),
+                ("ROLEWATCH__DAEMON__LOG_FORMAT", "yaml"),
+            ],
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.problems.len(), 2, "{text}");
+        assert!(
+            text.contains("daemon.shutdown_grace_secs: must be at least 1 (set by the environment variable ROLEWATCH__DAEMON__SHUTDOWN_GRACE_SECS)"),
+            "{text}"
+        );
+        assert!(text.contains("ROLEWATCH__DAEMON__LOG_FORMAT"), "{text}");
+
+        let err = load_with_env(None, [("ROLEWATCH__DAEMON__GRACE", "5")]).unwrap_err();
+        assert!(err.to_string().contains("grace"), "{err}");
+
+        let err =
+            load_with_env(None, [("ROLEWATCH__DAEMON__SHUTDOWN_GRACE_SECS", "soon")]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("daemon.shutdown_grace_secs"), "{text}");
+        assert!(
+            text.contains("ROLEWATCH__DAEMON__SHUTDOWN_GRACE_SECS"),
+            "{text}"
+        );
+
+        let err = load_with_env(None, [("ROLEWATCH__SOURCE__REGION", "eu-west-1")]).unwrap_err();
+        assert!(
+            err.to_string().contains("[[source]] is a list of tables"),
+            "{err}"
+        );
+        let err = load_with_env(None, [("ROLEWATCH__LOG_FORMAT", "json")]).unwrap_err();
+        assert!(err.to_string().contains("ROLEWATCH__SECTION__KEY"), "{err}");
+    }
+
+    #[test]
+    fn rules_name_their_channels_and_take_a_pattern_or_a_pack() {
+        let c = from_toml(
+            r#"
+            [[channel]]
+            type = "stdout"
+            [[channel]]
+            type = "stdout"
+            name = "second"
+            [[rule]]
+            name = "x"
+            pattern = "{ $.eventName = PutRolePolicy }"
+            channels = ["second"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.rules[0].channels.as_deref(),
+            Some(&["second".to_owned()][..])
+        );
+        let err = from_toml(
+            r#"
+            [[rule]]
+            name = "x"
+            pattern = "{ $.eventName = PutRolePolicy }"
+            channels = ["pager", "stdout", "stdout"]
+            include_tag_changes = false
+            [[rule]]
+            name = "y"
+            [[rule]]
+            pattern = "{ $.eventName = PutRolePolicy }"
+            [[rule]]
+            name = "z"
+            pattern = "{ $.eventName = PutRolePolicy }"
+            pack = "complete"
+            "#,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "rule[0].channels",
+                "rule[0].channels",
+                "rule[0].include_tag_changes",
+                "rule[1].pattern",
+                "rule[2].name",
+                "rule[3].pack"
+            ],
+            "{text}"
+        );
+        assert!(
+            text.contains("`pager` is not a channel; the channels are: stdout"),
+            "{text}"
         );
     }
 

@@ -106,16 +106,28 @@ pub struct RawSource {
     pub catchup_window_secs: Option<u64>,
 }
 
-/// `[[rule]]`
-#[derive(Debug, Deserialize)]
+/// `[[rule]]`: either a `pattern` of your own or a built-in `pack`.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
-    /// Unique name; alerts carry it.
-    pub name: String,
-    /// A CloudWatch Logs filter pattern.
-    pub pattern: String,
-    /// `info`, `low`, `medium`, `high` or `critical` (default `high`).
+    /// Unique name; alerts carry it. Required with `pattern`; a pack's default is its own
+    /// name (`complete`, …).
+    pub name: Option<String>,
+    /// A CloudWatch Logs filter pattern. Exclusive with `pack`.
+    pub pattern: Option<String>,
+    /// A built-in rule pack: `documented`, `complete` or `trail-tamper`, parameterised by
+    /// `[vendor]` and the sources' `trail` and `log_group`. Exclusive with `pattern`.
+    pub pack: Option<String>,
+    /// `info`, `low`, `medium`, `high` or `critical` (default `high`; a pack's own default
+    /// otherwise).
     pub severity: Option<String>,
+    /// The channels (by name) this rule's alerts go to (default: every channel).
+    pub channels: Option<Vec<String>>,
+    /// Pack `complete`: also watch TagRole/UntagRole on the role (default true; turn off
+    /// when no policy of yours grants access by tag).
+    pub include_tag_changes: Option<bool>,
+    /// Pack `trail-tamper`: the alarms whose deletion to watch (default: any DeleteAlarms).
+    pub alarm_names: Option<Vec<String>>,
 }
 
 /// `[[channel]]` (see `super::channel` for which keys each type takes).

@@ -706,6 +706,7 @@ pub(crate) mod tests {
                         event_time_ms: T0 - 60_000,
                         source_id: "src",
                         record,
+                        channels: None,
                     })
                     .collect(),
                 channels: names.iter().map(String::as_str).collect(),

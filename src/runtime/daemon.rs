@@ -379,6 +379,7 @@ impl Daemon {
             event_time_ms: now,
             source_id: Notice::SOURCE,
             record: &n.record,
+            channels: None,
         };
         if let Err(e) = lock(&self.state).record_notice(&alert, &channels, now) {
             tracing::error!(

@@ -162,6 +162,7 @@ pub async fn poll_source(
                         event_time_ms: now,
                         source_id: crate::notify::synthetic::Notice::SOURCE,
                         record: &notice.record,
+                        channels: None,
                     }],
                     channels: ctx.channels.to_vec(),
                     gaps: vec![gap],
@@ -286,6 +287,7 @@ fn commit_page(
                 event_time_ms: e.event_time_ms,
                 source_id: &cfg.id,
                 record: &e.record,
+                channels: rule.channels.as_deref(),
             });
         }
     }

@@ -139,6 +139,7 @@ mod tests {
                     event_time_ms: 5,
                     source_id: "src",
                     record: "{}",
+                    channels: None,
                 }],
                 channels: vec!["stdout"],
                 gaps: Vec::new(),

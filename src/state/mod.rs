@@ -139,6 +139,9 @@ pub struct NewAlert<'a> {
     pub source_id: &'a str,
     /// The CloudTrail record, as JSON text.
     pub record: &'a str,
+    /// The channels this alert goes to (the rule's `channels`); `None`: every channel of
+    /// the commit.
+    pub channels: Option<&'a [String]>,
 }
 
 impl fmt::Debug for NewAlert<'_> {
@@ -570,8 +573,17 @@ impl State {
                         continue;
                     }
                     let id = tx.last_insert_rowid();
-                    for channel in &c.channels {
-                        outbox.execute(params![id, channel, c.now_ms])?;
+                    match a.channels {
+                        Some(only) => {
+                            for channel in only {
+                                outbox.execute(params![id, channel, c.now_ms])?;
+                            }
+                        }
+                        None => {
+                            for channel in &c.channels {
+                                outbox.execute(params![id, channel, c.now_ms])?;
+                            }
+                        }
                     }
                     alerts.push(StoredAlert {
                         id,

@@ -38,6 +38,7 @@ fn alert<'a>(rule: &'a str, event_id: &'a str, source_id: &'a str) -> NewAlert<'
         event_time_ms: 1_000,
         source_id,
         record: r#"{"eventID":"secret-record-body"}"#,
+        channels: None,
     }
 }
 
@@ -818,4 +819,31 @@ fn a_notice_is_recorded_once_with_outbox_rows_and_no_cursor() {
         assert_eq!(due[0].id, stored.id);
     }
     assert!(state.cursors().unwrap().is_empty());
+}
+
+#[test]
+fn a_rule_with_channels_gets_outbox_rows_for_those_channels_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = open_new(&dir);
+    let only_sns = vec!["sns".to_owned()];
+    let mut c = poll("ct", 2_000, 3_000);
+    c.alerts.push(NewAlert {
+        channels: Some(&only_sns),
+        ..alert("tamper", "e1", "ct")
+    });
+    c.alerts.push(alert("documented", "e1", "ct"));
+    let committed = state.commit_poll(&c).unwrap();
+    let ids: Vec<(String, i64)> = committed
+        .alerts
+        .iter()
+        .map(|a| (a.rule.clone(), a.id))
+        .collect();
+    let id = |rule: &str| ids.iter().find(|(r, _)| r == rule).unwrap().1;
+    assert!(state.delivery(id("tamper"), "sns").unwrap().is_some());
+    assert!(state.delivery(id("tamper"), "stdout").unwrap().is_none());
+    assert!(state.delivery(id("documented"), "sns").unwrap().is_some());
+    assert!(state
+        .delivery(id("documented"), "stdout")
+        .unwrap()
+        .is_some());
 }
