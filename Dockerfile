@@ -33,11 +33,9 @@ VOLUME /var/lib/rolewatch
 USER 65532:65532
 # Liveness is the admin endpoint's /healthz on 127.0.0.1:9464 (readiness: /readyz).
 # Kubernetes and load balancers probe it over HTTP (deploy/kubernetes.yaml). Docker's own
-# HEALTHCHECK must run a command inside the image, and this image has no shell, curl or wget:
-# it needs a probe subcommand in rolewatch itself, which does not exist yet. When it does,
-# replace the next line with (deploy/build-image.sh --check verifies the subcommand exists):
-#   HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-#       CMD ["/usr/local/bin/rolewatch", "healthcheck", "--url", "http://127.0.0.1:9464/healthz"]
-HEALTHCHECK NONE
+# HEALTHCHECK runs a command inside the image, which has no shell, curl or wget: rolewatch
+# probes itself (`rolewatch healthcheck`: exit 0 on 200, 1 otherwise, within --timeout-secs).
+# If your config moves [admin] listen, change the URL here too.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 CMD ["/usr/local/bin/rolewatch", "healthcheck", "--timeout-secs", "5", "--url", "http://127.0.0.1:9464/healthz"]
 ENTRYPOINT ["/usr/local/bin/rolewatch"]
 CMD ["run", "--config", "/etc/rolewatch/rolewatch.toml"]

@@ -72,6 +72,14 @@ pub enum Command {
     /// baseline in the state (after you approved a change). Exit status: 0 when the role was
     /// read, 1 when not, 78 on an invalid configuration.
     Baseline(BaselineArgs),
+    /// Probe the daemon's admin endpoint, for a container HEALTHCHECK (the image has no
+    /// shell or curl).
+    ///
+    /// GETs `/healthz` (or `/readyz` with `--ready`) on the configured `[admin] listen`
+    /// address, or `--url`. Prints `ok 200 URL` or `FAILED …` with the response body. Exit
+    /// status: 0 on 200, 1 otherwise (refused, timed out, 503), 2 on a usage error, 78 on an
+    /// invalid configuration or a disabled admin endpoint.
+    Healthcheck(HealthcheckArgs),
 }
 
 /// Arguments of `rolewatch check`.
@@ -104,6 +112,25 @@ pub struct BaselineArgs {
     /// holds the state's lock).
     #[arg(long)]
     pub record: bool,
+}
+
+/// Arguments of `rolewatch healthcheck`.
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The configuration file (TOML), for `[admin] listen`. Without it: the built-in
+    /// default, 127.0.0.1:9464.
+    #[arg(long, value_name = "FILE", env = "ROLEWATCH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The URL to probe instead (the configuration is then not read), e.g.
+    /// `http://127.0.0.1:9464/healthz`.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Probe `/readyz` (every source polled recently) instead of `/healthz` (alive).
+    #[arg(long, conflicts_with = "url")]
+    pub ready: bool,
+    /// Give up after this many seconds (default 5).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub timeout_secs: u64,
 }
 
 /// Arguments of `rolewatch run`.

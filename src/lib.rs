@@ -23,6 +23,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod healthcheck;
 pub mod intel;
 pub mod notify;
 pub mod output;
@@ -125,6 +126,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 _ => Ok(ExitCode::SUCCESS),
             }
         }
+        Command::Healthcheck(args) => healthcheck::run(&args, &mut std::io::stdout()),
         Command::Once(args) => {
             let cfg = config::load(args.config.as_deref())?;
             init_logging(cfg.daemon.log_format);

@@ -49,6 +49,19 @@ fn ready_status(port: u16) -> u16 {
     get(port, "/readyz").map_or(0, |(s, _)| s)
 }
 
+/// `rolewatch healthcheck ARGS…`: exit status and stdout.
+fn healthcheck(args: &[&str]) -> (i32, String) {
+    let out = command(None, None)
+        .arg("healthcheck")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 #[test]
 fn run_polls_on_its_cron_schedule_serves_admin_and_drains_on_sigterm() {
     let server = LookupServer::start();
@@ -62,6 +75,17 @@ fn run_polls_on_its_cron_schedule_serves_admin_and_drains_on_sigterm() {
     daemon.wait_for(Duration::from_secs(20), "/readyz 200", |_| {
         ready_status(port) == 200
     });
+    // The container probe: the admin address from the same config.
+    let cfg = config.to_str().unwrap();
+    let (code, out) = healthcheck(&["--config", cfg]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with(&format!("ok 200 http://127.0.0.1:{port}/healthz")),
+        "{out}"
+    );
+    let (code, out) = healthcheck(&["--config", cfg, "--ready"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("/readyz"), "{out}");
     let polls = metric(port, "rolewatch_poll_completed_total{source=\"ct\"}");
     assert!(polls >= 1.0);
     // An event injected while it runs is alerted on the next ticks.
@@ -124,6 +148,13 @@ fn a_failing_source_says_rolewatch_cannot_see_then_recovers_and_readyz_follows()
     daemon.wait_for(Duration::from_secs(20), "/readyz 503", |_| {
         ready_status(port) == 503
     });
+    let (code, out) = healthcheck(&["--config", config.to_str().unwrap(), "--ready"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("FAILED 503 "), "{out}");
+    assert!(out.contains("\"ct\""), "the body names the source: {out}");
+    // Alive all the same.
+    let (code, out) = healthcheck(&["--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
     let (_, body) = get(port, "/readyz").unwrap();
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["sources"]["ct"]["ready"], false, "{body}");
@@ -176,6 +207,25 @@ fn a_failing_source_says_rolewatch_cannot_see_then_recovers_and_readyz_follows()
     assert!(metric(port, "rolewatch_request_retries_total{source=\"ct\"}") >= 8.0);
     let (status, _, err) = daemon.stop("-INT");
     assert_eq!(status.code(), Some(0), "{err}");
+}
+
+#[test]
+fn healthcheck_fails_fast_when_nothing_listens_and_refuses_a_disabled_endpoint() {
+    let port = free_port();
+    let started = Instant::now();
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let (code, out) = healthcheck(&["--url", &url, "--timeout-secs", "3"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with(&format!("FAILED {url}: ")), "{out}");
+    assert!(out.contains("refused"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let setup = Setup::new();
+    let cfg = setup.config("[admin]\nenabled = false\n");
+    let (code, out) = healthcheck(&["--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 78, "{out}");
+    assert!(out.contains("disabled"), "{out}");
+    let (code, _) = healthcheck(&["--url", "https://127.0.0.1:1/healthz"]);
+    assert_eq!(code, 2);
 }
 
 #[test]

@@ -429,6 +429,29 @@ fn ecs_task_definition_runs_non_root_read_only_with_the_state_volume() {
         "/var/lib/rolewatch"
     );
     assert!(task["taskRoleArn"].as_str().unwrap().contains(":role/"));
+    // The health check runs the probe subcommand, the same way the Dockerfile does.
+    let probe: Vec<&str> = container["healthCheck"]["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        probe[..3],
+        ["CMD", "/usr/local/bin/rolewatch", "healthcheck"]
+    );
+    // Its arguments parse (a usage error would be exit 2): it answers ok or FAILED.
+    let out = Command::new(env!("CARGO_BIN_EXE_rolewatch"))
+        .args(&probe[2..])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1))
+            && (text.starts_with("ok 200 ") || text.starts_with("FAILED ")),
+        "{:?} {text}",
+        out.status
+    );
 }
 
 /// `Key=value` lines of a unit file (later assignments of one key are all kept).
@@ -548,6 +571,19 @@ fn build_image_check_accepts_the_dockerfile_and_catches_a_disagreement() {
     assert_eq!(bad.status.code(), Some(1));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("run as uid 65532"), "{err}");
+
+    // A HEALTHCHECK running a subcommand the CLI does not have: refused.
+    assert!(read("Dockerfile").contains("\"healthcheck\""));
+    let dockerfile = read("Dockerfile").replace("\"healthcheck\"", "\"healthprobe\"");
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    let bad = Command::new("bash")
+        .arg(dir.path().join("deploy/build-image.sh"))
+        .arg("--check")
+        .output()
+        .expect("the copy runs");
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("`rolewatch healthprobe`"), "{err}");
 }
 
 #[test]
