@@ -89,7 +89,8 @@ fn cron_problem(expr: &str) -> Option<String> {
     let fields = expr.split_whitespace().count();
     if fields != 6 {
         return Some(format!(
-            "`{expr}` has {fields} fields; a schedule has 6: second minute hour day-of-month month day-of-week (e.g. `0 * * * * *`, every minute)"
+            "`{expr}` has {fields} field{}; a schedule has 6: second minute hour day-of-month month day-of-week (e.g. `0 * * * * *`, every minute)",
+            if fields == 1 { "" } else { "s" }
         ));
     }
     match tokio_cron_scheduler::Job::new_async(expr, |_, _| Box::pin(async {})) {
@@ -379,8 +380,14 @@ where
         let msg = e.to_string();
         match msg.rsplit_once(" for key `") {
             Some((m, k)) => {
-                // "…`" or "…` in the environment".
-                let k = k.split('`').next().unwrap_or(k);
+                // "…`" or "…` in the environment"; the crate writes `source[0]overlap_secs`.
+                let k = k
+                    .split('`')
+                    .next()
+                    .unwrap_or(k)
+                    .replace("]", "].")
+                    .replace("].[", "][");
+                let k = k.trim_end_matches('.');
                 fail(k, with_env_origin(m.to_owned(), k, &overrides))
             }
             None => fail("(root)", msg),

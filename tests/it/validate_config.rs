@@ -63,3 +63,82 @@ fn a_password_never_appears_only_the_variable_that_holds_it() {
     assert!(text.contains("ROLEWATCH_TEST_SMTP_PASSWORD"), "{text}");
     assert!(!text.contains("hunter2-s3cret"), "{text}");
 }
+
+/// Every file of `tests/fixtures/invalid-config/` has one mistake: exit 78 and exactly one
+/// problem, naming the file and the key, saying what is wrong. No file left untested.
+#[test]
+fn each_invalid_config_of_the_corpus_gives_one_clear_message() {
+    let dir = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/invalid-config"
+    ));
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 30, "the corpus is there: {}", files.len());
+    let mut failures = Vec::new();
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        let header = |tag: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(tag))
+                .unwrap_or_else(|| panic!("{}: no `{tag}` line", path.display()))
+                .trim()
+                .to_owned()
+        };
+        let (key, says) = (header("# key:"), header("# says:"));
+        let out = rolewatch(["validate-config", "--config", path.to_str().unwrap()]);
+        let err = stderr(&out);
+        let file = path.display().to_string();
+        let problems: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with(&format!("  {file}: ")))
+            .collect();
+        let ok = out.status.code() == Some(78)
+            && stdout(&out).is_empty()
+            && err.contains(&format!("invalid configuration in {file} (1 problem)"))
+            && problems.len() == 1
+            && problems[0].starts_with(&format!("  {file}: {key}: "))
+            && err.contains(&says)
+            && !err.contains("panicked");
+        if !ok {
+            failures.push(format!(
+                "{}: expected `{key}: …{says}…`, got {:?}:\n{err}",
+                path.file_name().unwrap().to_string_lossy(),
+                out.status.code()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `ROLEWATCH__SECTION__KEY` overrides a key of the file; a bad one names the variable.
+#[test]
+fn environment_overrides_show_in_the_effective_config_and_bad_ones_name_the_variable() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/rolewatch.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rolewatch"))
+        .args(["validate-config"])
+        .env("ROLEWATCH_CONFIG", example)
+        .env("ROLEWATCH__VENDOR__ROLE_NAME", "acme-remote-admin")
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("acme-remote-admin"), "{text}");
+    assert!(text.contains("config/rolewatch.toml"), "{text}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rolewatch"))
+        .args(["validate-config"])
+        .env("ROLEWATCH__DAEMON__LOG_FORMAT", "yaml")
+        .output()
+        .unwrap();
+    assert_exit(&out, 78);
+    let err = stderr(&out);
+    assert!(
+        err.contains("daemon.log_format: `yaml` is not one of auto, json, text (set by the environment variable ROLEWATCH__DAEMON__LOG_FORMAT)"),
+        "{err}"
+    );
+}
