@@ -118,9 +118,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 |p| p.display().to_string(),
             );
             let mut out = std::io::stdout().lock();
-            match writeln!(
+            match write!(
                 out,
-                "# the configuration in {from} is valid; effective configuration:\n{cfg:#?}"
+                "# The configuration in {from} is valid. The effective configuration follows:\n\
+                 # defaults filled in, ROLEWATCH__SECTION__KEY overrides applied; passwords are\n\
+                 # never shown, only the variable or file that holds them. It is itself a valid\n\
+                 # configuration file.\n\n{}",
+                config::effective::to_toml(&cfg)
             ) {
                 Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
                 _ => Ok(ExitCode::SUCCESS),

@@ -3,6 +3,7 @@
 //! are checked. Validation collects every problem, each naming its key and the file.
 
 pub mod channel;
+pub mod effective;
 pub mod raw;
 pub mod vendor;
 

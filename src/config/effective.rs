@@ -1,0 +1,251 @@
+//! The effective configuration as TOML: what `rolewatch validate-config` prints. Defaults are
+//! filled in and environment overrides applied; it is itself a valid configuration file
+//! (loading it gives the same configuration). Secrets are never in it: a password appears
+//! only as the variable or file that holds it.
+
+use toml::{Table, Value};
+
+use super::{ChannelKind, Config, LogFormat, PasswordSource, Schedule, SmtpTls, SourceKind};
+
+/// Renders `cfg` as a TOML document.
+pub fn to_toml(cfg: &Config) -> String {
+    let mut root = Table::new();
+
+    let mut state = Table::new();
+    if let Some(p) = &cfg.state.path {
+        state.insert("path".into(), p.display().to_string().into());
+    }
+    state.insert(
+        "initial_lookback_secs".into(),
+        secs(cfg.state.initial_lookback),
+    );
+    root.insert("state".into(), state.into());
+
+    let sources = cfg
+        .sources
+        .iter()
+        .map(|s| {
+            let mut t = Table::new();
+            match &s.kind {
+                SourceKind::CloudTrail => {
+                    t.insert("type".into(), "cloudtrail".into());
+                }
+                SourceKind::CloudWatchLogs {
+                    log_group,
+                    log_stream_prefix,
+                } => {
+                    t.insert("type".into(), "cloudwatch_logs".into());
+                    t.insert("log_group".into(), log_group.as_str().into());
+                    if let Some(p) = log_stream_prefix {
+                        t.insert("log_stream_prefix".into(), p.as_str().into());
+                    }
+                }
+            }
+            t.insert("name".into(), s.id.as_str().into());
+            t.insert("region".into(), s.region.as_str().into());
+            if let Some(trail) = &s.trail {
+                t.insert("trail".into(), trail.as_str().into());
+            }
+            t.insert("overlap_secs".into(), secs(s.overlap));
+            t.insert(
+                "max_requests_per_sec".into(),
+                Value::Float(s.max_requests_per_sec),
+            );
+            match &s.schedule {
+                Schedule::Cron(c) => t.insert("schedule".into(), c.as_str().into()),
+                Schedule::Every(d) => t.insert("poll_interval_secs".into(), secs(*d)),
+            };
+            t.insert("catchup_window_secs".into(), secs(s.catchup_window));
+            Value::Table(t)
+        })
+        .collect::<Vec<_>>();
+    root.insert("source".into(), sources.into());
+
+    let rules = cfg
+        .rules
+        .iter()
+        .map(|r| {
+            let mut t = Table::new();
+            t.insert("name".into(), r.name.as_str().into());
+            t.insert("pattern".into(), r.pattern.as_str().into());
+            t.insert("severity".into(), r.severity.as_str().into());
+            if let Some(c) = &r.channels {
+                t.insert("channels".into(), strings(c));
+            }
+            Value::Table(t)
+        })
+        .collect::<Vec<_>>();
+    root.insert("rule".into(), rules.into());
+
+    let channels = cfg
+        .channels
+        .iter()
+        .map(|c| {
+            let mut t = Table::new();
+            t.insert("type".into(), c.kind.type_name().into());
+            t.insert("name".into(), c.name.as_str().into());
+            match &c.kind {
+                ChannelKind::Stdout => {}
+                ChannelKind::Sns(s) => {
+                    t.insert("topic_arn".into(), s.topic_arn.as_str().into());
+                    t.insert("region".into(), s.region.as_str().into());
+                }
+                ChannelKind::Smtp(s) => {
+                    t.insert("host".into(), s.host.as_str().into());
+                    t.insert("port".into(), i64::from(s.port).into());
+                    let tls = match s.tls {
+                        SmtpTls::StartTls => "starttls",
+                        SmtpTls::Implicit => "implicit",
+                        SmtpTls::None => "none",
+                    };
+                    t.insert("tls".into(), tls.into());
+                    if s.tls == SmtpTls::None {
+                        t.insert("allow_plaintext".into(), true.into());
+                    }
+                    if let Some(auth) = &s.auth {
+                        t.insert("username".into(), auth.username.as_str().into());
+                        match &auth.password {
+                            PasswordSource::Env(v) => {
+                                t.insert("password_env".into(), v.as_str().into())
+                            }
+                            PasswordSource::File(p) => {
+                                t.insert("password_file".into(), p.display().to_string().into())
+                            }
+                        };
+                    }
+                    if let Some(ca) = &s.ca_file {
+                        t.insert("ca_file".into(), ca.display().to_string().into());
+                    }
+                    t.insert("from".into(), s.from.to_string().into());
+                    let to: Vec<String> = s.to.iter().map(ToString::to_string).collect();
+                    t.insert("to".into(), strings(&to));
+                    if let Some(p) = &s.subject_prefix {
+                        t.insert("subject_prefix".into(), p.as_str().into());
+                    }
+                }
+            }
+            if let Some(n) = c.delivery.retry_max_attempts {
+                t.insert("retry_max_attempts".into(), i64::from(n).into());
+            }
+            t.insert(
+                "permanent_max_attempts".into(),
+                i64::from(c.delivery.permanent_max_attempts).into(),
+            );
+            Value::Table(t)
+        })
+        .collect::<Vec<_>>();
+    root.insert("channel".into(), channels.into());
+
+    let mut vendor = Table::new();
+    vendor.insert("role_name".into(), cfg.vendor.role_name.as_str().into());
+    vendor.insert("policy_name".into(), cfg.vendor.policy_name.as_str().into());
+    vendor.insert("account_id".into(), cfg.vendor.account_id.as_str().into());
+    vendor.insert(
+        "allowed_principals".into(),
+        strings(&cfg.vendor.allowed_principals),
+    );
+    root.insert("vendor".into(), vendor.into());
+
+    let d = &cfg.daemon;
+    let mut daemon = Table::new();
+    daemon.insert("shutdown_grace_secs".into(), secs(d.shutdown_grace));
+    let format = match d.log_format {
+        LogFormat::Auto => "auto",
+        LogFormat::Json => "json",
+        LogFormat::Text => "text",
+    };
+    daemon.insert("log_format".into(), format.into());
+    if let Some(h) = &d.heartbeat_schedule {
+        daemon.insert("heartbeat_schedule".into(), h.as_str().into());
+    }
+    daemon.insert(
+        "blind_after_failures".into(),
+        i64::from(d.blind_after_failures).into(),
+    );
+    daemon.insert("blind_after_secs".into(), secs(d.blind_after));
+    root.insert("daemon".into(), daemon.into());
+
+    let mut admin = Table::new();
+    admin.insert("enabled".into(), cfg.admin.listen.is_some().into());
+    if let Some(l) = cfg.admin.listen {
+        admin.insert("listen".into(), l.to_string().into());
+    }
+    root.insert("admin".into(), admin.into());
+
+    // A table of plain values cannot fail to serialise.
+    toml::to_string(&root).unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
+}
+
+fn secs(d: std::time::Duration) -> Value {
+    Value::Integer(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn strings(items: &[String]) -> Value {
+    Value::Array(items.iter().map(|s| Value::from(s.as_str())).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The output is a configuration that loads to the same configuration.
+    #[test]
+    fn the_effective_configuration_loads_back_to_itself() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/rolewatch.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("custom.toml");
+        std::fs::write(
+            &path,
+            r#"
+            [state]
+            path = "/tmp/x.db"
+            [[source]]
+            type = "cloudwatch_logs"
+            log_group = "aws-cloudtrail-logs"
+            log_stream_prefix = "111122223333_CloudTrail"
+            trail = "management-events"
+            poll_interval_secs = 90
+            [[channel]]
+            type = "smtp"
+            host = "smtp.example.com"
+            username = "u"
+            password_env = "SMTP_PASSWORD"
+            from = "Rolewatch <rolewatch@example.com>"
+            to = ["oncall@example.com"]
+            subject_prefix = "[prod]"
+            [[channel]]
+            type = "sns"
+            topic_arn = "arn:aws:sns:eu-west-1:111122223333:alerts"
+            retry_max_attempts = 100
+            [[rule]]
+            name = "mine"
+            pattern = '{ $.eventName = "PutRolePolicy" }'
+            severity = "critical"
+            channels = ["sns"]
+            [vendor]
+            allowed_principals = ["arn:aws:iam::111122223333:role/ci-*"]
+            [daemon]
+            heartbeat_schedule = "0 0 9 * * *"
+            [admin]
+            enabled = false
+            "#,
+        )
+        .unwrap();
+        for file in [
+            None,
+            Some(std::path::Path::new(example)),
+            Some(path.as_path()),
+        ] {
+            let first = to_toml(&super::super::load_with_env(file, [("A", "B")]).unwrap());
+            let again = dir.path().join("again.toml");
+            std::fs::write(&again, &first).unwrap();
+            let second = to_toml(&super::super::load_with_env(Some(&again), [("A", "B")]).unwrap());
+            assert_eq!(first, second);
+            assert!(first.contains("[[source]]"), "{first}");
+        }
+        let text = to_toml(&super::super::load_with_env(Some(&path), [("A", "B")]).unwrap());
+        assert!(text.contains("password_env = \"SMTP_PASSWORD\""), "{text}");
+        assert!(text.contains("channels = [\"sns\"]"), "{text}");
+        assert!(text.contains("enabled = false"), "{text}");
+    }
+}
