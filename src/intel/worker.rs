@@ -25,6 +25,10 @@ pub const BASELINE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 /// The budget of the rest of a pass once one analysis timed out.
 const SHORT_BUDGET: Duration = Duration::from_secs(1);
 
+/// The longest the worker sleeps without being woken: the daily baseline is at most this
+/// late.
+const IDLE_TICK: Duration = Duration::from_secs(60);
+
 /// The most alerts one pass analyses.
 const BATCH: usize = 20;
 
@@ -202,8 +206,9 @@ impl<R: IamReader> Worker<R> {
         n
     }
 
-    /// Takes the baseline when due and analyses new alerts, on `wake` or every second, until
-    /// `shutdown`; wakes `outbox` after each pass that analysed something.
+    /// Takes the baseline when due and analyses new alerts, on `wake` (the outbox heard of
+    /// new alerts) or at least every [`IDLE_TICK`], until `shutdown`; wakes `outbox` after
+    /// each pass that analysed something.
     pub async fn run(
         self: Arc<Self>,
         wake: Arc<Notify>,
@@ -211,16 +216,21 @@ impl<R: IamReader> Worker<R> {
         shutdown: CancellationToken,
     ) {
         loop {
-            tokio::select! {
-                n = self.pass() => if n > 0 { outbox.notify_one(); },
+            let analysed = tokio::select! {
+                n = self.pass() => n,
                 () = shutdown.cancelled() => return,
+            };
+            if analysed > 0 {
+                outbox.notify_one();
+                // More may wait than one batch: go on at once.
+                continue;
             }
             tokio::select! {
                 () = self.baseline_if_due() => {}
                 () = shutdown.cancelled() => return,
             }
             tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = tokio::time::sleep(IDLE_TICK) => {}
                 () = wake.notified() => {}
                 () = shutdown.cancelled() => return,
             }

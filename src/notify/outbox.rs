@@ -44,6 +44,9 @@ pub const FAILING_AFTER_WAIT: Duration = Duration::from_secs(10 * 60);
 /// How often the loop looks for due rows when nothing wakes it.
 pub const TICK: Duration = Duration::from_secs(1);
 
+/// The longest the outbox sleeps with nothing pending (a safety net: new alerts wake it).
+pub const IDLE_TICK: Duration = Duration::from_secs(60);
+
 /// How long a new alert waits for its analysis: the analysis' IAM budget and some margin.
 pub const ANALYSIS_WAIT: Duration = Duration::from_secs(15);
 
@@ -311,23 +314,43 @@ impl Outbox {
         }
     }
 
-    /// Runs passes every [`TICK`], or as soon as `wake` is notified (a poll committed new
-    /// alerts), until `shutdown` is cancelled. A pass under way finishes: its sends are
-    /// bounded by the channels' timeouts, and the process' drain grace bounds the rest.
+    /// Runs passes until `shutdown` is cancelled: at once when `wake` is notified (a poll
+    /// committed new alerts, or their analysis is ready), when the next pending delivery is
+    /// due, every [`TICK`] while something due waits (for its analysis, or a resting
+    /// channel), and at least every [`IDLE_TICK`]. An idle daemon thus reads the state once a
+    /// minute, not once a second. A pass under way finishes: its sends are bounded by the
+    /// channels' timeouts, and the process' drain grace bounds the rest.
     pub async fn run(self: Arc<Self>, wake: Arc<Notify>, shutdown: CancellationToken) {
+        // The change analysis hears of new alerts through the outbox, and tells it back.
+        let intel_wake = Arc::new(Notify::new());
         if let Some(w) = &self.intel {
             tokio::spawn(
                 w.clone()
-                    .run(Arc::new(Notify::new()), wake.clone(), shutdown.clone()),
+                    .run(intel_wake.clone(), wake.clone(), shutdown.clone()),
             );
         }
         loop {
             self.pass().await;
+            let pause = self.next_pause();
             tokio::select! {
-                () = tokio::time::sleep(TICK) => {}
-                () = wake.notified() => {}
+                () = tokio::time::sleep(pause) => {}
+                () = wake.notified() => intel_wake.notify_one(),
                 () = shutdown.cancelled() => return,
             }
+        }
+    }
+
+    /// How long the outbox may sleep after a pass: until the next pending delivery is due,
+    /// between [`TICK`] and [`IDLE_TICK`].
+    fn next_pause(&self) -> Duration {
+        let now = self.clock.now_ms();
+        match lock(&self.state).next_attempt_ms() {
+            Ok(Some(t)) if t > now => {
+                Duration::from_millis(u64::try_from(t - now).unwrap_or(0)).clamp(TICK, IDLE_TICK)
+            }
+            // Due but not sent: waiting for its analysis or for a resting channel.
+            Ok(Some(_)) | Err(_) => TICK,
+            Ok(None) => IDLE_TICK,
         }
     }
 

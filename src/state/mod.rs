@@ -748,6 +748,19 @@ impl State {
         .map_err(sqlite(&self.path, "read due alerts"))
     }
 
+    /// The earliest `next_attempt_ms` of any pending delivery, on any channel: when the
+    /// outbox has work next. `None` when nothing is pending.
+    ///
+    /// # Errors
+    ///
+    /// [`StateError`] when the query fails.
+    pub fn next_attempt_ms(&self) -> Result<Option<i64>, StateError> {
+        self.conn
+            .prepare_cached("SELECT MIN(next_attempt_ms) FROM deliveries WHERE status = 'pending'")
+            .and_then(|mut stmt| stmt.query_row([], |row| row.get::<_, Option<i64>>(0)))
+            .map_err(sqlite(&self.path, "read the next delivery attempt"))
+    }
+
     fn query_alerts(
         &self,
         tail: &str,
