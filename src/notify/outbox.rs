@@ -343,6 +343,10 @@ impl Outbox {
     /// How long the outbox may sleep after a pass: until the next pending delivery is due,
     /// between [`TICK`] and [`IDLE_TICK`].
     fn next_pause(&self) -> Duration {
+        if !lock(&self.notices).is_empty() {
+            // A notice about a failing channel to retry.
+            return TICK;
+        }
         let now = self.clock.now_ms();
         match lock(&self.state).next_attempt_ms() {
             Ok(Some(t)) if t > now => {
