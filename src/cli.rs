@@ -72,6 +72,17 @@ pub enum Command {
     /// baseline in the state (after you approved a change). Exit status: 0 when the role was
     /// read, 1 when not, 78 on an invalid configuration.
     Baseline(BaselineArgs),
+    /// Check the environment this configuration needs, read-only: AWS credentials and the
+    /// caller's identity, each source reachable, each named trail's status (logging, delivery
+    /// errors), each channel (SNS topic and its subscriptions, pending ones flagged; SMTP
+    /// connect, TLS and AUTH, no mail sent), the state's directory and file, and the vendor's
+    /// role now against the stored baseline.
+    ///
+    /// One line per check on stdout, `ok|WARN|FAIL  CHECK: DETAIL`, with indented details, then
+    /// a summary. Sends nothing, creates and migrates no state; every network check is bounded
+    /// by a timeout. Exit status: 0 when no check failed (warnings allowed), 1 when one failed,
+    /// 78 on an invalid configuration.
+    Doctor(RunArgs),
     /// Probe the daemon's admin endpoint, for a container HEALTHCHECK (the image has no
     /// shell or curl).
     ///

@@ -22,6 +22,7 @@ pub mod aws;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod engine;
 pub mod healthcheck;
 pub mod intel;
@@ -105,6 +106,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 args.record,
                 &mut std::io::stdout(),
             ))
+        }
+        Command::Doctor(args) => {
+            let cfg = config::load(args.config.as_deref())?;
+            init_logging(config::LogFormat::Text);
+            tokio_runtime()?.block_on(doctor::run(&cfg, &mut std::io::stdout()))
         }
         Command::NotifyTest(args) => {
             let cfg = config::load(args.config.as_deref())?;

@@ -1,0 +1,757 @@
+//! The network checks: credentials and caller identity, sources, trails, channels.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use aws_config::retry::RetryConfig;
+use aws_config::SdkConfig;
+use aws_smithy_types::DateTime;
+
+use super::{
+    arn_account, arn_region, bounded, call, elapsed_ms, when, AwsFailure, Finding, Status,
+    CHECK_TIMEOUT,
+};
+use crate::config::{
+    defaults, ChannelConfig, ChannelKind, Config, SmtpChannelConfig, SmtpTls, SourceConfig,
+    SourceKind,
+};
+use crate::notify::notifier::Notifier;
+
+/// How far back a source check reads: one event of the last hour proves the call works.
+const LOOKBACK_MS: i64 = 60 * 60 * 1000;
+
+/// Pages of a list call read at most (`ListSubscriptionsByTopic` has 100 per page).
+const MAX_PAGES: usize = 50;
+
+/// Two attempts per call: a dead endpoint should fail the check quickly, not eat the timeout.
+fn retry() -> RetryConfig {
+    RetryConfig::standard().with_max_attempts(2)
+}
+
+/// Loads the AWS configuration and asks STS who we are. `None` when no credentials resolve.
+pub(super) async fn credentials(cfg: &Config) -> (Finding, Option<SdkConfig>) {
+    const CHECK: &str = "credentials";
+    let region = cfg
+        .sources
+        .first()
+        .map_or(defaults::REGION, |s| s.region.as_str());
+    // aws::load bounds the credential chain itself; this bounds loading the profile files.
+    let sdk = match bounded(CHECK_TIMEOUT * 2, crate::aws::load(region)).await {
+        Ok(Ok(sdk)) => sdk,
+        Ok(Err(e)) => return (Finding::new(Status::Fail, CHECK, format!("{e:#}")), None),
+        Err(why) => {
+            let finding = Finding::new(
+                Status::Fail,
+                CHECK,
+                format!("loading the AWS configuration: {why}"),
+            );
+            return (finding, None);
+        }
+    };
+    let conf = aws_sdk_sts::config::Builder::from(&sdk)
+        .retry_config(retry())
+        .build();
+    let client = aws_sdk_sts::Client::from_conf(conf);
+    let started = Instant::now();
+    let mut finding = match call("GetCallerIdentity", client.get_caller_identity().send()).await {
+        Ok(who) => {
+            let account = who.account().unwrap_or("?").to_owned();
+            let mut f = Finding::new(
+                Status::Ok,
+                CHECK,
+                format!(
+                    "{} (account {account}), {} ms",
+                    who.arn().unwrap_or("?"),
+                    elapsed_ms(started)
+                ),
+            );
+            for (what, other) in other_accounts(cfg, &account) {
+                f.raise(Status::Warn);
+                f.line(format!(
+                    "{what} is in account {other}, not the caller's account {account}: \
+                     it needs a resource policy that lets this account in"
+                ));
+            }
+            f
+        }
+        // Credentials resolved but STS refused them (expired, revoked, wrong keys), or STS
+        // cannot be reached: the other checks still run and say more.
+        Err(e) => Finding::new(Status::Fail, CHECK, format!("credentials found, but {e}")),
+    };
+    finding.line(format!("region {region}"));
+    let mut overrides: Vec<String> = std::env::vars()
+        .filter(|(k, _)| k == "AWS_ENDPOINT_URL" || k.starts_with("AWS_ENDPOINT_URL_"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    overrides.sort();
+    for o in overrides {
+        finding.line(format!("endpoint {o}"));
+    }
+    (finding, Some(sdk))
+}
+
+/// Configured resources (SNS topics, trail ARNs) whose account is not `account`.
+fn other_accounts(cfg: &Config, account: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for c in &cfg.channels {
+        if let ChannelKind::Sns(s) = &c.kind {
+            if let Some(a) = arn_account(&s.topic_arn).filter(|a| *a != account) {
+                out.push((format!("the SNS topic of channel {}", c.name), a.to_owned()));
+            }
+        }
+    }
+    for s in &cfg.sources {
+        if let Some(a) = s
+            .trail
+            .as_deref()
+            .and_then(arn_account)
+            .filter(|a| *a != account)
+        {
+            out.push((format!("the trail of source {}", s.id), a.to_owned()));
+        }
+    }
+    out
+}
+
+/// One check per source: can it be read at all.
+pub(super) async fn sources(cfg: &Config, sdk: Option<&SdkConfig>, now_ms: i64) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for s in &cfg.sources {
+        let kind = match s.kind {
+            SourceKind::CloudTrail => "cloudtrail",
+            SourceKind::CloudWatchLogs { .. } => "cloudwatch_logs",
+        };
+        let check = format!("source {} ({kind}, {})", s.id, s.region);
+        out.push(match sdk {
+            None => Finding::skipped(check),
+            Some(sdk) => match &s.kind {
+                SourceKind::CloudTrail => cloudtrail_source(check, s, sdk, now_ms).await,
+                SourceKind::CloudWatchLogs {
+                    log_group,
+                    log_stream_prefix,
+                } => {
+                    logs_source(
+                        check,
+                        s,
+                        sdk,
+                        log_group,
+                        log_stream_prefix.as_deref(),
+                        now_ms,
+                    )
+                    .await
+                }
+            },
+        });
+    }
+    out
+}
+
+/// A CloudTrail client for `region`, built like the source's: the lenient HTTP layer (one
+/// record that is not valid Unicode must not fail the check) and the endpoint from the
+/// environment.
+fn cloudtrail_client(sdk: &SdkConfig, region: &str) -> aws_sdk_cloudtrail::Client {
+    let http = match sdk.http_client() {
+        Some(http) => crate::source::lenient::LenientClient::wrap(http),
+        None => crate::source::lenient::LenientClient::default_https(),
+    };
+    let conf = aws_sdk_cloudtrail::config::Builder::from(sdk)
+        .region(aws_config::Region::new(region.to_owned()))
+        .retry_config(retry())
+        .http_client(http)
+        .build();
+    aws_sdk_cloudtrail::Client::from_conf(conf)
+}
+
+async fn cloudtrail_source(
+    check: String,
+    s: &SourceConfig,
+    sdk: &SdkConfig,
+    now_ms: i64,
+) -> Finding {
+    let client = cloudtrail_client(sdk, &s.region);
+    let started = Instant::now();
+    let result = call(
+        "LookupEvents",
+        client
+            .lookup_events()
+            .start_time(DateTime::from_millis(now_ms - LOOKBACK_MS))
+            .end_time(DateTime::from_millis(now_ms))
+            .max_results(1)
+            .send(),
+    )
+    .await;
+    let mut f = match result {
+        Ok(page) => {
+            let newest = page
+                .events()
+                .first()
+                .and_then(|e| e.event_time())
+                .map(|t| {
+                    format!(
+                        "newest event of the last hour at {}",
+                        when(t.to_millis().unwrap_or(0), now_ms)
+                    )
+                })
+                .unwrap_or_else(|| "no event in the last hour".to_owned());
+            Finding::new(
+                Status::Ok,
+                check,
+                format!(
+                    "LookupEvents answered in {} ms; {newest}",
+                    elapsed_ms(started)
+                ),
+            )
+        }
+        Err(e) => {
+            let mut f = Finding::new(Status::Fail, check, e.to_string());
+            if e.is_access_denied() {
+                f.line("grant cloudtrail:LookupEvents (deploy/iam-policy.json)");
+            }
+            f
+        }
+    };
+    if s.region != defaults::REGION {
+        f.raise(Status::Warn);
+        f.line(format!(
+            "IAM is global and CloudTrail records its events in us-east-1 only: this source \
+             in {} sees none of them",
+            s.region
+        ));
+    }
+    f
+}
+
+async fn logs_source(
+    check: String,
+    s: &SourceConfig,
+    sdk: &SdkConfig,
+    log_group: &str,
+    stream_prefix: Option<&str>,
+    now_ms: i64,
+) -> Finding {
+    let http = match sdk.http_client() {
+        Some(http) => crate::source::lenient::LenientClient::wrap(http),
+        None => crate::source::lenient::LenientClient::default_https(),
+    };
+    let conf = aws_sdk_cloudwatchlogs::config::Builder::from(sdk)
+        .region(aws_config::Region::new(s.region.clone()))
+        .retry_config(retry())
+        .http_client(http)
+        .build();
+    let client = aws_sdk_cloudwatchlogs::Client::from_conf(conf);
+    let started = Instant::now();
+
+    // The prefix lists every group whose name starts with ours; find the exact one.
+    let mut token: Option<String> = None;
+    let mut found = None;
+    for _ in 0..MAX_PAGES {
+        let page = match call(
+            "DescribeLogGroups",
+            client
+                .describe_log_groups()
+                .log_group_name_prefix(log_group)
+                .set_next_token(token.take())
+                .send(),
+        )
+        .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                let mut f = Finding::new(Status::Fail, check, e.to_string());
+                if e.is_access_denied() {
+                    f.line("grant logs:DescribeLogGroups (deploy/iam-policy.json)");
+                }
+                return f;
+            }
+        };
+        found = page
+            .log_groups()
+            .iter()
+            .find(|g| g.log_group_name() == Some(log_group))
+            .cloned();
+        match page.next_token() {
+            Some(t) if found.is_none() && !t.is_empty() => token = Some(t.to_owned()),
+            _ => break,
+        }
+    }
+    let Some(group) = found else {
+        return Finding::new(
+            Status::Fail,
+            check,
+            format!("the log group {log_group} does not exist in {}", s.region),
+        );
+    };
+    let retention = group.retention_in_days().map_or_else(
+        || "kept forever".to_owned(),
+        |d| format!("retention {d} days"),
+    );
+
+    let result = call(
+        "FilterLogEvents",
+        client
+            .filter_log_events()
+            .log_group_name(log_group)
+            .set_log_stream_name_prefix(stream_prefix.map(str::to_owned))
+            .start_time(now_ms - LOOKBACK_MS)
+            .end_time(now_ms)
+            .limit(1)
+            .send(),
+    )
+    .await;
+    match result {
+        Ok(page) => {
+            let newest = match page.events().first().and_then(|e| e.timestamp()) {
+                Some(t) => format!("an event of the last hour at {}", when(t, now_ms)),
+                None => "no event in the last hour".to_owned(),
+            };
+            let mut f = Finding::new(
+                Status::Ok,
+                check,
+                format!(
+                    "log group {log_group} ({retention}); DescribeLogGroups and \
+                     FilterLogEvents answered in {} ms; {newest}",
+                    elapsed_ms(started)
+                ),
+            );
+            if let Some(p) = stream_prefix {
+                f.line(format!("log stream prefix {p}"));
+            }
+            f
+        }
+        Err(e) => {
+            let mut f = Finding::new(Status::Fail, check, e.to_string());
+            if e.is_access_denied() {
+                f.line(format!(
+                    "grant logs:FilterLogEvents on {log_group} (deploy/iam-policy.json)"
+                ));
+            }
+            f
+        }
+    }
+}
+
+/// The trails the sources name, each checked once per region: `(trail, region)` → the
+/// sources that name it, and whether one of them reads CloudWatch Logs (which the trail
+/// feeds, so a delivery error there blinds it).
+fn named_trails(cfg: &Config) -> BTreeMap<(String, String), (Vec<String>, bool)> {
+    let mut trails: BTreeMap<(String, String), (Vec<String>, bool)> = BTreeMap::new();
+    for s in &cfg.sources {
+        let Some(trail) = &s.trail else { continue };
+        let region = arn_region(trail).unwrap_or(&s.region).to_owned();
+        let entry = trails.entry((trail.clone(), region)).or_default();
+        entry.0.push(s.id.clone());
+        entry.1 |= matches!(s.kind, SourceKind::CloudWatchLogs { .. });
+    }
+    trails
+}
+
+/// What `GetTrailStatus` said, as doctor needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct TrailStatus {
+    pub is_logging: Option<bool>,
+    pub stop_logging_ms: Option<i64>,
+    pub delivery_error: Option<String>,
+    pub delivery_ms: Option<i64>,
+    pub logs_delivery_error: Option<String>,
+    pub logs_delivery_ms: Option<i64>,
+}
+
+/// One check per named trail.
+pub(super) async fn trails(cfg: &Config, sdk: Option<&SdkConfig>, now_ms: i64) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for ((trail, region), (sources, feeds_logs)) in named_trails(cfg) {
+        let check = format!("trail {trail} ({region}; source {})", sources.join(", "));
+        let Some(sdk) = sdk else {
+            out.push(Finding::skipped(check));
+            continue;
+        };
+        let client = cloudtrail_client(sdk, &region);
+        let result = call(
+            "GetTrailStatus",
+            client.get_trail_status().name(&trail).send(),
+        )
+        .await;
+        out.push(match result {
+            Ok(s) => {
+                let ms = |t: Option<&DateTime>| t.and_then(|t| t.to_millis().ok());
+                let status = TrailStatus {
+                    is_logging: s.is_logging(),
+                    stop_logging_ms: ms(s.stop_logging_time()),
+                    delivery_error: s.latest_delivery_error().map(str::to_owned),
+                    delivery_ms: ms(s.latest_delivery_time()),
+                    logs_delivery_error: s
+                        .latest_cloud_watch_logs_delivery_error()
+                        .map(str::to_owned),
+                    logs_delivery_ms: ms(s.latest_cloud_watch_logs_delivery_time()),
+                };
+                trail_finding(check, &status, feeds_logs, now_ms)
+            }
+            Err(e) if e.is("TrailNotFoundException") => Finding::new(
+                Status::Fail,
+                check,
+                format!("no trail {trail} in {region} ({e})"),
+            ),
+            Err(e) if e.is_access_denied() => {
+                let mut f = Finding::new(Status::Warn, check, format!("cannot read the status: {e}"));
+                f.line("grant cloudtrail:GetTrailStatus on the trail (deploy/iam-policy-optional.json)");
+                f
+            }
+            Err(e) => Finding::new(Status::Fail, check, e.to_string()),
+        });
+    }
+    out
+}
+
+/// Judges a trail's status: not logging fails; a CloudWatch Logs delivery error fails when a
+/// source reads that log group (`feeds_logs`) and warns otherwise, as an S3 delivery error
+/// does.
+pub(super) fn trail_finding(
+    check: String,
+    s: &TrailStatus,
+    feeds_logs: bool,
+    now_ms: i64,
+) -> Finding {
+    let mut f = Finding::new(Status::Ok, check, "");
+    let mut headline = Vec::new();
+    if s.is_logging == Some(true) {
+        headline.push("logging".to_owned());
+    } else {
+        f.raise(Status::Fail);
+        headline
+            .push("NOT logging: the trail delivers nothing to S3 or CloudWatch Logs".to_owned());
+        if let Some(t) = s.stop_logging_ms {
+            f.line(format!("logging stopped at {}", when(t, now_ms)));
+        }
+    }
+    let at = |t: Option<i64>| t.map_or_else(|| "never".to_owned(), |t| when(t, now_ms));
+    f.line(format!("latest delivery to S3: {}", at(s.delivery_ms)));
+    f.line(format!(
+        "latest delivery to CloudWatch Logs: {}",
+        at(s.logs_delivery_ms)
+    ));
+    if let Some(e) = &s.delivery_error {
+        f.raise(Status::Warn);
+        headline.push(format!("S3 delivery error: {e}"));
+    }
+    if let Some(e) = &s.logs_delivery_error {
+        f.raise(if feeds_logs {
+            Status::Fail
+        } else {
+            Status::Warn
+        });
+        headline.push(format!("CloudWatch Logs delivery error: {e}"));
+    }
+    if feeds_logs && s.logs_delivery_ms.is_none() && s.logs_delivery_error.is_none() {
+        f.raise(Status::Warn);
+        f.line(
+            "the trail has never delivered to CloudWatch Logs, which a source of this trail reads",
+        );
+    }
+    f.detail = headline.join("; ");
+    f
+}
+
+/// One check per channel.
+pub(super) async fn channel(c: &ChannelConfig, sdk: Option<&SdkConfig>) -> Finding {
+    let check = format!("channel {} ({})", c.name, c.kind.type_name());
+    match &c.kind {
+        ChannelKind::Stdout => Finding::new(
+            Status::Ok,
+            check,
+            "alerts are printed on standard output, one JSON line each",
+        ),
+        ChannelKind::Sns(s) => match sdk {
+            None => Finding::skipped(check),
+            Some(sdk) => sns(check, &s.topic_arn, &s.region, sdk).await,
+        },
+        ChannelKind::Smtp(s) => smtp(check, c, s).await,
+    }
+}
+
+/// One subscription as `ListSubscriptionsByTopic` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Subscription {
+    pub protocol: String,
+    pub endpoint: String,
+    /// `PendingConfirmation` until the endpoint confirmed.
+    pub arn: String,
+}
+
+impl Subscription {
+    fn pending(&self) -> bool {
+        self.arn == "PendingConfirmation"
+    }
+}
+
+/// An endpoint as shown: URLs lose their path and query (they may carry an integration key).
+fn shown_endpoint(protocol: &str, endpoint: &str) -> String {
+    if protocol == "http" || protocol == "https" {
+        if let Some((scheme, rest)) = endpoint.split_once("://") {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            if host.len() < rest.len() {
+                return format!("{scheme}://{host}/…");
+            }
+        }
+    }
+    endpoint.to_owned()
+}
+
+/// Judges a topic's subscriptions: each pending one warns, and so does having no confirmed
+/// one.
+pub(super) fn subscriptions_finding(f: &mut Finding, subs: &[Subscription]) -> String {
+    let pending = subs.iter().filter(|s| s.pending()).count();
+    let confirmed = subs.len() - pending;
+    for s in subs {
+        let endpoint = shown_endpoint(&s.protocol, &s.endpoint);
+        if s.pending() {
+            f.raise(Status::Warn);
+            f.line(format!(
+                "WARN {} {endpoint}: PendingConfirmation — nobody will receive alerts on this \
+                 subscription until it's confirmed",
+                s.protocol
+            ));
+        } else {
+            f.line(format!("{} {endpoint}: confirmed", s.protocol));
+        }
+    }
+    if confirmed == 0 {
+        f.raise(Status::Warn);
+        f.line("no confirmed subscription: alerts published to this topic reach nobody");
+    }
+    format!(
+        "{} subscription{}: {confirmed} confirmed, {pending} pending confirmation",
+        subs.len(),
+        if subs.len() == 1 { "" } else { "s" }
+    )
+}
+
+async fn sns(check: String, topic_arn: &str, region: &str, sdk: &SdkConfig) -> Finding {
+    let conf = aws_sdk_sns::config::Builder::from(sdk)
+        .region(aws_config::Region::new(region.to_owned()))
+        .retry_config(retry())
+        .build();
+    let client = aws_sdk_sns::Client::from_conf(conf);
+    let started = Instant::now();
+    let attributes = match call(
+        "GetTopicAttributes",
+        client.get_topic_attributes().topic_arn(topic_arn).send(),
+    )
+    .await
+    {
+        Ok(out) => out.attributes().cloned().unwrap_or_default(),
+        Err(e) => {
+            let mut f = Finding::new(Status::Fail, check, format!("topic {topic_arn}: {e}"));
+            if e.is("NotFound") {
+                f.line("the topic does not exist (or is in another region or account)");
+            } else if e.is_access_denied() {
+                f.line("grant sns:GetTopicAttributes and sns:Publish on the topic (deploy/iam-policy.json)");
+            }
+            return f;
+        }
+    };
+    let mut f = Finding::new(Status::Ok, check, String::new());
+    let latency = elapsed_ms(started);
+    if let Some(key) = attributes.get("KmsMasterKeyId").filter(|k| !k.is_empty()) {
+        f.line(format!(
+            "encrypted with the KMS key {key}: rolewatch needs kms:GenerateDataKey and \
+             kms:Decrypt on it (deploy/iam-policy-optional.json)"
+        ));
+    }
+
+    let mut subs = Vec::new();
+    let mut token: Option<String> = None;
+    let listed = bounded(CHECK_TIMEOUT, async {
+        for _ in 0..MAX_PAGES {
+            let page = client
+                .list_subscriptions_by_topic()
+                .topic_arn(topic_arn)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| AwsFailure::of("ListSubscriptionsByTopic", &e))?;
+            subs.extend(page.subscriptions().iter().map(|s| Subscription {
+                protocol: s.protocol().unwrap_or("?").to_owned(),
+                endpoint: s.endpoint().unwrap_or("?").to_owned(),
+                arn: s.subscription_arn().unwrap_or("?").to_owned(),
+            }));
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        Ok::<(), AwsFailure>(())
+    })
+    .await
+    .unwrap_or_else(|why| Err(AwsFailure::timed_out("ListSubscriptionsByTopic", &why)));
+    let summary = match listed {
+        Ok(()) => subscriptions_finding(&mut f, &subs),
+        Err(e) => {
+            f.raise(Status::Warn);
+            if e.is_access_denied() {
+                f.line("grant sns:ListSubscriptionsByTopic on the topic (deploy/iam-policy-optional.json)");
+            }
+            format!("subscriptions unknown: {e}")
+        }
+    };
+    f.detail = format!("topic {topic_arn} answered in {latency} ms; {summary}");
+    f
+}
+
+async fn smtp(check: String, c: &ChannelConfig, s: &SmtpChannelConfig) -> Finding {
+    let tls = match s.tls {
+        SmtpTls::StartTls => "STARTTLS",
+        SmtpTls::Implicit => "implicit TLS",
+        SmtpTls::None => "no TLS",
+    };
+    let auth = s.auth.as_ref().map_or_else(
+        || "no AUTH".to_owned(),
+        |a| format!("AUTH as {}", a.username),
+    );
+    let how = format!("{}:{} ({tls}, {auth})", s.host, s.port);
+    let notifier = match Notifier::build(c, None) {
+        Ok(n) => n,
+        Err(e) => return Finding::new(Status::Fail, check, format!("{how}: {}", e.message)),
+    };
+    let started = Instant::now();
+    // The channel's own check has its exchange timeout; this one is a backstop.
+    match bounded(CHECK_TIMEOUT + Duration::from_secs(5), notifier.check()).await {
+        Ok(Ok(())) => Finding::new(
+            Status::Ok,
+            check,
+            format!(
+                "{how}: connected, EHLO, {}the relay answered NOOP; {} ms",
+                match (s.tls, &s.auth) {
+                    (SmtpTls::None, None) => String::new(),
+                    (SmtpTls::None, Some(_)) => "AUTH, ".to_owned(),
+                    (_, None) => "TLS, ".to_owned(),
+                    (_, Some(_)) => "TLS, AUTH, ".to_owned(),
+                },
+                elapsed_ms(started)
+            ),
+        ),
+        Ok(Err(e)) => Finding::new(Status::Fail, check, format!("{how}: {e} ({})", e.class())),
+        Err(why) => Finding::new(Status::Fail, check, format!("{how}: {why}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_764_000_000_000;
+
+    fn status(is_logging: bool) -> TrailStatus {
+        TrailStatus {
+            is_logging: Some(is_logging),
+            delivery_ms: Some(NOW - 300_000),
+            logs_delivery_ms: Some(NOW - 240_000),
+            ..TrailStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_logging_trail_is_ok_and_shows_its_delivery_ages() {
+        let f = trail_finding("trail t".into(), &status(true), true, NOW);
+        assert_eq!(f.status, Status::Ok, "{f}");
+        assert_eq!(f.detail, "logging");
+        assert!(f.lines[0].ends_with("(5 min ago)"), "{f}");
+        assert!(f.lines[1].contains("CloudWatch Logs") && f.lines[1].ends_with("(4 min ago)"));
+    }
+
+    #[test]
+    fn a_trail_not_logging_fails_and_delivery_errors_warn_or_fail() {
+        let mut s = status(false);
+        s.stop_logging_ms = Some(NOW - 7_200_000);
+        let f = trail_finding("trail t".into(), &s, false, NOW);
+        assert_eq!(f.status, Status::Fail);
+        assert!(f.detail.starts_with("NOT logging"), "{f}");
+        assert!(f.lines[0].contains("stopped") && f.lines[0].contains("(2 h ago)"));
+
+        let mut s = status(true);
+        s.delivery_error = Some("AccessDenied".into());
+        let f = trail_finding("trail t".into(), &s, true, NOW);
+        assert_eq!(
+            (f.status, f.detail.as_str()),
+            (Status::Warn, "logging; S3 delivery error: AccessDenied")
+        );
+
+        s.logs_delivery_error = Some("InvalidRoleArn".into());
+        assert_eq!(
+            trail_finding("t".into(), &s, false, NOW).status,
+            Status::Warn
+        );
+        let f = trail_finding("t".into(), &s, true, NOW);
+        assert_eq!(f.status, Status::Fail);
+        assert!(f
+            .detail
+            .ends_with("CloudWatch Logs delivery error: InvalidRoleArn"));
+    }
+
+    #[test]
+    fn a_trail_that_never_delivered_to_the_log_group_a_source_reads_warns() {
+        let mut s = status(true);
+        s.logs_delivery_ms = None;
+        assert_eq!(trail_finding("t".into(), &s, false, NOW).status, Status::Ok);
+        let f = trail_finding("t".into(), &s, true, NOW);
+        assert_eq!(f.status, Status::Warn);
+        assert!(f.lines.iter().any(|l| l.contains("never delivered")), "{f}");
+    }
+
+    fn sub(protocol: &str, endpoint: &str, arn: &str) -> Subscription {
+        Subscription {
+            protocol: protocol.into(),
+            endpoint: endpoint.into(),
+            arn: arn.into(),
+        }
+    }
+
+    #[test]
+    fn pending_subscriptions_warn_and_so_does_having_none_confirmed() {
+        let mut f = Finding::new(Status::Ok, "channel", "");
+        let summary = subscriptions_finding(
+            &mut f,
+            &[
+                sub(
+                    "sqs",
+                    "arn:aws:sqs:us-east-1:123456789012:q",
+                    "arn:aws:sns:x:1:t:1",
+                ),
+                sub("email", "oncall@example.com", "PendingConfirmation"),
+            ],
+        );
+        assert_eq!(
+            summary,
+            "2 subscriptions: 1 confirmed, 1 pending confirmation"
+        );
+        assert_eq!(f.status, Status::Warn);
+        assert!(f.lines[1].contains("email oncall@example.com: PendingConfirmation"));
+
+        let mut f = Finding::new(Status::Ok, "channel", "");
+        subscriptions_finding(&mut f, &[sub("sqs", "q", "arn:aws:sns:x:1:t:1")]);
+        assert_eq!(f.status, Status::Ok);
+
+        let mut f = Finding::new(Status::Ok, "channel", "");
+        assert_eq!(
+            subscriptions_finding(&mut f, &[]),
+            "0 subscriptions: 0 confirmed, 0 pending confirmation"
+        );
+        assert_eq!(f.status, Status::Warn);
+        assert!(f.lines[0].contains("reach nobody"));
+    }
+
+    #[test]
+    fn url_endpoints_lose_their_path() {
+        assert_eq!(
+            shown_endpoint(
+                "https",
+                "https://events.example.com/integration/SECRET/enqueue"
+            ),
+            "https://events.example.com/…"
+        );
+        assert_eq!(
+            shown_endpoint("https", "https://h.example"),
+            "https://h.example"
+        );
+        assert_eq!(shown_endpoint("email", "a@b.example"), "a@b.example");
+    }
+}
