@@ -5,6 +5,7 @@
 mod crash;
 mod daemon;
 mod deploy;
+mod doctor;
 mod intel;
 mod notify;
 mod scan;

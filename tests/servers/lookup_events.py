@@ -9,6 +9,9 @@ protocol on loopback, the way the real service does as far as a poller can tell:
     {"StartTime": <epoch s>, "EndTime": <epoch s>, "MaxResults": 1..50, "NextToken": "...",
      "LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": "AttachRolePolicy"}]}
 
+It also answers `CloudTrail_20131101.GetTrailStatus` (`{"Name": <trail name or ARN>}`) for the
+trails a test declared (see `/_control/trails`); any other trail is `TrailNotFoundException`.
+
 Events come back newest first, StartTime and EndTime are inclusive, at most one lookup
 attribute is allowed, and a NextToken is only valid with the parameters that produced it.
 Errors are `{"__type": <code>, "message": ...}` with the service's HTTP status; throttling
@@ -22,6 +25,11 @@ Tests load events and inject faults through a control API on the same port:
                                   the cheap way to load hundreds of thousands of records
     POST /_control/faults   {"throttle_next": N, "error_5xx_next": N, "status_5xx": 503,
                              "delay_ms": N, "delay_next": N, "rate_limit_per_sec": R}
+    POST /_control/trails   {"trails": {"<name or ARN>": {"IsLogging": true,
+                             "LatestDeliveryError": "...", "LatestDeliveryTime": <epoch s>,
+                             "LatestCloudWatchLogsDeliveryError": "...", ...}}}
+                            sets what GetTrailStatus answers for a trail (any of its reply
+                            fields, as the API spells them); null forgets the trail
     GET  /_control/stats
     POST /_control/reset
 
@@ -293,6 +301,7 @@ class Store:
         self.keys: list[tuple] = []
         self.seq = 0
         self.index: dict[tuple, tuple] = {}  # (attr key, value) -> (keys, events)
+        self.trails: dict[str, dict] = {}  # name or ARN -> the GetTrailStatus reply
         self.faults = {
             "throttle_next": 0,
             "error_5xx_next": 0,
@@ -364,6 +373,33 @@ class Store:
         return len(self.events)
 
     # -- faults and statistics -------------------------------------------------------------
+
+    def set_trails(self, body: dict) -> list:
+        trails = body.get("trails")
+        if not isinstance(trails, dict):
+            raise ValueError("'trails' must be an object of trail name or ARN -> status")
+        with self.lock:
+            for name, status in trails.items():
+                if status is None:
+                    self.trails.pop(name, None)
+                elif isinstance(status, dict):
+                    self.trails[name] = dict(status)
+                else:
+                    raise ValueError(f"the status of trail {name!r} must be an object or null")
+            return sorted(self.trails)
+
+    def trail_status(self, name: str):
+        """The declared status of a trail named by name or ARN, or None."""
+        def short(n: str) -> str:
+            return n.split(":trail/", 1)[1] if ":trail/" in n else n
+
+        with self.lock:
+            if name in self.trails:
+                return dict(self.trails[name])
+            for declared, status in self.trails.items():
+                if short(declared) == short(name):
+                    return dict(status)
+            return None
 
     def set_faults(self, body: dict):
         with self.lock:
@@ -511,6 +547,18 @@ def epoch_param(body: dict, name: str, default: float) -> float:
     return float(value)
 
 
+def get_trail_status(body: dict) -> dict:
+    name = body.get("Name")
+    if not isinstance(name, str) or not name:
+        raise ApiError(400, "InvalidTrailNameException", "Name is required")
+    status = STORE.trail_status(name)
+    if status is None:
+        raise ApiError(
+            400, "TrailNotFoundException", f"Unknown trail: {name} for the user: 123456789012"
+        )
+    return status
+
+
 def lookup_events(body: dict, summary: dict) -> dict:
     attributes = body.get("LookupAttributes") or []
     if not isinstance(attributes, list):
@@ -646,6 +694,8 @@ class Handler(BaseHTTPRequestHandler):
             elif path == "/_control/events.jsonl":
                 added, total = STORE.add_lines(body)
                 self.send(200, {"added": added, "total": total})
+            elif path == "/_control/trails":
+                self.send(200, {"trails": STORE.set_trails(json.loads(body or b"{}"))})
             elif path == "/_control/faults":
                 self.send(200, {"faults": STORE.set_faults(json.loads(body or b"{}"))})
             elif path == "/_control/reset":
@@ -686,11 +736,14 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if error is not None:
                 raise error
-            if not target.endswith("LookupEvents") or "." not in target:
+            if operation not in ("LookupEvents", "GetTrailStatus") or "." not in target:
                 raise ApiError(400, "UnknownOperationException", f"Unknown operation {target!r}")
             if parsed is None:
                 raise ApiError(400, "SerializationException", "The request body is not JSON")
-            reply = lookup_events(parsed, summary)
+            if operation == "GetTrailStatus":
+                reply = get_trail_status(parsed)
+            else:
+                reply = lookup_events(parsed, summary)
         except ApiError as err:
             STORE.record_outcome(summary, err.status, err.code)
             self.send_api_error(err)
