@@ -49,14 +49,11 @@ const OPERATIONS: &[(&str, &str, Need)] = &[
     ("get_policy", "iam:GetPolicy", Need::Optional),
     ("get_policy_version", "iam:GetPolicyVersion", Need::Optional),
     // Diagnostics.
+    // Diagnostics (`rolewatch doctor`, src/doctor): a named trail's status and the topic's
+    // subscriptions; without them doctor warns that it cannot tell.
     (
         "get_trail_status",
         "cloudtrail:GetTrailStatus",
-        Need::Optional,
-    ),
-    (
-        "describe_trails",
-        "cloudtrail:DescribeTrails",
         Need::Optional,
     ),
     (
@@ -64,7 +61,7 @@ const OPERATIONS: &[(&str, &str, Need)] = &[
         "sns:ListSubscriptionsByTopic",
         Need::Optional,
     ),
-    // STS GetCallerIdentity needs no permission: nothing to grant.
+    // STS GetCallerIdentity (doctor's "who am I") needs no permission: nothing to grant.
     ("get_caller_identity", "", Need::Optional),
 ];
 
@@ -209,7 +206,8 @@ fn iam_policy_grants_exactly_the_sdk_calls_in_src() {
         extra.is_empty(),
         "deploy/iam-policy.json grants actions src/ never calls: {extra:?}"
     );
-    // The optional policy holds only diagnostics from the table (or KMS for encrypted topics).
+    // The optional policy holds only optional calls from the table that src/ makes (or KMS
+    // for encrypted topics).
     for action in optional.keys() {
         assert!(
             action.starts_with("kms:")
@@ -217,6 +215,10 @@ fn iam_policy_grants_exactly_the_sdk_calls_in_src() {
                     .iter()
                     .any(|(_, a, need)| a == action && *need == Need::Optional),
             "deploy/iam-policy-optional.json grants {action}, which is not in OPERATIONS"
+        );
+        assert!(
+            action.starts_with("kms:") || called.contains(action.as_str()),
+            "deploy/iam-policy-optional.json grants {action}, which src/ never calls"
         );
     }
 }
@@ -254,6 +256,32 @@ fn iam_policy_scopes_every_resource_it_can() {
         assert!(
             resource.contains(":log-group:aws-cloudtrail-logs-"),
             "logs:FilterLogEvents on {resource}: not the trail's log group"
+        );
+    }
+
+    // The optional reads too: the account's own resources (or AWS-managed policies), and the
+    // diagnostics only on trails and the alert topic.
+    let optional = policy_actions(&json_file("deploy/iam-policy-optional.json"));
+    for (action, resources) in &optional {
+        for resource in resources {
+            assert!(
+                resource.starts_with("arn:aws:")
+                    && (resource.contains("${aws:PrincipalAccount}")
+                        || resource == "arn:aws:iam::aws:policy/*"),
+                "{action}: resource {resource} is not scoped to the account"
+            );
+        }
+    }
+    for resource in &optional["cloudtrail:GetTrailStatus"] {
+        assert!(
+            resource.starts_with("arn:aws:cloudtrail:") && resource.contains(":trail/"),
+            "cloudtrail:GetTrailStatus on {resource}: not trails"
+        );
+    }
+    for resource in &optional["sns:ListSubscriptionsByTopic"] {
+        assert!(
+            resource.contains(":rolewatch-alerts"),
+            "sns:ListSubscriptionsByTopic on {resource}: not the alert topic"
         );
     }
 }
