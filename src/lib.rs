@@ -131,7 +131,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                  # never shown, only the variable or file that holds them. It is itself a valid\n\
                  # configuration file.\n\n{}",
                 config::effective::to_toml(&cfg)
-            ) {
+            )
+            .and_then(|()| {
+                // Pattern lint goes to stderr: the stdout stays a valid configuration file.
+                let mut err = std::io::stderr().lock();
+                for (rule, finding) in cfg.lint() {
+                    writeln!(err, "rolewatch: rule `{rule}`: {finding}")?;
+                }
+                Ok(())
+            }) {
                 Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
                 _ => Ok(ExitCode::SUCCESS),
             }

@@ -144,6 +144,10 @@ pub fn to_toml(cfg: &Config) -> String {
         "allowed_principals".into(),
         strings(&cfg.vendor.allowed_principals),
     );
+    vendor.insert(
+        "tags_gate_access".into(),
+        cfg.vendor.tags_gate_access.into(),
+    );
     root.insert("vendor".into(), vendor.into());
 
     let d = &cfg.daemon;

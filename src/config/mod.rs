@@ -21,7 +21,7 @@ pub use channel::{
 pub use raw::RawConfig;
 pub use vendor::VendorConfig;
 
-use crate::rules::DOCUMENTED_PATTERN;
+use crate::rules::{Pack, PackParams, DOCUMENTED_PATTERN};
 
 /// Exit status for an invalid configuration (`EX_CONFIG` from sysexits.h).
 pub const EXIT_CONFIG: u8 = 78;
@@ -752,16 +752,11 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
                 message: "a rule needs a `pattern` (a filter pattern) or a `pack` (documented, complete or trail-tamper)".into(),
             }),
             (Some(text), None) => {
-                for (k, set) in [
-                    ("include_tag_changes", r.include_tag_changes.is_some()),
-                    ("alarm_names", r.alarm_names.is_some()),
-                ] {
-                    if set {
-                        problems.push(Problem {
-                            key: key(k),
-                            message: "applies only to a `pack`".into(),
-                        });
-                    }
+                if r.alarm_names.is_some() {
+                    problems.push(Problem {
+                        key: key("alarm_names"),
+                        message: "applies only to `pack = \"trail-tamper\"`".into(),
+                    });
                 }
                 let Some(name) = r.name else {
                     problems.push(Problem {
@@ -783,12 +778,47 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
                     }),
                 }
             }
-            (None, Some(pack)) => {
-                let _ = pack;
-                problems.push(Problem {
-                    key: key("pack"),
-                    message: "packs are not available yet".into(),
-                });
+            (None, Some(pack_name)) => {
+                let Some(pack) = Pack::parse(&pack_name) else {
+                    let names: Vec<&str> = Pack::ALL.iter().map(|p| p.as_str()).collect();
+                    problems.push(Problem {
+                        key: key("pack"),
+                        message: format!(
+                            "`{pack_name}` is not a rule pack: use {}",
+                            names.join(", ")
+                        ),
+                    });
+                    continue;
+                };
+                if r.alarm_names.is_some() && pack != Pack::TrailTamper {
+                    problems.push(Problem {
+                        key: key("alarm_names"),
+                        message: "applies only to `pack = \"trail-tamper\"`".into(),
+                    });
+                }
+                let params = PackParams {
+                    alarm_names: r.alarm_names.clone().unwrap_or_default(),
+                    ..pack_params(&vendor, &sources)
+                };
+                let base = r.name.clone().unwrap_or_else(|| pack.as_str().to_owned());
+                for pr in crate::rules::expand(pack, &params) {
+                    match FilterPattern::new(&pr.pattern) {
+                        Ok(pattern) => add(
+                            pr.name(&base),
+                            pattern,
+                            severity.unwrap_or(pr.default_severity),
+                            &mut problems,
+                        ),
+                        // The packs are tested to compile with the longest names; this is
+                        // a parameter the tests did not foresee.
+                        Err(e) => problems.push(Problem {
+                            key: key("pack"),
+                            message: format!(
+                                "pack `{pack}` gives an invalid pattern with these parameters (please report it): {e}"
+                            ),
+                        }),
+                    }
+                }
             }
         }
     }
@@ -818,6 +848,55 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
         daemon,
         admin,
     })
+}
+
+/// The parameters of the rule packs and of pattern lint: the vendor's role, policy and
+/// account, the trails the sources name and the log groups they read.
+fn pack_params(vendor: &VendorConfig, sources: &[SourceConfig]) -> PackParams {
+    let mut trails: Vec<String> = sources.iter().filter_map(|s| s.trail.clone()).collect();
+    trails.sort();
+    trails.dedup();
+    let mut log_groups: Vec<String> = sources
+        .iter()
+        .filter_map(|s| match &s.kind {
+            SourceKind::CloudWatchLogs { log_group, .. } => Some(log_group.clone()),
+            SourceKind::CloudTrail => None,
+        })
+        .collect();
+    log_groups.sort();
+    log_groups.dedup();
+    PackParams {
+        role_name: vendor.role_name.clone(),
+        policy_name: vendor.policy_name.clone(),
+        account_id: vendor.account_id.clone(),
+        trails,
+        log_groups,
+        include_tag_changes: vendor.tags_gate_access,
+        ..PackParams::default()
+    }
+}
+
+impl Config {
+    /// What pattern lint checks the rules against: the watched role, policy and account, the
+    /// trails and log groups.
+    pub fn lint_context(&self) -> crate::rules::LintContext {
+        crate::rules::LintContext {
+            params: pack_params(&self.vendor, &self.sources),
+        }
+    }
+
+    /// Pattern lint of every rule: `(rule name, finding)`, warnings before notes per rule.
+    pub fn lint(&self) -> Vec<(&str, crate::rules::Lint)> {
+        let ctx = self.lint_context();
+        self.rules
+            .iter()
+            .flat_map(|r| {
+                crate::rules::lint(&r.pattern, &ctx)
+                    .into_iter()
+                    .map(move |l| (r.name.as_str(), l))
+            })
+            .collect()
+    }
 }
 
 fn validate_daemon(raw: &raw::RawDaemon, problems: &mut Vec<Problem>) -> DaemonConfig {
@@ -1127,7 +1206,7 @@ mod tests {
             name = "x"
             pattern = "{ $.eventName = PutRolePolicy }"
             channels = ["pager", "stdout", "stdout"]
-            include_tag_changes = false
+            alarm_names = ["x"]
             [[rule]]
             name = "y"
             [[rule]]
@@ -1146,7 +1225,7 @@ mod tests {
             [
                 "rule[0].channels",
                 "rule[0].channels",
-                "rule[0].include_tag_changes",
+                "rule[0].alarm_names",
                 "rule[1].pattern",
                 "rule[2].name",
                 "rule[3].pack"
@@ -1156,6 +1235,84 @@ mod tests {
         assert!(
             text.contains("`pager` is not a channel; the channels are: stdout"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn packs_expand_into_named_rules_with_the_vendor_and_the_sources() {
+        let c = from_toml(
+            r#"
+            [[source]]
+            type = "cloudwatch_logs"
+            log_group = "aws-cloudtrail-logs-acme"
+            trail = "org-trail"
+            [[channel]]
+            type = "stdout"
+            name = "pager"
+            [vendor]
+            role_name = "acme-remote"
+            policy_name = "AcmeAccess"
+            account_id = "111122223333"
+            tags_gate_access = false
+            [[rule]]
+            pack = "complete"
+            [[rule]]
+            name = "tamper"
+            pack = "trail-tamper"
+            severity = "medium"
+            channels = ["pager"]
+            alarm_names = ["acme-role-changed"]
+            "#,
+        )
+        .unwrap();
+        let names: Vec<&str> = c.rules.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["complete", "tamper-trail", "tamper-logs", "tamper-alarms"]
+        );
+        let complete = c.rules[0].pattern.as_str();
+        assert!(complete.contains("\"acme-remote\""), "{complete}");
+        assert!(complete.contains("*/AcmeAccess"), "{complete}");
+        assert!(!complete.contains("TagRole"), "{complete}");
+        assert_eq!(c.rules[0].severity, Severity::High);
+        assert!(c.rules[1].pattern.as_str().contains("org-trail"));
+        assert!(c.rules[2]
+            .pattern
+            .as_str()
+            .contains("aws-cloudtrail-logs-acme"));
+        assert!(c.rules[3].pattern.as_str().contains("acme-role-changed"));
+        for r in &c.rules[1..] {
+            assert_eq!(r.severity, Severity::Medium);
+            assert_eq!(r.channels.as_deref(), Some(&["pager".to_owned()][..]));
+        }
+        // The complete pack lints clean; the documented one does not.
+        assert!(c
+            .lint()
+            .iter()
+            .all(|(_, l)| l.level != crate::rules::LintLevel::Warning));
+        let d = load_with_env(None, [("A", "B")]).unwrap();
+        assert!(d
+            .lint()
+            .iter()
+            .any(|(r, l)| *r == "documented" && l.message.contains("SetDefaultPolicyVersion")));
+
+        let err = from_toml(
+            "[[rule]]\npack = \"documented\"\nalarm_names = [\"a\"]\n\
+             [[rule]]\npack = \"trail-tamper\"\nseverity = \"loud\"\n\
+             [[rule]]\npack = \"everything\"\n\
+             [[rule]]\npack = \"complete\"\n[[rule]]\npack = \"complete\"\n",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "rule[0].alarm_names",
+                "rule[1].severity",
+                "rule[2].pack",
+                "rule[4].name"
+            ],
+            "{err}"
         );
     }
 

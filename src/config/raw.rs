@@ -123,9 +123,6 @@ pub struct RawRule {
     pub severity: Option<String>,
     /// The channels (by name) this rule's alerts go to (default: every channel).
     pub channels: Option<Vec<String>>,
-    /// Pack `complete`: also watch TagRole/UntagRole on the role (default true; turn off
-    /// when no policy of yours grants access by tag).
-    pub include_tag_changes: Option<bool>,
     /// Pack `trail-tamper`: the alarms whose deletion to watch (default: any DeleteAlarms).
     pub alarm_names: Option<Vec<String>>,
 }

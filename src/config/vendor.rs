@@ -23,6 +23,10 @@ pub struct RawVendor {
     /// ARN globs (`*`, `?`) of your own principals that may change the role: a change by
     /// anyone else of your side is high severity.
     pub allowed_principals: Option<Vec<String>>,
+    /// Whether tags on the role gate what it may do (policies testing `aws:PrincipalTag` or
+    /// `iam:ResourceTag`): then TagRole and UntagRole are role changes, watched by the
+    /// `complete` pack and expected by pattern lint (default true).
+    pub tags_gate_access: Option<bool>,
 }
 
 /// `[vendor]`, checked.
@@ -34,6 +38,8 @@ pub struct VendorConfig {
     pub account_id: String,
     /// ARN globs of your own automation.
     pub allowed_principals: Vec<String>,
+    /// TagRole and UntagRole count as role changes.
+    pub tags_gate_access: bool,
 }
 
 impl Default for VendorConfig {
@@ -43,6 +49,7 @@ impl Default for VendorConfig {
             policy_name: DEFAULT_POLICY.to_owned(),
             account_id: DEFAULT_ACCOUNT.to_owned(),
             allowed_principals: Vec::new(),
+            tags_gate_access: true,
         }
     }
 }
@@ -102,6 +109,7 @@ pub fn validate(raw: RawVendor, problems: &mut Vec<Problem>) -> VendorConfig {
         policy_name,
         account_id,
         allowed_principals,
+        tags_gate_access: raw.tags_gate_access.unwrap_or(true),
     }
 }
 
@@ -123,6 +131,7 @@ mod tests {
                 policy_name: None,
                 account_id: Some("4068827774".into()),
                 allowed_principals: Some(vec!["arn:aws:iam::1:role/ci-*".into(), "ci".into()]),
+                tags_gate_access: None,
             },
             &mut p,
         );

@@ -213,22 +213,9 @@ fn words_in_order(words: &[&str], candidate: &[&str]) -> Option<usize> {
     Some(inexact)
 }
 
-/// Levenshtein distance over characters, ignoring ASCII case; `row` is scratch space.
-fn levenshtein_ci(a: &[char], b: &str, row: &mut Vec<usize>) -> usize {
-    row.clear();
-    row.extend(0..=a.len());
-    for (j, cb) in b.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = j + 1;
-        for (i, ca) in a.iter().enumerate() {
-            let left = row[i + 1];
-            row[i + 1] = (left + 1)
-                .min(row[i] + 1)
-                .min(diagonal + usize::from(!ca.eq_ignore_ascii_case(&cb)));
-            diagonal = left;
-        }
-    }
-    row[a.len()]
+/// Levenshtein distance over characters, ignoring ASCII case (`strsim`).
+fn levenshtein_ci(a: &str, b: &str) -> usize {
+    strsim::levenshtein(&a.to_ascii_lowercase(), &b.to_ascii_lowercase())
 }
 
 /// The known name closest to `name`, which is not one, or `None` when nothing is close.
@@ -256,7 +243,6 @@ pub fn suggest(name: &str, context: &[&str]) -> Option<&'static str> {
     let verb = words.first().copied();
     let chars: Vec<char> = name.chars().collect();
     let limit = 2 * (chars.len() / 3).max(2);
-    let mut row = Vec::with_capacity(chars.len() + 1);
     let mut best: Option<(usize, usize, &'static str)> = None;
     for &(candidate, sources) in entries {
         let candidate_words = camel_words(candidate);
@@ -269,7 +255,7 @@ pub fn suggest(name: &str, context: &[&str]) -> Option<&'static str> {
         if in_order.is_none() && 2 * chars.len().abs_diff(candidate.len()) > limit {
             continue;
         }
-        let distance = levenshtein_ci(&chars, candidate, &mut row);
+        let distance = levenshtein_ci(name, candidate);
         let mut cost = match in_order {
             Some(inexact) => 2 * candidate_words.len().saturating_sub(words.len()) + inexact,
             None => 2 * distance,
@@ -412,10 +398,7 @@ mod tests {
 
     #[test]
     fn levenshtein_distances() {
-        let distance = |a: &str, b: &str| {
-            let a: Vec<char> = a.chars().collect();
-            levenshtein_ci(&a, b, &mut Vec::new())
-        };
+        let distance = levenshtein_ci;
         assert_eq!(distance("kitten", "sitting"), 3);
         assert_eq!(distance("", "abc"), 3);
         assert_eq!(distance("abc", ""), 3);

@@ -165,6 +165,17 @@ impl Daemon {
     pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
         let (state, lock) = open_state(cfg)?;
         let state = Arc::new(Mutex::new(state));
+        // Pattern lint, at every start: what a rule misses or will never match.
+        for (rule, finding) in cfg.lint() {
+            match finding.level {
+                crate::rules::LintLevel::Warning => {
+                    tracing::warn!(event = "rule_lint", rule, "{}", finding.message);
+                }
+                crate::rules::LintLevel::Note => {
+                    tracing::info!(event = "rule_lint", rule, "{}", finding.message);
+                }
+            }
+        }
         let engine = Arc::new(Engine::new(cfg.rules.clone()));
         let names = engine
             .lookup_event_names()

@@ -8,6 +8,7 @@ mod deploy;
 mod doctor;
 mod intel;
 mod notify;
+mod rules;
 mod scan;
 mod servers;
 mod sources;
