@@ -43,3 +43,36 @@ pub async fn load(region: &str) -> anyhow::Result<SdkConfig> {
         )),
     }
 }
+
+/// A one-line description of an SDK error: its code and message, or its kind.
+pub fn error_text<E>(
+    e: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> String
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    match e {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("unknown error");
+            let status = se.raw().status().as_u16();
+            match se.err().message() {
+                Some(m) => format!("{code} (HTTP {status}): {m}"),
+                None => format!("{code} (HTTP {status})"),
+            }
+        }
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    }
+}

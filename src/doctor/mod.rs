@@ -186,10 +186,7 @@ impl AwsFailure {
             }
             None => AwsFailure {
                 code: None,
-                text: format!(
-                    "{call}: {}",
-                    aws_smithy_types::error::display::DisplayErrorContext(err)
-                ),
+                text: format!("{call}: {}", crate::aws::error_text(err)),
             },
         }
     }

@@ -121,13 +121,7 @@ fn iam_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
             se.code().map(str::to_owned),
             se.message().unwrap_or("no message").to_owned(),
         ),
-        None => (
-            None,
-            format!(
-                "{}",
-                aws_smithy_types::error::display::DisplayErrorContext(err)
-            ),
-        ),
+        None => (None, crate::aws::error_text(err)),
     };
     IamError {
         call,

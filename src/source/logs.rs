@@ -11,9 +11,9 @@ use aws_config::SdkConfig;
 use aws_sdk_cloudwatchlogs::Client;
 use backon::Retryable;
 
-use super::cloudtrail::error_text;
 use super::retry::{backoff, classify, send_with_retries, RateLimiter, RetryClass};
 use super::{check_record, FetchError, FetchStats, Page, SinkError, SourceError, Window};
+use crate::aws::error_text;
 use crate::config::{SourceConfig, SourceKind};
 
 const MAX_RETRIES: usize = 6;

@@ -110,7 +110,7 @@ where
             if classify(e) == RetryClass::Throttled {
                 attempts.throttled += 1;
             }
-            tracing::warn!(source = %source_id, operation, retry_in_ms = after.as_millis() as u64, error = %super::cloudtrail::error_text(e), "Request failed; retrying");
+            tracing::warn!(source = %source_id, operation, retry_in_ms = after.as_millis() as u64, error = %crate::aws::error_text(e), "Request failed; retrying");
         })
         .await;
     stats.add(attempts);
@@ -120,7 +120,7 @@ where
         if class == RetryClass::Throttled {
             stats.throttled += 1;
         }
-        (class, super::cloudtrail::error_text(&e))
+        (class, crate::aws::error_text(&e))
     })
 }
 

@@ -112,6 +112,13 @@ fn packs_alert_on_what_the_documented_pattern_misses_and_only_on_the_watched_thi
     .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()))
     .collect();
     assert_eq!(got, want, "stdout:\n{}", stdout(&out));
+    // Without IAM access the alerts still go out, saying why the diff is missing, in words.
+    assert!(
+        stdout(&out).contains("\"diff_unavailable\":\"the role could not be read: GetRole: dispatch failure: io error: client error (Connect): tcp connect error: Connection refused"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("DispatchFailure {"));
     // The lint of the documented rule, logged at start.
     let err = stderr(&out);
     assert!(
