@@ -17,7 +17,7 @@ const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(8);
 ///
 /// # Errors
 ///
-/// When no credentials can be found, within [`CREDENTIALS_TIMEOUT`], with what to do.
+/// When no credentials can be found, within `CREDENTIALS_TIMEOUT` (8 s), with what to do.
 pub async fn load(region: &str) -> anyhow::Result<SdkConfig> {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(5))

@@ -2,18 +2,17 @@
 //! events with an in-process implementation of the CloudWatch Logs filter-pattern language (the
 //! `filter-pattern` crate).
 //!
-//! The daemon does not exist yet; what exists is the command-line side of the language: testing
-//! a pattern against messages and scanning archived trail files.
-//!
 //! # Layout
 //!
+//! Data flows one way: [`source`] → [`engine`] → [`state`] → [`notify`], driven by
+//! [`runtime`] (`run`, `once`); see `docs/ARCHITECTURE.md`.
+//!
 //! * [`cli`]: the command line (clap derive; its doc comments are the `--help` text).
-//! * [`rules`]: the vendor's documented pattern, [`rules::DOCUMENTED_PATTERN`].
-//! * [`test_pattern`]: `rolewatch test-pattern`, the local twin of `aws logs test-metric-filter`.
-//! * [`scan`]: `rolewatch scan`, a fast single-threaded sweep over CloudTrail files.
-//! * Coming with later issues: `config`, `source`, `engine`, `state`, `notify`, `runtime`
-//!   (see `docs/ARCHITECTURE.md`).
+//! * [`config`]: defaults, the TOML file and `ROLEWATCH__SECTION__KEY` overrides, validated.
+//! * [`rules`]: the vendor's documented pattern, the rule packs and pattern lint.
+//! * [`source`], [`engine`], [`state`], [`notify`], [`intel`], [`runtime`]: the daemon.
 //! * [`admin`]: the admin HTTP endpoint of `rolewatch run`: `/healthz`, `/readyz`, `/metrics`.
+//! * [`test_pattern`], [`scan`], [`check`], [`doctor`], [`healthcheck`]: the other commands.
 //!
 //! [`run`] dispatches a parsed command line; [`exit_code`] maps an error to the exit status.
 

@@ -207,7 +207,7 @@ impl<R: IamReader> Worker<R> {
     }
 
     /// Takes the baseline when due and analyses new alerts, on `wake` (the outbox heard of
-    /// new alerts) or at least every [`IDLE_TICK`], until `shutdown`; wakes `outbox` after
+    /// new alerts) or at least every `IDLE_TICK` (60 s), until `shutdown`; wakes `outbox` after
     /// each pass that analysed something.
     pub async fn run(
         self: Arc<Self>,
