@@ -64,15 +64,22 @@ where
                 None => format!("{code} (HTTP {status})"),
             }
         }
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            text
-        }
+        other => chain_text(other),
     }
+}
+
+/// Any error and its causes on one line, `outer: inner: innermost`, each by its `Display`;
+/// a cause whose text the line already holds is not repeated.
+pub fn chain_text(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
 }

@@ -79,17 +79,11 @@ pub fn run(args: &HealthcheckArgs, out: &mut dyn Write) -> anyhow::Result<ExitCo
 /// One GET; the status and the body.
 async fn probe(uri: axum::http::Uri) -> Result<(u16, Vec<u8>), String> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<axum::body::Bytes>>();
-    let response = client.get(uri).await.map_err(|e| {
-        // "client error (Connect)" alone says little; the source says "Connection refused".
-        let mut text = e.to_string();
-        let mut cause = std::error::Error::source(&e);
-        while let Some(c) = cause {
-            text.push_str(": ");
-            text.push_str(&c.to_string());
-            cause = c.source();
-        }
-        text
-    })?;
+    // "client error (Connect)" alone says little; the causes say "Connection refused".
+    let response = client
+        .get(uri)
+        .await
+        .map_err(|e| crate::aws::chain_text(&e))?;
     let status = response.status().as_u16();
     let body = response
         .into_body()

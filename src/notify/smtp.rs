@@ -241,7 +241,7 @@ fn tls_parameters(host: &str, ca_file: Option<&Path>) -> Result<TlsParameters, S
     }
     builder
         .build_rustls()
-        .map_err(|e| format!("cannot set up TLS: {}", chain(&e)))
+        .map_err(|e| format!("cannot set up TLS: {}", crate::aws::chain_text(&e)))
 }
 
 fn timed_out(limit: Duration) -> SendError {
@@ -253,7 +253,7 @@ fn timed_out(limit: Duration) -> SendError {
 
 /// The one classification of SMTP failures.
 fn classify(e: &lettre::transport::smtp::Error) -> SendError {
-    let text = chain(e);
+    let text = crate::aws::chain_text(e);
     if e.is_permanent() || e.is_client() {
         SendError::permanent(text)
     } else {
@@ -261,21 +261,6 @@ fn classify(e: &lettre::transport::smtp::Error) -> SendError {
         // certificate gets renewed), a garbled reply.
         SendError::retryable(text)
     }
-}
-
-/// An error and its causes, on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// The HTML body with a banner paragraph first inside `<body>`.

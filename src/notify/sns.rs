@@ -162,16 +162,7 @@ where
                 err.message().map(|m| format!(": {m}")).unwrap_or_default()
             )
         }
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            text
-        }
+        other => crate::aws::chain_text(other),
     };
     if class.is_retryable() {
         SendError::retryable(text)
