@@ -475,3 +475,33 @@ async fn a_failed_call_changed_nothing() {
         "no IAM call for a failed event"
     );
 }
+
+/// IAM that is denied is asked for a baseline once, then not again before the retry delay.
+#[tokio::test]
+async fn a_failed_baseline_waits_before_the_next_try() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = match crate::state::State::open(&dir.path().join("state.db")).unwrap() {
+        crate::state::Opened::Fresh(s) | crate::state::Opened::Existing(s) => s,
+    };
+    let clock = std::sync::Arc::new(crate::runtime::clock::FixedClock::new(1_000_000));
+    let iam = FakeIam {
+        deny: true,
+        ..fake()
+    };
+    let worker = super::worker::Worker::new(
+        analyzer(iam),
+        std::sync::Arc::new(Mutex::new(state)),
+        clock.clone(),
+    );
+    let calls = |w: &super::worker::Worker<FakeIam>| w.analyzer.iam.calls.lock().unwrap().len();
+    worker.baseline_if_due().await;
+    let first = calls(&worker);
+    assert!(first >= 1, "the first baseline asks IAM");
+    worker.baseline_if_due().await;
+    clock.set(1_000_000 + 299_000);
+    worker.baseline_if_due().await;
+    assert_eq!(calls(&worker), first, "no new try within 5 minutes");
+    clock.set(1_000_000 + 300_000);
+    worker.baseline_if_due().await;
+    assert!(calls(&worker) > first, "tried again after 5 minutes");
+}

@@ -25,6 +25,9 @@ pub const BASELINE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 /// The budget of the rest of a pass once one analysis timed out.
 const SHORT_BUDGET: Duration = Duration::from_secs(1);
 
+/// How long after a failed baseline the next is tried.
+pub const BASELINE_RETRY: Duration = Duration::from_secs(5 * 60);
+
 /// The longest the worker sleeps without being woken: the daily baseline is at most this
 /// late.
 const IDLE_TICK: Duration = Duration::from_secs(60);
@@ -65,6 +68,8 @@ pub struct Worker<R> {
     pub analyzer: Analyzer<R>,
     state: Arc<Mutex<State>>,
     clock: Arc<dyn Clock>,
+    /// After a failed baseline, none is tried before this time (unix ms).
+    baseline_retry_ms: std::sync::atomic::AtomicI64,
 }
 
 impl<R: IamReader> Worker<R> {
@@ -73,6 +78,7 @@ impl<R: IamReader> Worker<R> {
             analyzer,
             state,
             clock,
+            baseline_retry_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
         }
     }
 
@@ -126,8 +132,17 @@ impl<R: IamReader> Worker<R> {
     /// Takes a baseline when there is none or the newest is older than [`BASELINE_EVERY`],
     /// and only when no alert waits for its analysis (a change not yet analysed must be
     /// compared with the baseline from before it).
+    /// After a failure, the next try waits [`BASELINE_RETRY`]: IAM that is down or denied
+    /// is not asked again on every wake-up.
     pub async fn baseline_if_due(&self) {
         let now = self.clock.now_ms();
+        if now
+            < self
+                .baseline_retry_ms
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
         let due = self.latest_baseline().is_none_or(|b| {
             now.saturating_sub(b.taken_ms)
                 >= i64::try_from(BASELINE_EVERY.as_millis()).unwrap_or(i64::MAX)
@@ -138,7 +153,12 @@ impl<R: IamReader> Worker<R> {
             .unwrap_or(true);
         if due && !waiting {
             if let Err(e) = self.take_baseline().await {
-                tracing::warn!(event = "baseline_failed", error = %e, "Cannot take a baseline of the vendor's role; alerts say so and go out with what the events tell");
+                let retry = i64::try_from(BASELINE_RETRY.as_millis()).unwrap_or(i64::MAX);
+                self.baseline_retry_ms.store(
+                    self.clock.now_ms().saturating_add(retry),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                tracing::warn!(event = "baseline_failed", error = %e, retry_in_secs = BASELINE_RETRY.as_secs(), "Cannot take a baseline of the vendor's role; alerts say so and go out with what the events tell");
             }
         }
     }

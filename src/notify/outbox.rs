@@ -296,12 +296,13 @@ impl Outbox {
     }
 
     /// Passes until nothing more is due or something failed (`rolewatch once`, and the
-    /// start of `run`).
+    /// start and the end of `run`). Waiting alerts get their analysis first; no baseline is
+    /// taken here (that would hold up the first poll or the shutdown): see
+    /// [`Outbox::baseline_if_due`].
     pub async fn drain(&self) -> PassReport {
         if let Some(w) = &self.intel {
             // Every waiting alert gets its analysis first (each pass takes a batch).
             while w.pass().await > 0 {}
-            w.baseline_if_due().await;
         }
         let mut total = PassReport::default();
         loop {
@@ -311,6 +312,14 @@ impl Outbox {
             if !more {
                 return total;
             }
+        }
+    }
+
+    /// Takes the vendor role's baseline if one is due (`rolewatch once`, after delivering;
+    /// `run` takes it in the background).
+    pub async fn baseline_if_due(&self) {
+        if let Some(w) = &self.intel {
+            w.baseline_if_due().await;
         }
     }
 

@@ -428,6 +428,8 @@ impl Daemon {
             all &= self.poll(i).await;
         }
         let report = self.outbox.drain().await;
+        // The daily baseline, after the alerts are out.
+        self.outbox.baseline_if_due().await;
         if !report.ok() {
             tracing::error!(
                 delivered = report.delivered,
