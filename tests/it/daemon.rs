@@ -3,13 +3,12 @@
 //! and its recovery, `/healthz`, `/readyz` transitions and `/metrics` counters; and the exit
 //! codes of `once`.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::servers::{cloudtrail_record, free_port, http, LookupServer};
-use crate::sources::{command, now_secs, Daemon, Setup};
+use crate::sources::{command, now_secs, run_with, Daemon, Setup};
 use crate::{assert_exit, stderr};
 
 /// A config polling every second, with the admin endpoint on `port`.
@@ -241,12 +240,7 @@ fn once_exits_0_when_everything_worked_and_1_when_a_source_failed() {
         "[[source]]\ntype = \"cloudtrail\"\nname = \"ct\"\nmax_requests_per_sec = 2\n\n\
          [admin]\nenabled = false\n",
     );
-    let out = command(Some(&server), None)
-        .args(["once", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .output()
-        .unwrap();
+    let out = run_with(Some(&server), None, &["once"], &config);
     assert_exit(&out, 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains("once-1"));
     // A source that refuses every request (HTTP 404 from a wrong endpoint path: permanent).

@@ -589,29 +589,33 @@ fn build_image_check_accepts_the_dockerfile_and_catches_a_disagreement() {
         dir.path().join("src/cli.rs"),
     )
     .unwrap();
-    let dockerfile = read("Dockerfile").replace("USER 65532:65532", "USER root");
-    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
-    let bad = Command::new("bash")
-        .arg(dir.path().join("deploy/build-image.sh"))
-        .arg("--check")
-        .output()
-        .expect("the copy runs");
-    assert_eq!(bad.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&bad.stderr);
+    let err = refused_by_the_check(
+        dir.path(),
+        &read("Dockerfile").replace("USER 65532:65532", "USER root"),
+    );
     assert!(err.contains("run as uid 65532"), "{err}");
 
     // A HEALTHCHECK running a subcommand the CLI does not have: refused.
     assert!(read("Dockerfile").contains("\"healthcheck\""));
-    let dockerfile = read("Dockerfile").replace("\"healthcheck\"", "\"healthprobe\"");
-    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    let err = refused_by_the_check(
+        dir.path(),
+        &read("Dockerfile").replace("\"healthcheck\"", "\"healthprobe\""),
+    );
+    assert!(err.contains("`rolewatch healthprobe`"), "{err}");
+}
+
+/// Writes `dockerfile` into `dir` (a copy of `deploy/build-image.sh` and `src/cli.rs`), runs
+/// the copied `build-image.sh --check`, asserts that it exits 1 and returns its stderr.
+#[track_caller]
+fn refused_by_the_check(dir: &Path, dockerfile: &str) -> String {
+    std::fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
     let bad = Command::new("bash")
-        .arg(dir.path().join("deploy/build-image.sh"))
+        .arg(dir.join("deploy/build-image.sh"))
         .arg("--check")
         .output()
         .expect("the copy runs");
     assert_eq!(bad.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("`rolewatch healthprobe`"), "{err}");
+    String::from_utf8_lossy(&bad.stderr).into_owned()
 }
 
 #[test]

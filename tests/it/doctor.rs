@@ -6,21 +6,21 @@
 //! in front of moto's SNS ([`PendingProxy`]) rewrites the email subscription's ARN into that
 //! in `ListSubscriptionsByTopic` replies, so doctor sees what AWS would show.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use aws_config::BehaviorVersion;
-use aws_credential_types::Credentials;
 use serde_json::{json, Value};
 
 use crate::servers::{
-    self, aws_env, cloudtrail_record, drain_to_log, free_port, http, log_text, LookupServer, Moto,
+    attach_new_policy, aws_env, cloudtrail_record, drain_to_log, free_port, http, log_text,
+    read_request, sdk_config, LookupServer, Moto, SmtpOptions, SmtpServer, TestCa,
 };
+use crate::sources::now_secs;
 use crate::{assert_exit, stderr, stdout};
 
 const ROLE: &str = "astronomer-remote-management";
@@ -30,13 +30,6 @@ const SMTP_PASSWORD: &str = "s3cret-doctor-pw";
 const EMAIL: &str = "oncall@example.com";
 /// A run of doctor must end well within this, whatever is down.
 const DOCTOR_DEADLINE: Duration = Duration::from_secs(90);
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs() as i64
-}
 
 fn toml_str(s: &str) -> String {
     serde_json::to_string(s).expect("a string serialises")
@@ -135,21 +128,12 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
-async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await
-}
-
 /// The vendor's role (trust with an external ID, the vendor's policy attached, one inline
 /// policy), a topic with a confirmed SQS and an email subscription, and a log group with an
 /// event of the last minute. Returns (topic ARN, the email subscription's ARN in moto).
 fn moto_world(moto: &Moto) -> (String, String) {
     runtime().block_on(async {
-        let sdk = sdk(&moto.endpoint()).await;
+        let sdk = sdk_config(&moto.endpoint()).await;
         let iam = aws_sdk_iam::Client::new(&sdk);
         let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
             "Principal": {"AWS": "arn:aws:iam::406882777402:root"}, "Action": "sts:AssumeRole",
@@ -162,23 +146,7 @@ fn moto_world(moto: &Moto) -> (String, String) {
             .expect("create the role");
         let doc = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
             "Action": ["ec2:Describe*"], "Resource": "*"}]});
-        let policy_arn = iam
-            .create_policy()
-            .policy_name("AstronomerCrossAccountRole")
-            .policy_document(doc.to_string())
-            .send()
-            .await
-            .expect("create the policy")
-            .policy()
-            .and_then(|p| p.arn())
-            .expect("the policy's ARN")
-            .to_owned();
-        iam.attach_role_policy()
-            .role_name(ROLE)
-            .policy_arn(&policy_arn)
-            .send()
-            .await
-            .expect("attach the policy");
+        attach_new_policy(&iam, ROLE, "AstronomerCrossAccountRole", &doc).await;
         iam.put_role_policy()
             .role_name(ROLE)
             .policy_name("vendor-logs")
@@ -250,27 +218,11 @@ fn moto_world(moto: &Moto) -> (String, String) {
 /// Attaches one more policy to the role: a change since the baseline.
 fn attach_another_policy(moto: &Moto) {
     runtime().block_on(async {
-        let sdk = sdk(&moto.endpoint()).await;
+        let sdk = sdk_config(&moto.endpoint()).await;
         let iam = aws_sdk_iam::Client::new(&sdk);
         let doc = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
             "Action": "s3:*", "Resource": "*"}]});
-        let arn = iam
-            .create_policy()
-            .policy_name("ExtraAccess")
-            .policy_document(doc.to_string())
-            .send()
-            .await
-            .expect("create ExtraAccess")
-            .policy()
-            .and_then(|p| p.arn())
-            .expect("the policy's ARN")
-            .to_owned();
-        iam.attach_role_policy()
-            .role_name(ROLE)
-            .policy_arn(arn)
-            .send()
-            .await
-            .expect("attach ExtraAccess");
+        attach_new_policy(&iam, ROLE, "ExtraAccess", &doc).await;
     });
 }
 
@@ -340,43 +292,12 @@ impl Drop for PendingProxy {
 
 /// One request: read it, send it to moto, rewrite the reply, answer and close.
 fn proxy_one(mut conn: TcpStream, upstream: u16, pending_arn: &str) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut reader = BufReader::new(conn.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next().unwrap_or("POST").to_owned();
-    let path = parts.next().unwrap_or("/").to_owned();
-    let mut headers = Vec::new();
-    let mut length = 0;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            let (name, value) = (name.trim().to_owned(), value.trim().to_owned());
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.parse().unwrap_or(0);
-            } else if !["host", "connection"]
-                .iter()
-                .any(|h| name.eq_ignore_ascii_case(h))
-            {
-                headers.push((name, value));
-            }
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
-    let refs: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let reply = http(upstream, &method, &path, &refs, &body)?;
+    let Some(request) = read_request(&conn)? else {
+        return Ok(());
+    };
+    let reply = request.forward(upstream)?;
     let mut reply_body = reply.body;
-    if String::from_utf8_lossy(&body).contains("Action=ListSubscriptionsByTopic") {
+    if String::from_utf8_lossy(&request.body).contains("Action=ListSubscriptionsByTopic") {
         reply_body = String::from_utf8_lossy(&reply_body)
             .replace(pending_arn, "PendingConfirmation")
             .into_bytes();
@@ -400,126 +321,8 @@ fn proxy_one(mut conn: TcpStream, upstream: u16, pending_arn: &str) -> std::io::
 }
 
 // ---------------------------------------------------------------------------------------
-// SMTP with STARTTLS and AUTH.
+// Channels and the configuration.
 // ---------------------------------------------------------------------------------------
-
-/// A throwaway CA and a server certificate it signed (SAN localhost and 127.0.0.1, not a CA).
-struct TestCa {
-    dir: tempfile::TempDir,
-}
-
-impl TestCa {
-    fn new() -> TestCa {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-            KeyPair, KeyUsagePurpose,
-        };
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let ca_key = KeyPair::generate().expect("a CA key");
-        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "rolewatch doctor test CA");
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_cert = ca.self_signed(&ca_key).expect("the CA signs itself");
-        let issuer = Issuer::from_params(&ca, &ca_key);
-        let key = KeyPair::generate().expect("a server key");
-        let mut server =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .expect("server params");
-        server.is_ca = IsCa::ExplicitNoCa;
-        server
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        server.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = server.signed_by(&key, &issuer).expect("the CA signs");
-        std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).expect("write ca.pem");
-        std::fs::write(dir.path().join("server.pem"), cert.pem()).expect("write server.pem");
-        std::fs::write(dir.path().join("server.key"), key.serialize_pem()).expect("write key");
-        TestCa { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
-/// `tests/servers/smtp_server.py` (aiosmtpd) with STARTTLS and AUTH, saving messages in a
-/// directory.
-struct SmtpServer {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-    _stdin: ChildStdin,
-}
-
-impl SmtpServer {
-    #[track_caller]
-    fn start(ca: &TestCa) -> SmtpServer {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let script = servers::repo_root().join("tests/servers/smtp_server.py");
-        let mut child = Command::new(servers::python())
-            .arg(&script)
-            .arg(dir.path())
-            .args(["--exit-on-stdin-eof", "--port", "0", "--starttls"])
-            .arg(ca.path("server.pem"))
-            .arg(ca.path("server.key"))
-            .args(["--auth", "alerts", SMTP_PASSWORD])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", script.display()));
-        let stdin = child.stdin.take().expect("stdin is piped");
-        let stderr = drain_to_log(child.stderr.take().expect("stderr is piped"));
-        let out = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(out).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for _ in lines {}
-        });
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the SMTP server did not print LISTENING; stderr:\n{}",
-                log_text(&stderr)
-            );
-        };
-        let port = line
-            .strip_prefix("LISTENING ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line from the SMTP server: {line:?}"));
-        SmtpServer {
-            child,
-            port,
-            dir,
-            _stdin: stdin,
-        }
-    }
-
-    fn messages(&self) -> usize {
-        std::fs::read_dir(self.dir.path())
-            .expect("the message directory is readable")
-            .filter_map(Result::ok)
-            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-            .count()
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn smtp_channel(port: u16, ca: &TestCa) -> String {
     format!(
@@ -527,7 +330,7 @@ fn smtp_channel(port: u16, ca: &TestCa) -> String {
          tls = \"starttls\"\nca_file = {}\nusername = \"alerts\"\n\
          password_env = \"ROLEWATCH_TEST_SMTP_PASSWORD\"\n\
          from = \"rolewatch <rolewatch@example.com>\"\nto = [\"{EMAIL}\"]\n",
-        toml_path(&ca.path("ca.pem"))
+        toml_path(&ca.ca())
     )
 }
 
@@ -572,7 +375,11 @@ fn doctor_reports_every_check_and_flags_the_pending_subscription() {
     let moto = Moto::start();
     let lookup = LookupServer::start();
     let ca = TestCa::new();
-    let smtp = SmtpServer::start(&ca);
+    let smtp = SmtpServer::start(SmtpOptions {
+        starttls: Some(ca.server()),
+        auth: Some(("alerts".into(), SMTP_PASSWORD.into())),
+        ..SmtpOptions::default()
+    });
     let (topic, email_arn) = moto_world(&moto);
     let proxy = PendingProxy::start(moto.port(), email_arn);
     lookup.add_events(&[cloudtrail_record(
@@ -600,7 +407,7 @@ fn doctor_reports_every_check_and_flags_the_pending_subscription() {
              [[source]]\ntype = \"cloudwatch_logs\"\nname = \"logs\"\nlog_group = \"{LOG_GROUP}\"\n\
              trail = \"{TRAIL}\"\n\n{}\n{}",
             sns_channel(&topic),
-            smtp_channel(smtp.port, &ca)
+            smtp_channel(smtp.port(), &ca)
         ),
     );
     let with_proxy = |cmd: &mut Command| {
@@ -652,7 +459,7 @@ fn doctor_reports_every_check_and_flags_the_pending_subscription() {
     );
     let mail = finding(&text, "ok    channel mail (smtp): ");
     assert!(
-        mail.contains(&format!("127.0.0.1:{} (STARTTLS, AUTH as alerts): connected, EHLO, TLS, AUTH, the relay answered NOOP", smtp.port)),
+        mail.contains(&format!("127.0.0.1:{} (STARTTLS, AUTH as alerts): connected, EHLO, TLS, AUTH, the relay answered NOOP", smtp.port())),
         "{mail}"
     );
     let st = finding(&text, "ok    state: ");
@@ -675,7 +482,7 @@ fn doctor_reports_every_check_and_flags_the_pending_subscription() {
     for t in [stdout(&out), stderr(&out)] {
         assert!(!t.contains(SMTP_PASSWORD), "the password leaked:\n{t}");
     }
-    assert_eq!(smtp.messages(), 0, "doctor sent an email");
+    assert_eq!(smtp.received(), 0, "doctor sent an email");
     assert!(took < Duration::from_secs(30), "doctor took {took:?}");
 
     // 2. A recorded baseline: the same role now.

@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
-use aws_credential_types::Credentials;
 use rolewatch::config::VendorConfig;
 use rolewatch::intel::baseline;
 use rolewatch::intel::iam::AwsIam;
@@ -13,21 +11,12 @@ use rolewatch::intel::{Analyzer, Verdict};
 use rolewatch::state::StoredAlert;
 use serde_json::{json, Value};
 
-use crate::servers::Moto;
+use crate::servers::{attach_new_policy, sdk_config, Moto};
 
 const ROLE: &str = "astronomer-remote-management";
 const VENDOR_SESSION: &str =
     "arn:aws:sts::123456789012:assumed-role/astronomer-remote-management/astro-ops";
 const ALICE: &str = "arn:aws:sts::123456789012:assumed-role/admin/alice";
-
-async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await
-}
 
 fn trust(external_id: bool) -> Value {
     let mut s = json!({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::406882777402:root"},
@@ -62,7 +51,7 @@ fn event(name: &str, actor: &str, params: Value, response: Value, time_ms: i64) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_kind_against_moto_iam() {
     let moto = Moto::start();
-    let sdk = sdk(&moto.endpoint()).await;
+    let sdk = sdk_config(&moto.endpoint()).await;
     let admin = aws_sdk_iam::Client::new(&sdk);
     admin
         .create_role()
@@ -71,25 +60,13 @@ async fn every_event_kind_against_moto_iam() {
         .send()
         .await
         .unwrap();
-    let policy_arn = admin
-        .create_policy()
-        .policy_name("AstronomerCrossAccountRole")
-        .policy_document(doc(&["ec2:Describe*", "s3:GetObject"]).to_string())
-        .send()
-        .await
-        .unwrap()
-        .policy()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_owned();
-    admin
-        .attach_role_policy()
-        .role_name(ROLE)
-        .policy_arn(&policy_arn)
-        .send()
-        .await
-        .unwrap();
+    let policy_arn = attach_new_policy(
+        &admin,
+        ROLE,
+        "AstronomerCrossAccountRole",
+        &doc(&["ec2:Describe*", "s3:GetObject"]),
+    )
+    .await;
 
     let vendor = VendorConfig::default();
     let analyzer = Analyzer {
@@ -198,21 +175,7 @@ async fn every_event_kind_against_moto_iam() {
     // AttachRolePolicy of a broad policy, by someone of yours. (moto does not load the
     // AWS-managed policies unless told to, so the high-risk flag for AdministratorAccess is
     // tested in the unit tests.)
-    let broad = admin
-        .create_policy()
-        .policy_name("BroadAccess")
-        .policy_document(doc(&["*"]).to_string())
-        .send()
-        .await
-        .unwrap();
-    let admin_access = broad.policy().unwrap().arn().unwrap();
-    admin
-        .attach_role_policy()
-        .role_name(ROLE)
-        .policy_arn(admin_access)
-        .send()
-        .await
-        .unwrap();
+    let admin_access = attach_new_policy(&admin, ROLE, "BroadAccess", &doc(&["*"])).await;
     let ev = event(
         "AttachRolePolicy",
         ALICE,
@@ -238,7 +201,7 @@ async fn every_event_kind_against_moto_iam() {
     admin
         .detach_role_policy()
         .role_name(ROLE)
-        .policy_arn(admin_access)
+        .policy_arn(&admin_access)
         .send()
         .await
         .unwrap();
@@ -310,7 +273,7 @@ async fn every_event_kind_against_moto_iam() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_iam_the_diff_is_unavailable() {
     // Nothing listens on port 9 of loopback: every call fails fast.
-    let sdk = sdk("http://127.0.0.1:9").await;
+    let sdk = sdk_config("http://127.0.0.1:9").await;
     let analyzer = Analyzer {
         iam: AwsIam::new(&sdk),
         vendor: VendorConfig::default(),

@@ -2,19 +2,21 @@
 //! (`tests/servers/smtp_server.py`) for email, moto for SNS with SQS queues subscribed, our
 //! LookupEvents server as the source — and the outbox across failures and crashes.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::servers::{
-    self, aws_env, cloudtrail_record, drain_to_log, free_port, http, log_text, LookupServer, Moto,
+    aws_env, cloudtrail_record, drain_to_log, free_port, http, log_text, read_request, wait_until,
+    LookupServer, Moto, SmtpOptions, SmtpServer, TestCa,
 };
+use crate::sources::now_secs;
 use crate::{assert_exit, stderr, stdout};
 
 const FROM: &str = "rolewatch <rolewatch@example.com>";
@@ -22,130 +24,8 @@ const TO: &str = "oncall@example.com";
 const HOSTILE_ROLE: &str = "<script>alert(1)</script>\r\nBcc: victim@evil.example";
 
 // ---------------------------------------------------------------------------------------
-// The SMTP server.
+// A saved message.
 // ---------------------------------------------------------------------------------------
-
-#[derive(Default)]
-struct SmtpOptions {
-    port: Option<u16>,
-    starttls: Option<(PathBuf, PathBuf)>,
-    implicit_tls: Option<(PathBuf, PathBuf)>,
-    auth: Option<(String, String)>,
-    delay_first_ms: u64,
-}
-
-/// `tests/servers/smtp_server.py` (aiosmtpd) on loopback, saving messages in a directory.
-struct SmtpServer {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-    stderr: Arc<Mutex<String>>,
-    _stdin: ChildStdin,
-}
-
-impl SmtpServer {
-    #[track_caller]
-    fn start(opts: SmtpOptions) -> SmtpServer {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let script = servers::repo_root().join("tests/servers/smtp_server.py");
-        let mut cmd = Command::new(servers::python());
-        cmd.arg(&script)
-            .arg(dir.path())
-            .arg("--exit-on-stdin-eof")
-            .args(["--port", &opts.port.unwrap_or(0).to_string()])
-            .args(["--delay-first-ms", &opts.delay_first_ms.to_string()]);
-        if let Some((cert, key)) = &opts.starttls {
-            cmd.arg("--starttls").arg(cert).arg(key);
-        }
-        if let Some((cert, key)) = &opts.implicit_tls {
-            cmd.arg("--implicit-tls").arg(cert).arg(key);
-        }
-        if let Some((user, password)) = &opts.auth {
-            cmd.args(["--auth", user, password]);
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", script.display()));
-        let stdin = child.stdin.take().expect("stdin is piped");
-        let stderr = drain_to_log(child.stderr.take().expect("stderr is piped"));
-        let out = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(out).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for _ in lines {}
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| {
-                let _ = child.kill();
-                panic!(
-                    "the SMTP server did not print LISTENING; stderr:\n{}",
-                    log_text(&stderr)
-                )
-            });
-        let port = line
-            .strip_prefix("LISTENING ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line from the SMTP server: {line:?}"));
-        SmtpServer {
-            child,
-            port,
-            dir,
-            stderr,
-            _stdin: stdin,
-        }
-    }
-
-    /// The saved messages' descriptions (`NNNN.json`), in arrival order.
-    fn messages(&self) -> Vec<Value> {
-        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
-            .expect("the message directory is readable")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        names.sort();
-        names
-            .iter()
-            .map(|p| {
-                serde_json::from_slice(&std::fs::read(p).expect("message JSON readable"))
-                    .expect("message JSON parses")
-            })
-            .collect()
-    }
-
-    /// The raw bytes of message `n` (1-based).
-    fn raw(&self, n: usize) -> String {
-        let p = self.dir.path().join(format!("{n:04}.eml"));
-        String::from_utf8(std::fs::read(p).expect("the .eml is readable")).expect("UTF-8 mail")
-    }
-
-    /// Waits until at least `n` messages arrived.
-    #[track_caller]
-    fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Value> {
-        let found = wait_until(timeout, || self.messages().len() >= n);
-        let messages = self.messages();
-        assert!(
-            found,
-            "expected {n} message(s) within {timeout:?}, got {}; SMTP server stderr:\n{}",
-            messages.len(),
-            log_text(&self.stderr)
-        );
-        messages
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn header<'a>(message: &'a Value, name: &str) -> Vec<&'a str> {
     message["headers"]
@@ -174,78 +54,8 @@ fn part<'a>(message: &'a Value, content_type: &str) -> &'a str {
 }
 
 // ---------------------------------------------------------------------------------------
-// A throwaway CA.
-// ---------------------------------------------------------------------------------------
-
-struct TestCa {
-    dir: tempfile::TempDir,
-}
-
-impl TestCa {
-    /// A CA and a server certificate it signed: `basicConstraints=critical,CA:FALSE`, SAN
-    /// `localhost` and `127.0.0.1` (rustls refuses a server certificate marked as a CA).
-    fn new() -> TestCa {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-            KeyPair, KeyUsagePurpose,
-        };
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let ca_key = KeyPair::generate().expect("a CA key");
-        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "rolewatch throwaway test CA");
-        ca.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_cert = ca.self_signed(&ca_key).expect("the CA signs itself");
-        let issuer = Issuer::from_params(&ca, &ca_key);
-
-        let key = KeyPair::generate().expect("a server key");
-        let mut server =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .expect("server params");
-        server.is_ca = IsCa::ExplicitNoCa;
-        server
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        server.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = server.signed_by(&key, &issuer).expect("the CA signs");
-
-        std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).expect("write ca.pem");
-        std::fs::write(dir.path().join("server.pem"), cert.pem()).expect("write server.pem");
-        std::fs::write(dir.path().join("server.key"), key.serialize_pem()).expect("write key");
-        TestCa { dir }
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    fn server(&self) -> (PathBuf, PathBuf) {
-        (
-            self.dir.path().join("server.pem"),
-            self.dir.path().join("server.key"),
-        )
-    }
-}
-
-// ---------------------------------------------------------------------------------------
 // Configuration and processes.
 // ---------------------------------------------------------------------------------------
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs() as i64
-}
 
 fn toml_path(p: &Path) -> String {
     serde_json::to_string(&p.display().to_string()).expect("a path serialises")
@@ -353,19 +163,6 @@ impl Drop for Running {
     }
 }
 
-fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A record the documented rule matches, a minute old.
 fn matching_event(lookup: &LookupServer, event_id: &str) {
     lookup.add_events(&[cloudtrail_record(
@@ -392,7 +189,7 @@ fn smtp_email_is_multipart_with_threading_id_escaped_html_and_no_injected_header
         "[[rule]]\nname = \"any-attach\"\npattern = \"{ $.eventName = AttachRolePolicy }\"\nseverity = \"critical\"\n",
         &format!(
             "{}subject_prefix = \"[rolewatch test]\"\n",
-            plaintext_smtp_channel(smtp.port)
+            plaintext_smtp_channel(smtp.port())
         ),
     );
     let out = output(rolewatch_cmd(
@@ -465,7 +262,7 @@ fn starttls_with_a_throwaway_ca_and_auth_from_an_env_var() {
         "tls = \"starttls\"\nca_file = {}\nusername = \"alerts\"\npassword_env = \"ROLEWATCH_TEST_SMTP_PASSWORD\"\n",
         toml_path(&ca.ca())
     );
-    let config = write_config(dir.path(), "", &smtp_channel(smtp.port, &extra));
+    let config = write_config(dir.path(), "", &smtp_channel(smtp.port(), &extra));
     let config = config.to_str().unwrap();
 
     let mut cmd = rolewatch_cmd(&["notify-test", "--config", config], None, None);
@@ -497,7 +294,7 @@ fn starttls_with_a_throwaway_ca_and_auth_from_an_env_var() {
         other_dir.path(),
         "",
         &smtp_channel(
-            smtp.port,
+            smtp.port(),
             "username = \"alerts\"\npassword_env = \"ROLEWATCH_TEST_SMTP_PASSWORD\"\n",
         ),
     );
@@ -539,7 +336,7 @@ fn implicit_tls_and_a_password_file() {
         toml_path(&ca.ca()),
         toml_path(&pw)
     );
-    let config = write_config(dir.path(), "", &smtp_channel(smtp.port, &extra));
+    let config = write_config(dir.path(), "", &smtp_channel(smtp.port(), &extra));
     let out = output(rolewatch_cmd(
         &["notify-test", "--config", config.to_str().unwrap()],
         None,
@@ -556,7 +353,7 @@ fn starttls_is_required_by_default() {
     // A relay that offers no STARTTLS: rolewatch refuses to send in clear text.
     let smtp = SmtpServer::start(SmtpOptions::default());
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "", &smtp_channel(smtp.port, ""));
+    let config = write_config(dir.path(), "", &smtp_channel(smtp.port(), ""));
     let out = output(rolewatch_cmd(
         &["notify-test", "--config", config.to_str().unwrap()],
         None,
@@ -702,7 +499,7 @@ fn a_crash_between_accept_and_mark_resends_once_with_the_same_message_id() {
         ..SmtpOptions::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "", &plaintext_smtp_channel(smtp.port));
+    let config = write_config(dir.path(), "", &plaintext_smtp_channel(smtp.port()));
     let config = config.to_str().unwrap();
     let mut first = Running::spawn(rolewatch_cmd(
         &["run", "--config", config],
@@ -1049,36 +846,11 @@ fn proxy_connection(
     failed: &AtomicUsize,
     published: &AtomicUsize,
 ) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
     // One request per connection: the reply says `Connection: close`.
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line)? == 0 {
+    let Some(request) = read_request(&stream)? else {
         return Ok(());
-    }
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next().unwrap_or("POST").to_owned();
-    let path = parts.next().unwrap_or("/").to_owned();
-    let mut headers = Vec::new();
-    let mut length = 0;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            let (k, v) = (k.trim().to_owned(), v.trim().to_owned());
-            if k.eq_ignore_ascii_case("content-length") {
-                length = v.parse().unwrap_or(0);
-            }
-            headers.push((k, v));
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
-    let is_publish = String::from_utf8_lossy(&body).contains("Action=Publish");
+    };
+    let is_publish = String::from_utf8_lossy(&request.body).contains("Action=Publish");
     let take_fault = is_publish
         && left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -1091,15 +863,7 @@ fn proxy_connection(
             b"<ErrorResponse><Error><Type>Receiver</Type><Code>InternalFailure</Code><Message>injected by the test</Message></Error><RequestId>fault</RequestId></ErrorResponse>".to_vec(),
         )
     } else {
-        let forward: Vec<(&str, &str)> = headers
-            .iter()
-            .filter(|(k, _)| {
-                !["host", "content-length", "connection", "transfer-encoding"]
-                    .contains(&k.to_ascii_lowercase().as_str())
-            })
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let r = http(upstream, &method, &path, &forward, &body)?;
+        let r = request.forward(upstream)?;
         if is_publish && r.status == 200 {
             published.fetch_add(1, Ordering::SeqCst);
         }

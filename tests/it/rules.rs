@@ -4,12 +4,11 @@
 //! in `validate-config` and in the daemon's log at start.
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
 
 use serde_json::{json, Value};
 
 use crate::servers::{cloudtrail_record, LookupServer};
-use crate::sources::{command, now_secs, Setup};
+use crate::sources::{now_secs, run_with, Setup};
 use crate::{assert_exit, rolewatch, stderr, stdout};
 
 /// A record of `event_name` from `source` with these request parameters.
@@ -82,12 +81,7 @@ fn packs_alert_on_what_the_documented_pattern_misses_and_only_on_the_watched_thi
          [[rule]]\npack = \"trail-tamper\"\n\n\
          [admin]\nenabled = false\n",
     );
-    let out = command(Some(&server), None)
-        .args(["once", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .output()
-        .unwrap();
+    let out = run_with(Some(&server), None, &["once"], &config);
     assert_exit(&out, 0);
     let got: BTreeSet<(String, String, String)> = stdout(&out)
         .lines()

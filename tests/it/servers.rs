@@ -4,6 +4,9 @@
 //!   (moto has none), with a control API to load events and inject faults.
 //! - [`Moto`]: moto server for CloudWatch Logs, SNS, SQS, IAM and STS.
 //! - [`aws_env`]: points a `rolewatch` command at them with test credentials.
+//! - [`sdk_config`] and [`attach_new_policy`]: set up the vendor's role in moto's IAM.
+//! - [`SmtpServer`]: `tests/servers/smtp_server.py` (aiosmtpd), plain, STARTTLS or implicit
+//!   TLS, with or without AUTH; [`TestCa`] makes the certificates for it.
 //!
 //! `./scripts/test` installs the servers into `.venv` and exports `ROLEWATCH_TEST_PYTHON` and
 //! `ROLEWATCH_TEST_MOTO`. A missing server is a panic that says so, never a skipped test.
@@ -27,6 +30,7 @@ use serde_json::{json, Value};
 /// can make that several times longer.
 const LOOKUP_START_TIMEOUT: Duration = Duration::from_secs(10);
 const MOTO_START_TIMEOUT: Duration = Duration::from_secs(30);
+const SMTP_START_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -218,6 +222,136 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// A request read by [`read_request`], for the tests' HTTP proxies in front of moto.
+pub struct HttpRequest {
+    pub method: String,
+    pub path: String,
+    /// The headers to forward: all but `Host`, `Content-Length`, `Connection` and
+    /// `Transfer-Encoding` ([`http`] writes its own).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    /// Sends the request on to `127.0.0.1:upstream` with [`http`].
+    ///
+    /// # Errors
+    ///
+    /// As [`http`].
+    pub fn forward(&self, upstream: u16) -> std::io::Result<HttpReply> {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        http(upstream, &self.method, &self.path, &headers, &self.body)
+    }
+}
+
+/// Reads one request (its body as long as `Content-Length` says) from a connection a proxy
+/// accepted, waiting up to 30 s; `None` when the client closed it without sending one.
+///
+/// # Errors
+///
+/// Timeout and I/O errors.
+pub fn read_request(conn: &TcpStream) -> std::io::Result<Option<HttpRequest>> {
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line)? == 0 {
+        return Ok(None);
+    }
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or("POST").to_owned();
+    let path = parts.next().unwrap_or("/").to_owned();
+    let mut headers = Vec::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            let (name, value) = (name.trim().to_owned(), value.trim().to_owned());
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.parse().unwrap_or(0);
+            } else if !["host", "connection", "transfer-encoding"]
+                .iter()
+                .any(|h| name.eq_ignore_ascii_case(h))
+            {
+                headers.push((name, value));
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    Ok(Some(HttpRequest {
+        method,
+        path,
+        headers,
+        body,
+    }))
+}
+
+/// A server script started by [`start_script`].
+struct Started {
+    child: Child,
+    port: u16,
+    stderr: Arc<Mutex<String>>,
+    /// Held open so that the server exits (it reads stdin to EOF) even if this process dies
+    /// without running `Drop`.
+    stdin: ChildStdin,
+}
+
+/// Spawns `cmd` (one of our Python servers) with piped stdin, stdout and stderr and waits up
+/// to `timeout` for its first line, `LISTENING <port>`; `what` names the server in panics.
+#[track_caller]
+fn start_script(what: &str, mut cmd: Command, timeout: Duration) -> Started {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| {
+            panic!(
+                "cannot start the {what} ({cmd:?}): {err}; run ./scripts/test to set up the \
+                 test servers"
+            )
+        });
+    let stdin = child.stdin.take().expect("stdin is piped");
+    let stderr = drain_to_log(child.stderr.take().expect("stderr is piped"));
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        // Keep reading so the server never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let Ok(line) = rx.recv_timeout(timeout) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "the {what} did not print LISTENING within {timeout:?}; stderr:\n{}",
+            log_text(&stderr)
+        );
+    };
+    let port = line
+        .strip_prefix("LISTENING ")
+        .and_then(|port| port.trim().parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line from the {what}: {line:?}"));
+    Started {
+        child,
+        port,
+        stderr,
+        stdin,
+    }
+}
+
 /// Our CloudTrail LookupEvents server (`tests/servers/lookup_events.py`) on a free port.
 ///
 /// Events are CloudTrail records; the server derives what LookupEvents returns from them.
@@ -235,52 +369,15 @@ impl LookupServer {
     /// Starts the server and waits (up to 10 s) for its `LISTENING <port>` line.
     #[track_caller]
     pub fn start() -> LookupServer {
-        let script = repo_root().join("tests/servers/lookup_events.py");
-        let python = python();
-        let mut child = Command::new(&python)
-            .arg(&script)
-            .args(["--port", "0", "--exit-on-stdin-eof"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "cannot start {} {}: {err}; run ./scripts/test to set up the test servers",
-                    python.display(),
-                    script.display()
-                )
-            });
-        let stdin = child.stdin.take().expect("stdin is piped");
-        let stderr = drain_to_log(child.stderr.take().expect("stderr is piped"));
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            // Keep reading so the server never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(LOOKUP_START_TIMEOUT) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "the LookupEvents server did not print LISTENING within {:?}; stderr:\n{}",
-                    LOOKUP_START_TIMEOUT,
-                    log_text(&stderr)
-                );
-            }
-        };
-        let port = line
-            .strip_prefix("LISTENING ")
-            .and_then(|port| port.trim().parse().ok())
-            .unwrap_or_else(|| {
-                panic!("unexpected first line from the LookupEvents server: {line:?}")
-            });
+        let mut cmd = Command::new(python());
+        cmd.arg(repo_root().join("tests/servers/lookup_events.py"))
+            .args(["--port", "0", "--exit-on-stdin-eof"]);
+        let Started {
+            child,
+            port,
+            stderr,
+            stdin,
+        } = start_script("LookupEvents server", cmd, LOOKUP_START_TIMEOUT);
         LookupServer {
             child,
             port,
@@ -553,6 +650,251 @@ pub fn cloudtrail_record(event_id: &str, event_name: &str, event_time: i64) -> V
         "recipientAccountId": "111122223333",
         "eventCategory": "Management"
     })
+}
+
+/// Polls `cond` every 50 ms until it holds (true) or `timeout` has passed (false).
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// moto as an IAM to set up.
+// ---------------------------------------------------------------------------------------
+
+/// An SDK config for `endpoint` (moto, or a port where nothing listens) with the test
+/// credentials and region.
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .load()
+        .await
+}
+
+/// Creates the managed policy `name` with `document` and attaches it to `role`; returns the
+/// policy's ARN.
+pub async fn attach_new_policy(
+    iam: &aws_sdk_iam::Client,
+    role: &str,
+    name: &str,
+    document: &Value,
+) -> String {
+    let arn = iam
+        .create_policy()
+        .policy_name(name)
+        .policy_document(document.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create the policy {name}: {e:?}"))
+        .policy()
+        .and_then(|p| p.arn())
+        .expect("the policy's ARN")
+        .to_owned();
+    iam.attach_role_policy()
+        .role_name(role)
+        .policy_arn(&arn)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("attach the policy {name} to {role}: {e:?}"));
+    arn
+}
+
+// ---------------------------------------------------------------------------------------
+// SMTP: a throwaway CA and aiosmtpd.
+// ---------------------------------------------------------------------------------------
+
+/// A throwaway CA and a server certificate it signed, as PEM files in a temporary directory.
+pub struct TestCa {
+    dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    /// The CA (`keyCertSign`, `cRLSign`, `digitalSignature`) and a server certificate:
+    /// `basicConstraints=critical,CA:FALSE`, SAN `localhost` and `127.0.0.1` (rustls refuses
+    /// a server certificate marked as a CA).
+    pub fn new() -> TestCa {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose,
+        };
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let ca_key = KeyPair::generate().expect("a CA key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "rolewatch throwaway test CA");
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_cert = ca.self_signed(&ca_key).expect("the CA signs itself");
+        let issuer = Issuer::from_params(&ca, &ca_key);
+
+        let key = KeyPair::generate().expect("a server key");
+        let mut server =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("server params");
+        server.is_ca = IsCa::ExplicitNoCa;
+        server
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        server.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = server.signed_by(&key, &issuer).expect("the CA signs");
+
+        std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).expect("write ca.pem");
+        std::fs::write(dir.path().join("server.pem"), cert.pem()).expect("write server.pem");
+        std::fs::write(dir.path().join("server.key"), key.serialize_pem()).expect("write key");
+        TestCa { dir }
+    }
+
+    /// The CA certificate, for a client's `ca_file`.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// The server's certificate and key, for [`SmtpOptions::starttls`] or
+    /// [`SmtpOptions::implicit_tls`].
+    pub fn server(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.path().join("server.pem"),
+            self.dir.path().join("server.key"),
+        )
+    }
+}
+
+/// How [`SmtpServer::start`] runs `tests/servers/smtp_server.py`; the default is plain SMTP
+/// on a free port, no AUTH, no delay.
+#[derive(Default)]
+pub struct SmtpOptions {
+    pub port: Option<u16>,
+    /// STARTTLS with this certificate and key.
+    pub starttls: Option<(PathBuf, PathBuf)>,
+    /// TLS from the first byte with this certificate and key.
+    pub implicit_tls: Option<(PathBuf, PathBuf)>,
+    /// AUTH required, with this user name and password.
+    pub auth: Option<(String, String)>,
+    /// After saving the first message, wait this long before the final 250.
+    pub delay_first_ms: u64,
+}
+
+/// `tests/servers/smtp_server.py` (aiosmtpd) on loopback, saving each message in a directory
+/// as `NNNN.eml` (the bytes received) and then `NNNN.json` (its description).
+pub struct SmtpServer {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+    stderr: Arc<Mutex<String>>,
+    _stdin: ChildStdin,
+}
+
+impl SmtpServer {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Starts the server and waits (up to 20 s) until it prints its port.
+    #[track_caller]
+    pub fn start(opts: SmtpOptions) -> SmtpServer {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut cmd = Command::new(python());
+        cmd.arg(repo_root().join("tests/servers/smtp_server.py"))
+            .arg(dir.path())
+            .arg("--exit-on-stdin-eof")
+            .args(["--port", &opts.port.unwrap_or(0).to_string()])
+            .args(["--delay-first-ms", &opts.delay_first_ms.to_string()]);
+        if let Some((cert, key)) = &opts.starttls {
+            cmd.arg("--starttls").arg(cert).arg(key);
+        }
+        if let Some((cert, key)) = &opts.implicit_tls {
+            cmd.arg("--implicit-tls").arg(cert).arg(key);
+        }
+        if let Some((user, password)) = &opts.auth {
+            cmd.args(["--auth", user, password]);
+        }
+        let Started {
+            child,
+            port,
+            stderr,
+            stdin,
+        } = start_script("SMTP server", cmd, SMTP_START_TIMEOUT);
+        SmtpServer {
+            child,
+            port,
+            dir,
+            stderr,
+            _stdin: stdin,
+        }
+    }
+
+    /// How many messages arrived: the `.eml` files, each written first.
+    pub fn received(&self) -> usize {
+        std::fs::read_dir(self.dir.path())
+            .expect("the message directory is readable")
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .count()
+    }
+
+    /// The saved messages' descriptions (`NNNN.json`), in arrival order.
+    pub fn messages(&self) -> Vec<Value> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .expect("the message directory is readable")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| {
+                serde_json::from_slice(&std::fs::read(p).expect("message JSON readable"))
+                    .expect("message JSON parses")
+            })
+            .collect()
+    }
+
+    /// The raw bytes of message `n` (1-based).
+    pub fn raw(&self, n: usize) -> String {
+        let p = self.dir.path().join(format!("{n:04}.eml"));
+        String::from_utf8(std::fs::read(p).expect("the .eml is readable")).expect("UTF-8 mail")
+    }
+
+    /// Waits until at least `n` messages arrived.
+    #[track_caller]
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        let found = wait_until(timeout, || self.messages().len() >= n);
+        let messages = self.messages();
+        assert!(
+            found,
+            "expected {n} message(s) within {timeout:?}, got {}; SMTP server stderr:\n{}",
+            messages.len(),
+            log_text(&self.stderr)
+        );
+        messages
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 // ---------------------------------------------------------------------------------------
