@@ -887,6 +887,8 @@ impl Config {
 
     /// Pattern lint of every rule: `(rule name, finding)`, warnings before notes per rule.
     pub fn lint(&self) -> Vec<(&str, crate::rules::Lint)> {
+        // One unpacked list of event names for all the rules; freed when lint is done.
+        let _names = crate::rules::event_names::table();
         let ctx = self.lint_context();
         self.rules
             .iter()

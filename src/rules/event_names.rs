@@ -9,84 +9,170 @@
 //! `UpdateFunctionConfiguration20150331v2`, CloudFront's `ListDistributions2016_01_28`); a
 //! known name followed by such a suffix counts as known.
 
-use std::sync::LazyLock;
+use std::io::Read;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-/// The generated list: a comment line, then `name<TAB>source,source` sorted by name.
-const TSV: &str = include_str!("event_names.tsv");
+/// The generated list, gzip-compressed: a comment line, then `name<TAB>source,source` sorted
+/// by name. Compressed, it costs the binary (and the resident memory that maps it) about a
+/// fifth of the text; the text is unpacked only while lint runs, then freed.
+const TSV_GZ: &[u8] = include_bytes!("event_names.tsv.gz");
 
-/// The parsed list, sorted by name (the file is; a test checks it).
-struct Table {
-    /// `(name, comma-separated event sources)`.
-    entries: Vec<(&'static str, &'static str)>,
+/// The list, unpacked; sorted by name (the file is; a test checks it).
+pub struct Table {
+    text: String,
+    /// Per entry: where its name starts and ends, and where its line ends, in `text`.
+    entries: Vec<(u32, u32, u32)>,
     /// The botocore version named in the file's first line.
-    botocore_version: &'static str,
+    botocore_version: String,
 }
 
-static TABLE: LazyLock<Table> = LazyLock::new(|| {
-    let mut entries = Vec::with_capacity(16_384);
-    let mut botocore_version = "";
-    for line in TSV.lines() {
-        if let Some(comment) = line.strip_prefix('#') {
-            if let Some(rest) = comment.split("botocore ").nth(1) {
-                botocore_version = rest.split_whitespace().next().unwrap_or("");
+/// The table while someone holds it (lint of a whole configuration holds it once).
+static CACHE: Mutex<Weak<Table>> = Mutex::new(Weak::new());
+
+/// The list, unpacked on first use and kept only while an `Arc` of it lives.
+pub fn table() -> Arc<Table> {
+    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(t) = cache.upgrade() {
+        return t;
+    }
+    let t = Arc::new(Table::unpack());
+    *cache = Arc::downgrade(&t);
+    t
+}
+
+impl Table {
+    fn unpack() -> Table {
+        let mut text = String::with_capacity(1 << 20);
+        // The embedded file is tested to unpack; a failure leaves an empty list (every name
+        // then looks unknown, which the tests would catch first).
+        if flate2::read::GzDecoder::new(TSV_GZ)
+            .read_to_string(&mut text)
+            .is_err()
+        {
+            text.clear();
+        }
+        let mut entries = Vec::with_capacity(16_384);
+        let mut botocore_version = String::new();
+        let mut start = 0usize;
+        for line in text.split_inclusive('\n') {
+            let end = start + line.len();
+            let body = line.trim_end_matches('\n');
+            if let Some(comment) = body.strip_prefix('#') {
+                if let Some(rest) = comment.split("botocore ").nth(1) {
+                    botocore_version = rest.split_whitespace().next().unwrap_or("").to_owned();
+                }
+            } else if !body.is_empty() {
+                let name_len = body.find('\t').unwrap_or(body.len());
+                let to_u32 = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+                entries.push((
+                    to_u32(start),
+                    to_u32(start + name_len),
+                    to_u32(start + body.len()),
+                ));
             }
-            continue;
+            start = end;
         }
-        if line.is_empty() {
-            continue;
+        Table {
+            text,
+            entries,
+            botocore_version,
         }
-        let (name, sources) = line.split_once('\t').unwrap_or((line, ""));
-        entries.push((name, sources));
     }
-    Table {
-        entries,
-        botocore_version,
+
+    /// `(name, comma-separated event sources)` of entry `i`.
+    fn entry(&self, i: usize) -> (&str, &str) {
+        let (s, e, l) = self.entries[i];
+        let (s, e, l) = (s as usize, e as usize, l as usize);
+        let name = self.text.get(s..e).unwrap_or("");
+        let sources = self.text.get((e + 1).min(l)..l).unwrap_or("");
+        (name, sources)
     }
-});
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        (0..self.entries.len()).map(|i| self.entry(i))
+    }
+
+    /// How many names the list holds.
+    pub fn count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The botocore version the list was generated from.
+    pub fn botocore_version(&self) -> &str {
+        &self.botocore_version
+    }
+
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        let mut lo = 0;
+        let mut hi = self.entries.len();
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.entry(mid).0.cmp(name) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(lo)
+    }
+
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.position(name).ok().map(|i| self.entry(i).1)
+    }
+
+    /// Whether `name` is a CloudTrail event name (case-sensitive, as filter patterns are),
+    /// with or without a version suffix.
+    pub fn is_known(&self, name: &str) -> bool {
+        self.lookup(name).is_some()
+            || strip_version_suffix(name).is_some_and(|base| self.lookup(base).is_some())
+    }
+
+    /// The event sources that record `name` (`iam.amazonaws.com`, …); none for unknown names.
+    pub fn sources<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> + 'a {
+        let list = self
+            .lookup(name)
+            .or_else(|| strip_version_suffix(name).and_then(|b| self.lookup(b)))
+            .unwrap_or("");
+        list.split(',').filter(|s| !s.is_empty())
+    }
+
+    /// Whether at least one known name matches `glob`, in which every `*` matches any run of
+    /// characters (the filter-pattern wildcard).
+    pub fn any_matches_glob(&self, glob: &str) -> bool {
+        // Names sharing the glob's literal prefix are contiguous in the sorted list.
+        let prefix = glob.split('*').next().unwrap_or("");
+        let start = self.position(prefix).unwrap_or_else(|i| i);
+        (start..self.entries.len())
+            .map(|i| self.entry(i).0)
+            .take_while(|n| n.starts_with(prefix))
+            .any(|n| glob_match(glob, n))
+    }
+}
 
 /// How many names the list holds.
 pub fn count() -> usize {
-    TABLE.entries.len()
+    table().count()
 }
 
 /// The botocore version the list was generated from.
-pub fn botocore_version() -> &'static str {
-    TABLE.botocore_version
+pub fn botocore_version() -> String {
+    table().botocore_version().to_owned()
 }
 
-fn lookup(name: &str) -> Option<&'static str> {
-    let entries = &TABLE.entries;
-    entries
-        .binary_search_by(|(n, _)| (*n).cmp(name))
-        .ok()
-        .map(|i| entries[i].1)
-}
-
-/// Whether `name` is a CloudTrail event name (case-sensitive, as filter patterns are), with or
-/// without a version suffix.
+/// [`Table::is_known`] on the list.
 pub fn is_known(name: &str) -> bool {
-    lookup(name).is_some() || strip_version_suffix(name).is_some_and(|base| lookup(base).is_some())
+    table().is_known(name)
 }
 
-/// The event sources that record `name` (`iam.amazonaws.com`, …); empty for unknown names.
-pub fn sources(name: &str) -> impl Iterator<Item = &'static str> {
-    let list = lookup(name)
-        .or_else(|| strip_version_suffix(name).and_then(lookup))
-        .unwrap_or("");
-    list.split(',').filter(|s| !s.is_empty())
+/// [`Table::sources`] on the list.
+pub fn sources(name: &str) -> std::vec::IntoIter<String> {
+    let list: Vec<String> = table().sources(name).map(str::to_owned).collect();
+    list.into_iter()
 }
 
-/// Whether at least one known name matches `glob`, in which every `*` matches any run of
-/// characters (the filter-pattern wildcard).
+/// [`Table::any_matches_glob`] on the list.
 pub fn any_matches_glob(glob: &str) -> bool {
-    // Names sharing the glob's literal prefix are contiguous in the sorted list.
-    let prefix = glob.split('*').next().unwrap_or("");
-    let entries = &TABLE.entries;
-    let start = entries.partition_point(|(n, _)| *n < prefix);
-    entries[start..]
-        .iter()
-        .take_while(|(n, _)| n.starts_with(prefix))
-        .any(|(n, _)| glob_match(glob, n))
+    table().any_matches_glob(glob)
 }
 
 /// `*`-wildcard matching: every `*` in `glob` matches any run of characters (also empty).
@@ -234,50 +320,56 @@ fn levenshtein_ci(a: &str, b: &str) -> usize {
 ///
 /// The cheapest candidate wins (then the fewer edits, then alphabetical order), if it costs at
 /// most a third of `name`'s length in points (at least 2 points).
-pub fn suggest(name: &str, context: &[&str]) -> Option<&'static str> {
-    let entries = &TABLE.entries;
-    if let Some((n, _)) = entries.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
-        return Some(n);
+pub fn suggest(name: &str, context: &[&str]) -> Option<String> {
+    table().suggest(name, context).map(str::to_owned)
+}
+
+impl Table {
+    /// The known name closest to `name` (see [`suggest`]).
+    pub fn suggest<'a>(&'a self, name: &str, context: &[&str]) -> Option<&'a str> {
+        if let Some((n, _)) = self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            return Some(n);
+        }
+        let words = camel_words(name);
+        let verb = words.first().copied();
+        let chars: Vec<char> = name.chars().collect();
+        let limit = 2 * (chars.len() / 3).max(2);
+        let mut best: Option<(usize, usize, &str)> = None;
+        for (candidate, sources) in self.iter() {
+            let candidate_words = camel_words(candidate);
+            let in_order = if words.is_empty() {
+                None
+            } else {
+                words_in_order(&words, &candidate_words)
+            };
+            // The distance is at least the difference in length: skip what cannot be close.
+            if in_order.is_none() && 2 * chars.len().abs_diff(candidate.len()) > limit {
+                continue;
+            }
+            let distance = levenshtein_ci(name, candidate);
+            let mut cost = match in_order {
+                Some(inexact) => 2 * candidate_words.len().saturating_sub(words.len()) + inexact,
+                None => 2 * distance,
+            };
+            let same_verb = verb
+                .zip(candidate_words.first())
+                .is_some_and(|(v, c)| v.eq_ignore_ascii_case(c));
+            if !same_verb {
+                cost += 3;
+            }
+            if sources.split(',').any(|s| context.contains(&s)) {
+                cost = cost.saturating_sub(1);
+            }
+            if cost > limit {
+                continue;
+            }
+            let key = (cost, distance, candidate);
+            if best.is_none_or(|b| key < b) {
+                best = Some(key);
+            }
+        }
+        best.map(|(_, _, n)| n)
     }
-    let words = camel_words(name);
-    let verb = words.first().copied();
-    let chars: Vec<char> = name.chars().collect();
-    let limit = 2 * (chars.len() / 3).max(2);
-    let mut best: Option<(usize, usize, &'static str)> = None;
-    for &(candidate, sources) in entries {
-        let candidate_words = camel_words(candidate);
-        let in_order = if words.is_empty() {
-            None
-        } else {
-            words_in_order(&words, &candidate_words)
-        };
-        // The distance is at least the difference in length: skip what cannot be close.
-        if in_order.is_none() && 2 * chars.len().abs_diff(candidate.len()) > limit {
-            continue;
-        }
-        let distance = levenshtein_ci(name, candidate);
-        let mut cost = match in_order {
-            Some(inexact) => 2 * candidate_words.len().saturating_sub(words.len()) + inexact,
-            None => 2 * distance,
-        };
-        let same_verb = verb
-            .zip(candidate_words.first())
-            .is_some_and(|(v, c)| v.eq_ignore_ascii_case(c));
-        if !same_verb {
-            cost += 3;
-        }
-        if sources.split(',').any(|s| context.contains(&s)) {
-            cost = cost.saturating_sub(1);
-        }
-        if cost > limit {
-            continue;
-        }
-        let key = (cost, distance, candidate);
-        if best.is_none_or(|b| key < b) {
-            best = Some(key);
-        }
-    }
-    best.map(|(_, _, n)| n)
 }
 
 #[cfg(test)]
@@ -288,12 +380,13 @@ mod tests {
 
     #[test]
     fn the_list_is_sorted_unique_and_holds_the_names_rolewatch_uses() {
-        let entries = &TABLE.entries;
+        let t = table();
+        let entries: Vec<(&str, &str)> = t.iter().collect();
         assert!(entries.len() > 10_000, "{} names", entries.len());
         for pair in entries.windows(2) {
             assert!(pair[0].0 < pair[1].0, "{} then {}", pair[0].0, pair[1].0);
         }
-        for (name, sources) in entries {
+        for &(name, sources) in &entries {
             assert!(
                 !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric()),
                 "{name:?}"
@@ -421,43 +514,58 @@ mod tests {
     fn suggestions_keep_the_verb_and_the_words() {
         // Plain edit distance would say GetPolicyVersion (one edit): a read for a write.
         assert_eq!(
-            suggest("SetPolicyVersion", IAM),
+            suggest("SetPolicyVersion", IAM).as_deref(),
             Some("SetDefaultPolicyVersion")
         );
         assert_eq!(
-            suggest("SetPolicyVersion", &[]),
+            suggest("SetPolicyVersion", &[]).as_deref(),
             Some("SetDefaultPolicyVersion")
         );
-        assert_eq!(suggest("AttachRolePolicies", &[]), Some("AttachRolePolicy"));
-        assert_eq!(suggest("PutRolePolcy", IAM), Some("PutRolePolicy"));
-        assert_eq!(suggest("DeleteTrails", &[]), Some("DeleteTrail"));
-        assert_eq!(suggest("stoplogging", &[]), Some("StopLogging"));
         assert_eq!(
-            suggest("AssumeRoleWithSaml", &[]),
+            suggest("AttachRolePolicies", &[]).as_deref(),
+            Some("AttachRolePolicy")
+        );
+        assert_eq!(
+            suggest("PutRolePolcy", IAM).as_deref(),
+            Some("PutRolePolicy")
+        );
+        assert_eq!(suggest("DeleteTrails", &[]).as_deref(), Some("DeleteTrail"));
+        assert_eq!(suggest("stoplogging", &[]).as_deref(), Some("StopLogging"));
+        assert_eq!(
+            suggest("AssumeRoleWithSaml", &[]).as_deref(),
             Some("AssumeRoleWithSAML")
         );
-        assert_eq!(suggest("DisableAlarms", &[]), Some("DisableAlarmActions"));
         assert_eq!(
-            suggest("DeletePolicyVersions", IAM),
+            suggest("DisableAlarms", &[]).as_deref(),
+            Some("DisableAlarmActions")
+        );
+        assert_eq!(
+            suggest("DeletePolicyVersions", IAM).as_deref(),
             Some("DeletePolicyVersion")
         );
         assert_eq!(
-            suggest("PutRolePermissionBoundary", &[]),
+            suggest("PutRolePermissionBoundary", &[]).as_deref(),
             Some("PutRolePermissionsBoundary")
         );
-        assert_eq!(suggest("ConsoleLogon", &[]), Some("ConsoleLogin"));
+        assert_eq!(
+            suggest("ConsoleLogon", &[]).as_deref(),
+            Some("ConsoleLogin")
+        );
     }
 
     #[test]
     fn the_context_does_not_override_a_closer_name_of_another_service() {
-        assert_eq!(suggest("DeleteLogGroups", IAM), Some("DeleteLogGroup"));
-        assert_eq!(suggest("UpdateTrails", IAM), Some("UpdateTrail"));
-        assert_eq!(suggest("StopLoging", IAM), Some("StopLogging"));
+        assert_eq!(
+            suggest("DeleteLogGroups", IAM).as_deref(),
+            Some("DeleteLogGroup")
+        );
+        assert_eq!(suggest("UpdateTrails", IAM).as_deref(), Some("UpdateTrail"));
+        assert_eq!(suggest("StopLoging", IAM).as_deref(), Some("StopLogging"));
     }
 
     #[test]
     fn nothing_close_means_no_suggestion() {
-        assert_eq!(suggest("Xyzzy", &[]), None);
-        assert_eq!(suggest("", &[]), None);
+        assert_eq!(suggest("Xyzzy", &[]).as_deref(), None);
+        assert_eq!(suggest("", &[]).as_deref(), None);
     }
 }

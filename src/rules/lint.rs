@@ -155,6 +155,7 @@ fn string_compared(c: &Condition) -> Option<(CmpOp, &str)> {
 }
 
 fn event_name_lints(conditions: &[&Condition], lints: &mut Vec<Lint>) {
+    let known = event_names::table();
     let names: Vec<&str> = conditions
         .iter()
         .filter(|c| is_path(&c.selector, &["eventName"]))
@@ -164,7 +165,7 @@ fn event_name_lints(conditions: &[&Condition], lints: &mut Vec<Lint>) {
     let mut context: Vec<&str> = names
         .iter()
         .filter(|n| !n.contains('*'))
-        .flat_map(|n| event_names::sources(n))
+        .flat_map(|n| known.sources(n))
         .collect();
     context.extend(
         conditions
@@ -176,17 +177,17 @@ fn event_name_lints(conditions: &[&Condition], lints: &mut Vec<Lint>) {
     );
     for name in names {
         if name.contains('*') {
-            if !event_names::any_matches_glob(name) {
+            if !known.any_matches_glob(name) {
                 lints.push(Lint::warning(format!(
                     "`{name}` matches no CloudTrail event name"
                 )));
             }
             continue;
         }
-        if event_names::is_known(name) {
+        if known.is_known(name) {
             continue;
         }
-        let message = match event_names::suggest(name, &context) {
+        let message = match known.suggest(name, &context) {
             Some(s) if s.eq_ignore_ascii_case(name) => format!(
                 "`{name}` is not a CloudTrail event name (event names are case-sensitive); did you mean `{s}`?"
             ),
