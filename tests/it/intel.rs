@@ -172,9 +172,8 @@ async fn every_event_kind_against_moto_iam() {
         "{a:#?}"
     );
 
-    // AttachRolePolicy of a broad policy, by someone of yours. (moto does not load the
-    // AWS-managed policies unless told to, so the high-risk flag for AdministratorAccess is
-    // tested in the unit tests.)
+    // AttachRolePolicy of a broad policy of your own, by someone of yours (AdministratorAccess
+    // itself: `attaching_administrator_access_is_flagged_with_its_document`).
     let admin_access = attach_new_policy(&admin, ROLE, "BroadAccess", &doc(&["*"])).await;
     let ev = event(
         "AttachRolePolicy",
@@ -292,4 +291,71 @@ async fn without_iam_the_diff_is_unavailable() {
     assert_eq!(a.verdict, Verdict::Unknown);
     assert!(a.diff_unavailable.is_some(), "{a:#?}");
     assert_eq!(a.severity, "high");
+}
+
+/// AttachRolePolicy of the AWS-managed AdministratorAccess (moto loads the AWS-managed policies
+/// when told to): flagged high-risk, its default document read from IAM, access widened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaching_administrator_access_is_flagged_with_its_document() {
+    let moto = Moto::start_with_env(&[("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")]);
+    let sdk = sdk_config(&moto.endpoint()).await;
+    let admin = aws_sdk_iam::Client::new(&sdk);
+    admin
+        .create_role()
+        .role_name(ROLE)
+        .assume_role_policy_document(trust(true).to_string())
+        .send()
+        .await
+        .unwrap();
+    attach_new_policy(
+        &admin,
+        ROLE,
+        "AstronomerCrossAccountRole",
+        &doc(&["ec2:Describe*"]),
+    )
+    .await;
+    let analyzer = Analyzer {
+        iam: AwsIam::new(&sdk),
+        vendor: VendorConfig::default(),
+        budget: Duration::from_secs(10),
+    };
+    let base = baseline::snapshot(&analyzer.iam, &analyzer.vendor, 1_000)
+        .await
+        .unwrap();
+    let administrator = "arn:aws:iam::aws:policy/AdministratorAccess";
+    admin
+        .attach_role_policy()
+        .role_name(ROLE)
+        .policy_arn(administrator)
+        .send()
+        .await
+        .expect("moto knows AdministratorAccess with MOTO_IAM_LOAD_MANAGED_POLICIES");
+    let ev = event(
+        "AttachRolePolicy",
+        ALICE,
+        json!({"roleName": ROLE, "policyArn": administrator}),
+        Value::Null,
+        2_000,
+    );
+    let a = analyzer.analyze(&ev, Some(&base), 3_000).await;
+    assert_eq!(
+        (a.verdict, a.severity.as_str()),
+        (Verdict::Widened, "high"),
+        "{a:#?}"
+    );
+    assert!(
+        a.flags
+            .iter()
+            .any(|f| f.contains("high-risk") && f.contains("AdministratorAccess")),
+        "{a:#?}"
+    );
+    assert_eq!(
+        a.diff_unavailable, None,
+        "the document came from IAM: {a:#?}"
+    );
+    let shown = serde_json::to_string(&a.statements).unwrap();
+    assert!(
+        shown.contains("\"*\""),
+        "the statement allows every action: {shown}"
+    );
 }

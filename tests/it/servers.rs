@@ -497,6 +497,13 @@ impl Moto {
     /// Starts moto and waits (up to 30 s) until it answers HTTP.
     #[track_caller]
     pub fn start() -> Moto {
+        Moto::start_with_env(&[])
+    }
+
+    /// [`Moto::start`] with extra environment for moto, e.g.
+    /// `MOTO_IAM_LOAD_MANAGED_POLICIES=true` (AWS-managed policies such as AdministratorAccess).
+    #[track_caller]
+    pub fn start_with_env(env: &[(&str, &str)]) -> Moto {
         let program = moto_server();
         // moto has no "port 0"; a port just released by the kernel is free unless another
         // process takes it in between, so try a few.
@@ -505,6 +512,7 @@ impl Moto {
             let port = free_port();
             let mut child = Command::new(&program)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
