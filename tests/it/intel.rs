@@ -48,9 +48,12 @@ fn event(name: &str, actor: &str, params: Value, response: Value, time_ms: i64) 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_event_kind_against_moto_iam() {
-    let moto = Moto::start();
+/// The vendor's role in moto (trust with an ExternalId) with the vendor's managed policy
+/// allowing `actions` attached: the SDK config, an IAM client and the policy's ARN.
+async fn vendor_role(
+    moto: &Moto,
+    actions: &[&str],
+) -> (aws_config::SdkConfig, aws_sdk_iam::Client, String) {
     let sdk = sdk_config(&moto.endpoint()).await;
     let admin = aws_sdk_iam::Client::new(&sdk);
     admin
@@ -60,13 +63,15 @@ async fn every_event_kind_against_moto_iam() {
         .send()
         .await
         .unwrap();
-    let policy_arn = attach_new_policy(
-        &admin,
-        ROLE,
-        "AstronomerCrossAccountRole",
-        &doc(&["ec2:Describe*", "s3:GetObject"]),
-    )
-    .await;
+    let policy_arn =
+        attach_new_policy(&admin, ROLE, "AstronomerCrossAccountRole", &doc(actions)).await;
+    (sdk, admin, policy_arn)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_kind_against_moto_iam() {
+    let moto = Moto::start();
+    let (sdk, admin, policy_arn) = vendor_role(&moto, &["ec2:Describe*", "s3:GetObject"]).await;
 
     let vendor = VendorConfig::default();
     let analyzer = Analyzer {
@@ -298,22 +303,7 @@ async fn without_iam_the_diff_is_unavailable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attaching_administrator_access_is_flagged_with_its_document() {
     let moto = Moto::start_with_env(&[("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")]);
-    let sdk = sdk_config(&moto.endpoint()).await;
-    let admin = aws_sdk_iam::Client::new(&sdk);
-    admin
-        .create_role()
-        .role_name(ROLE)
-        .assume_role_policy_document(trust(true).to_string())
-        .send()
-        .await
-        .unwrap();
-    attach_new_policy(
-        &admin,
-        ROLE,
-        "AstronomerCrossAccountRole",
-        &doc(&["ec2:Describe*"]),
-    )
-    .await;
+    let (sdk, admin, _) = vendor_role(&moto, &["ec2:Describe*"]).await;
     let analyzer = Analyzer {
         iam: AwsIam::new(&sdk),
         vendor: VendorConfig::default(),
