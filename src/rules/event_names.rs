@@ -511,56 +511,33 @@ mod tests {
     }
 
     #[test]
-    fn suggestions_keep_the_verb_and_the_words() {
-        // Plain edit distance would say GetPolicyVersion (one edit): a read for a write.
-        assert_eq!(
-            suggest("SetPolicyVersion", IAM).as_deref(),
-            Some("SetDefaultPolicyVersion")
-        );
-        assert_eq!(
-            suggest("SetPolicyVersion", &[]).as_deref(),
-            Some("SetDefaultPolicyVersion")
-        );
-        assert_eq!(
-            suggest("AttachRolePolicies", &[]).as_deref(),
-            Some("AttachRolePolicy")
-        );
-        assert_eq!(
-            suggest("PutRolePolcy", IAM).as_deref(),
-            Some("PutRolePolicy")
-        );
-        assert_eq!(suggest("DeleteTrails", &[]).as_deref(), Some("DeleteTrail"));
-        assert_eq!(suggest("stoplogging", &[]).as_deref(), Some("StopLogging"));
-        assert_eq!(
-            suggest("AssumeRoleWithSaml", &[]).as_deref(),
-            Some("AssumeRoleWithSAML")
-        );
-        assert_eq!(
-            suggest("DisableAlarms", &[]).as_deref(),
-            Some("DisableAlarmActions")
-        );
-        assert_eq!(
-            suggest("DeletePolicyVersions", IAM).as_deref(),
-            Some("DeletePolicyVersion")
-        );
-        assert_eq!(
-            suggest("PutRolePermissionBoundary", &[]).as_deref(),
-            Some("PutRolePermissionsBoundary")
-        );
-        assert_eq!(
-            suggest("ConsoleLogon", &[]).as_deref(),
-            Some("ConsoleLogin")
-        );
-    }
-
-    #[test]
-    fn the_context_does_not_override_a_closer_name_of_another_service() {
-        assert_eq!(
-            suggest("DeleteLogGroups", IAM).as_deref(),
-            Some("DeleteLogGroup")
-        );
-        assert_eq!(suggest("UpdateTrails", IAM).as_deref(), Some("UpdateTrail"));
-        assert_eq!(suggest("StopLoging", IAM).as_deref(), Some("StopLogging"));
+    fn suggestions_keep_the_verb_and_the_words_and_the_closest_service() {
+        // Plain edit distance would say GetPolicyVersion for SetPolicyVersion (one edit): a
+        // read for a write. The context (IAM) does not override a closer name of another
+        // service (DeleteLogGroups, UpdateTrails, StopLoging).
+        let cases: &[(&str, &[&str], &str)] = &[
+            ("SetPolicyVersion", IAM, "SetDefaultPolicyVersion"),
+            ("SetPolicyVersion", &[], "SetDefaultPolicyVersion"),
+            ("AttachRolePolicies", &[], "AttachRolePolicy"),
+            ("PutRolePolcy", IAM, "PutRolePolicy"),
+            ("DeleteTrails", &[], "DeleteTrail"),
+            ("stoplogging", &[], "StopLogging"),
+            ("AssumeRoleWithSaml", &[], "AssumeRoleWithSAML"),
+            ("DisableAlarms", &[], "DisableAlarmActions"),
+            ("DeletePolicyVersions", IAM, "DeletePolicyVersion"),
+            (
+                "PutRolePermissionBoundary",
+                &[],
+                "PutRolePermissionsBoundary",
+            ),
+            ("ConsoleLogon", &[], "ConsoleLogin"),
+            ("DeleteLogGroups", IAM, "DeleteLogGroup"),
+            ("UpdateTrails", IAM, "UpdateTrail"),
+            ("StopLoging", IAM, "StopLogging"),
+        ];
+        for (name, context, want) in cases {
+            assert_eq!(suggest(name, context).as_deref(), Some(*want), "{name}");
+        }
     }
 
     #[test]
