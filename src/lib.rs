@@ -134,8 +134,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .and_then(|()| {
                 // Pattern lint goes to stderr: the stdout stays a valid configuration file.
                 let mut err = std::io::stderr().lock();
-                for (rule, finding) in cfg.lint() {
-                    writeln!(err, "rolewatch: rule `{rule}`: {finding}")?;
+                for (what, finding) in cfg.lint() {
+                    writeln!(err, "rolewatch: {what}: {finding}")?;
                 }
                 Ok(())
             }) {

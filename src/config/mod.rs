@@ -885,17 +885,54 @@ impl Config {
         }
     }
 
-    /// Pattern lint of every rule: `(rule name, finding)`, warnings before notes per rule.
-    pub fn lint(&self) -> Vec<(&str, crate::rules::Lint)> {
+    /// Pattern lint of every rule, and what the sources cannot see: `(what, finding)` where
+    /// `what` is ``rule `NAME` `` or ``source `ID` ``; warnings before notes per rule.
+    pub fn lint(&self) -> Vec<(String, crate::rules::Lint)> {
         // One unpacked list of event names for all the rules; freed when lint is done.
         let _names = crate::rules::event_names::table();
         let ctx = self.lint_context();
-        self.rules
+        let mut out: Vec<(String, crate::rules::Lint)> = self
+            .rules
             .iter()
             .flat_map(|r| {
                 crate::rules::lint(&r.pattern, &ctx)
                     .into_iter()
-                    .map(move |l| (r.name.as_str(), l))
+                    .map(move |l| (format!("rule `{}`", r.name), l))
+            })
+            .collect();
+        out.extend(self.trail_region_lints());
+        out
+    }
+
+    /// CloudTrail records a trail's own events (StopLogging, DeleteTrail, …) in the trail's
+    /// home region: a `cloudtrail` source in another region never sees them.
+    fn trail_region_lints(&self) -> Vec<(String, crate::rules::Lint)> {
+        let watches_trails = self
+            .rules
+            .iter()
+            .any(|r| r.pattern.as_str().contains("cloudtrail.amazonaws.com"));
+        if !watches_trails {
+            return Vec::new();
+        }
+        self.sources
+            .iter()
+            .filter(|s| s.kind == SourceKind::CloudTrail)
+            .filter_map(|s| {
+                let trail = s.trail.as_deref()?;
+                // arn:aws:cloudtrail:REGION:ACCOUNT:trail/NAME
+                let region = trail.strip_prefix("arn:")?.split(':').nth(2)?;
+                (region != s.region).then(|| {
+                    (
+                        format!("source `{}`", s.id),
+                        crate::rules::Lint {
+                            level: crate::rules::LintLevel::Warning,
+                            message: format!(
+                                "the trail `{trail}` lives in {region}, but this source reads LookupEvents in {}: changes to the trail (StopLogging, DeleteTrail, UpdateTrail, PutEventSelectors) are recorded in {region} only; add a `cloudtrail` source with `region = \"{region}\"` to see them",
+                                s.region
+                            ),
+                        },
+                    )
+                })
             })
             .collect()
     }
@@ -1293,10 +1330,9 @@ mod tests {
             .iter()
             .all(|(_, l)| l.level != crate::rules::LintLevel::Warning));
         let d = load_with_env(None, [("A", "B")]).unwrap();
-        assert!(d
-            .lint()
-            .iter()
-            .any(|(r, l)| *r == "documented" && l.message.contains("SetDefaultPolicyVersion")));
+        assert!(d.lint().iter().any(
+            |(r, l)| r == "rule `documented`" && l.message.contains("SetDefaultPolicyVersion")
+        ));
 
         let err = from_toml(
             "[[rule]]\npack = \"documented\"\nalarm_names = [\"a\"]\n\
@@ -1316,6 +1352,31 @@ mod tests {
             ],
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_trail_in_another_region_than_its_source_is_a_lint_warning() {
+        let c = from_toml(
+            "[[source]]\ntype = \"cloudtrail\"\n\
+             trail = \"arn:aws:cloudtrail:eu-west-1:111122223333:trail/org\"\n\
+             [[rule]]\npack = \"trail-tamper\"\n",
+        )
+        .unwrap();
+        let found: Vec<String> = c.lint().iter().map(|(w, l)| format!("{w}: {l}")).collect();
+        assert!(
+            found.iter().any(|f| f
+                .starts_with("source `cloudtrail:us-east-1`: warning: the trail")
+                && f.contains("recorded in eu-west-1 only")),
+            "{found:#?}"
+        );
+        // The same trail read from its own region: nothing to say.
+        let c = from_toml(
+            "[[source]]\ntype = \"cloudtrail\"\nregion = \"eu-west-1\"\n\
+             trail = \"arn:aws:cloudtrail:eu-west-1:111122223333:trail/org\"\n\
+             [[rule]]\npack = \"trail-tamper\"\n",
+        )
+        .unwrap();
+        assert!(c.lint().iter().all(|(w, _)| !w.starts_with("source")));
     }
 
     #[test]

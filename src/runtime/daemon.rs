@@ -166,13 +166,13 @@ impl Daemon {
         let (state, lock) = open_state(cfg)?;
         let state = Arc::new(Mutex::new(state));
         // Pattern lint, at every start: what a rule misses or will never match.
-        for (rule, finding) in cfg.lint() {
+        for (about, finding) in cfg.lint() {
             match finding.level {
                 crate::rules::LintLevel::Warning => {
-                    tracing::warn!(event = "rule_lint", rule, "{}", finding.message);
+                    tracing::warn!(event = "rule_lint", %about, "{}", finding.message);
                 }
                 crate::rules::LintLevel::Note => {
-                    tracing::info!(event = "rule_lint", rule, "{}", finding.message);
+                    tracing::info!(event = "rule_lint", %about, "{}", finding.message);
                 }
             }
         }
