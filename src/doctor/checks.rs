@@ -242,20 +242,20 @@ async fn logs_source(
     let started = Instant::now();
 
     // The prefix lists every group whose name starts with ours; find the exact one.
-    let mut token: Option<String> = None;
+    let mut pages = client
+        .describe_log_groups()
+        .log_group_name_prefix(log_group)
+        .into_paginator()
+        .send();
     let mut found = None;
     for _ in 0..MAX_PAGES {
-        let page = match call(
-            "DescribeLogGroups",
-            client
-                .describe_log_groups()
-                .log_group_name_prefix(log_group)
-                .set_next_token(token.take())
-                .send(),
-        )
+        let page = match call("DescribeLogGroups", async {
+            pages.next().await.transpose()
+        })
         .await
         {
-            Ok(page) => page,
+            Ok(Some(page)) => page,
+            Ok(None) => break,
             Err(e) => {
                 let mut f = Finding::new(Status::Fail, check, e.to_string());
                 if e.is_access_denied() {
@@ -269,9 +269,8 @@ async fn logs_source(
             .iter()
             .find(|g| g.log_group_name() == Some(log_group))
             .cloned();
-        match page.next_token() {
-            Some(t) if found.is_none() && !t.is_empty() => token = Some(t.to_owned()),
-            _ => break,
+        if found.is_some() {
+            break;
         }
     }
     let Some(group) = found else {
@@ -559,25 +558,22 @@ async fn sns(check: String, topic_arn: &str, region: &str, sdk: &SdkConfig) -> F
     }
 
     let mut subs = Vec::new();
-    let mut token: Option<String> = None;
     let listed = bounded(CHECK_TIMEOUT, async {
+        let mut pages = client
+            .list_subscriptions_by_topic()
+            .topic_arn(topic_arn)
+            .into_paginator()
+            .send();
         for _ in 0..MAX_PAGES {
-            let page = client
-                .list_subscriptions_by_topic()
-                .topic_arn(topic_arn)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| AwsFailure::of("ListSubscriptionsByTopic", &e))?;
+            let Some(page) = pages.next().await else {
+                break;
+            };
+            let page = page.map_err(|e| AwsFailure::of("ListSubscriptionsByTopic", &e))?;
             subs.extend(page.subscriptions().iter().map(|s| Subscription {
                 protocol: s.protocol().unwrap_or("?").to_owned(),
                 endpoint: s.endpoint().unwrap_or("?").to_owned(),
                 arn: s.subscription_arn().unwrap_or("?").to_owned(),
             }));
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                _ => break,
-            }
         }
         Ok::<(), AwsFailure>(())
     })

@@ -158,6 +158,9 @@ fn missing(call: &'static str, what: &str) -> IamError {
     }
 }
 
+/// The most policies read from one list (a role holds at most 20 managed and a few inline).
+const MAX_LISTED: usize = 1000;
+
 impl IamReader for AwsIam {
     async fn default_version(&self, policy_arn: &str) -> Result<String, IamError> {
         retrying(|| async {
@@ -218,27 +221,24 @@ impl IamReader for AwsIam {
     async fn attached_policies(&self, role_name: &str) -> Result<Vec<(String, String)>, IamError> {
         retrying(|| async {
             let mut out = Vec::new();
-            let mut marker: Option<String> = None;
-            loop {
-                let page = self
-                    .client
-                    .list_attached_role_policies()
-                    .role_name(role_name)
-                    .set_marker(marker.clone())
-                    .send()
-                    .await
-                    .map_err(|e| iam_error("ListAttachedRolePolicies", &e))?;
-                for p in page.attached_policies() {
-                    out.push((
-                        p.policy_name().unwrap_or_default().to_owned(),
-                        p.policy_arn().unwrap_or_default().to_owned(),
-                    ));
-                }
-                match page.marker().filter(|_| page.is_truncated()) {
-                    Some(m) if out.len() < 1000 => marker = Some(m.to_owned()),
-                    _ => return Ok(out),
+            let mut items = self
+                .client
+                .list_attached_role_policies()
+                .role_name(role_name)
+                .into_paginator()
+                .items()
+                .send();
+            while let Some(p) = items.next().await {
+                let p = p.map_err(|e| iam_error("ListAttachedRolePolicies", &e))?;
+                out.push((
+                    p.policy_name().unwrap_or_default().to_owned(),
+                    p.policy_arn().unwrap_or_default().to_owned(),
+                ));
+                if out.len() >= MAX_LISTED {
+                    break;
                 }
             }
+            Ok(out)
         })
         .await
     }
@@ -246,22 +246,20 @@ impl IamReader for AwsIam {
     async fn inline_policy_names(&self, role_name: &str) -> Result<Vec<String>, IamError> {
         retrying(|| async {
             let mut out = Vec::new();
-            let mut marker: Option<String> = None;
-            loop {
-                let page = self
-                    .client
-                    .list_role_policies()
-                    .role_name(role_name)
-                    .set_marker(marker.clone())
-                    .send()
-                    .await
-                    .map_err(|e| iam_error("ListRolePolicies", &e))?;
-                out.extend(page.policy_names().iter().cloned());
-                match page.marker().filter(|_| page.is_truncated()) {
-                    Some(m) if out.len() < 1000 => marker = Some(m.to_owned()),
-                    _ => return Ok(out),
+            let mut items = self
+                .client
+                .list_role_policies()
+                .role_name(role_name)
+                .into_paginator()
+                .items()
+                .send();
+            while let Some(name) = items.next().await {
+                out.push(name.map_err(|e| iam_error("ListRolePolicies", &e))?);
+                if out.len() >= MAX_LISTED {
+                    break;
                 }
             }
+            Ok(out)
         })
         .await
     }
