@@ -994,6 +994,21 @@ fn open_state(path: &Path) -> rolewatch::state::State {
         .into_state()
 }
 
+/// A state whose cursor for `source_id` stands at `cursor_ms` (an empty poll committed then).
+fn set_cursor(path: &Path, source_id: &str, cursor_ms: i64) {
+    open_state(path)
+        .commit_poll(&rolewatch::state::PollCommit {
+            source_id,
+            cursor_ms,
+            now_ms: cursor_ms,
+            seen: Vec::new(),
+            alerts: Vec::new(),
+            channels: Vec::new(),
+            gaps: Vec::new(),
+        })
+        .unwrap();
+}
+
 /// Every alert in the state: eventID → how many rows.
 pub fn alert_counts(path: &Path) -> HashMap<String, u64> {
     let conn = rusqlite::Connection::open(path).expect("the state opens");
@@ -1086,20 +1101,7 @@ fn once_with_a_cursor_older_than_90_days_records_the_exact_coverage_gap() {
     server.add_events(&[cloudtrail_record("recent", "AttachRolePolicy", now - 3600)]);
     let setup = Setup::new();
     let cursor_ms = now_ms() - 100 * DAY_MS;
-    {
-        let mut state = open_state(&setup.state_path());
-        state
-            .commit_poll(&rolewatch::state::PollCommit {
-                source_id: "ct",
-                cursor_ms,
-                now_ms: cursor_ms,
-                seen: Vec::new(),
-                alerts: Vec::new(),
-                channels: Vec::new(),
-                gaps: Vec::new(),
-            })
-            .unwrap();
-    }
+    set_cursor(&setup.state_path(), "ct", cursor_ms);
     // One catch-up window for the 90 days, so that the test makes 4 requests, not 360.
     let config = setup.config(
         "[[source]]\ntype = \"cloudtrail\"\nname = \"ct\"\nmax_requests_per_sec = 2\n\
@@ -1483,20 +1485,7 @@ fn once_on_cloudwatch_logs_records_a_gap_beyond_the_log_groups_retention() {
     );
     let setup = Setup::new();
     let cursor_ms = now_ms() - 3 * DAY_MS;
-    {
-        let mut state = open_state(&setup.state_path());
-        state
-            .commit_poll(&rolewatch::state::PollCommit {
-                source_id: "short",
-                cursor_ms,
-                now_ms: cursor_ms,
-                seen: Vec::new(),
-                alerts: Vec::new(),
-                channels: Vec::new(),
-                gaps: Vec::new(),
-            })
-            .unwrap();
-    }
+    set_cursor(&setup.state_path(), "short", cursor_ms);
     let config = setup.config(&format!(
         "[[source]]\ntype = \"cloudwatch_logs\"\nname = \"short\"\nlog_group = \"{group}\"\n\
          max_requests_per_sec = 5"
