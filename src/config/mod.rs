@@ -678,6 +678,8 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
     let channels = channel::validate(raw.channels, &mut problems);
     let channel_names: HashSet<&str> = channels.iter().map(|c| c.name.as_str()).collect();
 
+    // What the packs are made from: the vendor, and the sources' trails and log groups.
+    let base_params = pack_params(&vendor, &sources);
     let mut rules = Vec::new();
     let mut names = HashSet::new();
     for (i, r) in raw.rules.into_iter().enumerate() {
@@ -798,7 +800,7 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
                 }
                 let params = PackParams {
                     alarm_names: r.alarm_names.clone().unwrap_or_default(),
-                    ..pack_params(&vendor, &sources)
+                    ..base_params.clone()
                 };
                 let base = r.name.clone().unwrap_or_else(|| pack.as_str().to_owned());
                 for pr in crate::rules::expand(pack, &params) {
