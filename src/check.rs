@@ -115,7 +115,10 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(())
         };
-        match source.fetch(window, &mut sink).await {
+        match source
+            .fetch(window, crate::source::Priority::Regular, &mut sink)
+            .await
+        {
             Ok(stats) => total.add(stats),
             Err(FetchError::Source(e)) => {
                 total.add(e.stats);

@@ -56,6 +56,11 @@ pub fn to_toml(cfg: &Config) -> String {
                 Schedule::Every(d) => t.insert("poll_interval_secs".into(), secs(*d)),
             };
             t.insert("catchup_window_secs".into(), secs(s.catchup_window));
+            t.insert(
+                "sweep_interval_secs".into(),
+                secs(s.sweep_interval.unwrap_or_default()),
+            );
+            t.insert("sweep_lookback_secs".into(), secs(s.sweep_lookback));
             Value::Table(t)
         })
         .collect::<Vec<_>>();

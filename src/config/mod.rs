@@ -40,6 +40,10 @@ pub mod defaults {
     pub const BLIND_AFTER: Duration = Duration::from_secs(10 * 60);
     pub const ADMIN_LISTEN: &str = "127.0.0.1:9464";
     pub const CATCHUP_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+    /// Time between reconciliation sweeps of a source.
+    pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60 * 60);
+    /// How far back a sweep reads.
+    pub const SWEEP_LOOKBACK: Duration = Duration::from_secs(24 * 60 * 60);
     /// LookupEvents allows 2 requests/s per account and region, shared with every caller.
     pub const CLOUDTRAIL_RPS: f64 = 1.0;
     pub const CLOUDTRAIL_MAX_RPS: f64 = 2.0;
@@ -185,6 +189,10 @@ pub struct SourceConfig {
     pub max_requests_per_sec: f64,
     pub schedule: Schedule,
     pub catchup_window: Duration,
+    /// Time between reconciliation sweeps; `None`: no sweep.
+    pub sweep_interval: Option<Duration>,
+    /// How far back a sweep reads.
+    pub sweep_lookback: Duration,
     /// The trail (name or ARN) that records these events, if named.
     pub trail: Option<String>,
 }
@@ -525,6 +533,8 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
             schedule: None,
             poll_interval_secs: None,
             catchup_window_secs: None,
+            sweep_interval_secs: None,
+            sweep_lookback_secs: None,
         }]
     } else {
         raw.sources
@@ -637,6 +647,34 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
             Some(v) => Duration::from_secs(v),
             None => defaults::CATCHUP_WINDOW,
         };
+        let sweep_interval = match s.sweep_interval_secs {
+            Some(0) => None,
+            Some(v) => Some(Duration::from_secs(v)),
+            None => Some(defaults::SWEEP_INTERVAL),
+        };
+        let sweep_lookback = Duration::from_secs(
+            s.sweep_lookback_secs
+                .unwrap_or(defaults::SWEEP_LOOKBACK.as_secs()),
+        );
+        if sweep_lookback <= overlap {
+            problem(
+                key("sweep_lookback_secs"),
+                format!(
+                    "must be longer than overlap_secs ({}): the sweep reads what the polls no longer re-read",
+                    overlap.as_secs()
+                ),
+            );
+        } else if matches!(kind, SourceKind::CloudTrail)
+            && sweep_lookback > defaults::CLOUDTRAIL_RETENTION
+        {
+            problem(
+                key("sweep_lookback_secs"),
+                format!(
+                    "is more than the {} days CloudTrail event history keeps events",
+                    defaults::CLOUDTRAIL_RETENTION.as_secs() / 86_400
+                ),
+            );
+        }
         let id = match (&s.name, &kind) {
             (Some(n), _) => n.clone(),
             (None, SourceKind::CloudTrail) => format!("cloudtrail:{region}"),
@@ -671,6 +709,8 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
             max_requests_per_sec: rps,
             schedule,
             catchup_window,
+            sweep_interval,
+            sweep_lookback,
         });
     }
 

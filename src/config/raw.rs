@@ -104,6 +104,13 @@ pub struct RawSource {
     pub poll_interval_secs: Option<u64>,
     /// Catch-up after downtime proceeds oldest first in windows of at most this length.
     pub catchup_window_secs: Option<u64>,
+    /// Seconds between reconciliation sweeps: a slow re-read of the last
+    /// `sweep_lookback_secs`, at lower priority than the polls, that reports events CloudTrail
+    /// delivered later than `overlap_secs` (default 3600; 0 turns the sweep off).
+    pub sweep_interval_secs: Option<u64>,
+    /// How far back a sweep reads (default 86400 = 24 h; at most the source's retention, 90
+    /// days for `cloudtrail`): an event delivered up to this late is still reported, once.
+    pub sweep_lookback_secs: Option<u64>,
 }
 
 /// `[[rule]]`: either a `pattern` of your own or a built-in `pack`.

@@ -192,6 +192,7 @@ pub fn event(name: &str, actor_arn: &str, params: Value, response: Value) -> Sto
         source_id: "t".into(),
         detected_ms: 0,
         record: record.to_string(),
+        ..StoredAlert::default()
     }
 }
 

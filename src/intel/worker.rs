@@ -53,10 +53,10 @@ pub fn for_daemon(
     ))
 }
 
-/// Alerts of these rules are rolewatch's own notices: nothing to analyse.
+/// rolewatch's own notices (origin `notice`): nothing to analyse.
 #[must_use]
 pub fn is_own_notice(stored: &StoredAlert) -> bool {
-    stored.rule.starts_with("rolewatch-")
+    stored.origin == crate::state::Origin::Notice
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {

@@ -148,10 +148,18 @@ impl Action {
 pub struct Alert {
     /// The alert's row id in the state.
     pub id: i64,
-    /// The rule that matched.
+    /// The headline rule: the most severe of those that matched.
     pub rule: String,
-    /// The rule's severity, as configured (`low`, `high`, ...).
+    /// Every rule that matched the change, the headline rule first (one alert per change).
+    pub rules: Vec<String>,
+    /// The highest severity of the rules, as configured (`low`, `high`, ...).
     pub severity: String,
+    /// A rule match or rolewatch's own notice.
+    pub origin: crate::state::Origin,
+    /// How the event was found: a late delivery when by the sweep.
+    pub found_by: crate::state::FoundBy,
+    /// The delivery dedup key: the same for every resend and every channel of the change.
+    pub dedup_key: String,
     /// The source that saw the event first.
     pub source_id: String,
     /// Who.
@@ -217,10 +225,27 @@ impl Alert {
             aws_region.as_deref(),
             raw_event_id,
         );
+        let dedup_key = stored
+            .dedup_key
+            .clone()
+            .unwrap_or_else(|| legacy_dedup_key(&stored.rule, &stored.event_id));
+        let rules = if stored.rules.is_empty() {
+            vec![sanitize::clean_line(&stored.rule, FIELD_MAX_CHARS)]
+        } else {
+            stored
+                .rules
+                .iter()
+                .map(|r| sanitize::clean_line(r, FIELD_MAX_CHARS))
+                .collect()
+        };
         Alert {
             id: stored.id,
             rule: sanitize::clean_line(&stored.rule, FIELD_MAX_CHARS),
+            rules,
             severity: sanitize::clean_line(&stored.severity, FIELD_MAX_CHARS),
+            origin: stored.origin,
+            found_by: stored.found_by,
+            dedup_key,
             source_id: sanitize::clean_line(&stored.source_id, FIELD_MAX_CHARS),
             actor,
             action,
@@ -257,11 +282,36 @@ impl Alert {
         self.detected_ms.saturating_sub(self.event_time_ms)
     }
 
+    /// True when the reconciliation sweep found the event: CloudTrail delivered it later
+    /// than the polls' overlap.
+    #[must_use]
+    pub fn is_late(&self) -> bool {
+        self.found_by == crate::state::FoundBy::Sweep
+    }
+
+    /// True for rolewatch's own notices.
+    #[must_use]
+    pub fn is_notice(&self) -> bool {
+        self.origin == crate::state::Origin::Notice
+    }
+
     /// How long the alert waited between detection and this sending (ms).
     #[must_use]
     pub fn delivery_delay_ms(&self) -> i64 {
         self.rendered_ms.saturating_sub(self.detected_ms)
     }
+}
+
+/// The dedup key of alerts recorded before one alert per change (state v4): from the rule and
+/// the eventID, as they were sent then, so that a resend of such a row keeps its key.
+fn legacy_dedup_key(rule: &str, event_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(rule.as_bytes());
+    h.update([0u8]);
+    h.update(event_id.as_bytes());
+    let digest = h.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Parses the record; on failure, retries with lone surrogate escapes replaced, and says what
@@ -521,6 +571,7 @@ mod tests {
             source_id: "lookup".to_owned(),
             detected_ms: 1_061_000,
             record: record.to_owned(),
+            ..StoredAlert::default()
         }
     }
 

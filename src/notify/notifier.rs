@@ -9,7 +9,6 @@
 use std::fmt;
 
 use aws_config::SdkConfig;
-use sha2::{Digest, Sha256};
 
 use super::alert::Alert;
 use super::smtp::SmtpNotifier;
@@ -170,17 +169,14 @@ impl Notifier {
     }
 }
 
-/// The alert's deduplication key: 32 hex digits of SHA-256 over the rule and the eventID.
-/// The same match always gets the same key — across retries, resends after a crash and
-/// restarts — so subscribers can drop repeats and mail clients thread them (the SMTP
-/// Message-ID is built from it).
+/// The alert's deduplication key (32 hex digits): for a change, of SHA-256 over its account
+/// and eventID ([`crate::engine::change_dedup_key`]), whichever rules matched it; for a
+/// notice (and alerts recorded before state v4), over the rule and the eventID. The same
+/// change always gets the same key — across retries, resends after a crash and restarts — so
+/// subscribers can drop repeats and mail clients thread them (the SMTP Message-ID is built
+/// from it).
 pub fn dedup_key(alert: &Alert) -> String {
-    let mut h = Sha256::new();
-    h.update(alert.rule.as_bytes());
-    h.update([0u8]);
-    h.update(alert.event_id.as_bytes());
-    let digest = h.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    alert.dedup_key.clone()
 }
 
 #[cfg(test)]
@@ -200,6 +196,7 @@ mod tests {
                 source_id: "s".into(),
                 detected_ms: 0,
                 record: "{}".into(),
+                ..StoredAlert::default()
             },
             0,
         )
@@ -207,6 +204,7 @@ mod tests {
 
     #[test]
     fn dedup_key_depends_on_rule_and_event_only() {
+        // Notices and alerts of state v3: the rule and the eventID.
         let a = dedup_key(&alert("documented", "e-1"));
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -218,6 +216,26 @@ mod tests {
         assert_ne!(dedup_key(&alert("other", "e-1")), a);
         // The separator keeps ("ab", "c") and ("a", "bc") apart.
         assert_ne!(dedup_key(&alert("ab", "c")), dedup_key(&alert("a", "bc")));
+    }
+
+    #[test]
+    fn a_change_keeps_its_key_whichever_rules_matched() {
+        let key = crate::engine::change_dedup_key("111122223333/e-1");
+        let with = |rules: &[&str]| {
+            dedup_key(&Alert::from_stored(
+                &StoredAlert {
+                    rule: rules[0].into(),
+                    rules: rules.iter().map(|r| (*r).to_owned()).collect(),
+                    dedup_key: Some(key.clone()),
+                    event_id: "e-1".into(),
+                    record: "{}".into(),
+                    ..StoredAlert::default()
+                },
+                0,
+            ))
+        };
+        assert_eq!(with(&["documented"]), key);
+        assert_eq!(with(&["complete", "documented"]), key);
     }
 
     #[test]

@@ -315,6 +315,19 @@ impl Outbox {
         }
     }
 
+    /// Delivers what an earlier run left pending (the start of `run` and `once`, alongside
+    /// the first polls, never before them), and says so when there was some.
+    pub async fn resend_pending(&self) -> PassReport {
+        let resent = self.drain().await;
+        if resent.delivered > 0 {
+            tracing::warn!(
+                alerts = resent.delivered,
+                "Delivered alerts left pending by an earlier run"
+            );
+        }
+        resent
+    }
+
     /// Takes the vendor role's baseline if one is due (`rolewatch once`, after delivering;
     /// `run` takes it in the background).
     pub async fn baseline_if_due(&self) {
@@ -330,6 +343,12 @@ impl Outbox {
     /// minute, not once a second. A pass under way finishes: its sends are bounded by the
     /// channels' timeouts, and the process' drain grace bounds the rest.
     pub async fn run(self: Arc<Self>, wake: Arc<Notify>, shutdown: CancellationToken) {
+        // Started beside the first polls: what an earlier run left pending (and its
+        // analysis) never holds them up.
+        tokio::select! {
+            _ = self.resend_pending() => {}
+            () = shutdown.cancelled() => return,
+        }
         // The change analysis hears of new alerts through the outbox, and tells it back.
         let intel_wake = Arc::new(Notify::new());
         if let Some(w) = &self.intel {
@@ -736,7 +755,12 @@ pub(crate) mod tests {
                     .iter()
                     .map(|id| NewAlert {
                         rule: "documented",
+                        rules: vec!["documented"],
                         severity: "high",
+                        origin: crate::state::Origin::Rule,
+                        found_by: crate::state::FoundBy::Poll,
+                        change_key: None,
+                        dedup_key: None,
                         event_id: id,
                         event_name: "AttachRolePolicy",
                         event_time_ms: T0 - 60_000,

@@ -42,9 +42,11 @@ const MAX_FORMATTABLE_SECS: u64 = 253_402_300_799;
 /// rest of the line goes to the target and the actor.
 const SUBJECT_SEVERITY_CHARS: usize = 10;
 const SUBJECT_EVENT_CHARS: usize = 32;
+const SUBJECT_RULES_CHARS: usize = 48;
 
 /// The subject: `[HIGH] WIDENED AttachRolePolicy on astronomer-remote-management by alice
-/// (FAILED)`; the verdict only when the alert has an analysis.
+/// (FAILED) [rules complete, documented]`; the verdict only when the alert has an analysis,
+/// the rules only when more than one matched the change.
 ///
 /// ASCII only, at most [`SUBJECT_MAX_CHARS`] characters. When everything does not fit, the
 /// target and the actor are cut (the target keeps at least three fifths of the room), never
@@ -70,7 +72,16 @@ pub fn subject(alert: &Alert) -> String {
         .map(|a| format!("{} ", a.verdict.as_str().to_uppercase()))
         .unwrap_or_default();
     let head = format!("[{severity}] {verdict}{event}");
-    let tail = if alert.failed { " (FAILED)" } else { "" };
+    let failed = if alert.failed { " (FAILED)" } else { "" };
+    // One change that several rules matched is one alert: the subject names them all (a
+    // single rule's alert keeps the familiar subject; its body names the rule).
+    let rules = if alert.is_notice() || alert.rules.len() < 2 {
+        String::new()
+    } else {
+        let names = sanitize::ascii_line(&alert.rules.join(", "), SUBJECT_RULES_CHARS);
+        format!(" [rules {names}]")
+    };
+    let tail = format!("{failed}{rules}");
 
     let target = alert
         .action
@@ -180,11 +191,33 @@ fn view(alert: &Alert) -> View {
         "Account",
         alert.recipient_account_id.as_deref(),
     );
-    row(
-        &mut summary,
-        "Rule",
-        Some(&format!("{} ({})", alert.rule, alert.severity)),
-    );
+    if alert.rules.len() > 1 {
+        row(
+            &mut summary,
+            "Rules",
+            Some(&format!(
+                "{} ({}: one change, one alert)",
+                alert.rules.join(", "),
+                alert.severity
+            )),
+        );
+    } else {
+        row(
+            &mut summary,
+            "Rule",
+            Some(&format!("{} ({})", alert.rule, alert.severity)),
+        );
+    }
+    if alert.is_late() {
+        row(
+            &mut summary,
+            "Delivery",
+            Some(&format!(
+                "reported {} min after it happened (late delivery: CloudTrail delivered it after the polls' overlap; found by the reconciliation sweep)",
+                alert.detection_lag_ms().max(0) / 60_000
+            )),
+        );
+    }
 
     let mut details = Vec::new();
     row(&mut details, "Identity type", a.identity_type.as_deref());
@@ -275,7 +308,7 @@ const MAX_REASON_ROWS: usize = 12;
 fn change_view(alert: &Alert) -> (Vec<Row>, Option<String>) {
     let mut rows = Vec::new();
     let Some(a) = &alert.analysis else {
-        if !alert.rule.starts_with("rolewatch-") {
+        if !alert.is_notice() {
             row(
                 &mut rows,
                 "Analysis",
@@ -588,6 +621,11 @@ pub fn json(alert: &Alert) -> Value {
         "schema": "rolewatch.alert.v1",
         "alert_id": alert.id,
         "rule": sanitize::clean_line(&alert.rule, FIELD_MAX_CHARS),
+        "rules": alert.rules.iter().map(|r| sanitize::clean_line(r, FIELD_MAX_CHARS)).collect::<Vec<_>>(),
+        "origin": alert.origin.as_str(),
+        "found_by": alert.found_by.as_str(),
+        "late_delivery": alert.is_late(),
+        "dedup_key": alert.dedup_key,
         "severity": sanitize::clean_line(&alert.severity, FIELD_MAX_CHARS),
         "subject": subject(alert),
         "failed": alert.failed,

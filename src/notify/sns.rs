@@ -334,6 +334,7 @@ mod tests {
                 source_id: "s".into(),
                 detected_ms: 1_700_000_060_000,
                 record: record.into(),
+                ..StoredAlert::default()
             },
             1_700_000_060_000,
         )

@@ -222,7 +222,11 @@ fn stored(
     StoredAlert {
         id: 0,
         rule: rule.to_owned(),
+        rules: vec![rule.to_owned()],
         severity: severity.to_owned(),
+        origin: crate::state::Origin::Notice,
+        found_by: crate::state::FoundBy::Notice,
+        dedup_key: None,
         event_id,
         event_name: event_name.to_owned(),
         event_time_ms: now_ms,

@@ -45,6 +45,7 @@ fn stored(id: i64, record: &str) -> StoredAlert {
         source_id: "cloudtrail-lookup".to_owned(),
         detected_ms: event_time_ms + 95_000,
         record: record.to_owned(),
+        ..StoredAlert::default()
     }
 }
 
@@ -370,6 +371,7 @@ fn hostile_stored(value: &str, record: String) -> StoredAlert {
         source_id: value.to_owned(),
         detected_ms: 1_740_830_460_000,
         record,
+        ..StoredAlert::default()
     }
 }
 
@@ -616,10 +618,15 @@ proptest! {
     ) {
         let mut it = values.into_iter().map(Some);
         let mut next = || it.next().flatten();
+        let rule = next().unwrap_or_default();
         let alert = Alert {
             id: 1,
-            rule: next().unwrap_or_default(),
+            rules: vec![rule.clone()],
+            rule,
             severity: next().unwrap_or_default(),
+            origin: crate::state::Origin::Rule,
+            found_by: crate::state::FoundBy::Poll,
+            dedup_key: "0123456789abcdef0123456789abcdef".to_owned(),
             source_id: next().unwrap_or_default(),
             actor: super::alert::Actor {
                 identity_type: next(),

@@ -32,12 +32,12 @@ use crate::engine::{format_time_ms, Engine};
 use crate::notify::outbox::{self, Outbox};
 use crate::notify::synthetic::{self, Notice};
 use crate::source::Source;
-use crate::state::{NewAlert, State, StateError};
+use crate::state::{FoundBy, NewAlert, Origin, State, StateError};
 
 use super::clock::Clock;
 use super::health::{BlindPolicy, SourceHealth, Transition};
 use super::metrics::{self, Metrics};
-use super::poll::{poll_source, PollContext};
+use super::poll::{poll_source, sweep_due, sweep_source, PollContext};
 
 /// Warns when IAM events are watched from a region other than us-east-1 (IAM is global; its
 /// events are recorded in us-east-1 only).
@@ -121,6 +121,8 @@ struct Slot {
     retention: tokio::sync::OnceCell<Option<Duration>>,
     /// Unix ms of the last two scheduled ticks (for the interval of a cron schedule).
     ticks: Mutex<(Option<i64>, Option<i64>)>,
+    /// Set while a reconciliation sweep of this source runs.
+    sweeping: AtomicBool,
 }
 
 /// Clears a slot's busy flag when the poll ends, however it ends.
@@ -146,8 +148,9 @@ pub struct Daemon {
     channel_names: Vec<String>,
     /// Wakes the outbox after a poll committed alerts.
     wake: Arc<tokio::sync::Notify>,
-    /// Whether delivering what an earlier run left pending worked.
-    start_ok: bool,
+    /// Cancelled when the drain starts: a sweep under way stops (its time is then not
+    /// recorded, so the next start sweeps again).
+    stop_sweeps: CancellationToken,
     settings: DaemonConfig,
     admin: AdminConfig,
     policy: BlindPolicy,
@@ -204,6 +207,7 @@ impl Daemon {
                     busy: AtomicBool::new(false),
                     retention: tokio::sync::OnceCell::new(),
                     ticks: Mutex::new((None, None)),
+                    sweeping: AtomicBool::new(false),
                 }
             })
             .collect::<Vec<_>>();
@@ -212,13 +216,6 @@ impl Daemon {
         let outbox =
             Arc::new(Outbox::new(channels, state.clone(), clock.clone()).with_intel(intel));
         let channel_names = outbox.channel_names();
-        let resent = outbox.drain().await;
-        if resent.delivered > 0 {
-            tracing::warn!(
-                alerts = resent.delivered,
-                "Delivered alerts left pending by an earlier run"
-            );
-        }
         let now = clock.now_ms();
         let health = sources
             .iter()
@@ -240,7 +237,7 @@ impl Daemon {
             outbox,
             channel_names,
             wake: Arc::new(tokio::sync::Notify::new()),
-            start_ok: resent.ok(),
+            stop_sweeps: CancellationToken::new(),
             settings: cfg.daemon.clone(),
             admin: cfg.admin.clone(),
             policy: BlindPolicy {
@@ -273,14 +270,7 @@ impl Daemon {
             .await;
         lock(&self.health)[i].polling = true;
         let channels: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
-        let ctx = PollContext {
-            engine: &self.engine,
-            state: &self.state,
-            clock: self.clock.as_ref(),
-            channels: &channels,
-            initial_lookback: self.initial_lookback,
-            retention,
-        };
+        let ctx = self.poll_context(&channels, retention);
         let started = tokio::time::Instant::now();
         let result = poll_source(&slot.source, sc, &ctx).await;
         let now = self.clock.now_ms();
@@ -340,6 +330,122 @@ impl Daemon {
         result.is_ok()
     }
 
+    fn poll_context<'a>(
+        &'a self,
+        channels: &'a [&'a str],
+        retention: Option<Duration>,
+    ) -> PollContext<'a> {
+        PollContext {
+            engine: &self.engine,
+            state: &self.state,
+            clock: self.clock.as_ref(),
+            channels,
+            initial_lookback: self.initial_lookback,
+            retention,
+        }
+    }
+
+    /// Whether source `i`'s sweep is due now (a state that cannot be read: not due; the poll
+    /// reports the state's trouble).
+    fn sweep_due(&self, i: usize) -> bool {
+        let sc = &self.sources[i].cfg;
+        match sweep_due(sc, &self.state, self.clock.now_ms()) {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(event = "sweep_failed", source = %sc.id, error = %e, "Cannot read when the last sweep ran");
+                false
+            }
+        }
+    }
+
+    /// One reconciliation sweep of source `i`, logged and counted; wakes the outbox. True when
+    /// it worked (or was not needed).
+    async fn sweep(&self, i: usize) -> bool {
+        let slot = &self.sources[i];
+        let sc = &slot.cfg;
+        let retention = *slot
+            .retention
+            .get_or_init(|| Self::retention(sc, &slot.source))
+            .await;
+        let channels: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
+        let ctx = self.poll_context(&channels, retention);
+        let started = tokio::time::Instant::now();
+        let result = sweep_source(&slot.source, sc, &ctx).await;
+        let labels = metrics::source(&sc.id);
+        let m = &self.metrics;
+        let ok = match &result {
+            Ok(o) => {
+                tracing::info!(
+                    event = "sweep_completed",
+                    source = %sc.id,
+                    windows = o.windows,
+                    requests = o.stats.requests,
+                    throttled = o.stats.throttled,
+                    events = o.stats.events,
+                    late_events = o.late_ms.len(),
+                    new_alerts = o.new_alerts.len(),
+                    malformed = o.bad.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "Swept the last {} h for late deliveries",
+                    sc.sweep_lookback.as_secs() / 3600
+                );
+                m.sweep_completed.get_or_create(&labels).inc();
+                m.sweep_requests
+                    .get_or_create(&labels)
+                    .inc_by(o.stats.requests);
+                m.late_events
+                    .get_or_create(&labels)
+                    .inc_by(o.late_ms.len() as u64);
+                let lateness = m.event_lateness_seconds.get_or_create(&labels);
+                for &late in &o.late_ms {
+                    #[allow(clippy::cast_precision_loss)]
+                    lateness.observe(late as f64 / 1000.0);
+                }
+                m.events_malformed
+                    .get_or_create(&labels)
+                    .inc_by(o.bad.len() as u64);
+                m.rule_matches.get_or_create(&labels).inc_by(o.matches);
+                m.alerts_recorded
+                    .get_or_create(&labels)
+                    .inc_by(o.new_alerts.len() as u64);
+                true
+            }
+            Err(e) => {
+                tracing::error!(event = "sweep_failed", source = %sc.id, error = %e, "Sweep failed; the next poll starts it again");
+                m.sweep_failed.get_or_create(&labels).inc();
+                false
+            }
+        };
+        self.wake.notify_one();
+        ok
+    }
+
+    /// Starts source `i`'s sweep on `tracker` when it is due and none runs; it stops early
+    /// when the drain begins.
+    fn sweep_if_due(self: &Arc<Self>, i: usize, tracker: &TaskTracker) {
+        if !self.sweep_due(i) {
+            return;
+        }
+        let slot = &self.sources[i];
+        if slot
+            .sweeping
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let this = Arc::clone(self);
+        tracker.spawn(async move {
+            let _busy = Busy(&this.sources[i].sweeping);
+            tokio::select! {
+                _ = this.sweep(i) => {}
+                () = this.stop_sweeps.cancelled() => {
+                    tracing::info!(source = %this.sources[i].cfg.id, "Sweep stopped for the shutdown; the next start sweeps again");
+                }
+            }
+        });
+    }
+
     /// Logs, counts and records (as a notice for every channel) a change of a source's sight.
     fn report(&self, i: usize, t: Transition) {
         let id = &self.sources[i].cfg.id;
@@ -384,7 +490,12 @@ impl Daemon {
         let channels: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
         let alert = NewAlert {
             rule: n.rule,
+            rules: vec![n.rule],
             severity: n.severity,
+            origin: Origin::Notice,
+            found_by: FoundBy::Notice,
+            change_key: None,
+            dedup_key: None,
             event_id: &n.event_id,
             event_name: n.event_name,
             event_time_ms: now,
@@ -423,10 +534,23 @@ impl Daemon {
     /// (`rolewatch once`). True when every source was read and every channel accepted what
     /// it was given.
     pub async fn once(&self) -> bool {
-        let mut all = self.start_ok;
-        for i in 0..self.sources.len() {
-            all &= self.poll(i).await;
-        }
+        // What an earlier run left pending goes out while the sources are read: its analysis
+        // never holds up the first poll.
+        let polls = async {
+            let mut all = true;
+            for i in 0..self.sources.len() {
+                all &= self.poll(i).await;
+            }
+            // Then the sweeps that are due (the sources' cursors are fresh now).
+            for i in 0..self.sources.len() {
+                if self.sweep_due(i) {
+                    all &= self.sweep(i).await;
+                }
+            }
+            all
+        };
+        let (all, resent) = tokio::join!(polls, self.outbox.resend_pending());
+        let all = all && resent.ok();
         let report = self.outbox.drain().await;
         // The daily baseline, after the alerts are out.
         self.outbox.baseline_if_due().await;
@@ -471,9 +595,16 @@ impl Daemon {
             return;
         }
         let this = Arc::clone(self);
+        let sweeps = tracker.clone();
         tracker.spawn(async move {
-            let _busy = Busy(&this.sources[i].busy);
-            this.poll(i).await;
+            {
+                let _busy = Busy(&this.sources[i].busy);
+                this.poll(i).await;
+            }
+            // Right after a poll (the first one included) is when a due sweep starts.
+            if !this.stop_sweeps.is_cancelled() {
+                this.sweep_if_due(i, &sweeps);
+            }
         });
     }
 
@@ -608,8 +739,9 @@ impl Daemon {
             }
         }
 
-        // The drain: no new polls, in-flight ones finish, the outbox is flushed.
+        // The drain: no new polls or sweeps, in-flight polls finish, the outbox is flushed.
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        self.stop_sweeps.cancel();
         let grace = self.settings.shutdown_grace;
         let deadline = tokio::time::Instant::now() + grace;
         if let Err(e) = sched.shutdown().await {

@@ -15,6 +15,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// Label sets: `[("source", id)]`, `[("channel", name), ("outcome", o)]`.
@@ -22,6 +23,16 @@ pub type Labels = Vec<(String, String)>;
 
 type CounterFamily = Family<Labels, Counter>;
 type GaugeFamily = Family<Labels, Gauge<f64, AtomicU64>>;
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// Buckets of `event_lateness_seconds`: from the overlap's scale (20 min) to days.
+const LATENESS_BUCKETS: [f64; 10] = [
+    300.0, 900.0, 1_200.0, 1_800.0, 3_600.0, 7_200.0, 21_600.0, 43_200.0, 86_400.0, 604_800.0,
+];
+
+fn lateness_histogram() -> Histogram {
+    Histogram::new(LATENESS_BUCKETS)
+}
 
 /// The source label set.
 pub fn source(id: &str) -> Labels {
@@ -44,6 +55,11 @@ pub struct Metrics {
     pub source_blind: CounterFamily,
     pub source_recovered: CounterFamily,
     pub heartbeat_sent: Counter,
+    pub sweep_completed: CounterFamily,
+    pub sweep_failed: CounterFamily,
+    pub sweep_requests: CounterFamily,
+    pub late_events: CounterFamily,
+    pub event_lateness_seconds: HistogramFamily,
     pub alert_deliveries: CounterFamily,
     pub source_lag_seconds: GaugeFamily,
     pub last_success_timestamp_seconds: GaugeFamily,
@@ -105,11 +121,33 @@ impl Metrics {
             "alert_deliveries",
             "Delivery attempts by channel and outcome (delivered, failed, abandoned)",
         );
+        let sweep_completed = counter(
+            "sweep_completed",
+            "Reconciliation sweeps that read their whole lookback",
+        );
+        let sweep_failed = counter(
+            "sweep_failed",
+            "Reconciliation sweeps that stopped on an error",
+        );
+        let sweep_requests = counter(
+            "sweep_requests",
+            "API requests made by reconciliation sweeps (at lower priority than polls)",
+        );
+        let late_events = counter(
+            "late_events",
+            "Events found only by the reconciliation sweep: delivered later than the overlap",
+        );
         let heartbeat_sent = Counter::default();
         registry.register(
             "heartbeat_sent",
             "Heartbeats recorded",
             heartbeat_sent.clone(),
+        );
+        let event_lateness_seconds = HistogramFamily::new_with_constructor(lateness_histogram);
+        registry.register(
+            "event_lateness_seconds",
+            "How late the sweep's late events were: first seen minus eventTime",
+            event_lateness_seconds.clone(),
         );
         let mut gauge = |name: &str, help: &str| {
             let f = GaugeFamily::default();
@@ -153,6 +191,11 @@ impl Metrics {
             source_blind,
             source_recovered,
             heartbeat_sent,
+            sweep_completed,
+            sweep_failed,
+            sweep_requests,
+            late_events,
+            event_lateness_seconds,
             alert_deliveries,
             source_lag_seconds,
             last_success_timestamp_seconds,
@@ -201,7 +244,23 @@ mod tests {
             3,
         );
         m.outbox_pending.set(2.0);
+        m.late_events.get_or_create(&source("ct")).inc();
+        m.event_lateness_seconds
+            .get_or_create(&source("ct"))
+            .observe(1_500.0);
         let text = m.encode().unwrap();
+        assert!(
+            text.contains("rolewatch_late_events_total{source=\"ct\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rolewatch_event_lateness_seconds_bucket{le=\"1800.0\",source=\"ct\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rolewatch_event_lateness_seconds_bucket{le=\"1200.0\",source=\"ct\"} 0"),
+            "{text}"
+        );
         assert!(
             text.contains("rolewatch_poll_failed_total{source=\"ct\"} 1"),
             "{text}"

@@ -2,8 +2,14 @@
 //! every event, and commit to the state.
 //!
 //! The window is `[cursor − overlap, now)`: CloudTrail delivers late (minutes, out of order),
-//! so each poll re-reads the overlap, and the state's seen set and the alerts' uniqueness on
-//! (rule, eventID) make a re-read event count once. After downtime the catch-up proceeds
+//! so each poll re-reads the overlap, and the state's seen set and the alerts' uniqueness per
+//! change (account and eventID) make a re-read event count once, however many rules match it.
+//!
+//! CloudTrail has no delivery deadline, so besides the overlap each source runs a slow
+//! reconciliation sweep ([`sweep_source`]) over `[now − sweep_lookback, cursor − overlap)`:
+//! the part no poll reads again. Its requests yield to the polls' (the source's rate
+//! limiter serves them first), it never moves the cursor, and an event it finds that no poll
+//! saw is a late delivery: counted, its lateness observed, its alert marked. After downtime the catch-up proceeds
 //! oldest first in windows of at most `catchup_window`, each committed with its cursor, so
 //! memory stays bounded and a crash loses at most one window of progress. A cursor older than
 //! the source keeps events is a coverage gap, recorded with its exact interval — never a
@@ -13,9 +19,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::config::SourceConfig;
-use crate::engine::Engine;
-use crate::source::{BadEvent, FetchError, FetchStats, Page, Source, SourceError, Window};
-use crate::state::{Gap, NewAlert, PollCommit, SeenEvent, State, StateError, StoredAlert};
+use crate::engine::{change_dedup_key, change_key, Engine};
+use crate::source::{
+    BadEvent, FetchError, FetchStats, Page, Priority, Source, SourceError, Window,
+};
+use crate::state::{
+    FoundBy, Gap, NewAlert, Origin, PollCommit, SeenEvent, State, StateError, StoredAlert,
+};
 
 use super::clock::Clock;
 
@@ -40,6 +50,9 @@ pub struct PollOutcome {
     pub bad: Vec<BadEvent>,
     pub matches: u64,
     pub cursor_ms: i64,
+    /// Events found only by a sweep (late deliveries): how late each was, in ms (first seen
+    /// minus eventTime).
+    pub late_ms: Vec<i64>,
 }
 
 /// Why a poll stopped.
@@ -156,7 +169,12 @@ pub async fn poll_source(
                     seen: Vec::new(),
                     alerts: vec![NewAlert {
                         rule: notice.rule,
+                        rules: vec![notice.rule],
                         severity: notice.severity,
+                        origin: Origin::Notice,
+                        found_by: FoundBy::Notice,
+                        change_key: None,
+                        dedup_key: None,
                         event_id: &notice.event_id,
                         event_name: notice.event_name,
                         event_time_ms: now,
@@ -194,38 +212,115 @@ pub async fn poll_source(
             end_ms: window_end,
         };
         out.windows += 1;
-        poll_window(source, cfg, ctx, window, &mut out, now).await?;
+        poll_window(source, cfg, ctx, window, Pass::Poll, &mut out, now).await?;
         window_start = window_end;
     }
     out.cursor_ms = lock(ctx.state).cursor(&cfg.id)?.unwrap_or(now);
     Ok(out)
 }
 
+/// Whether a page comes from a regular poll (which advances the cursor) or a sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Poll,
+    Sweep,
+}
+
+/// Whether the sweep of `cfg` is due at `now_ms`: it is on and none finished within its
+/// interval.
+///
+/// # Errors
+///
+/// [`StateError`] when the state cannot be read.
+pub fn sweep_due(
+    cfg: &SourceConfig,
+    state: &Mutex<State>,
+    now_ms: i64,
+) -> Result<bool, StateError> {
+    let Some(interval) = cfg.sweep_interval else {
+        return Ok(false);
+    };
+    Ok(match lock(state).last_sweep_ms(&cfg.id)? {
+        Some(last) => now_ms.saturating_sub(last) >= ms(interval),
+        None => true,
+    })
+}
+
+/// One reconciliation sweep of `source`: re-reads `[now − sweep_lookback, cursor − overlap)`
+/// (no later than the source keeps events) at low priority, records what no poll saw — late
+/// deliveries — and the time of the sweep. It never moves the cursor. A source with no
+/// cursor yet has nothing to sweep.
+///
+/// # Errors
+///
+/// As [`poll_source`]; the time of the sweep is then not recorded, so the next one is due
+/// at once.
+pub async fn sweep_source(
+    source: &Source,
+    cfg: &SourceConfig,
+    ctx: &PollContext<'_>,
+) -> Result<PollOutcome, PollError> {
+    let now = ctx.clock.now_ms();
+    let mut out = PollOutcome {
+        source_id: cfg.id.clone(),
+        ..PollOutcome::default()
+    };
+    let Some(cursor) = lock(ctx.state).cursor(&cfg.id)? else {
+        return Ok(out);
+    };
+    out.cursor_ms = cursor;
+    let mut start = now - ms(cfg.sweep_lookback);
+    if let Some(r) = ctx.retention {
+        start = start.max(now - ms(r) + RETENTION_MARGIN_MS);
+    }
+    let end = (cursor - ms(cfg.overlap)).min(now);
+    let chunk = ms(cfg.catchup_window).max(60_000);
+    let mut window_start = start;
+    while window_start < end {
+        let window = Window {
+            start_ms: window_start,
+            end_ms: (window_start + chunk).min(end),
+        };
+        out.windows += 1;
+        poll_window(source, cfg, ctx, window, Pass::Sweep, &mut out, now).await?;
+        window_start = window.end_ms;
+    }
+    lock(ctx.state).record_sweep(&cfg.id, now)?;
+    Ok(out)
+}
+
 /// Fetches one window and commits it: each page as it arrives (cursor unchanged), the last
-/// one together with the cursor advance to the window's end.
+/// one of a poll together with the cursor advance to the window's end (a sweep never moves
+/// the cursor).
 async fn poll_window(
     source: &Source,
     cfg: &SourceConfig,
     ctx: &PollContext<'_>,
     window: Window,
+    pass: Pass,
     out: &mut PollOutcome,
     now: i64,
 ) -> Result<(), PollError> {
     let mut held: Option<Page> = None;
     let mut sink = |page: Page| -> anyhow::Result<()> {
         if let Some(previous) = held.replace(page) {
-            let committed = commit_page(cfg, ctx, previous, None, out, now)?;
+            let committed = commit_page(cfg, ctx, previous, None, pass, out, now)?;
             out.new_alerts.extend(committed);
         }
         Ok(())
     };
-    let fetched = source.fetch(window, &mut sink).await;
+    let priority = match pass {
+        Pass::Poll => Priority::Regular,
+        Pass::Sweep => Priority::Low,
+    };
+    let fetched = source.fetch(window, priority, &mut sink).await;
     match fetched {
         Ok(stats) => {
             out.stats.add(stats);
             let last = held.take().unwrap_or_default();
-            let committed = commit_page(cfg, ctx, last, Some(window.end_ms), out, now)
-                .map_err(PollError::Other)?;
+            let cursor = (pass == Pass::Poll).then_some(window.end_ms);
+            let committed =
+                commit_page(cfg, ctx, last, cursor, pass, out, now).map_err(PollError::Other)?;
             out.new_alerts.extend(committed);
             Ok(())
         }
@@ -235,7 +330,7 @@ async fn poll_window(
             // cursor stays, so the next poll reads the window again.
             if let Some(page) = held.take() {
                 let committed =
-                    commit_page(cfg, ctx, page, None, out, now).map_err(PollError::Other)?;
+                    commit_page(cfg, ctx, page, None, pass, out, now).map_err(PollError::Other)?;
                 out.new_alerts.extend(committed);
             }
             Err(PollError::Source(e))
@@ -247,12 +342,14 @@ async fn poll_window(
     }
 }
 
-/// Runs the engine on a page and commits it (with the cursor when `cursor_ms` is given).
+/// Runs the engine on a page and commits it (with the cursor when `cursor_ms` is given):
+/// one alert per new event that any rule matches, with every rule that matched.
 fn commit_page(
     cfg: &SourceConfig,
     ctx: &PollContext<'_>,
     page: Page,
     cursor_ms: Option<i64>,
+    pass: Pass,
     out: &mut PollOutcome,
     now: i64,
 ) -> anyhow::Result<Vec<StoredAlert>> {
@@ -271,26 +368,65 @@ fn commit_page(
             tracing::warn!(source = %cfg.id, event_id = %b.event_id, reason = %b.reason, "Skipped a malformed event");
         }
     }
-    let overlap = ms(cfg.overlap);
-    let mut alerts = Vec::new();
-    for e in &page.events {
-        if already.contains(&e.event_id) {
-            continue;
-        }
-        for rule in ctx.engine.matching(&e.record) {
-            out.matches += 1;
-            alerts.push(NewAlert {
-                rule: &rule.name,
-                severity: rule.severity.as_str(),
-                event_id: &e.event_id,
-                event_name: &e.event_name,
-                event_time_ms: e.event_time_ms,
-                source_id: &cfg.id,
-                record: &e.record,
-                channels: rule.channels.as_deref(),
-            });
+    let found_by = match pass {
+        Pass::Poll => FoundBy::Poll,
+        Pass::Sweep => FoundBy::Sweep,
+    };
+    // Owned per-event keys first, so that the alerts can borrow them.
+    let fresh: Vec<_> = page
+        .events
+        .iter()
+        .filter(|e| !already.contains(&e.event_id))
+        .map(|e| {
+            let key = change_key(e.account_id.as_deref(), &e.event_id);
+            let dedup = change_dedup_key(&key);
+            (e, key, dedup)
+        })
+        .collect();
+    if pass == Pass::Sweep {
+        for (e, _, _) in &fresh {
+            let late = now.saturating_sub(e.event_time_ms);
+            out.late_ms.push(late);
+            tracing::warn!(
+                event = "late_event",
+                source = %cfg.id,
+                event_id = %e.event_id,
+                event_name = %e.event_name,
+                lateness_secs = late / 1000,
+                "The sweep found an event no poll saw: CloudTrail delivered it later than the overlap"
+            );
         }
     }
+    let mut alerts = Vec::new();
+    for (e, key, dedup) in &fresh {
+        let Some(m) = ctx.engine.evaluate(&e.record) else {
+            continue;
+        };
+        out.matches += m.rules.len() as u64;
+        let rules = m.rule_names();
+        alerts.push(NewAlert {
+            rule: rules.first().copied().unwrap_or_default(),
+            rules,
+            severity: m.severity().as_str(),
+            origin: Origin::Rule,
+            found_by,
+            change_key: Some(key),
+            dedup_key: Some(dedup),
+            event_id: &e.event_id,
+            event_name: &e.event_name,
+            event_time_ms: e.event_time_ms,
+            source_id: &cfg.id,
+            record: &e.record,
+            channels: m.channels(),
+        });
+    }
+    // A seen eventID is kept as long as a poll's window or the sweep's lookback can still
+    // reach it, so that the sweep can tell a late delivery from an event a poll saw.
+    let reach = ms(cfg.overlap).max(match cfg.sweep_interval {
+        Some(_) => ms(cfg.sweep_lookback),
+        None => 0,
+    });
+    let overlap = ms(cfg.overlap);
     let seen = page
         .events
         .iter()
@@ -304,7 +440,7 @@ fn commit_page(
         .map(|(event_id, t)| SeenEvent {
             event_id,
             event_time_ms: t,
-            expires_ms: t.max(now) + overlap + SEEN_MARGIN_MS,
+            expires_ms: (t + reach).max(t.max(now) + overlap) + SEEN_MARGIN_MS,
         })
         .collect();
     let stored_cursor = state.cursor(&cfg.id)?.unwrap_or(i64::MIN);

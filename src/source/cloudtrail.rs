@@ -9,7 +9,7 @@ use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
 use aws_sdk_cloudtrail::Client;
 use aws_smithy_types::DateTime;
 
-use super::retry::{send_with_retries, RateLimiter, RetryClass};
+use super::retry::{send_with_retries, Priority, RateLimiter, RetryClass};
 use super::{check_record, FetchError, FetchStats, Page, SinkError, SourceError, Window};
 use crate::config::SourceConfig;
 
@@ -74,8 +74,10 @@ impl CloudTrailSource {
     pub(super) async fn fetch(
         &self,
         window: Window,
+        priority: Priority,
         sink: &mut (dyn FnMut(Page) -> Result<(), SinkError> + Send),
     ) -> Result<FetchStats, FetchError> {
+        let _regular = (priority == Priority::Regular).then(|| self.limiter.regular());
         let mut stats = FetchStats::default();
         for (key, value) in &self.lookups {
             let attribute = LookupAttribute::builder()
@@ -86,7 +88,7 @@ impl CloudTrailSource {
             let mut token: Option<String> = None;
             loop {
                 let call = || async {
-                    self.limiter.acquire().await;
+                    self.limiter.acquire_as(priority).await;
                     self.client
                         .lookup_events()
                         .lookup_attributes(attribute.clone())

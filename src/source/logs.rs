@@ -11,7 +11,7 @@ use aws_config::SdkConfig;
 use aws_sdk_cloudwatchlogs::Client;
 use backon::Retryable;
 
-use super::retry::{backoff, classify, send_with_retries, RateLimiter, RetryClass};
+use super::retry::{backoff, classify, send_with_retries, Priority, RateLimiter, RetryClass};
 use super::{check_record, FetchError, FetchStats, Page, SinkError, SourceError, Window};
 use crate::aws::error_text;
 use crate::config::{SourceConfig, SourceKind};
@@ -116,8 +116,10 @@ impl LogsSource {
     pub(super) async fn fetch(
         &self,
         window: Window,
+        priority: Priority,
         sink: &mut (dyn FnMut(Page) -> Result<(), SinkError> + Send),
     ) -> Result<FetchStats, FetchError> {
+        let _regular = (priority == Priority::Regular).then(|| self.limiter.regular());
         let mut stats = FetchStats::default();
         // The same record can come back from several patterns' queries: hand it over once.
         let mut delivered: HashSet<String> = HashSet::new();
@@ -125,7 +127,7 @@ impl LogsSource {
             let mut token: Option<String> = None;
             loop {
                 let call = || async {
-                    self.limiter.acquire().await;
+                    self.limiter.acquire_as(priority).await;
                     self.client
                         .filter_log_events()
                         .log_group_name(&self.log_group)

@@ -17,6 +17,7 @@ use aws_config::SdkConfig;
 
 use crate::config::{SourceConfig, SourceKind};
 use crate::engine::RecordHeader;
+pub use retry::Priority;
 use retry::RetryClass;
 
 /// Largest CloudTrail record we accept (CloudTrail's own limit for an event is 256 KB).
@@ -37,6 +38,8 @@ pub struct RawEvent {
     pub event_time_ms: i64,
     /// `eventName`, empty when the record has none.
     pub event_name: String,
+    /// `recipientAccountId`: the account whose trail recorded the event.
+    pub account_id: Option<String>,
     pub record: String,
 }
 
@@ -171,7 +174,8 @@ impl Source {
         }
     }
 
-    /// Fetches every event in `window`, calling `sink` once per page.
+    /// Fetches every event in `window`, calling `sink` once per page; a
+    /// [`Priority::Low`] fetch (the sweep) yields every request slot to regular ones.
     ///
     /// # Errors
     ///
@@ -179,11 +183,12 @@ impl Source {
     pub async fn fetch(
         &self,
         window: Window,
+        priority: Priority,
         sink: &mut (dyn FnMut(Page) -> Result<(), SinkError> + Send),
     ) -> Result<FetchStats, FetchError> {
         match self {
-            Source::CloudTrail(s) => s.fetch(window, sink).await,
-            Source::Logs(s) => s.fetch(window, sink).await,
+            Source::CloudTrail(s) => s.fetch(window, priority, sink).await,
+            Source::Logs(s) => s.fetch(window, priority, sink).await,
         }
     }
 }
@@ -232,6 +237,7 @@ pub(crate) fn check_record(
         event_id,
         event_time_ms,
         event_name: header.event_name.unwrap_or_default(),
+        account_id: header.recipient_account_id,
         record,
     })
 }

@@ -142,10 +142,37 @@ pub fn backoff(max_retries: usize) -> ExponentialBuilder {
 /// Extra spacing between request slots (see [`RateLimiter`]).
 pub const SLOT_MARGIN: Duration = Duration::from_millis(50);
 
+/// Who asks for a request slot: the regular polls come first; the reconciliation sweep takes
+/// slots only while no regular fetch of the source is under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// A regular poll.
+    Regular,
+    /// The reconciliation sweep.
+    Low,
+}
+
 #[derive(Debug)]
 pub struct RateLimiter {
     interval: Duration,
     next: Mutex<Option<Instant>>,
+    /// Regular fetches under way; low-priority requests wait while it is not zero.
+    regular: std::sync::atomic::AtomicUsize,
+    /// Woken when the last regular fetch ends.
+    idle: tokio::sync::Notify,
+}
+
+/// Held by a regular fetch for its whole length (see [`RateLimiter::regular`]).
+#[derive(Debug)]
+pub struct RegularFetch<'a>(&'a RateLimiter);
+
+impl Drop for RegularFetch<'_> {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        if self.0.regular.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 impl RateLimiter {
@@ -159,11 +186,38 @@ impl RateLimiter {
         RateLimiter {
             interval: Duration::from_secs_f64(1.0 / per_sec) + SLOT_MARGIN,
             next: Mutex::new(None),
+            regular: std::sync::atomic::AtomicUsize::new(0),
+            idle: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Marks a regular fetch as under way until the guard is dropped: low-priority requests
+    /// wait meanwhile, so a sweep never delays a poll by more than the one request it may
+    /// have in flight.
+    pub fn regular(&self) -> RegularFetch<'_> {
+        self.regular
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        RegularFetch(self)
     }
 
     /// Waits for the next request slot.
     pub async fn acquire(&self) {
+        self.acquire_as(Priority::Regular).await;
+    }
+
+    /// Waits for the next request slot; a [`Priority::Low`] caller first waits until no
+    /// regular fetch is under way.
+    pub async fn acquire_as(&self, priority: Priority) {
+        if priority == Priority::Low {
+            loop {
+                // Created before the check, so a wake between the check and the wait counts.
+                let idle = self.idle.notified();
+                if self.regular.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                    break;
+                }
+                idle.await;
+            }
+        }
         let mut next = self.next.lock().await;
         let now = Instant::now();
         let at = match *next {
@@ -214,6 +268,36 @@ mod tests {
             rl.acquire().await;
         }
         // Slots at 0, 0.55, 1.1, 1.65, 2.2 s.
+        assert_eq!(start.elapsed(), Duration::from_millis(2200));
+    }
+
+    /// A low-priority request waits while a regular fetch is under way, then gets the next
+    /// slot; regular requests are never held behind it.
+    #[tokio::test(start_paused = true)]
+    async fn low_priority_waits_for_regular_fetches() {
+        let rl = std::sync::Arc::new(RateLimiter::new(2.0));
+        let start = Instant::now();
+        let guard = rl.regular();
+        let low = {
+            let rl = rl.clone();
+            tokio::spawn(async move {
+                rl.acquire_as(Priority::Low).await;
+                Instant::now()
+            })
+        };
+        for _ in 0..3 {
+            rl.acquire().await;
+        }
+        // Regular slots at 0, 0.55, 1.1 s; the fetch ends at 1.1 s.
+        assert_eq!(start.elapsed(), Duration::from_millis(1100));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!low.is_finished(), "the sweep waited for the regular fetch");
+        drop(guard);
+        let got = low.await.unwrap();
+        // The next free slot after the regular ones: 1.65 s.
+        assert_eq!(got - start, Duration::from_millis(1650));
+        // Without a regular fetch, a low-priority request goes at once (its slot is free).
+        rl.acquire_as(Priority::Low).await;
         assert_eq!(start.elapsed(), Duration::from_millis(2200));
     }
 }

@@ -4,7 +4,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::error::sqlite;
-use super::{stored_alert, State, StateError, StoredAlert};
+use super::{stored_alert, State, StateError, StoredAlert, ALERT_COLUMNS};
 
 /// How many baselines of one role are kept.
 const BASELINES_KEPT: i64 = 30;
@@ -45,23 +45,22 @@ impl State {
     }
 
     /// Alerts still pending on some channel that have no analysis yet, oldest first;
-    /// rolewatch's own notices (rules `rolewatch-…`) are never analysed.
+    /// rolewatch's own notices (origin `notice`) are never analysed.
     ///
     /// # Errors
     ///
     /// [`StateError`] when the query fails.
     pub fn unanalysed_alerts(&self, limit: usize) -> Result<Vec<StoredAlert>, StateError> {
         let run = || {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT id, rule, severity, event_id, event_name, event_time_ms, source_id,
-                        detected_ms, record
-                 FROM alerts a
-                 WHERE a.rule NOT LIKE 'rolewatch-%'
-                   AND NOT EXISTS (SELECT 1 FROM analyses WHERE alert_id = a.id)
-                   AND EXISTS (SELECT 1 FROM deliveries d
-                               WHERE d.alert_id = a.id AND d.status = 'pending')
-                 ORDER BY id LIMIT ?1",
-            )?;
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT {ALERT_COLUMNS}
+                     FROM alerts a
+                     WHERE a.origin = 'rule'
+                       AND NOT EXISTS (SELECT 1 FROM analyses WHERE alert_id = a.id)
+                       AND EXISTS (SELECT 1 FROM deliveries d
+                                   WHERE d.alert_id = a.id AND d.status = 'pending')
+                     ORDER BY a.id LIMIT ?1"
+            ))?;
             let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], stored_alert)?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         };
@@ -133,7 +132,12 @@ mod tests {
                 seen: Vec::new(),
                 alerts: vec![NewAlert {
                     rule: "r",
+                    rules: vec!["r"],
                     severity: "high",
+                    origin: crate::state::Origin::Rule,
+                    found_by: crate::state::FoundBy::Poll,
+                    change_key: None,
+                    dedup_key: None,
                     event_id: "e1",
                     event_name: "AttachRolePolicy",
                     event_time_ms: 5,

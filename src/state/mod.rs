@@ -122,13 +122,89 @@ pub struct SeenEvent<'a> {
     pub expires_ms: i64,
 }
 
-/// A match of a rule to be recorded.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Where an alert comes from: a match of the user's rules, or rolewatch's own notice about
+/// itself (blind, recovered, a coverage gap, a failing channel, the heartbeat). Typed in the
+/// state, so that no rule name is reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// A change one or more rules matched.
+    #[default]
+    Rule,
+    /// rolewatch's own notice.
+    Notice,
+}
+
+impl Origin {
+    /// The stored word.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rule => "rule",
+            Self::Notice => "notice",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        // The CHECK constraint admits only the two words.
+        if text == "notice" {
+            Self::Notice
+        } else {
+            Self::Rule
+        }
+    }
+}
+
+/// How rolewatch found an alert's event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FoundBy {
+    /// A regular poll (inside its window and overlap).
+    #[default]
+    Poll,
+    /// The reconciliation sweep: the event became visible later than the polls' overlap
+    /// (a late delivery).
+    Sweep,
+    /// rolewatch made it (a notice).
+    Notice,
+}
+
+impl FoundBy {
+    /// The stored word.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Poll => "poll",
+            Self::Sweep => "sweep",
+            Self::Notice => "notice",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        match text {
+            "sweep" => Self::Sweep,
+            "notice" => Self::Notice,
+            _ => Self::Poll,
+        }
+    }
+}
+
+/// A change to be recorded as an alert: one event, with every rule that matched it.
+#[derive(Clone, PartialEq, Eq)]
 pub struct NewAlert<'a> {
-    /// The rule's name.
+    /// The headline rule (the most severe of `rules`).
     pub rule: &'a str,
-    /// The rule's severity, as configured.
+    /// Every rule that matched, the headline rule first.
+    pub rules: Vec<&'a str>,
+    /// The highest severity of the rules.
     pub severity: &'a str,
+    /// A rule match or a notice.
+    pub origin: Origin,
+    /// How the event was found.
+    pub found_by: FoundBy,
+    /// The change's identity (account and eventID, [`crate::engine::change_key`]); an alert
+    /// is recorded once per change key. `None` for notices (unique by rule and eventID).
+    pub change_key: Option<&'a str>,
+    /// The delivery dedup key; `None`: derived from the rule and eventID when sent.
+    pub dedup_key: Option<&'a str>,
     /// CloudTrail's eventID.
     pub event_id: &'a str,
     /// CloudTrail's eventName.
@@ -139,16 +215,20 @@ pub struct NewAlert<'a> {
     pub source_id: &'a str,
     /// The CloudTrail record, as JSON text.
     pub record: &'a str,
-    /// The channels this alert goes to (the rule's `channels`); `None`: every channel of
-    /// the commit.
-    pub channels: Option<&'a [String]>,
+    /// The channels this alert goes to (the union of the rules' `channels`); `None`: every
+    /// channel of the commit.
+    pub channels: Option<Vec<&'a str>>,
 }
 
 impl fmt::Debug for NewAlert<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NewAlert")
             .field("rule", &self.rule)
+            .field("rules", &self.rules)
             .field("severity", &self.severity)
+            .field("origin", &self.origin)
+            .field("found_by", &self.found_by)
+            .field("change_key", &self.change_key)
             .field("event_id", &self.event_id)
             .field("event_name", &self.event_name)
             .field("event_time_ms", &self.event_time_ms)
@@ -159,14 +239,23 @@ impl fmt::Debug for NewAlert<'_> {
 }
 
 /// A recorded alert.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct StoredAlert {
     /// The row id: the alert's identity in the outbox.
     pub id: i64,
-    /// The rule's name.
+    /// The headline rule.
     pub rule: String,
-    /// The rule's severity.
+    /// Every rule that matched the change, the headline rule first.
+    pub rules: Vec<String>,
+    /// The highest severity of the rules.
     pub severity: String,
+    /// A rule match or a notice.
+    pub origin: Origin,
+    /// How the event was found.
+    pub found_by: FoundBy,
+    /// The delivery dedup key; `None` for alerts recorded before v4 (derived from the rule
+    /// and eventID, as then).
+    pub dedup_key: Option<String>,
     /// CloudTrail's eventID.
     pub event_id: String,
     /// CloudTrail's eventName.
@@ -186,7 +275,11 @@ impl fmt::Debug for StoredAlert {
         f.debug_struct("StoredAlert")
             .field("id", &self.id)
             .field("rule", &self.rule)
+            .field("rules", &self.rules)
             .field("severity", &self.severity)
+            .field("origin", &self.origin)
+            .field("found_by", &self.found_by)
+            .field("dedup_key", &self.dedup_key)
             .field("event_id", &self.event_id)
             .field("event_name", &self.event_name)
             .field("event_time_ms", &self.event_time_ms)
@@ -480,6 +573,35 @@ impl State {
         run().map_err(sqlite(&self.path, "read the cursors"))
     }
 
+    /// When the last reconciliation sweep of `source_id` finished (unix ms); `None` before
+    /// the first.
+    ///
+    /// # Errors
+    ///
+    /// [`StateError`] when the query fails.
+    pub fn last_sweep_ms(&self, source_id: &str) -> Result<Option<i64>, StateError> {
+        self.conn
+            .prepare_cached("SELECT last_ms FROM sweeps WHERE source_id = ?1")
+            .and_then(|mut stmt| stmt.query_row([source_id], |row| row.get(0)).optional())
+            .map_err(sqlite(&self.path, "read the last sweep"))
+    }
+
+    /// Records that a reconciliation sweep of `source_id` finished at `at_ms`.
+    ///
+    /// # Errors
+    ///
+    /// [`StateError`] when the update fails.
+    pub fn record_sweep(&mut self, source_id: &str, at_ms: i64) -> Result<(), StateError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO sweeps (source_id, last_ms) VALUES (?1, ?2)
+                 ON CONFLICT (source_id) DO UPDATE SET last_ms = excluded.last_ms",
+            )
+            .and_then(|mut stmt| stmt.execute(params![source_id, at_ms]))
+            .map_err(sqlite(&self.path, "record a sweep"))?;
+        Ok(())
+    }
+
     /// Which of `event_ids` `source_id` has already seen (and not yet pruned).
     ///
     /// # Errors
@@ -547,55 +669,9 @@ impl State {
             }
 
             let mut alerts = Vec::new();
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO alerts (rule, severity, event_id, event_name, event_time_ms,
-                                         source_id, detected_ms, record)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                     ON CONFLICT (rule, event_id) DO NOTHING",
-                )?;
-                let mut outbox = tx.prepare_cached(
-                    "INSERT INTO deliveries (alert_id, channel, status, attempts, next_attempt_ms)
-                     VALUES (?1, ?2, 'pending', 0, ?3) ON CONFLICT DO NOTHING",
-                )?;
-                for a in &c.alerts {
-                    let inserted = insert.execute(params![
-                        a.rule,
-                        a.severity,
-                        a.event_id,
-                        a.event_name,
-                        a.event_time_ms,
-                        a.source_id,
-                        c.now_ms,
-                        a.record
-                    ])?;
-                    if inserted == 0 {
-                        continue;
-                    }
-                    let id = tx.last_insert_rowid();
-                    match a.channels {
-                        Some(only) => {
-                            for channel in only {
-                                outbox.execute(params![id, channel, c.now_ms])?;
-                            }
-                        }
-                        None => {
-                            for channel in &c.channels {
-                                outbox.execute(params![id, channel, c.now_ms])?;
-                            }
-                        }
-                    }
-                    alerts.push(StoredAlert {
-                        id,
-                        rule: a.rule.to_owned(),
-                        severity: a.severity.to_owned(),
-                        event_id: a.event_id.to_owned(),
-                        event_name: a.event_name.to_owned(),
-                        event_time_ms: a.event_time_ms,
-                        source_id: a.source_id.to_owned(),
-                        detected_ms: c.now_ms,
-                        record: a.record.to_owned(),
-                    });
+            for a in &c.alerts {
+                if let Some(stored) = insert_alert(&tx, a, &c.channels, c.now_ms)? {
+                    alerts.push(stored);
                 }
             }
 
@@ -664,48 +740,9 @@ impl State {
         let Self { conn, path } = self;
         let mut run = || -> rusqlite::Result<Option<StoredAlert>> {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let inserted = tx
-                .prepare_cached(
-                    "INSERT INTO alerts (rule, severity, event_id, event_name, event_time_ms,
-                                         source_id, detected_ms, record)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                     ON CONFLICT (rule, event_id) DO NOTHING",
-                )?
-                .execute(params![
-                    alert.rule,
-                    alert.severity,
-                    alert.event_id,
-                    alert.event_name,
-                    alert.event_time_ms,
-                    alert.source_id,
-                    now_ms,
-                    alert.record
-                ])?;
-            if inserted == 0 {
-                return Ok(None);
-            }
-            let id = tx.last_insert_rowid();
-            {
-                let mut outbox = tx.prepare_cached(
-                    "INSERT INTO deliveries (alert_id, channel, status, attempts, next_attempt_ms)
-                     VALUES (?1, ?2, 'pending', 0, ?3) ON CONFLICT DO NOTHING",
-                )?;
-                for channel in channels {
-                    outbox.execute(params![id, channel, now_ms])?;
-                }
-            }
+            let stored = insert_alert(&tx, alert, channels, now_ms)?;
             tx.commit()?;
-            Ok(Some(StoredAlert {
-                id,
-                rule: alert.rule.to_owned(),
-                severity: alert.severity.to_owned(),
-                event_id: alert.event_id.to_owned(),
-                event_name: alert.event_name.to_owned(),
-                event_time_ms: alert.event_time_ms,
-                source_id: alert.source_id.to_owned(),
-                detected_ms: now_ms,
-                record: alert.record.to_owned(),
-            }))
+            Ok(stored)
         };
         run().map_err(sqlite(path, "record a notice"))
     }
@@ -767,9 +804,7 @@ impl State {
         params: &[&dyn rusqlite::ToSql],
     ) -> rusqlite::Result<Vec<StoredAlert>> {
         let sql = format!(
-            "SELECT a.id, a.rule, a.severity, a.event_id, a.event_name, a.event_time_ms,
-                    a.source_id, a.detected_ms, a.record
-             FROM deliveries d JOIN alerts a ON a.id = d.alert_id {tail}"
+            "SELECT {ALERT_COLUMNS} FROM deliveries d JOIN alerts a ON a.id = d.alert_id {tail}"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params, stored_alert)?;
@@ -783,11 +818,9 @@ impl State {
     /// [`StateError`] when the query fails.
     pub fn alert(&self, alert_id: i64) -> Result<Option<StoredAlert>, StateError> {
         self.conn
-            .prepare_cached(
-                "SELECT id, rule, severity, event_id, event_name, event_time_ms, source_id,
-                        detected_ms, record
-                 FROM alerts WHERE id = ?1",
-            )
+            .prepare_cached(&format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts a WHERE a.id = ?1"
+            ))
             .and_then(|mut stmt| stmt.query_row([alert_id], stored_alert).optional())
             .map_err(sqlite(&self.path, "read an alert"))
     }
@@ -1032,11 +1065,30 @@ fn quick_check(conn: &Connection, path: &Path) -> Result<(), StateError> {
     })
 }
 
+/// The columns [`stored_alert`] reads, of the alerts table as `a`.
+pub(crate) const ALERT_COLUMNS: &str = "a.id, a.rule, a.severity, a.event_id, a.event_name,
+    a.event_time_ms, a.source_id, a.detected_ms, a.record, a.rules, a.origin, a.found_by,
+    a.dedup_key";
+
 fn stored_alert(row: &Row<'_>) -> rusqlite::Result<StoredAlert> {
+    let rule: String = row.get(1)?;
+    let rules: String = row.get(9)?;
+    // Written by this module as a JSON array of strings; a damaged value falls back to the
+    // headline rule rather than losing the alert.
+    let rules = serde_json::from_str::<Vec<String>>(&rules)
+        .ok()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| vec![rule.clone()]);
+    let origin: String = row.get(10)?;
+    let found_by: String = row.get(11)?;
     Ok(StoredAlert {
         id: row.get(0)?,
-        rule: row.get(1)?,
+        rule,
+        rules,
         severity: row.get(2)?,
+        origin: Origin::parse(&origin),
+        found_by: FoundBy::parse(&found_by),
+        dedup_key: row.get(12)?,
         event_id: row.get(3)?,
         event_name: row.get(4)?,
         event_time_ms: row.get(5)?,
@@ -1044,6 +1096,72 @@ fn stored_alert(row: &Row<'_>) -> rusqlite::Result<StoredAlert> {
         detected_ms: row.get(7)?,
         record: row.get(8)?,
     })
+}
+
+/// Records one alert with one `pending` outbox row per channel (its own, else
+/// `all_channels`), unless its change (or, for a notice, its rule and eventID) is recorded
+/// already. The one way alerts enter the state, for polls and notices alike.
+fn insert_alert(
+    tx: &rusqlite::Transaction<'_>,
+    a: &NewAlert<'_>,
+    all_channels: &[&str],
+    now_ms: i64,
+) -> rusqlite::Result<Option<StoredAlert>> {
+    let rules: Vec<&str> = if a.rules.is_empty() {
+        vec![a.rule]
+    } else {
+        a.rules.clone()
+    };
+    let rules_json = serde_json::to_string(&rules).unwrap_or_else(|_| "[]".to_owned());
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO alerts (rule, severity, event_id, event_name, event_time_ms, source_id,
+                                 detected_ms, record, rules, origin, found_by, change_key,
+                                 dedup_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            a.rule,
+            a.severity,
+            a.event_id,
+            a.event_name,
+            a.event_time_ms,
+            a.source_id,
+            now_ms,
+            a.record,
+            rules_json,
+            a.origin.as_str(),
+            a.found_by.as_str(),
+            a.change_key,
+            a.dedup_key,
+        ])?;
+    if inserted == 0 {
+        return Ok(None);
+    }
+    let id = tx.last_insert_rowid();
+    let mut outbox = tx.prepare_cached(
+        "INSERT INTO deliveries (alert_id, channel, status, attempts, next_attempt_ms)
+         VALUES (?1, ?2, 'pending', 0, ?3) ON CONFLICT DO NOTHING",
+    )?;
+    for channel in a.channels.as_deref().unwrap_or(all_channels) {
+        outbox.execute(params![id, channel, now_ms])?;
+    }
+    Ok(Some(StoredAlert {
+        id,
+        rule: a.rule.to_owned(),
+        rules: rules.iter().map(|r| (*r).to_owned()).collect(),
+        severity: a.severity.to_owned(),
+        origin: a.origin,
+        found_by: a.found_by,
+        dedup_key: a.dedup_key.map(str::to_owned),
+        event_id: a.event_id.to_owned(),
+        event_name: a.event_name.to_owned(),
+        event_time_ms: a.event_time_ms,
+        source_id: a.source_id.to_owned(),
+        detected_ms: now_ms,
+        record: a.record.to_owned(),
+    }))
 }
 
 /// A `LIMIT` value: SQLite integers are i64, and a limit past that is "no limit".

@@ -100,6 +100,40 @@ pub const MIGRATIONS: &[&str] = &[
 
     CREATE INDEX baselines_latest ON baselines (role_name, taken_ms);
     ",
+    // v4: one alert per change. An alert is the change (account and eventID) with every rule
+    // that matched it (`rules`, a JSON array, the headline rule first; `rule` stays the
+    // headline), its origin (a rule match or rolewatch's own notice: typed, not guessed from
+    // the rule's name), how it was found (a poll, the reconciliation sweep, or a notice) and
+    // its delivery dedup key. `change_key` is unique; alerts of older versions keep theirs
+    // (several rules' alerts of one event stay as they were, delivered or pending), and only
+    // the oldest of them carries the change key, so a re-read never makes another.
+    // `sweeps` keeps when each source's last reconciliation sweep ran.
+    "
+    ALTER TABLE alerts ADD COLUMN origin TEXT NOT NULL DEFAULT 'rule'
+        CHECK (origin IN ('rule', 'notice'));
+    ALTER TABLE alerts ADD COLUMN found_by TEXT NOT NULL DEFAULT 'poll'
+        CHECK (found_by IN ('poll', 'sweep', 'notice'));
+    ALTER TABLE alerts ADD COLUMN rules TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE alerts ADD COLUMN change_key TEXT;
+    ALTER TABLE alerts ADD COLUMN dedup_key TEXT;
+
+    UPDATE alerts SET origin = 'notice', found_by = 'notice'
+    WHERE source_id = 'rolewatch' AND rule LIKE 'rolewatch-%';
+    UPDATE alerts SET rules = json_array(rule);
+    UPDATE alerts
+    SET change_key = coalesce(
+            CASE WHEN json_valid(record) THEN json_extract(record, '$.recipientAccountId') END,
+            '') || '/' || event_id
+    WHERE origin = 'rule'
+      AND id IN (SELECT min(id) FROM alerts WHERE origin = 'rule' GROUP BY event_id);
+
+    CREATE UNIQUE INDEX alerts_per_change ON alerts (change_key);
+
+    CREATE TABLE sweeps (
+        source_id TEXT    PRIMARY KEY NOT NULL CHECK (source_id <> ''),
+        last_ms   INTEGER NOT NULL
+    ) STRICT;
+    ",
 ];
 
 /// The newest schema version this binary knows.
@@ -223,6 +257,86 @@ mod tests {
             .query_row("SELECT count(*) FROM analyses", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 0);
+    }
+
+    /// v3 → v4 keeps every alert and its outbox rows; of several rules' alerts of one event,
+    /// only the oldest carries the change key; notices become typed.
+    #[test]
+    fn v4_types_alerts_and_keys_them_by_change() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        assert_eq!(migrate_to(&mut conn, 3).unwrap(), 3);
+        conn.execute_batch(
+            r#"INSERT INTO alerts (rule, severity, event_id, event_name, event_time_ms, source_id,
+                                 detected_ms, record)
+             VALUES ('documented', 'high', 'e1', 'AttachRolePolicy', 1, 's', 2,
+                     '{"recipientAccountId":"111122223333"}'),
+                    ('complete', 'high', 'e1', 'AttachRolePolicy', 1, 's', 2,
+                     '{"recipientAccountId":"111122223333"}'),
+                    ('documented', 'high', 'e2', 'AttachRolePolicy', 1, 's', 2, 'not json'),
+                    ('rolewatch-source-blind', 'high', 'n1', 'RolewatchSourceBlind', 1,
+                     'rolewatch', 2, '{}'),
+                    ('rolewatch-mine', 'low', 'e3', 'AttachRolePolicy', 1, 's', 2, '{}');
+             INSERT INTO deliveries (alert_id, channel, status, attempts, next_attempt_ms)
+             VALUES (1, 'c', 'delivered', 1, 0), (2, 'c', 'pending', 0, 0);"#,
+        )
+        .unwrap();
+        assert_eq!(migrate_to(&mut conn, 4).unwrap(), 4);
+        let rows: Vec<(i64, String, String, Option<String>)> = conn
+            .prepare("SELECT id, origin, rules, change_key FROM alerts ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (
+                    1,
+                    "rule".into(),
+                    r#"["documented"]"#.into(),
+                    Some("111122223333/e1".into())
+                ),
+                (2, "rule".into(), r#"["complete"]"#.into(), None),
+                (
+                    3,
+                    "rule".into(),
+                    r#"["documented"]"#.into(),
+                    Some("/e2".into())
+                ),
+                (
+                    4,
+                    "notice".into(),
+                    r#"["rolewatch-source-blind"]"#.into(),
+                    None
+                ),
+                // A user's rule may start with `rolewatch-`: it is a rule match all the same.
+                (
+                    5,
+                    "rule".into(),
+                    r#"["rolewatch-mine"]"#.into(),
+                    Some("/e3".into())
+                ),
+            ]
+        );
+        let pending: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM deliveries WHERE status = 'pending'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(pending, 1);
+        // The change key is unique from now on.
+        assert!(conn
+            .execute(
+                "INSERT INTO alerts (rule, severity, event_id, event_name, event_time_ms,
+                                     source_id, detected_ms, record, change_key)
+                 VALUES ('x', 'high', 'e1', 'A', 1, 's', 2, '{}', '111122223333/e1')",
+                []
+            )
+            .is_err());
     }
 
     #[test]

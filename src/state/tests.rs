@@ -32,7 +32,14 @@ fn seen(event_id: &str, event_time_ms: i64) -> SeenEvent<'_> {
 fn alert<'a>(rule: &'a str, event_id: &'a str, source_id: &'a str) -> NewAlert<'a> {
     NewAlert {
         rule,
+        rules: vec![rule],
         severity: "high",
+        origin: Origin::Rule,
+        found_by: FoundBy::Poll,
+        // Keyed by rule and eventID, as before state v4: these tests are about storage; the
+        // change key has tests of its own.
+        change_key: None,
+        dedup_key: None,
         event_id,
         event_name: "PutRolePolicy",
         event_time_ms: 1_000,
@@ -825,10 +832,10 @@ fn a_notice_is_recorded_once_with_outbox_rows_and_no_cursor() {
 fn a_rule_with_channels_gets_outbox_rows_for_those_channels_only() {
     let dir = tempfile::tempdir().unwrap();
     let mut state = open_new(&dir);
-    let only_sns = vec!["sns".to_owned()];
+    let only_sns = ["sns".to_owned()];
     let mut c = poll("ct", 2_000, 3_000);
     c.alerts.push(NewAlert {
-        channels: Some(&only_sns),
+        channels: Some(only_sns.iter().map(String::as_str).collect()),
         ..alert("tamper", "e1", "ct")
     });
     c.alerts.push(alert("documented", "e1", "ct"));

@@ -45,6 +45,7 @@ fn event(name: &str, actor: &str, params: Value, response: Value, time_ms: i64) 
         source_id: "lookup".into(),
         detected_ms: time_ms,
         record: record.to_string(),
+        ..Default::default()
     }
 }
 

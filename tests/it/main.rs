@@ -2,6 +2,7 @@
 //!
 //! One test binary (this file and its modules) so that the suite links once.
 
+mod alert_stream;
 mod crash;
 mod daemon;
 mod deploy;

@@ -97,7 +97,7 @@ fn packs_alert_on_what_the_documented_pattern_misses_and_only_on_the_watched_thi
     let want: BTreeSet<(String, String, String)> = [
         ("complete", "set-default", "high"),
         ("complete", "put-inline", "high"),
-        ("complete", "attach", "high"),
+        // Matched by both: one change, one alert, headed by the first rule of the config.
         ("documented", "attach", "high"),
         ("trail-tamper-trail", "stop-logging", "critical"),
         ("trail-tamper-trail", "selectors", "critical"),

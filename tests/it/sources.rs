@@ -724,7 +724,7 @@ fn check_with_an_invalid_config_exits_78_naming_the_key_and_the_file() {
 
 /// A CloudWatch Logs JSON-protocol call to moto.
 #[track_caller]
-fn logs_call(moto: &Moto, operation: &str, body: &Value) -> Value {
+pub fn logs_call(moto: &Moto, operation: &str, body: &Value) -> Value {
     let target = format!("Logs_20140328.{operation}");
     let reply = http(
         moto.port(),
@@ -758,7 +758,7 @@ fn logs_call(moto: &Moto, operation: &str, body: &Value) -> Value {
 
 /// Puts `records` (each with its eventTime as the timestamp) into `stream`, oldest first, in
 /// batches.
-fn put_records(moto: &Moto, group: &str, stream: &str, records: &[Value]) {
+pub fn put_records(moto: &Moto, group: &str, stream: &str, records: &[Value]) {
     let mut events: Vec<(i64, String)> = records
         .iter()
         .map(|r| {
@@ -988,14 +988,14 @@ fn check_reads_cloudwatch_logs_across_streams_and_pages_and_only_matches_count()
 // once and run, with state
 // ---------------------------------------------------------------------------------------
 
-fn open_state(path: &Path) -> rolewatch::state::State {
+pub fn open_state(path: &Path) -> rolewatch::state::State {
     rolewatch::state::State::open(path)
         .unwrap_or_else(|e| panic!("{e}"))
         .into_state()
 }
 
 /// A state whose cursor for `source_id` stands at `cursor_ms` (an empty poll committed then).
-fn set_cursor(path: &Path, source_id: &str, cursor_ms: i64) {
+pub fn set_cursor(path: &Path, source_id: &str, cursor_ms: i64) {
     open_state(path)
         .commit_poll(&rolewatch::state::PollCommit {
             source_id,
