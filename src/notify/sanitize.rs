@@ -273,7 +273,11 @@ mod tests {
         // The cut cannot join them either.
         assert_eq!(ascii_line("abcdefg=?x", 10), "abcdefg...");
         assert_eq!(ascii_line("abcdef=?xyz", 10), "abcdef=...");
-        assert_eq!(ascii_line("=?", 2), "=", "no space left at the end of a short cut");
+        assert_eq!(
+            ascii_line("=?", 2),
+            "=",
+            "no space left at the end of a short cut"
+        );
     }
 
     #[test]

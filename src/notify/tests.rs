@@ -439,6 +439,16 @@ fn check_invariants(alert: &Alert) {
 
     let json = render::json(alert);
     check_json_strings(&json, "", FIELD_MAX_CHARS);
+
+    // The stdout channel: one line for any reader that splits lines, the same JSON.
+    let line = super::stdout::StdoutNotifier::line(alert).unwrap();
+    assert!(
+        !line.contains(['\n', '\r']) && !line.contains(crate::output::LINE_BREAKERS),
+        "{line:?}"
+    );
+    let parsed: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(parsed["record"], json["record"]);
+    assert_eq!(parsed["subject"], json["subject"]);
 }
 
 /// The email's header block and the SNS subject and attributes: printable ASCII, no encoded
@@ -616,6 +626,22 @@ fn an_encoded_word_in_a_role_name_is_shown_not_decoded() {
     assert_eq!(p.subject, render::subject(&alert));
     // The bodies show the value as it was sent: no client decodes encoded words there.
     assert!(render::text(&alert).contains("Role: =?utf-8?q?=E2=80=AE?=\n"));
+    check_invariants(&alert);
+}
+
+/// Regression (issue 11): U+2028, U+2029 and U+0085 in a record went to stdout as they were,
+/// and readers that split lines on them cut the alert in two.
+#[test]
+fn line_separators_in_the_record_stay_inside_the_stdout_line() {
+    let value = "a\u{2028}b\u{2029}c\u{85}d";
+    let alert = Alert::from_stored(&hostile_stored("high", hostile_record(value)), 0);
+    let line = super::stdout::StdoutNotifier::line(&alert).unwrap();
+    assert!(
+        line.contains(r#""userAgent":"a\u2028b\u2029c\u0085d""#),
+        "{line}"
+    );
+    let parsed: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(parsed["record"]["userAgent"], value);
     check_invariants(&alert);
 }
 

@@ -419,8 +419,11 @@ fn fill(reader: &mut dyn Read, buf: &mut [u8], mut filled: usize) -> Fill {
 }
 
 /// Writes one record as one line: as it is, or with the insignificant whitespace between
-/// tokens removed when it spans lines (a pretty-printed trail file).
+/// tokens removed when it spans lines (a pretty-printed trail file); U+0085, U+2028 and
+/// U+2029 are written as escapes either way.
 fn write_compact(out: &mut impl Write, json: &str) -> io::Result<()> {
+    // Line separators JSON leaves unescaped would cut the line for some readers.
+    let json = crate::output::escape_line_breakers(json);
     if !json.contains(['\n', '\r']) {
         out.write_all(json.as_bytes())?;
         return out.write_all(b"\n");
@@ -462,6 +465,14 @@ mod tests {
         assert_eq!(
             compact(r#"{"a": 1, "b" : "x y"}"#),
             "{\"a\": 1, \"b\" : \"x y\"}\n"
+        );
+    }
+
+    #[test]
+    fn write_compact_escapes_line_separators() {
+        assert_eq!(
+            compact("{\"a\": \"x\u{2028}y\u{85}\",\n \"b\": \"\u{2029}\"}"),
+            "{\"a\":\"x\\u2028y\\u0085\",\"b\":\"\\u2029\"}\n"
         );
     }
 
