@@ -182,17 +182,20 @@ fn init_logging(format: config::LogFormat) {
         config::LogFormat::Text => false,
         config::LogFormat::Auto => !tty,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = if json {
         builder
+            // An event field may hold U+2028 and the like: each log line stays one line.
+            .with_writer(|| output::LineSafeWriter::new(std::io::stderr()))
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .try_init()
     } else {
-        builder.with_ansi(tty).try_init()
+        builder
+            .with_writer(std::io::stderr)
+            .with_ansi(tty)
+            .try_init()
     };
 }
 

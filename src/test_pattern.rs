@@ -86,8 +86,10 @@ pub fn run(args: &TestPatternArgs) -> anyhow::Result<ExitCode> {
     };
     let response = evaluate(&pattern, messages);
     let mut stdout = io::stdout().lock();
-    serde_json::to_writer(&mut stdout, &response).context("cannot write to stdout")?;
-    writeln!(stdout).context("cannot write to stdout")?;
+    let line = serde_json::to_string(&response).context("cannot write the response")?;
+    // One line for any reader, whatever the messages hold.
+    writeln!(stdout, "{}", crate::output::escape_line_breakers(&line))
+        .context("cannot write to stdout")?;
     stdout.flush().context("cannot write to stdout")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,8 @@
 //! Every event-derived string passes through [`sanitize`] here, even though
 //! [`Alert::from_stored`] already cleaned it, because an `Alert` can also be built by hand:
 //!
-//! * [`subject`]: printable ASCII, at most [`SUBJECT_MAX_CHARS`] characters, no CR/LF.
+//! * [`subject`]: printable ASCII, at most [`SUBJECT_MAX_CHARS`] characters, no CR/LF, no
+//!   `=?` (an RFC 2047 encoded word from an event field is shown, never decoded).
 //! * [`text`]: no control character but the newlines this module writes, every field at most
 //!   [`FIELD_MAX_CHARS`] characters, the whole at most [`TEXT_MAX_CHARS`].
 //! * [`html`]: the same values, HTML-escaped by askama (never by hand).

@@ -9,7 +9,8 @@
 //! Three shapes of output are needed, one function each:
 //!
 //! * [`ascii_line`], for a subject or any header: printable ASCII only, whitespace collapsed,
-//!   bounded with `...`.
+//!   no `=?` (so no RFC 2047 encoded word, which a mail client would decode into a bidi
+//!   override, a line break or markup), bounded with `...`.
 //! * [`clean_line`], for one field of a text or HTML body or of the JSON summary: no control,
 //!   bidi or invisible character (each becomes a visible U+FFFD, so that on-call sees that
 //!   something was there), bounded with `…`.
@@ -73,10 +74,18 @@ fn is_safe_in_body(c: char) -> bool {
 
 /// One line of ASCII for a subject or header: control characters and all kinds of whitespace
 /// become one space (runs collapse, the ends are trimmed), bidi and invisible characters are
-/// dropped, any other non-ASCII character becomes `?`, and a line longer than `max_chars` is
-/// cut to `max_chars` ending in `...`.
+/// dropped, any other non-ASCII character becomes `?`, a space is put between `=` and `?`
+/// (`=?utf-8?q?=E2=80=AE?=` becomes `= ?utf-8?q?=E2=80=AE?=`), and a line longer than
+/// `max_chars` is cut to `max_chars` ending in `...`.
 ///
-/// The result never holds CR, LF or any character outside `' '..='~'`.
+/// Every RFC 2047 encoded word starts with `=?`, and mail clients decode one wherever they
+/// find it in a subject; with the space, on-call reads the text as it was sent, and nothing
+/// is decoded. The result is plain ASCII words, which lettre writes as they are (it encodes
+/// only words with other characters, and folds only at spaces, which unfolding keeps), so its
+/// own header encoding cannot make an encoded word of it either.
+///
+/// The result never holds CR, LF, `=?` or any character outside `' '..='~'`, and is its own
+/// `ascii_line`.
 #[must_use]
 pub fn ascii_line(s: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max_chars + 4));
@@ -95,7 +104,12 @@ pub fn ascii_line(s: &str, max_chars: usize) -> String {
             out.push(' ');
             pending_space = false;
         }
-        out.push(if c.is_ascii_graphic() { c } else { '?' });
+        let c = if c.is_ascii_graphic() { c } else { '?' };
+        if c == '?' && out.ends_with('=') {
+            // `=?` would start an encoded word: keep the two apart.
+            out.push(' ');
+        }
+        out.push(c);
         if out.len() > max_chars {
             break;
         }
@@ -111,6 +125,8 @@ fn cut_ascii(mut s: String, max_chars: usize) -> String {
     const DOTS: &str = "...";
     if max_chars < DOTS.len() {
         s.truncate(max_chars);
+        let kept = s.trim_end().len();
+        s.truncate(kept);
         return s;
     }
     s.truncate(max_chars - DOTS.len());
@@ -227,6 +243,43 @@ mod tests {
         assert_eq!(ascii_line("tag\u{E0041}\u{E0042}s", 100), "tags");
     }
 
+    /// Regression (issue 11): an encoded word in an event field passed as printable ASCII, and
+    /// mail clients decoded it into a bidi override, a fake header line or markup.
+    #[test]
+    fn ascii_line_neutralises_encoded_words() {
+        for (hostile, shown) in [
+            ("=?utf-8?q?=E2=80=AE?=", "= ?utf-8?q?=E2=80=AE?="),
+            ("=?UTF-8?B?4oCu?=", "= ?UTF-8?B?4oCu?="),
+            (
+                "x=?utf-8?q?=0D=0ABcc:_victim@evil.example?=y",
+                "x= ?utf-8?q?=0D=0ABcc:_victim@evil.example?=y",
+            ),
+            (
+                "=?iso-8859-1*en?Q?=3Cb=3Ebold=3C/b=3E?=",
+                "= ?iso-8859-1*en?Q?=3Cb=3Ebold=3C/b=3E?=",
+            ),
+            // Made by what the line drops or replaces: still kept apart.
+            ("=\u{200B}?utf-8?q?a?=", "= ?utf-8?q?a?="),
+            ("=\u{202E}?", "= ?"),
+            ("=é", "= ?"),
+            ("==??=", "== ??="),
+            ("a = ?b", "a = ?b"),
+        ] {
+            let line = ascii_line(hostile, 100);
+            assert_eq!(line, shown, "{hostile:?}");
+            assert!(!line.contains("=?"));
+            assert_eq!(ascii_line(&line, 100), line, "stable");
+        }
+        // The cut cannot join them either.
+        assert_eq!(ascii_line("abcdefg=?x", 10), "abcdefg...");
+        assert_eq!(ascii_line("abcdef=?xyz", 10), "abcdef=...");
+        assert_eq!(
+            ascii_line("=?", 2),
+            "=",
+            "no space left at the end of a short cut"
+        );
+    }
+
     #[test]
     fn ascii_line_cuts_with_dots() {
         let long = "a".repeat(100_000);
@@ -285,6 +338,20 @@ mod tests {
         assert_eq!(cut_chars("日本語", 3), "日本語");
         assert_eq!(cut_chars("日本語x", 3), "日本…");
         assert_eq!(cut_chars("abc", 0), "");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ascii_line_is_plain_stable_and_holds_no_encoded_word(
+            s in "(=|\\?|=\\?|\\?=|\u{200B}|\u{202E}|é|\r\n| |[a-zA-Z0-9_]|\\PC){0,40}",
+            max in 0usize..60,
+        ) {
+            let line = ascii_line(&s, max);
+            proptest::prop_assert!(line.len() <= max);
+            proptest::prop_assert!(line.bytes().all(|b| (b' '..=b'~').contains(&b)), "{:?}", line);
+            proptest::prop_assert!(!line.contains("=?"), "{:?} -> {:?}", s, line);
+            proptest::prop_assert_eq!(ascii_line(&line, max), line);
+        }
     }
 
     #[test]

@@ -12,8 +12,10 @@
 //! - **Threading.** The `Message-ID` is `<rolewatch.{dedup_key}@{domain of From}>`: the same
 //!   match always gets the same Message-ID, so a resend after a crash is threaded with (or
 //!   dropped as a duplicate of) the first copy.
-//! - **Headers.** The subject comes from the renderer (printable ASCII, bounded) and is
-//!   cleaned again here; lettre encodes every header, so no event-derived text can add one.
+//! - **Headers.** The subject comes from the renderer (printable ASCII, bounded, no `=?`, so
+//!   no RFC 2047 encoded word for a mail client to decode) and is cleaned again here, after
+//!   the prefix and marker are added; lettre encodes every header, so no event-derived text
+//!   can add one, and it writes ASCII words as they are, so it cannot make an encoded word.
 
 use std::fmt;
 use std::path::Path;

@@ -1,14 +1,15 @@
 //! The SNS channel: one Publish per alert.
 //!
 //! - **Subject**: the rendered subject (printable ASCII, at most 100 characters, as SNS
-//!   requires), cleaned again here.
+//!   requires, and no `=?`: SNS puts it in the subject of the emails it sends, where an
+//!   encoded word from an event field would be decoded), cleaned again here.
 //! - **Message**: `MessageStructure = json`, so each kind of subscriber gets what it can use:
 //!   the alert's JSON by default (SQS, Lambda, HTTP, Firehose, email-json), the plain-text
 //!   body for `email` and the subject for `sms`. SNS takes at most 256 KB; when an alert
 //!   would not fit, the raw record in the JSON is cut first, and the JSON says so
 //!   (`record_cut`, `record_head`).
 //! - **MessageAttributes** `severity`, `rule`, `event_name`, `account_id`, `dedup_key`
-//!   (String, printable ASCII, bounded) so that subscribers can use filter policies.
+//!   (String, printable ASCII, bounded, no `=?`) so that subscribers can use filter policies.
 //! - **FIFO topics** (`….fifo`) get `MessageDeduplicationId = dedup_key`: SNS then drops a
 //!   resend after a crash within its five-minute window.
 //!

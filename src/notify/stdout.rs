@@ -1,5 +1,7 @@
 //! The stdout channel: one JSON object per alert on one line ([`render::json`]), flushed at
-//! once, for a log shipper or a pipe. A synthetic alert (a `notify-test`, a channel notice)
+//! once, for a log shipper or a pipe. U+0085, U+2028 and U+2029 (which a record's fields may
+//! hold, and which JSON leaves unescaped) are written as escapes, so that no reader that
+//! splits lines on them cuts an alert in two. A synthetic alert (a `notify-test`, a channel notice)
 //! carries a `"notice"` member saying what it is.
 
 use std::io::Write;
@@ -39,6 +41,7 @@ impl StdoutNotifier {
         }
         // Compact: one alert, one line, whatever the renderer's layout.
         serde_json::to_string(&value)
+            .map(|line| crate::output::escape_line_breakers(&line).into_owned())
             .map_err(|e| SendError::permanent(format!("cannot write the alert's JSON: {e}")))
     }
 

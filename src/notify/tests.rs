@@ -318,6 +318,16 @@ const HOSTILE: &[&str] = &[
     "&lt;already escaped&gt; & &amp;",
     "日本語のロール名",
     "",
+    // RFC 2047 encoded words: decoded by mail clients wherever they appear in a header.
+    "=?utf-8?q?=E2=80=AE?=",
+    "=?UTF-8?B?4oCuZXZpbA==?=",
+    "x=?utf-8?q?=0D=0ABcc:_victim@evil.example?=y",
+    "=?iso-8859-1*en?Q?=3Cb=3Ebold=3C/b=3E?= =?utf-8?q?=3Cscript=3E?=",
+    "=\u{200B}?utf-8?q?=E2=80=AE?=",
+    "=é?=",
+    // A valid U+FFFD is ordinary text; line separators that JSON leaves unescaped.
+    "aws-cli/2.22.4\u{FFFD}",
+    "line\u{2028}separator\u{2029}paragraph\u{85}next line",
 ];
 
 /// A record with `value` in every attacker-reachable string field.
@@ -388,6 +398,8 @@ fn check_invariants(alert: &Alert) {
         subject.chars().all(|c| (' '..='~').contains(&c)),
         "subject not printable ASCII: {subject:?}"
     );
+    assert!(!subject.contains("=?"), "an encoded word in {subject:?}");
+    check_headers(alert);
 
     let text = render::text(alert);
     assert!(text.chars().count() <= TEXT_MAX_CHARS);
@@ -429,6 +441,81 @@ fn check_invariants(alert: &Alert) {
 
     let json = render::json(alert);
     check_json_strings(&json, "", FIELD_MAX_CHARS);
+
+    // The stdout channel: one line for any reader that splits lines, the same JSON.
+    let line = super::stdout::StdoutNotifier::line(alert).unwrap();
+    assert!(
+        !line.contains(['\n', '\r']) && !line.contains(crate::output::LINE_BREAKERS),
+        "{line:?}"
+    );
+    let parsed: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(parsed["record"], json["record"]);
+    assert_eq!(parsed["subject"], json["subject"]);
+}
+
+/// The email's header block and the SNS subject and attributes: printable ASCII, no encoded
+/// word but lettre's own (there are none: every value is ASCII), and the Subject header, once
+/// unfolded, exactly the subject rolewatch meant to write.
+fn check_headers(alert: &Alert) {
+    // A synthetic alert's subject starts with its marker.
+    let plain = super::synthetic::banner(alert).is_none();
+    let smtp = super::smtp::SmtpNotifier::new(
+        "mail",
+        &crate::config::SmtpChannelConfig {
+            host: "127.0.0.1".into(),
+            port: 25,
+            tls: crate::config::SmtpTls::None,
+            auth: None,
+            ca_file: None,
+            from: "rolewatch <rolewatch@example.com>".parse().unwrap(),
+            to: vec!["oncall@example.com".parse().unwrap()],
+            subject_prefix: Some("[rw]".into()),
+        },
+    )
+    .unwrap();
+    let raw = String::from_utf8(smtp.message(alert).unwrap().formatted()).unwrap();
+    let head = raw.split("\r\n\r\n").next().unwrap();
+    assert!(
+        !head.contains("=?"),
+        "an encoded word in the header block:\n{head}"
+    );
+    let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", "\t");
+    let mut names = Vec::new();
+    for line in unfolded.split("\r\n") {
+        assert!(line.bytes().all(|b| (b' '..=b'~').contains(&b)), "{line:?}");
+        let (name, value) = line.split_once(": ").unwrap_or_else(|| panic!("{line:?}"));
+        names.push(name.to_owned());
+        if name == "Subject" && plain {
+            let meant = format!("[rw] {}", render::subject(alert));
+            assert_eq!(value, super::sanitize::ascii_line(&meant, 200));
+        }
+    }
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "Content-Type",
+            "Date",
+            "From",
+            "MIME-Version",
+            "Message-ID",
+            "Subject",
+            "To"
+        ],
+        "{head}"
+    );
+
+    let p = super::sns::publication(alert).unwrap();
+    if plain {
+        assert_eq!(p.subject, render::subject(alert));
+    }
+    for value in std::iter::once(&p.subject).chain(p.attributes.iter().map(|(_, v)| v)) {
+        assert!(!value.contains("=?"), "{value:?}");
+        assert!(
+            value.bytes().all(|b| (b' '..=b'~').contains(&b)),
+            "{value:?}"
+        );
+    }
 }
 
 /// Every string of the JSON summary (not inside `record`, which is the evidence as sent) is
@@ -521,6 +608,45 @@ fn bidi_override_is_made_visible() {
     assert!(render::text(&alert).contains("Role: astronomer-remote-management\u{FFFD}x\n"));
 }
 
+/// Regression (issue 11): an encoded word in a role name passed the subject sanitiser as
+/// printable ASCII, and mail clients decoded it (here into U+202E, a bidi override).
+#[test]
+fn an_encoded_word_in_a_role_name_is_shown_not_decoded() {
+    let record = json!({
+        "eventName": "AttachRolePolicy",
+        "errorCode": "AccessDenied",
+        "requestParameters": {"roleName": "=?utf-8?q?=E2=80=AE?=", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"},
+        "userIdentity": {"type": "IAMUser", "userName": "=?utf-8?b?PGI+?="},
+    })
+    .to_string();
+    let alert = Alert::from_stored(&hostile_stored("high", record), 0);
+    assert_eq!(
+        render::subject(&alert),
+        "[HIGH] AttachRolePolicy on = ?utf-8?q?=E2=80=AE?= by = ?utf-8?b?PGI+?= (FAILED)"
+    );
+    let p = super::sns::publication(&alert).unwrap();
+    assert_eq!(p.subject, render::subject(&alert));
+    // The bodies show the value as it was sent: no client decodes encoded words there.
+    assert!(render::text(&alert).contains("Role: =?utf-8?q?=E2=80=AE?=\n"));
+    check_invariants(&alert);
+}
+
+/// Regression (issue 11): U+2028, U+2029 and U+0085 in a record went to stdout as they were,
+/// and readers that split lines on them cut the alert in two.
+#[test]
+fn line_separators_in_the_record_stay_inside_the_stdout_line() {
+    let value = "a\u{2028}b\u{2029}c\u{85}d";
+    let alert = Alert::from_stored(&hostile_stored("high", hostile_record(value)), 0);
+    let line = super::stdout::StdoutNotifier::line(&alert).unwrap();
+    assert!(
+        line.contains(r#""userAgent":"a\u2028b\u2029c\u0085d""#),
+        "{line}"
+    );
+    let parsed: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(parsed["record"]["userAgent"], value);
+    check_invariants(&alert);
+}
+
 #[test]
 fn lone_surrogates_and_nul_in_the_raw_record() {
     let records = [
@@ -590,6 +716,12 @@ fn nasty_string() -> impl Strategy<Value = String> {
         Just("<script>".to_owned()),
         Just("\"><img src=x onerror=alert(1)>".to_owned()),
         Just("&amp;".to_owned()),
+        Just("=?utf-8?q?=E2=80=AE?=".to_owned()),
+        Just("=?".to_owned()),
+        Just("?=".to_owned()),
+        Just("=".to_owned()),
+        Just("\u{FFFD}".to_owned()),
+        Just("\u{2029}".to_owned()),
         (any::<char>(), 100usize..700).prop_map(|(c, n)| c.to_string().repeat(n)),
     ];
     prop::collection::vec(piece, 0..6).prop_map(|parts| parts.concat())

@@ -147,6 +147,14 @@ impl Scanner<'_> {
             self.malformed(path, line_number, format_args!("not valid UTF-8"));
             return Ok(());
         };
+        if let Some(escape) = super::lone_surrogate(text) {
+            self.malformed(
+                path,
+                line_number,
+                format_args!("not valid Unicode: {escape}"),
+            );
+            return Ok(());
+        }
         if self.evaluate(text, self.validate)? == Verdict::Malformed {
             self.malformed(path, line_number, format_args!("not valid JSON"));
         }

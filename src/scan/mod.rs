@@ -5,7 +5,8 @@
 //! * JSON lines are read in 1 MiB chunks into one reusable buffer ([`lines`]); lines are split
 //!   with `memchr`, nothing is allocated per line, and a line only gets a cheap shape check
 //!   (`{` … `}`) unless the pattern's literal prefilter lets it through. Only those candidates
-//!   are checked for UTF-8, evaluated and, for JSON patterns, validated as JSON.
+//!   are checked for valid Unicode (UTF-8, no lone surrogate escape; a valid U+FFFD is
+//!   ordinary text), evaluated and, for JSON patterns, validated as JSON.
 //! * Trail files as delivered to S3 (`{"Records":[…]}`) and JSON arrays are parsed once, each
 //!   record borrowed as a `&RawValue` so its text is evaluated and printed as it is
 //!   ([`records`]).
@@ -362,6 +363,17 @@ enum Verdict {
     Malformed,
 }
 
+/// A lone UTF-16 surrogate escape in a record's JSON text (`\udc80`), described: such text is
+/// not valid Unicode, and the evaluator cannot read the field that holds it, so the record is
+/// malformed rather than silently unmatched. A valid U+FFFD is ordinary text.
+fn lone_surrogate(text: &str) -> Option<String> {
+    let at = crate::source::lenient::lone_surrogate_escape(text.as_bytes())?;
+    Some(format!(
+        "a lone UTF-16 surrogate escape ({})",
+        text.get(at..at + 6).unwrap_or("\\u")
+    ))
+}
+
 /// Whether `text` is one JSON value.
 fn is_json_text(text: &str) -> bool {
     serde_json::from_str::<&serde_json::value::RawValue>(text).is_ok()
@@ -407,8 +419,11 @@ fn fill(reader: &mut dyn Read, buf: &mut [u8], mut filled: usize) -> Fill {
 }
 
 /// Writes one record as one line: as it is, or with the insignificant whitespace between
-/// tokens removed when it spans lines (a pretty-printed trail file).
+/// tokens removed when it spans lines (a pretty-printed trail file); U+0085, U+2028 and
+/// U+2029 are written as escapes either way.
 fn write_compact(out: &mut impl Write, json: &str) -> io::Result<()> {
+    // Line separators JSON leaves unescaped would cut the line for some readers.
+    let json = crate::output::escape_line_breakers(json);
     if !json.contains(['\n', '\r']) {
         out.write_all(json.as_bytes())?;
         return out.write_all(b"\n");
@@ -454,9 +469,31 @@ mod tests {
     }
 
     #[test]
+    fn write_compact_escapes_line_separators() {
+        assert_eq!(
+            compact("{\"a\": \"x\u{2028}y\u{85}\",\n \"b\": \"\u{2029}\"}"),
+            "{\"a\":\"x\\u2028y\\u0085\",\"b\":\"\\u2029\"}\n"
+        );
+    }
+
+    #[test]
     fn write_compact_removes_whitespace_between_tokens_only() {
         let pretty = "{\n  \"a\" : \"x \\\" y\",\r\n\t\"b\": [ 1, 2 ]\n}";
         assert_eq!(compact(pretty), "{\"a\":\"x \\\" y\",\"b\":[1,2]}\n");
+    }
+
+    #[test]
+    fn only_text_that_is_not_unicode_is_malformed() {
+        assert_eq!(
+            lone_surrogate(r#"{"userAgent":"x\udc80"}"#).as_deref(),
+            Some("a lone UTF-16 surrogate escape (\\udc80)")
+        );
+        for valid in [
+            "{\"userAgent\":\"aws-cli\u{FFFD}\"}",
+            r#"{"userAgent":"aws-cli\ufffd \\udc80 \ud83d\ude00"}"#,
+        ] {
+            assert_eq!(lone_surrogate(valid), None, "{valid}");
+        }
     }
 
     #[test]

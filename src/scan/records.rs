@@ -64,6 +64,14 @@ impl Scanner<'_> {
             if prefilter.is_some_and(|prefilter| !prefilter.may_match(text.as_bytes())) {
                 continue;
             }
+            if let Some(escape) = super::lone_surrogate(text) {
+                self.malformed(
+                    path,
+                    number,
+                    format_args!("record {number} of the list is not valid Unicode: {escape}"),
+                );
+                continue;
+            }
             self.evaluate(text, true)?;
         }
         Ok(())

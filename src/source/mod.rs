@@ -194,8 +194,11 @@ impl Source {
 }
 
 /// Checks one record's raw text and reads its identity: not JSON, truncated, not an object,
-/// over [`MAX_RECORD_BYTES`] or holding U+FFFD (text that was not UTF-8) makes it bad.
-/// `fallback_id` and `fallback_time_ms` come from the API's own fields.
+/// over [`MAX_RECORD_BYTES`] or not valid Unicode makes it bad. Not valid Unicode means
+/// marked by the [`lenient`] layer (the reply held bytes that are not UTF-8 or a lone
+/// surrogate escape in this record) or holding a lone surrogate escape in its own JSON text;
+/// a valid U+FFFD is ordinary text. `fallback_id` and `fallback_time_ms` come from the API's
+/// own fields.
 pub(crate) fn check_record(
     record: String,
     fallback_id: Option<&str>,
@@ -215,8 +218,17 @@ pub(crate) fn check_record(
             None,
         ));
     }
-    if record.contains('\u{fffd}') {
-        return Err(bad("record is not valid UTF-8".into(), None));
+    if let Some(why) = record.strip_prefix(lenient::NOT_UNICODE_MARK) {
+        return Err(bad(format!("record is not valid Unicode: {why}"), None));
+    }
+    if let Some(at) = lenient::lone_surrogate_escape(record.as_bytes()) {
+        return Err(bad(
+            format!(
+                "record is not valid Unicode: it holds a lone UTF-16 surrogate escape ({}) at byte {at}",
+                record.get(at..at + 6).unwrap_or("\\u")
+            ),
+            None,
+        ));
     }
     let header = match serde_json::from_str::<RecordHeader>(&record) {
         Ok(h) => h,
@@ -274,13 +286,60 @@ mod tests {
             .unwrap_err()
             .reason
             .contains("limit"));
-        assert!(
-            check_record("{\"eventID\":\"\u{fffd}\"}".into(), None, None)
-                .unwrap_err()
-                .reason
-                .contains("UTF-8")
-        );
         let no_time = check_record(r#"{"eventID":"a"}"#.into(), None, Some(5)).unwrap();
         assert_eq!(no_time.event_time_ms, 5);
+    }
+
+    /// Regression (issue 11): a record whose caller-chosen text held a valid U+FFFD was taken
+    /// for text that was not UTF-8 and skipped, which hid the change from on-call.
+    #[test]
+    fn a_valid_replacement_character_is_ordinary_text() {
+        for record in [
+            "{\"eventID\":\"a\",\"eventTime\":\"2024-01-01T00:00:00Z\",\"userAgent\":\"aws-cli\u{FFFD}\"}",
+            r#"{"eventID":"a","eventTime":"2024-01-01T00:00:00Z","userAgent":"aws-cli\ufffd"}"#,
+            // The mark inside a field is only text: it must start the record to count.
+            r#"{"eventID":"a","eventTime":"2024-01-01T00:00:00Z","userAgent":"\u0000rolewatch: not valid Unicode: "}"#,
+        ] {
+            let ok = check_record(record.into(), None, None)
+                .unwrap_or_else(|e| panic!("{record}: {e:?}"));
+            assert_eq!(ok.event_id, "a");
+        }
+    }
+
+    #[test]
+    fn text_that_is_not_valid_unicode_makes_a_record_bad() {
+        let e = check_record(
+            format!(
+                "{}it holds a lone UTF-16 surrogate escape (\\udc80)",
+                lenient::NOT_UNICODE_MARK
+            ),
+            Some("ev-9"),
+            Some(7),
+        )
+        .unwrap_err();
+        assert_eq!(e.event_id, "ev-9");
+        assert_eq!(e.event_time_ms, Some(7));
+        assert_eq!(
+            e.reason,
+            "record is not valid Unicode: it holds a lone UTF-16 surrogate escape (\\udc80)"
+        );
+        let e = check_record(
+            r#"{"eventID":"a","userAgent":"x\ud800y"}"#.into(),
+            Some("ev-8"),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.event_id, "ev-8");
+        assert_eq!(
+            e.reason,
+            "record is not valid Unicode: it holds a lone UTF-16 surrogate escape (\\ud800) at byte 29"
+        );
+        assert!(check_record(
+            r#"{"eventID":"a","eventTime":"2024-01-01T00:00:00Z","e":"\ud83d\ude00 \\udc80"}"#
+                .into(),
+            None,
+            None
+        )
+        .is_ok());
     }
 }

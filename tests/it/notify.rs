@@ -928,3 +928,206 @@ fn sns_5xx_then_recovery_delivers_exactly_once() {
     assert_eq!(proxy.published.load(Ordering::SeqCst), 1);
     assert!(drain_queue(&moto, &topic.raw).is_empty());
 }
+
+// ---------------------------------------------------------------------------------------
+// Hostile fields end to end (issue 11).
+// ---------------------------------------------------------------------------------------
+
+/// What event fields can hold to disguise an alert or hide a change: RFC 2047 encoded words
+/// (decoded by mail clients into a bidi override, a fake `Bcc:` line, markup), CR/LF, bidi and
+/// invisible characters, a valid U+FFFD, and the line separators JSON leaves unescaped.
+const HOSTILE_FIELDS: &[&str] = &[
+    "=?utf-8?q?=E2=80=AE?=",
+    "=?utf-8?q?x=0D=0ABcc:_victim@evil.example?=",
+    "=?UTF-8?B?PGI+Ym9sZDwvYj4=?=",
+    "=?iso-8859-1*en?Q?=3Cscript=3E?= =?utf-8?q?=E2=80=AE?=",
+    "=\u{200B}?utf-8?q?=E2=80=AE?=",
+    "x\r\nBcc: victim@evil.example",
+    "role\u{202E}eman",
+    "aws-cli/2.22.4 \u{FFFD}",
+    "line\u{2028}separator\u{2029}paragraph\u{85}next",
+    "<script>alert(1)</script>",
+    "日本語=?",
+];
+
+/// A failed IAM call with `value` in every field that reaches a subject or a header.
+fn hostile_event(i: usize, value: &str, time: i64) -> Value {
+    // One eventID carries line separators too (it is logged and sent as an attribute).
+    let id = if i == 8 {
+        format!("ev-hostile-{i}-\u{2028}\u{85}")
+    } else {
+        format!("ev-hostile-{i}")
+    };
+    let mut r = cloudtrail_record(&id, value, time);
+    r["requestParameters"]["roleName"] = json!(value);
+    r["userIdentity"]["userName"] = json!(value);
+    r["userAgent"] = json!(value);
+    r["errorCode"] = json!(value);
+    r["errorMessage"] = json!(value);
+    r
+}
+
+/// Every hostile record is delivered by SMTP (parsed by Python's `email` with
+/// `policy.default`), SNS (moto, to SQS queues raw and enveloped) and stdout; none is
+/// skipped; no decoded subject or header differs from what rolewatch meant to write (the
+/// alert's own `subject`), and no JSON line is cut by a line separator.
+#[test]
+fn hostile_fields_reach_every_channel_and_no_client_decodes_a_header() {
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let moto = Moto::start();
+    let lookup = LookupServer::start();
+    let topic = topic_with_queues(&moto, "rolewatch-hostile");
+    let now = now_secs();
+    let records: Vec<Value> = HOSTILE_FIELDS
+        .iter()
+        .enumerate()
+        .map(|(i, v)| hostile_event(i, v, now - 300 + i as i64))
+        .collect();
+    lookup.add_events(&records);
+    let n = records.len();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "[[rule]]\nname = \"any-iam\"\npattern = \"{ $.eventSource = iam.amazonaws.com }\"\nseverity = \"critical\"\n",
+        &format!(
+            "{}{}[[channel]]\ntype = \"stdout\"\nname = \"out\"\n",
+            plaintext_smtp_channel(smtp.port()),
+            sns_channel(&topic.arn)
+        ),
+    );
+    let out = output(rolewatch_cmd(
+        &["once", "--config", config.to_str().unwrap()],
+        Some(&lookup),
+        Some(&moto),
+    ));
+    assert_exit(&out, 0);
+
+    // The logs (JSON lines, stderr is not a terminal): every line one JSON object.
+    let err = stderr(&out);
+    assert!(!err.contains(['\u{85}', '\u{2028}', '\u{2029}']), "{err:?}");
+    for line in err.lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    }
+    assert!(err.contains("\"malformed\":0"), "none skipped: {err}");
+    assert!(!err.contains("Skipped a malformed event"), "{err}");
+
+    // stdout: one JSON line per alert, whatever reader splits the lines.
+    let text = stdout(&out);
+    assert!(
+        !text.contains(['\u{85}', '\u{2028}', '\u{2029}']),
+        "{text:?}"
+    );
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert_eq!(lines.len(), n, "{text}");
+
+    // What rolewatch meant to write, per alert: its subject, from the JSON.
+    let mut meant: std::collections::BTreeMap<String, (String, String)> = Default::default();
+    for alert in &lines {
+        let key = alert["dedup_key"].as_str().expect("dedup_key").to_owned();
+        let subject = alert["subject"].as_str().expect("subject").to_owned();
+        let event_id = alert["record"]["eventID"]
+            .as_str()
+            .expect("eventID")
+            .to_owned();
+        assert!(subject.starts_with("[CRITICAL] "), "{subject}");
+        assert!(subject.ends_with(" (FAILED)"), "{subject}");
+        assert!(
+            subject.bytes().all(|b| (b' '..=b'~').contains(&b)) && !subject.contains("=?"),
+            "{subject:?}"
+        );
+        meant.insert(key, (subject, event_id));
+    }
+    let ids: std::collections::BTreeSet<&str> = meant.values().map(|(_, id)| id.as_str()).collect();
+    let sent: std::collections::BTreeSet<&str> = records
+        .iter()
+        .map(|r| r["eventID"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, sent, "every hostile record is alerted, once");
+    // The record itself is the evidence, as sent.
+    let with_separators = lines
+        .iter()
+        .find(|a| a["record"]["eventID"] == records[8]["eventID"])
+        .expect("the alert with line separators");
+    assert_eq!(with_separators["record"]["userAgent"], HOSTILE_FIELDS[8]);
+
+    // SMTP: what a mail client shows is what rolewatch wrote; nothing was encoded at all.
+    let messages = smtp.wait_for(n, Duration::from_secs(20));
+    assert_eq!(messages.len(), n);
+    for m in &messages {
+        assert_eq!(m["rcpt_tos"], json!([TO]), "no injected recipient");
+        let id = one_header(m, "Message-ID");
+        let key = id
+            .strip_prefix("<rolewatch.")
+            .and_then(|s| s.strip_suffix("@example.com>"))
+            .unwrap_or_else(|| panic!("Message-ID {id}"));
+        let (subject, _) = meant.get(key).unwrap_or_else(|| panic!("no alert {key}"));
+        assert_eq!(one_header(m, "Subject"), subject, "decoded Subject");
+        let decoded = m["headers"].as_array().unwrap();
+        let raw = m["raw_headers"].as_array().unwrap();
+        assert_eq!(
+            decoded, raw,
+            "a header was decoded differently from what was sent"
+        );
+        let mut names: Vec<&str> = raw.iter().map(|h| h[0].as_str().unwrap()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "Content-Type",
+                "Date",
+                "From",
+                "MIME-Version",
+                "Message-ID",
+                "Subject",
+                "To"
+            ],
+            "{m:#}"
+        );
+        for h in raw {
+            let value = h[1].as_str().unwrap();
+            assert!(!value.contains("=?"), "an encoded word in {h}");
+            assert!(value.bytes().all(|b| (b' '..=b'~').contains(&b)), "{h}");
+        }
+    }
+
+    // SNS, raw delivery: the alert's JSON and its attributes.
+    let raw = drain_queue(&moto, &topic.raw);
+    assert_eq!(raw.len(), n, "{raw:#?}");
+    for m in &raw {
+        let alert: Value = serde_json::from_str(m["Body"].as_str().unwrap()).unwrap();
+        let key = alert["dedup_key"].as_str().unwrap();
+        let (subject, _) = &meant[key];
+        assert_eq!(alert["subject"], subject.as_str());
+        let attrs = m["MessageAttributes"].as_object().expect("attributes");
+        assert_eq!(attrs.len(), 5, "{attrs:#?}");
+        for (name, a) in attrs {
+            let value = a["StringValue"].as_str().unwrap();
+            assert!(!value.contains("=?"), "{name}: {value:?}");
+            assert!(
+                value.bytes().all(|b| (b' '..=b'~').contains(&b)),
+                "{name}: {value:?}"
+            );
+        }
+        assert_eq!(attrs["rule"]["StringValue"], "any-iam");
+        assert_eq!(attrs["dedup_key"]["StringValue"], key);
+    }
+
+    // SNS, enveloped: the Subject that SNS puts on the emails it sends.
+    let wrapped = drain_queue(&moto, &topic.wrapped);
+    assert_eq!(wrapped.len(), n, "{wrapped:#?}");
+    for m in &wrapped {
+        let envelope: Value = serde_json::from_str(m["Body"].as_str().unwrap()).unwrap();
+        let key = envelope["MessageAttributes"]["dedup_key"]["Value"]
+            .as_str()
+            .unwrap();
+        let (subject, _) = &meant[key];
+        assert_eq!(envelope["Subject"], subject.as_str());
+        for (name, a) in envelope["MessageAttributes"].as_object().unwrap() {
+            let value = a["Value"].as_str().unwrap();
+            assert!(!value.contains("=?"), "{name}: {value:?}");
+        }
+    }
+}

@@ -541,3 +541,51 @@ fn reports_per_file_are_capped_but_every_malformed_line_is_counted() {
         summary(&output)
     );
 }
+
+/// Regression (issue 11): only text that is really not valid Unicode is malformed. A record
+/// with a valid U+FFFD (a user agent anyone can choose) is evaluated and printed; one with a
+/// lone surrogate escape is reported with its line, in a JSON-lines file and in a trail file.
+#[test]
+fn a_valid_replacement_character_matches_and_a_lone_surrogate_is_malformed() {
+    let synthetic = fixture_lines("cloudtrail/astronomer-synthetic.jsonl");
+    let with_fffd = synthetic[0].replacen("\"userAgent\":\"", "\"userAgent\":\"\u{FFFD}", 1);
+    let with_escape = synthetic[1].replacen("\"userAgent\":\"", "\"userAgent\":\"\\ufffd", 1);
+    let with_surrogate = synthetic[2].replacen("\"userAgent\":\"", "\"userAgent\":\"\\udc80", 1);
+    assert!(with_fffd != synthetic[0] && with_surrogate != synthetic[2]);
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = write(
+        &dir.path().join("events.jsonl"),
+        format!("{with_fffd}\n{with_escape}\n{with_surrogate}\n"),
+    );
+    let trail = write(
+        &dir.path().join("trail.json"),
+        records_document(&[with_fffd.clone(), with_escape.clone(), with_surrogate]),
+    );
+    let output = scan(&[jsonl.as_os_str(), trail.as_os_str()]);
+    assert_exit(&output, 0);
+    assert_eq!(
+        lines(&stdout(&output)),
+        [
+            with_fffd.as_str(),
+            with_escape.as_str(),
+            with_fffd.as_str(),
+            with_escape.as_str()
+        ]
+    );
+    let err = stderr(&output);
+    assert!(
+        err.contains("events.jsonl:3: malformed record, skipped: not valid Unicode: a lone UTF-16 surrogate escape (\\udc80)"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "trail.json:3: malformed record, skipped: record 3 of the list is not valid Unicode"
+        ),
+        "{err}"
+    );
+    assert!(
+        summary(&output).contains(" 4 matches, 2 malformed,"),
+        "{}",
+        summary(&output)
+    );
+}

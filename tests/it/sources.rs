@@ -361,8 +361,8 @@ fn check_skips_malformed_records_logs_their_ids_and_goes_on() {
     let truncated = serde_json::to_string(&cloudtrail_record("bad-trunc", "AttachRolePolicy", t0))
         .unwrap()[..200]
         .to_owned();
-    // What a lossy decoder makes of bytes that are not UTF-8.
-    let replaced = serde_json::to_string(&cloudtrail_record("bad-utf8", "AttachRolePolicy", t0))
+    // A valid U+FFFD is ordinary text (issue 11): the record is reported like any other.
+    let replaced = serde_json::to_string(&cloudtrail_record("ok-fffd", "AttachRolePolicy", t0))
         .unwrap()
         .replace("terraform-ci", "terraform-\u{fffd}\u{fffd}");
     let raw = |id: &str, text: &str, offset: i64| {
@@ -372,7 +372,7 @@ fn check_skips_malformed_records_logs_their_ids_and_goes_on() {
     server.add_specs(&[
         raw("bad-notjson", "not json at all", 1),
         raw("bad-trunc", &truncated, 2),
-        raw("bad-utf8", &replaced, 3),
+        raw("ok-fffd", &replaced, 3),
         raw("bad-huge", &huge_text, 4),
     ]);
     server.add_events(&[
@@ -386,13 +386,13 @@ fn check_skips_malformed_records_logs_their_ids_and_goes_on() {
     assert_exit(&out, 0);
     assert_eq!(
         sorted(ids_of(&lines(&out))),
-        strings(&["good-1", "good-2", "good-3"]),
+        strings(&["good-1", "good-2", "good-3", "ok-fffd"]),
         "the good events of the same page are still reported"
     );
     let err = stderr(&out);
-    assert_eq!(summary_count(&err, "malformed"), 4, "{err}");
-    assert_eq!(summary_count(&err, "matches"), 3, "{err}");
-    for id in ["bad-notjson", "bad-trunc", "bad-utf8", "bad-huge"] {
+    assert_eq!(summary_count(&err, "malformed"), 3, "{err}");
+    assert_eq!(summary_count(&err, "matches"), 4, "{err}");
+    for id in ["bad-notjson", "bad-trunc", "bad-huge"] {
         let line = err
             .lines()
             .find(|l| l.contains("Skipped a malformed event") && l.contains(id))
@@ -400,7 +400,6 @@ fn check_skips_malformed_records_logs_their_ids_and_goes_on() {
         let reason = match id {
             "bad-notjson" => "not a JSON",
             "bad-trunc" => "truncated",
-            "bad-utf8" => "UTF-8",
             _ => "limit",
         };
         assert!(line.contains(reason), "{id}: {line}");
@@ -1604,5 +1603,109 @@ fn once_logs_a_malformed_record_once_and_goes_on() {
         !stderr(&out).contains("Skipped a malformed event"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// Regression (issue 11): a record whose caller-chosen text held a valid U+FFFD was logged as
+/// "not valid UTF-8" and skipped, so an AttachRolePolicy of AdministratorAccess on the vendor's
+/// role went unreported behind a user agent ending in `�`. Now only text that is really not
+/// Unicode is malformed: through the LookupEvents server, on one page, the records with a valid
+/// U+FFFD (in the user agent, and in a condition of a new policy version) are alerted like any
+/// other, and the one whose `CloudTrailEvent` holds a lone surrogate escape is reported
+/// malformed with its ID while the rest of its page is kept.
+#[test]
+fn once_alerts_records_with_a_valid_replacement_character_and_skips_only_a_lone_surrogate() {
+    let server = LookupServer::start();
+    let now = now_secs();
+    let mut attach = cloudtrail_record("fffd-agent", "AttachRolePolicy", now - 400);
+    attach["userAgent"] = json!("aws-cli/2.22.4 \u{FFFD}");
+    let mut version = policy_record(
+        "fffd-condition",
+        "CreatePolicyVersion",
+        now - 300,
+        POLICY_ARN,
+    );
+    let document = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*",
+        "Resource": "*", "Condition": {"StringEquals": {"aws:PrincipalTag/team": "ops\u{FFFD}"}}}]});
+    version["requestParameters"]["policyDocument"] = json!(document.to_string());
+    version["requestParameters"]["setAsDefault"] = json!(true);
+    for record in [&attach, &version] {
+        // As CloudTrail writes it: the U+FFFD as UTF-8 in the record's text, not escaped.
+        server.add_event_with(json!({
+            "cloudtrail_event_raw": serde_json::to_string(record).unwrap(),
+            "event_id": record["eventID"],
+            "event_name": record["eventName"],
+            "event_time": record["eventTime"],
+        }));
+    }
+    // Built by hand: serde_json cannot hold an unpaired surrogate in a String.
+    let spec = format!(
+        r#"{{"events": [{{"cloudtrail_event_raw": "{{\"eventID\":\"lone-surrogate\",\"eventName\":\"AttachRolePolicy\",\"userAgent\":\"x\udc80\",\"requestParameters\":{{\"roleName\":\"{ROLE}\"}}}}", "event_id": "lone-surrogate", "event_name": "AttachRolePolicy", "event_time": {}}}]}}"#,
+        now - 350
+    );
+    let reply = http(
+        server.port(),
+        "POST",
+        "/_control/events",
+        &[("Content-Type", "application/json")],
+        spec.as_bytes(),
+    )
+    .expect("the server answers");
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    server.add_events(&[cloudtrail_record("plain", "AttachRolePolicy", now - 200)]);
+
+    let setup = Setup::new();
+    let config = setup.config("[[source]]\ntype = \"cloudtrail\"\nmax_requests_per_sec = 2");
+    let out = run_with(Some(&server), None, &["once"], &config);
+    assert_exit(&out, 0);
+    let alerts = lines(&out);
+    assert_eq!(
+        sorted(ids_of(&alerts)),
+        strings(&["fffd-agent", "fffd-condition", "plain"]),
+        "stderr:\n{}",
+        stderr(&out)
+    );
+    let by_id = |id: &str| {
+        alerts
+            .iter()
+            .find(|a| event_id(a) == id)
+            .unwrap_or_else(|| panic!("no alert for {id}"))
+    };
+    let agent = by_id("fffd-agent");
+    assert_eq!(
+        agent["actor"]["user_agent"], "aws-cli/2.22.4 \u{FFFD}",
+        "{agent}"
+    );
+    assert_eq!(
+        agent["action"]["policy_arn"],
+        "arn:aws:iam::aws:policy/AdministratorAccess"
+    );
+    assert_eq!(agent["record"]["userAgent"], "aws-cli/2.22.4 \u{FFFD}");
+    let condition = by_id("fffd-condition");
+    assert_eq!(
+        condition["record"]["requestParameters"]["policyDocument"],
+        document.to_string()
+    );
+    let err = stderr(&out);
+    let skipped: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("Skipped a malformed event"))
+        .collect();
+    assert_eq!(skipped.len(), 1, "{err}");
+    assert!(
+        skipped[0].contains("lone-surrogate")
+            && skipped[0].contains("not valid Unicode")
+            && skipped[0].contains("lone UTF-16 surrogate escape"),
+        "{}",
+        skipped[0]
+    );
+    assert!(
+        err.contains("malformed=1") || err.contains("\"malformed\":1"),
+        "{err}"
     );
 }

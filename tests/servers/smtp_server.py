@@ -6,6 +6,10 @@ bytes exactly as received) and NNNN.json (what a test checks: the envelope, whet
 session used TLS and who authenticated, every header as received, and each MIME part
 decoded). Both files appear atomically (written, then renamed), the JSON last.
 
+`headers` are as a mail client shows them: parsed by Python's `email` package with
+`policy.default`, which decodes RFC 2047 encoded words; `raw_headers` are the same headers as
+received, only unfolded, so that a test can tell whether anything was decoded.
+
 Options:
   --port N            listen on this port (0: pick a free one)
   --starttls CERT KEY offer STARTTLS with this certificate chain and key, and require it
@@ -25,6 +29,7 @@ import email
 import email.policy
 import json
 import os
+import re
 import socket
 import ssl
 import sys
@@ -48,6 +53,18 @@ def write_atomically(path, data):
     os.replace(tmp, path)
 
 
+def raw_headers(raw):
+    """The top-level headers as received: (name, value) with the folding undone, nothing
+    decoded."""
+    head = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0].decode("utf-8", "surrogateescape")
+    unfolded = re.sub(r"\r?\n(?=[ \t])", "", head)
+    out = []
+    for line in re.split(r"\r?\n", unfolded):
+        name, _, value = line.partition(":")
+        out.append([name, value.lstrip(" \t")])
+    return out
+
+
 def describe(raw):
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     parts = []
@@ -68,6 +85,7 @@ def describe(raw):
         })
     return {
         "headers": [[k, str(v)] for k, v in msg.items()],
+        "raw_headers": raw_headers(raw),
         "content_type": msg.get_content_type(),
         "parts": parts,
     }
