@@ -26,7 +26,8 @@ pub enum Command {
     /// stdout: only the matching messages, in input order, numbered from 1. Exit status: 0 when
     /// the pattern is valid (whether or not anything matched), 2 when the pattern is invalid
     /// (the reason, with a caret under the column, goes to stderr), 1 when the messages cannot be
-    /// read.
+    /// read. `--compare-aws` also asks CloudWatch Logs `TestMetricFilter` and reports every
+    /// difference (its own output and exit status: see that flag).
     TestPattern(TestPatternArgs),
     /// Scan CloudTrail files for the events a filter pattern matches.
     ///
@@ -177,6 +178,25 @@ pub struct TestPatternArgs {
     /// trailing carriage return is stripped from each line.
     #[arg(long, value_name = "FILE")]
     pub log_event_file: Option<PathBuf>,
+
+    /// Also send the pattern and messages to CloudWatch Logs `TestMetricFilter` and compare.
+    ///
+    /// Uses the standard AWS credential chain (the caller needs `logs:TestMetricFilter`) and
+    /// honours `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`. Sends at most 50 messages per call, the
+    /// API's limit; empty messages are not sent (the API takes none) and are reported as not
+    /// compared. Prints `{"agree","local","service","differences","notCompared"}` on stdout
+    /// and one line per difference (which message, which part: match, extractedValues,
+    /// eventMessage, or the pattern's validity) on stderr. Exit status: 0 both accept the
+    /// pattern and agree on every message; 1 any difference, or the service could not be
+    /// asked (then stderr says so and stdout is empty); 2 both reject the pattern, or a usage
+    /// error.
+    #[arg(long)]
+    pub compare_aws: bool,
+
+    /// The AWS region of `--compare-aws`. Default: the standard chain (`AWS_REGION`, the
+    /// profile's region).
+    #[arg(long, value_name = "REGION", requires = "compare_aws")]
+    pub region: Option<String>,
 }
 
 /// Arguments of `rolewatch scan`.

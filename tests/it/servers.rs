@@ -1569,3 +1569,103 @@ fn aws_env_points_services_at_the_test_servers() {
     assert!(!vars.contains_key("AWS_PROFILE"));
     assert!(!vars.contains_key("AWS_ENDPOINT_URL"));
 }
+
+// ---------------------------------------------------------------------------------------
+// Our CloudWatch Logs TestMetricFilter stand-in (moto 5.2.5 has none).
+// ---------------------------------------------------------------------------------------
+
+/// `tests/servers/test_metric_filter.py` on a free port: it evaluates plain terms itself and
+/// can be scripted to disagree, to reject a pattern or to fail (see the script's docstring).
+pub struct MetricFilterServer {
+    child: Child,
+    port: u16,
+    stderr: Arc<Mutex<String>>,
+    /// Held open so that the server exits (it reads stdin to EOF) even if this process dies
+    /// without running `Drop`.
+    _stdin: ChildStdin,
+}
+
+impl MetricFilterServer {
+    /// Starts the server and waits (up to 10 s) for its `LISTENING <port>` line.
+    #[track_caller]
+    pub fn start() -> MetricFilterServer {
+        let mut cmd = Command::new(python());
+        cmd.arg(repo_root().join("tests/servers/test_metric_filter.py"))
+            .args(["--port", "0", "--exit-on-stdin-eof"]);
+        let Started {
+            child,
+            port,
+            stderr,
+            stdin,
+        } = start_script("TestMetricFilter server", cmd, LOOKUP_START_TIMEOUT);
+        MetricFilterServer {
+            child,
+            port,
+            stderr,
+            _stdin: stdin,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`, for `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        log_text(&self.stderr)
+    }
+
+    #[track_caller]
+    fn control(&self, method: &str, path: &str, body: &Value) -> Value {
+        let body = serde_json::to_vec(body).expect("control body serialises");
+        let reply = http(
+            self.port,
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            &body,
+        )
+        .unwrap_or_else(|err| panic!("{method} {path} on the TestMetricFilter server: {err}"));
+        assert_eq!(
+            reply.status,
+            200,
+            "{method} {path} on the TestMetricFilter server: {}\nserver stderr:\n{}",
+            String::from_utf8_lossy(&reply.body),
+            self.stderr()
+        );
+        reply.json()
+    }
+
+    /// Queues answers, one per coming API call: `{"reply": {"matches": […]}}` (sent verbatim)
+    /// or `{"error": {"status": 400, "code": "…", "message": "…"}}`.
+    #[track_caller]
+    pub fn answers(&self, answers: Value) {
+        self.control("POST", "/_control/answers", &json!({ "answers": answers }));
+    }
+
+    /// Lasting disagreements: `{"flip": [message…], "values": {message: {…}}, "echo":
+    /// {message: text}, "reject": {pattern: error message}}`; fields not given keep their value.
+    #[track_caller]
+    pub fn settings(&self, settings: Value) {
+        self.control("POST", "/_control/settings", &settings);
+    }
+
+    /// The API calls seen: `{"calls": [{"target", "filterPattern", "messages", "status",
+    /// "code", "access_key", "content_type"}], "answers_left": N}`.
+    #[track_caller]
+    pub fn stats(&self) -> Value {
+        self.control("GET", "/_control/stats", &json!({}))
+    }
+}
+
+impl Drop for MetricFilterServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -4,6 +4,12 @@
 //! `{"matches":[{"eventNumber":N,"eventMessage":"…","extractedValues":{…}}]}`, holding only the
 //! matching messages in input order, numbered from 1, each message exactly as given. An invalid
 //! pattern fails the whole call before any message is looked at.
+//!
+//! With `--compare-aws`, [`compare`] also asks CloudWatch Logs `TestMetricFilter` and reports
+//! every difference: the way to prove on one's own patterns that rolewatch matches what the
+//! service matches.
+
+pub mod compare;
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -72,9 +78,17 @@ pub fn evaluate<'a>(
 ///
 /// # Errors
 ///
-/// A `UsageError` for an invalid pattern (checked before the messages are read); an I/O error
-/// when the message file cannot be read or is not UTF-8, or when stdout fails.
+/// A `UsageError` for an invalid pattern (checked before the messages are read; with
+/// `--compare-aws` the service is asked first, see [`compare::run`]); an I/O error when the
+/// message file cannot be read or is not UTF-8, or when stdout fails.
 pub fn run(args: &TestPatternArgs) -> anyhow::Result<ExitCode> {
+    if args.compare_aws {
+        let messages = match &args.log_event_file {
+            Some(path) => read_messages(path)?,
+            None => args.log_event_messages.clone(),
+        };
+        return compare::run(args, &messages);
+    }
     let pattern = crate::compile_pattern(&args.filter_pattern)?;
     let from_file;
     let messages: &[String] = match &args.log_event_file {
