@@ -37,7 +37,7 @@ use crate::state::{FoundBy, NewAlert, Origin, State, StateError};
 use super::clock::Clock;
 use super::health::{BlindPolicy, SourceHealth, Transition};
 use super::metrics::{self, Metrics};
-use super::poll::{poll_source, sweep_due, sweep_source, PollContext};
+use super::poll::{poll_source, sweep_due, sweep_source, PollContext, PollError};
 
 /// Warns when IAM events are watched from a region other than us-east-1 (IAM is global; its
 /// events are recorded in us-east-1 only).
@@ -390,6 +390,12 @@ impl Daemon {
                     sc.sweep_lookback.as_secs() / 3600
                 );
                 m.sweep_completed.get_or_create(&labels).inc();
+                m.requests_throttled
+                    .get_or_create(&labels)
+                    .inc_by(o.stats.throttled);
+                m.request_retries
+                    .get_or_create(&labels)
+                    .inc_by(o.stats.retries);
                 m.sweep_requests
                     .get_or_create(&labels)
                     .inc_by(o.stats.requests);
@@ -411,6 +417,22 @@ impl Daemon {
                 true
             }
             Err(e) => {
+                if let PollError::Source(se) = e {
+                    m.requests_throttled
+                        .get_or_create(&labels)
+                        .inc_by(se.stats.throttled);
+                    m.request_retries
+                        .get_or_create(&labels)
+                        .inc_by(se.stats.retries);
+                }
+                if let PollError::Source(se) = e {
+                    m.requests_throttled
+                        .get_or_create(&labels)
+                        .inc_by(se.stats.throttled);
+                    m.request_retries
+                        .get_or_create(&labels)
+                        .inc_by(se.stats.retries);
+                }
                 tracing::error!(event = "sweep_failed", source = %sc.id, error = %e, "Sweep failed; the next poll starts it again");
                 m.sweep_failed.get_or_create(&labels).inc();
                 false
@@ -597,12 +619,13 @@ impl Daemon {
         let this = Arc::clone(self);
         let sweeps = tracker.clone();
         tracker.spawn(async move {
-            {
+            let polled = {
                 let _busy = Busy(&this.sources[i].busy);
-                this.poll(i).await;
-            }
-            // Right after a poll (the first one included) is when a due sweep starts.
-            if !this.stop_sweeps.is_cancelled() {
+                this.poll(i).await
+            };
+            // Right after a successful poll (the first one included) is when a due sweep
+            // starts; after a failed one the source is not worth a sweep yet.
+            if polled && !this.stop_sweeps.is_cancelled() {
                 this.sweep_if_due(i, &sweeps);
             }
         });

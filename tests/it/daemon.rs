@@ -11,11 +11,12 @@ use crate::servers::{cloudtrail_record, free_port, http, LookupServer};
 use crate::sources::{command, now_secs, run_with, Daemon, Setup};
 use crate::{assert_exit, stderr};
 
-/// A config polling every second, with the admin endpoint on `port`.
+/// A config polling every second, with the admin endpoint on `port`. No sweep: these tests
+/// count the polls' requests and retries (the sweep has tests of its own in alert_stream.rs).
 fn config(setup: &Setup, port: u16, daemon: &str) -> std::path::PathBuf {
     setup.config(&format!(
         "[[source]]\ntype = \"cloudtrail\"\nname = \"ct\"\nmax_requests_per_sec = 2\n\
-         schedule = \"* * * * * *\"\n\n[admin]\nlisten = \"127.0.0.1:{port}\"\n\n\
+         schedule = \"* * * * * *\"\nsweep_interval_secs = 0\n\n[admin]\nlisten = \"127.0.0.1:{port}\"\n\n\
          [daemon]\nshutdown_grace_secs = 5\n{daemon}\n"
     ))
 }
