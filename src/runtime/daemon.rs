@@ -37,7 +37,7 @@ use crate::state::{FoundBy, NewAlert, Origin, State, StateError};
 use super::clock::Clock;
 use super::health::{BlindPolicy, SourceHealth, Transition};
 use super::metrics::{self, Metrics};
-use super::poll::{poll_source, sweep_due, sweep_source, PollContext, PollError};
+use super::poll::{poll_source, sweep_due, sweep_source, PollContext, PollError, PollOutcome};
 
 /// Warns when IAM events are watched from a region other than us-east-1 (IAM is global; its
 /// events are recorded in us-east-1 only).
@@ -264,10 +264,7 @@ impl Daemon {
     async fn poll(&self, i: usize) -> bool {
         let slot = &self.sources[i];
         let sc = &slot.cfg;
-        let retention = *slot
-            .retention
-            .get_or_init(|| Self::retention(sc, &slot.source))
-            .await;
+        let retention = self.retention_of(i).await;
         lock(&self.health)[i].polling = true;
         let channels: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
         let ctx = self.poll_context(&channels, retention);
@@ -294,23 +291,8 @@ impl Daemon {
                     "Polled"
                 );
                 m.poll_completed.get_or_create(&labels).inc();
-                m.requests_throttled
-                    .get_or_create(&labels)
-                    .inc_by(o.stats.throttled);
-                m.request_retries
-                    .get_or_create(&labels)
-                    .inc_by(o.stats.retries);
                 m.events_seen.get_or_create(&labels).inc_by(o.stats.events);
-                m.events_malformed
-                    .get_or_create(&labels)
-                    .inc_by(o.bad.len() as u64);
-                m.rule_matches.get_or_create(&labels).inc_by(o.matches);
-                let real = o
-                    .new_alerts
-                    .iter()
-                    .filter(|a| a.source_id != Notice::SOURCE)
-                    .count();
-                m.alerts_recorded.get_or_create(&labels).inc_by(real as u64);
+                self.count_outcome(&labels, o);
                 m.coverage_gap
                     .get_or_create(&labels)
                     .inc_by(o.gaps.len() as u64);
@@ -328,6 +310,37 @@ impl Daemon {
         }
         self.wake.notify_one();
         result.is_ok()
+    }
+
+    /// How long source `i` keeps events, read once, before its first poll or sweep.
+    async fn retention_of(&self, i: usize) -> Option<Duration> {
+        let slot = &self.sources[i];
+        *slot
+            .retention
+            .get_or_init(|| Self::retention(&slot.cfg, &slot.source))
+            .await
+    }
+
+    /// The counters a poll and a sweep share: retries, throttles, malformed events, matches
+    /// and the alerts recorded (rolewatch's own notices not counted).
+    fn count_outcome(&self, labels: &metrics::Labels, o: &PollOutcome) {
+        let m = &self.metrics;
+        m.requests_throttled
+            .get_or_create(labels)
+            .inc_by(o.stats.throttled);
+        m.request_retries
+            .get_or_create(labels)
+            .inc_by(o.stats.retries);
+        m.events_malformed
+            .get_or_create(labels)
+            .inc_by(o.bad.len() as u64);
+        m.rule_matches.get_or_create(labels).inc_by(o.matches);
+        let real = o
+            .new_alerts
+            .iter()
+            .filter(|a| a.origin == Origin::Rule)
+            .count();
+        m.alerts_recorded.get_or_create(labels).inc_by(real as u64);
     }
 
     fn poll_context<'a>(
@@ -363,10 +376,7 @@ impl Daemon {
     async fn sweep(&self, i: usize) -> bool {
         let slot = &self.sources[i];
         let sc = &slot.cfg;
-        let retention = *slot
-            .retention
-            .get_or_init(|| Self::retention(sc, &slot.source))
-            .await;
+        let retention = self.retention_of(i).await;
         let channels: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
         let ctx = self.poll_context(&channels, retention);
         let started = tokio::time::Instant::now();
@@ -390,12 +400,7 @@ impl Daemon {
                     sc.sweep_lookback.as_secs() / 3600
                 );
                 m.sweep_completed.get_or_create(&labels).inc();
-                m.requests_throttled
-                    .get_or_create(&labels)
-                    .inc_by(o.stats.throttled);
-                m.request_retries
-                    .get_or_create(&labels)
-                    .inc_by(o.stats.retries);
+                self.count_outcome(&labels, o);
                 m.sweep_requests
                     .get_or_create(&labels)
                     .inc_by(o.stats.requests);
@@ -407,13 +412,6 @@ impl Daemon {
                     #[allow(clippy::cast_precision_loss)]
                     lateness.observe(late as f64 / 1000.0);
                 }
-                m.events_malformed
-                    .get_or_create(&labels)
-                    .inc_by(o.bad.len() as u64);
-                m.rule_matches.get_or_create(&labels).inc_by(o.matches);
-                m.alerts_recorded
-                    .get_or_create(&labels)
-                    .inc_by(o.new_alerts.len() as u64);
                 true
             }
             Err(e) => {
