@@ -5,7 +5,7 @@
 //! * `/readyz`: 200 when the state is loaded and every source's last successful poll is at
 //!   most twice its interval old; 503 otherwise. Either way a JSON body says, per source,
 //!   whether it is ready and why not.
-//! * `/metrics`: Prometheus text format ([`crate::runtime::metrics`] lists the names).
+//! * `/metrics`: Prometheus text format ([`crate::telemetry::metrics`] lists the names).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +18,20 @@ use axum::routing::get;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::daemon::Daemon;
+/// What the admin endpoint may read of the running daemon: readiness and the metrics text,
+/// nothing else. The runtime implements it; admin knows nothing of the runtime.
+pub trait AdminView: Send + Sync + 'static {
+    /// Ready or not, and the JSON body that says why.
+    fn readiness(&self) -> (bool, serde_json::Value);
+    /// The OpenMetrics text of `/metrics`.
+    ///
+    /// # Errors
+    ///
+    /// When the text cannot be formatted.
+    fn metrics_text(&self) -> Result<String, std::fmt::Error>;
+}
+
+type View = Arc<dyn AdminView>;
 
 /// Binds `addr` and serves the endpoints until `shutdown` is cancelled.
 ///
@@ -27,7 +40,7 @@ use crate::runtime::daemon::Daemon;
 /// When the address cannot be bound (in use, not local, no permission).
 pub async fn serve(
     addr: SocketAddr,
-    daemon: Arc<Daemon>,
+    view: View,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
@@ -38,7 +51,7 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(daemon);
+        .with_state(view);
     tracing::info!(listen = %local, "Admin endpoint: /healthz, /readyz, /metrics");
     Ok(tokio::spawn(async move {
         let served = axum::serve(listener, app)
@@ -54,8 +67,8 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
-    let (ready, body) = daemon.readiness();
+async fn readyz(State(view): State<View>) -> impl IntoResponse {
+    let (ready, body) = view.readiness();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -68,8 +81,8 @@ async fn readyz(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
     )
 }
 
-async fn metrics(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
-    match daemon.metrics_text() {
+async fn metrics(State(view): State<View>) -> impl IntoResponse {
+    match view.metrics_text() {
         Ok(text) => (
             StatusCode::OK,
             [(

@@ -4,56 +4,12 @@
 
 use std::collections::BTreeSet;
 
-use serde::Deserialize;
-
-use crate::config::{Rule, Severity};
+use crate::rules::{Rule, Severity};
 
 /// The rules, compiled.
 #[derive(Debug, Clone)]
 pub struct Engine {
     rules: Vec<Rule>,
-}
-
-/// The identifying fields of a CloudTrail record.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct RecordHeader {
-    #[serde(rename = "eventID")]
-    pub event_id: Option<String>,
-    #[serde(rename = "eventName")]
-    pub event_name: Option<String>,
-    #[serde(rename = "eventTime")]
-    pub event_time: Option<String>,
-    #[serde(rename = "eventSource")]
-    pub event_source: Option<String>,
-    /// The account whose trail recorded the event.
-    #[serde(rename = "recipientAccountId")]
-    pub recipient_account_id: Option<String>,
-}
-
-impl RecordHeader {
-    /// Reads the header fields of a record; `None` when the text is not a JSON object.
-    pub fn parse(record: &str) -> Option<RecordHeader> {
-        serde_json::from_str(record).ok()
-    }
-
-    /// `eventTime` as unix milliseconds.
-    pub fn event_time_ms(&self) -> Option<i64> {
-        self.event_time.as_deref().and_then(parse_time_ms)
-    }
-}
-
-/// Parses an RFC 3339 time (CloudTrail's `2024-05-01T12:00:00Z`) to unix milliseconds.
-pub fn parse_time_ms(s: &str) -> Option<i64> {
-    let t = humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).ok()?;
-    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
-    i64::try_from(d.as_millis()).ok()
-}
-
-/// Formats unix milliseconds as RFC 3339 UTC with second precision.
-pub fn format_time_ms(ms: i64) -> String {
-    let secs = u64::try_from(ms.max(0) / 1000).unwrap_or(0);
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-        .to_string()
 }
 
 /// What the rules say about one event: every rule that matched, in configuration order. One
@@ -150,7 +106,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Rule, Severity};
+    use crate::rules::{Rule, Severity};
     use filter_pattern::FilterPattern;
 
     fn rule(name: &str, p: &str) -> Rule {
@@ -227,21 +183,5 @@ mod tests {
         assert!(d.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_eq!(change_dedup_key(&k), d);
         assert_ne!(change_dedup_key(&change_key(Some("1"), "e-1")), d);
-    }
-
-    #[test]
-    fn header_and_times() {
-        let h = RecordHeader::parse(
-            r#"{"eventID":"e1","eventName":"X","eventTime":"2024-05-01T12:00:00Z","other":[1]}"#,
-        )
-        .unwrap();
-        assert_eq!(h.event_id.as_deref(), Some("e1"));
-        assert_eq!(h.event_time_ms(), Some(1_714_564_800_000));
-        assert_eq!(format_time_ms(1_714_564_800_000), "2024-05-01T12:00:00Z");
-        assert_eq!(
-            parse_time_ms("2024-05-01T12:00:00.250Z"),
-            Some(1_714_564_800_250)
-        );
-        assert!(RecordHeader::parse("not json").is_none());
     }
 }

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::engine::format_time_ms;
+use crate::time::format_rfc3339_ms;
 
 #[derive(Serialize)]
 struct MatchLine<'a> {
@@ -55,7 +55,7 @@ pub fn match_line(
         severity,
         event_id,
         event_name,
-        event_time: format_time_ms(event_time_ms),
+        event_time: format_rfc3339_ms(event_time_ms),
         source,
         record: &raw,
     })?;

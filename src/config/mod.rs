@@ -21,10 +21,7 @@ pub use channel::{
 pub use raw::RawConfig;
 pub use vendor::VendorConfig;
 
-use crate::rules::{Pack, PackParams, DOCUMENTED_PATTERN};
-
-/// Exit status for an invalid configuration (`EX_CONFIG` from sysexits.h).
-pub const EXIT_CONFIG: u8 = 78;
+use crate::rules::{Pack, PackParams, Rule, Severity};
 
 /// Defaults, in one place.
 pub mod defaults {
@@ -195,70 +192,6 @@ pub struct SourceConfig {
     pub sweep_lookback: Duration,
     /// The trail (name or ARN) that records these events, if named.
     pub trail: Option<String>,
-}
-
-/// How urgent a rule's alerts are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Severity> {
-        Some(match s {
-            "info" => Severity::Info,
-            "low" => Severity::Low,
-            "medium" => Severity::Medium,
-            "high" => Severity::High,
-            "critical" => Severity::Critical,
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A named pattern.
-#[derive(Debug, Clone)]
-pub struct Rule {
-    pub name: String,
-    pub pattern: FilterPattern,
-    pub severity: Severity,
-    /// The channels (by name) its alerts go to; `None`: every channel.
-    pub channels: Option<Vec<String>>,
-}
-
-impl Rule {
-    /// The vendor's documented pattern, verbatim, as the rule `documented`.
-    pub fn documented() -> Rule {
-        Rule {
-            name: "documented".to_owned(),
-            // The constant is tested to compile (rules.rs), so this cannot fail.
-            pattern: FilterPattern::new(DOCUMENTED_PATTERN)
-                .unwrap_or_else(|e| unreachable!("the documented pattern compiles: {e}")),
-            severity: Severity::High,
-            channels: None,
-        }
-    }
 }
 
 /// One thing wrong with a configuration.
@@ -1060,7 +993,10 @@ mod tests {
         assert_eq!(c.sources[0].id, "cloudtrail:us-east-1");
         assert_eq!(c.sources[0].overlap, Duration::from_secs(1200));
         assert_eq!(c.rules.len(), 1);
-        assert_eq!(c.rules[0].pattern.as_str(), DOCUMENTED_PATTERN);
+        assert_eq!(
+            c.rules[0].pattern.as_str(),
+            crate::rules::DOCUMENTED_PATTERN
+        );
         assert_eq!(c.state.initial_lookback, Duration::from_secs(3600));
     }
 

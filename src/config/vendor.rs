@@ -5,10 +5,7 @@ use serde::Deserialize;
 
 use super::Problem;
 
-/// The vendor's role, managed policy and account (Astronomer's documentation).
-pub const DEFAULT_ROLE: &str = "astronomer-remote-management";
-pub const DEFAULT_POLICY: &str = "AstronomerCrossAccountRole";
-pub const DEFAULT_ACCOUNT: &str = "406882777402";
+use crate::rules::{DEFAULT_ACCOUNT, DEFAULT_POLICY, DEFAULT_ROLE};
 
 /// `[vendor]` as written.
 #[derive(Debug, Default, Deserialize)]

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::policy::Verdict;
-use crate::config::{Severity, VendorConfig};
+use crate::config::VendorConfig;
+use crate::rules::Severity;
 
 /// The class of the principal that made the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

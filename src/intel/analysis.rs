@@ -12,7 +12,8 @@ use super::actor::{self, ActorClass};
 use super::baseline::{self, decode_document, Baseline};
 use super::iam::{IamError, IamReader};
 use super::policy::{self, Policy, StatementChange, Verdict};
-use crate::config::{Severity, VendorConfig};
+use crate::config::VendorConfig;
+use crate::rules::Severity;
 use crate::state::StoredAlert;
 
 /// How long all IAM calls of one analysis may take together.

@@ -1,6 +1,6 @@
 //! The read-only IAM calls the change analysis makes, behind [`IamReader`] so that tests can
 //! feed documents. [`AwsIam`] is the real one (aws-sdk-iam); each call is retried on
-//! throttling and transient errors ([`crate::source::retry::classify`] decides) and never
+//! throttling and transient errors ([`crate::aws::retry::classify`] decides) and never
 //! outlives the caller's deadline.
 //!
 //! The calls: `GetPolicy`, `GetPolicyVersion`, `GetRole`, `GetRolePolicy`,
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::source::retry::{classify, RetryClass};
+use crate::aws::retry::{classify, RetryClass};
 
 /// Why an IAM call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -13,7 +13,6 @@
 pub mod actor;
 pub mod analysis;
 pub mod baseline;
-pub mod command;
 pub mod iam;
 pub mod policy;
 pub mod worker;

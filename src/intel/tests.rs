@@ -484,7 +484,7 @@ async fn a_failed_baseline_waits_before_the_next_try() {
     let state = match crate::state::State::open(&dir.path().join("state.db")).unwrap() {
         crate::state::Opened::Fresh(s) | crate::state::Opened::Existing(s) => s,
     };
-    let clock = std::sync::Arc::new(crate::runtime::clock::FixedClock::new(1_000_000));
+    let clock = std::sync::Arc::new(crate::time::FixedClock::new(1_000_000));
     let iam = FakeIam {
         deny: true,
         ..fake()

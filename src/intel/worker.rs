@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use super::analysis::Analyzer;
 use super::baseline::{self, Baseline};
 use super::iam::IamReader;
-use crate::runtime::clock::Clock;
 use crate::state::{State, StoredAlert};
+use crate::time::Clock;
 
 /// How often a baseline is taken.
 pub const BASELINE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);

@@ -11,11 +11,9 @@
 //! * [`outbox`]: the delivery loop over the state's outbox: mark delivered only after the
 //!   channel accepted, retry with backoff, report a channel that keeps failing.
 //! * [`synthetic`]: alerts rolewatch makes itself (`notify-test`, channel notices).
-//! * [`notify_test`]: `rolewatch notify-test`.
 
 pub mod alert;
 pub mod notifier;
-pub mod notify_test;
 pub mod outbox;
 pub mod render;
 pub mod sanitize;

@@ -29,8 +29,8 @@ use super::alert::Alert;
 use super::notifier::{BuildError, Notifier, SendError};
 use super::synthetic;
 use crate::config::{ChannelConfig, DeliveryPolicy};
-use crate::runtime::clock::Clock;
 use crate::state::{State, StateError, StoredAlert};
+use crate::time::Clock;
 
 /// The most rows of one channel one pass sends.
 pub const BATCH: usize = 50;
@@ -682,8 +682,8 @@ pub(crate) mod tests {
     use std::collections::VecDeque;
 
     use super::*;
-    use crate::runtime::clock::FixedClock;
     use crate::state::{DeliveryStatus, NewAlert, PollCommit};
+    use crate::time::FixedClock;
 
     /// A channel that answers from a script (`Ok` when the script is empty) and keeps what it
     /// accepted.

@@ -15,13 +15,14 @@
 //! The layout puts what on-call decides on first (what happened to which role, by whom, did it
 //! work), then the details, then the record itself.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use askama::Template;
 use serde_json::{json, Value};
 
 use super::alert::Alert;
 use super::sanitize::{self, FIELD_MAX_CHARS, SUBJECT_MAX_CHARS};
+use crate::time::display_rfc3339_ms;
 
 /// The longest plain-text body, in characters.
 pub const TEXT_MAX_CHARS: usize = 32_000;
@@ -35,9 +36,6 @@ const RECORD_STRING_MAX_CHARS: usize = 1_024;
 
 /// The longest `record_text` in the JSON output (only present when the record is not JSON).
 const RECORD_TEXT_MAX_CHARS: usize = 8_000;
-
-/// The last unix second humantime can write (the end of year 9999).
-const MAX_FORMATTABLE_SECS: u64 = 253_402_300_799;
 
 /// Shares of the subject: the severity and event name are cut to these many characters, the
 /// rest of the line goes to the target and the actor.
@@ -185,7 +183,7 @@ fn view(alert: &Alert) -> View {
     row(
         &mut summary,
         "When",
-        Some(&format_time_ms(alert.event_time_ms)),
+        Some(&display_rfc3339_ms(alert.event_time_ms)),
     );
     row(
         &mut summary,
@@ -252,12 +250,12 @@ fn view(alert: &Alert) -> View {
     row(&mut details, "Policy document", document.as_deref());
     row(&mut details, "Region", alert.aws_region.as_deref());
     // The record's own text, when it says something other than the summary's "When".
-    let when = format_time_ms(alert.event_time_ms);
+    let when = display_rfc3339_ms(alert.event_time_ms);
     let event_time = alert.event_time.as_deref().filter(|t| *t != when);
     row(&mut details, "Event time", event_time);
     let detected = format!(
         "{} ({} after the event)",
-        format_time_ms(alert.detected_ms),
+        display_rfc3339_ms(alert.detected_ms),
         format_lag_ms(alert.detection_lag_ms())
     );
     row(&mut details, "Detected", Some(&detected));
@@ -265,7 +263,7 @@ fn view(alert: &Alert) -> View {
     if alert.delivery_delay_ms() >= 60_000 {
         let sent = format!(
             "{} (held {} in the outbox)",
-            format_time_ms(alert.rendered_ms),
+            display_rfc3339_ms(alert.rendered_ms),
             format_lag_ms(alert.delivery_delay_ms())
         );
         row(&mut details, "Sent", Some(&sent));
@@ -356,12 +354,12 @@ fn change_view(alert: &Alert) -> (Vec<Row>, Option<String>) {
         let base = match (b.taken_ms, &b.unavailable) {
             (_, Some(why)) => format!("not compared: {why}"),
             (Some(t), None) if b.differences.is_empty() => {
-                format!("the role matches the baseline of {}", format_time_ms(t))
+                format!("the role matches the baseline of {}", display_rfc3339_ms(t))
             }
             (Some(t), None) => format!(
                 "{} difference(s) from the baseline of {}",
                 b.differences.len(),
-                format_time_ms(t)
+                display_rfc3339_ms(t)
             ),
             (None, None) => "no baseline".to_owned(),
         };
@@ -440,21 +438,6 @@ fn shorten_strings(v: &Value, max: usize) -> Value {
             .collect(),
         other => other.clone(),
     }
-}
-
-/// Unix milliseconds as RFC 3339 UTC (second precision); numbers no calendar can hold are
-/// shown as they are.
-fn format_time_ms(ms: i64) -> String {
-    u64::try_from(ms)
-        .ok()
-        .filter(|ms| ms / 1000 <= MAX_FORMATTABLE_SECS)
-        .map_or_else(
-            || format!("unix time {ms} ms"),
-            |ms| {
-                humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms))
-                    .to_string()
-            },
-        )
 }
 
 /// A lag in whole seconds, `5m 2s`; a negative lag (clocks disagree) says so.

@@ -13,7 +13,7 @@
 //! - **FIFO topics** (`….fifo`) get `MessageDeduplicationId = dedup_key`: SNS then drops a
 //!   resend after a crash within its five-minute window.
 //!
-//! Failures are classified by [`crate::source::retry::classify`], the same function as for
+//! Failures are classified by [`crate::aws::retry::classify`], the same function as for
 //! every other AWS call, and retried a few times at once with its backoff; the outbox retries
 //! later when those fail too.
 
@@ -29,8 +29,8 @@ use super::alert::Alert;
 use super::notifier::{dedup_key, Delivered, SendError};
 use super::sanitize::{self, SUBJECT_MAX_CHARS};
 use super::{render, synthetic};
+use crate::aws::retry::{backoff, classify};
 use crate::config::SnsChannelConfig;
-use crate::source::retry::{backoff, classify};
 
 /// SNS's limit on a message, attributes included (262,144 bytes).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;

@@ -15,8 +15,8 @@
 use serde_json::json;
 
 use super::alert::Alert;
-use crate::engine::format_time_ms;
 use crate::state::StoredAlert;
+use crate::time::format_rfc3339_ms;
 
 /// The rule of the `notify-test` alert.
 pub const TEST_RULE: &str = "rolewatch-notify-test";
@@ -117,7 +117,7 @@ impl Notice {
     ) -> Notice {
         let mut record = json!({
             "eventVersion": "1.10",
-            "eventTime": format_time_ms(now_ms),
+            "eventTime": format_rfc3339_ms(now_ms),
             "eventSource": "rolewatch",
             "eventName": event_name,
             "eventID": event_id,
@@ -155,7 +155,7 @@ pub fn source_blind(
         &format!("source {source}"),
         format!(
             "source {source} failing since {}: {error}",
-            format_time_ms(since_ms)
+            format_rfc3339_ms(since_ms)
         ),
         json!({ "errorCode": "SourceBlind", "rolewatchFailedPolls": failures }),
         now_ms,
@@ -172,7 +172,7 @@ pub fn source_recovered(source: &str, since_ms: i64, now_ms: i64) -> Notice {
         &format!("source {source}"),
         format!(
             "source {source} is read again after failing since {}; events of that time are read now",
-            format_time_ms(since_ms)
+            format_rfc3339_ms(since_ms)
         ),
         json!({}),
         now_ms,
@@ -189,8 +189,8 @@ pub fn coverage_gap(source: &str, from_ms: i64, to_ms: i64, reason: &str, now_ms
         &format!("source {source}"),
         format!(
             "source {source}: events from {} to {} were not checked ({reason}); look at them in the trail's S3 files",
-            format_time_ms(from_ms),
-            format_time_ms(to_ms)
+            format_rfc3339_ms(from_ms),
+            format_rfc3339_ms(to_ms)
         ),
         json!({ "errorCode": "CoverageGap" }),
         now_ms,
@@ -254,7 +254,7 @@ pub fn test_alert(now_ms: i64) -> Alert {
     let event_id = format!("rolewatch-notify-test-{now_ms}");
     let record = json!({
         "eventVersion": "1.10",
-        "eventTime": format_time_ms(now_ms),
+        "eventTime": format_rfc3339_ms(now_ms),
         "eventSource": "rolewatch",
         "eventName": "NotifyTest",
         "eventID": event_id,
@@ -279,14 +279,14 @@ pub fn channel_failing(
     let event_id = format!("rolewatch-channel-failing-{channel}-{since_ms}");
     let record = json!({
         "eventVersion": "1.10",
-        "eventTime": format_time_ms(now_ms),
+        "eventTime": format_rfc3339_ms(now_ms),
         "eventSource": "rolewatch",
         "eventName": "ChannelFailing",
         "eventID": event_id,
         "userIdentity": { "type": "rolewatch", "userName": format!("rolewatch on {}", hostname()) },
-        "requestParameters": { "roleName": format!("channel {channel}"), "channel": channel, "pendingAlerts": pending, "failingSince": format_time_ms(since_ms) },
+        "requestParameters": { "roleName": format!("channel {channel}"), "channel": channel, "pendingAlerts": pending, "failingSince": format_rfc3339_ms(since_ms) },
         "errorCode": "ChannelFailing",
-        "errorMessage": format!("channel `{channel}` has been failing since {}: {error}", format_time_ms(since_ms)),
+        "errorMessage": format!("channel `{channel}` has been failing since {}: {error}", format_rfc3339_ms(since_ms)),
     });
     Alert::from_stored(
         &stored(
@@ -306,12 +306,12 @@ pub fn channel_recovered(channel: &str, since_ms: i64, now_ms: i64) -> Alert {
     let event_id = format!("rolewatch-channel-recovered-{channel}-{since_ms}");
     let record = json!({
         "eventVersion": "1.10",
-        "eventTime": format_time_ms(now_ms),
+        "eventTime": format_rfc3339_ms(now_ms),
         "eventSource": "rolewatch",
         "eventName": "ChannelRecovered",
         "eventID": event_id,
         "userIdentity": { "type": "rolewatch", "userName": format!("rolewatch on {}", hostname()) },
-        "requestParameters": { "roleName": format!("channel {channel}"), "channel": channel, "failingSince": format_time_ms(since_ms) },
+        "requestParameters": { "roleName": format!("channel {channel}"), "channel": channel, "failingSince": format_rfc3339_ms(since_ms) },
     });
     Alert::from_stored(
         &stored(

@@ -34,7 +34,7 @@ fn fixture_line(file: &str, n: usize) -> String {
 fn stored(id: i64, record: &str) -> StoredAlert {
     let v: Value = serde_json::from_str(record).unwrap_or(Value::Null);
     let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-    let event_time_ms = crate::engine::parse_time_ms(&s("eventTime")).unwrap_or(1_740_830_400_000);
+    let event_time_ms = crate::time::parse_rfc3339_ms(&s("eventTime")).unwrap_or(1_740_830_400_000);
     StoredAlert {
         id,
         rule: "astronomer-role-changed".to_owned(),

@@ -1,5 +1,7 @@
-//! Rules: the vendor's documented pattern, the built-in packs, and pattern lint.
+//! Rules: the rule model, the vendor's documented pattern, the built-in packs, and pattern
+//! lint.
 //!
+//! * [`Rule`] and [`Severity`]: a named compiled pattern, how urgent it is, where it goes.
 //! * [`DOCUMENTED_PATTERN`]: the vendor's own pattern, kept verbatim so that rolewatch matches
 //!   exactly what the vendor's documented CloudWatch metric filter would.
 //! * [`packs`]: named sets of rules generated from the vendor's role, policy and account
@@ -25,9 +27,17 @@
 pub mod event_names;
 pub mod lint;
 pub mod packs;
+pub mod rule;
 
 pub use lint::{length_problem, lint, Lint, LintContext, LintLevel};
 pub use packs::{expand, Pack, PackParams, PackRule};
+pub use rule::{Rule, Severity};
+
+/// The vendor's role, managed policy and account (Astronomer's documentation): the
+/// default `[vendor]` and the names [`DOCUMENTED_PATTERN`] pins.
+pub const DEFAULT_ROLE: &str = "astronomer-remote-management";
+pub const DEFAULT_POLICY: &str = "AstronomerCrossAccountRole";
+pub const DEFAULT_ACCOUNT: &str = "406882777402";
 
 /// The filter pattern Astronomer documents for watching its cross-account role
 /// `astronomer-remote-management` and its policy `AstronomerCrossAccountRole`, verbatim

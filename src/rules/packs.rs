@@ -13,8 +13,8 @@ use filter_pattern::MAX_PATTERN_CHARS;
 use serde_json::json;
 
 use super::DOCUMENTED_PATTERN;
-use crate::config::vendor::{DEFAULT_ACCOUNT, DEFAULT_POLICY, DEFAULT_ROLE};
-use crate::config::Severity;
+use super::{DEFAULT_ACCOUNT, DEFAULT_POLICY, DEFAULT_ROLE};
+use crate::rules::Severity;
 
 /// A built-in rule pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

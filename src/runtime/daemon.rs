@@ -17,7 +17,6 @@
 //! Cancellation has one path: SIGTERM/SIGINT cancel a token; the scheduler stops, in-flight
 //! polls finish, the outbox is flushed, all within `[daemon] shutdown_grace_secs`.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -28,16 +27,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{AdminConfig, Config, DaemonConfig, Schedule, SourceConfig, SourceKind};
-use crate::engine::{format_time_ms, Engine};
+use crate::engine::Engine;
 use crate::notify::outbox::{self, Outbox};
 use crate::notify::synthetic::{self, Notice};
 use crate::source::Source;
-use crate::state::{FoundBy, NewAlert, Origin, State, StateError};
+use crate::state::{FoundBy, NewAlert, Origin, State};
+use crate::time::format_rfc3339_ms;
 
-use super::clock::Clock;
-use super::health::{BlindPolicy, SourceHealth, Transition};
-use super::metrics::{self, Metrics};
 use super::poll::{poll_source, sweep_due, sweep_source, PollContext, PollError, PollOutcome};
+use crate::telemetry::health::{BlindPolicy, SourceHealth, Transition};
+use crate::telemetry::metrics::{self, Metrics};
+use crate::time::Clock;
 
 /// Warns when IAM events are watched from a region other than us-east-1 (IAM is global; its
 /// events are recorded in us-east-1 only).
@@ -50,57 +50,6 @@ pub fn warn_about_region(sc: &SourceConfig, pinned_names: bool) {
             "IAM events are recorded in us-east-1 only: a CloudTrail source in another region will not see changes to an IAM role"
         );
     }
-}
-
-/// Where the state lives: the configured path, or the default place.
-///
-/// # Errors
-///
-/// When no default place can be worked out.
-pub fn state_path(cfg: &Config) -> Result<PathBuf, StateError> {
-    match &cfg.state.path {
-        Some(p) => Ok(p.clone()),
-        None => crate::state::default_path(),
-    }
-}
-
-/// Opens the state, saying clearly when it is new.
-///
-/// # Errors
-///
-/// A corrupt, unreadable or too-new database: the error names the file and what to do.
-pub fn open_state(cfg: &Config) -> anyhow::Result<(State, std::fs::File)> {
-    let path = state_path(cfg)?;
-    let opened = State::open(&path)?;
-    // One rolewatch per state: a second would send the same pending alerts again.
-    let lock_path = path.with_extension("lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("cannot open the lock file {}", lock_path.display()))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another rolewatch is using the state {} (it holds {}): stop it first, or give this one its own [state] path",
-            path.display(),
-            lock_path.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(anyhow::Error::new(e).context(format!("cannot lock {}", lock_path.display())))
-        }
-    }
-    if opened.is_fresh() {
-        tracing::warn!(
-            path = %path.display(),
-            lookback_secs = cfg.state.initial_lookback.as_secs(),
-            "Started with a new, empty state: each source's first poll looks back only the initial lookback"
-        );
-    } else {
-        tracing::info!(path = %path.display(), "Opened the state");
-    }
-    Ok((opened.into_state(), lock))
 }
 
 /// How often the blind check runs besides after each poll (it catches a poll that hangs).
@@ -166,7 +115,7 @@ impl Daemon {
     ///
     /// State (corrupt, unreadable), credentials, a channel's password or CA file.
     pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
-        let (state, lock) = open_state(cfg)?;
+        let (state, lock) = crate::state::open_locked(cfg)?;
         let state = Arc::new(Mutex::new(state));
         // Pattern lint, at every start: what a rule misses or will never match.
         for (about, finding) in cfg.lint() {
@@ -482,7 +431,7 @@ impl Daemon {
                 tracing::error!(
                     event = "source_blind",
                     source = %id,
-                    since = %format_time_ms(since_ms),
+                    since = %format_rfc3339_ms(since_ms),
                     failures,
                     error = %reason,
                     "rolewatch cannot see: {}", n.summary
@@ -656,7 +605,7 @@ impl Daemon {
                     "{} {}",
                     s.cfg.id,
                     h.last_success_ms
-                        .map_or_else(|| "never".to_owned(), format_time_ms)
+                        .map_or_else(|| "never".to_owned(), format_rfc3339_ms)
                 )
             })
             .collect();
@@ -820,7 +769,7 @@ impl Daemon {
                 serde_json::json!({
                     "ready": why.is_none(),
                     "reason": why,
-                    "last_success": h.last_success_ms.map(format_time_ms),
+                    "last_success": h.last_success_ms.map(format_rfc3339_ms),
                     "consecutive_failures": h.consecutive_failures,
                     "blind": h.blind_since_ms.is_some(),
                 }),
@@ -925,4 +874,14 @@ pub fn cancel_on_signals(token: CancellationToken, grace: Duration) {
         );
         std::process::exit(1);
     });
+}
+
+impl crate::admin::AdminView for Daemon {
+    fn readiness(&self) -> (bool, serde_json::Value) {
+        Daemon::readiness(self)
+    }
+
+    fn metrics_text(&self) -> Result<String, std::fmt::Error> {
+        Daemon::metrics_text(self)
+    }
 }

@@ -1,15 +1,12 @@
-//! The runtime: the poll cycle of one source (window → fetch → engine → state), the clock
-//! seam, and the long-running loop.
+//! The runtime: the poll cycle of one source (window → fetch → engine → state) and the
+//! long-running loop that runs the stages as sibling tasks.
 //!
-//! - [`poll`]: one poll of one source, committing as it goes; catch-up and coverage gaps.
-//! - [`clock`]: wall-clock reads in one place, so tests can set the time.
+//! - [`poll`]: one poll of one source, committing as it goes; catch-up, coverage gaps, the
+//!   reconciliation sweep.
 //! - [`daemon`]: `rolewatch run`: poll every source on its schedule until told to stop;
 //!   `rolewatch once`.
-//! - [`health`]: watching the watcher: blind sources, recovery, readiness (pure).
-//! - [`metrics`]: the counters and gauges of `/metrics`, named like their log events.
+//!
+//! Health and metrics live in [`crate::telemetry`]; the clock seam in [`crate::time`].
 
-pub mod clock;
 pub mod daemon;
-pub mod health;
-pub mod metrics;
 pub mod poll;

@@ -18,16 +18,16 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::aws::retry::Priority;
 use crate::config::SourceConfig;
 use crate::engine::{change_dedup_key, change_key, Engine};
-use crate::source::{
-    BadEvent, FetchError, FetchStats, Page, Priority, Source, SourceError, Window,
-};
+use crate::event::{BadEvent, Window};
+use crate::source::{FetchError, FetchStats, Page, Source, SourceError};
 use crate::state::{
     FoundBy, Gap, NewAlert, Origin, PollCommit, SeenEvent, State, StateError, StoredAlert,
 };
 
-use super::clock::Clock;
+use crate::time::Clock;
 
 /// How much later than the retention horizon a catch-up starts, so that the oldest events
 /// are not aging out while they are read.
@@ -148,8 +148,8 @@ pub async fn poll_source(
                 tracing::error!(
                     event = "coverage_gap",
                     source = %cfg.id,
-                    from = %crate::engine::format_time_ms(gap.from_ms),
-                    to = %crate::engine::format_time_ms(gap.to_ms),
+                    from = %crate::time::format_rfc3339_ms(gap.from_ms),
+                    to = %crate::time::format_rfc3339_ms(gap.to_ms),
                     "Coverage gap: events in this interval can no longer be read from the source and were not checked"
                 );
                 // The gap, its notice through every channel and the cursor past it are

@@ -9,9 +9,10 @@ use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
 use aws_sdk_cloudtrail::Client;
 use aws_smithy_types::DateTime;
 
-use super::retry::{send_with_retries, Priority, RateLimiter, RetryClass};
-use super::{check_record, FetchError, FetchStats, Page, SinkError, SourceError, Window};
+use super::{check_record, FetchError, FetchStats, Page, SinkError, SourceError};
+use crate::aws::retry::{send_with_retries, CallStats, Priority, RateLimiter, RetryClass};
 use crate::config::SourceConfig;
+use crate::event::Window;
 
 /// Retries of one request before the poll gives up (the next poll starts again).
 const MAX_RETRIES: usize = 6;
@@ -100,15 +101,12 @@ impl CloudTrailSource {
                         .send()
                         .await
                 };
-                let out = match send_with_retries(
-                    &self.id,
-                    "LookupEvents",
-                    MAX_RETRIES,
-                    &mut stats,
-                    call,
-                )
-                .await
-                {
+                let mut calls = CallStats::default();
+                let sent =
+                    send_with_retries(&self.id, "LookupEvents", MAX_RETRIES, &mut calls, call)
+                        .await;
+                stats.add_calls(calls);
+                let out = match sent {
                     Ok(out) => out,
                     Err((class, message)) => return Err(self.error(class, message, stats)),
                 };
@@ -116,7 +114,7 @@ impl CloudTrailSource {
                 for ev in out.events() {
                     let fallback_time = ev.event_time().and_then(|t| t.to_millis().ok());
                     let Some(record) = ev.cloud_trail_event() else {
-                        page.bad.push(super::BadEvent {
+                        page.bad.push(crate::event::BadEvent {
                             event_id: ev.event_id().unwrap_or("(unknown)").to_owned(),
                             event_time_ms: fallback_time,
                             reason: "the event has no CloudTrailEvent".into(),

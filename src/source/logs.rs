@@ -11,10 +11,13 @@ use aws_config::SdkConfig;
 use aws_sdk_cloudwatchlogs::Client;
 use backon::Retryable;
 
-use super::retry::{backoff, classify, send_with_retries, Priority, RateLimiter, RetryClass};
-use super::{check_record, FetchError, FetchStats, Page, SinkError, SourceError, Window};
+use super::{check_record, FetchError, FetchStats, Page, SinkError, SourceError};
 use crate::aws::error_text;
+use crate::aws::retry::{
+    backoff, classify, send_with_retries, CallStats, Priority, RateLimiter, RetryClass,
+};
 use crate::config::{SourceConfig, SourceKind};
+use crate::event::Window;
 
 const MAX_RETRIES: usize = 6;
 
@@ -140,15 +143,12 @@ impl LogsSource {
                         .send()
                         .await
                 };
-                let out = match send_with_retries(
-                    &self.id,
-                    "FilterLogEvents",
-                    MAX_RETRIES,
-                    &mut stats,
-                    call,
-                )
-                .await
-                {
+                let mut calls = CallStats::default();
+                let sent =
+                    send_with_retries(&self.id, "FilterLogEvents", MAX_RETRIES, &mut calls, call)
+                        .await;
+                stats.add_calls(calls);
+                let out = match sent {
                     Ok(out) => out,
                     Err((class, message)) => {
                         return Err(FetchError::Source(SourceError {

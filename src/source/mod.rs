@@ -3,54 +3,26 @@
 //!
 //! - [`cloudtrail`]: CloudTrail `LookupEvents` (Event history, 90 days).
 //! - [`logs`]: CloudWatch Logs `FilterLogEvents` on the trail's log group.
-//! - [`retry`]: the retry classification, backoff and rate limit both share.
+//!
+//! Retry classification, backoff and the rate limit are [`crate::aws::retry`], shared with
+//! every other AWS caller.
 
 pub mod cloudtrail;
 pub mod lenient;
 pub mod logs;
-pub mod retry;
 
 use std::fmt;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
 
+use crate::aws::retry::Priority;
+use crate::aws::retry::RetryClass;
 use crate::config::{SourceConfig, SourceKind};
-use crate::engine::RecordHeader;
-pub use retry::Priority;
-use retry::RetryClass;
+use crate::event::{BadEvent, RawEvent, RecordHeader, Window};
 
 /// Largest CloudTrail record we accept (CloudTrail's own limit for an event is 256 KB).
 pub const MAX_RECORD_BYTES: usize = 256 * 1024;
-
-/// A half-open time window `[start_ms, end_ms)` in unix milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    pub start_ms: i64,
-    pub end_ms: i64,
-}
-
-/// One event as fetched: its ID, time and name (read once, when the record is checked) and
-/// the CloudTrail record's raw JSON text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawEvent {
-    pub event_id: String,
-    pub event_time_ms: i64,
-    /// `eventName`, empty when the record has none.
-    pub event_name: String,
-    /// `recipientAccountId`: the account whose trail recorded the event.
-    pub account_id: Option<String>,
-    pub record: String,
-}
-
-/// An event that cannot be evaluated, with the reason; it is logged, counted and skipped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadEvent {
-    pub event_id: String,
-    /// The API's own time for the event, when it gave one.
-    pub event_time_ms: Option<i64>,
-    pub reason: String,
-}
 
 /// What one page of results held.
 #[derive(Debug, Default)]
@@ -70,6 +42,13 @@ pub struct FetchStats {
 }
 
 impl FetchStats {
+    /// Adds the requests of one AWS call.
+    pub fn add_calls(&mut self, c: crate::aws::retry::CallStats) {
+        self.requests += c.requests;
+        self.retries += c.retries;
+        self.throttled += c.throttled;
+    }
+
     pub fn add(&mut self, o: FetchStats) {
         self.requests += o.requests;
         self.throttled += o.throttled;

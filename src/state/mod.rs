@@ -18,6 +18,7 @@
 
 mod error;
 mod intel;
+mod open;
 pub mod schema;
 
 #[cfg(test)]
@@ -37,6 +38,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 
 use error::sqlite;
 pub use error::StateError;
+pub use open::{open_locked, state_path};
 
 /// How long a statement waits for a lock held by another connection before failing with a
 /// busy error. Commits are small, so anything longer than this is a stuck process.

@@ -1145,8 +1145,8 @@ fn once_with_a_cursor_older_than_90_days_records_the_exact_coverage_gap() {
         .find(|l| l.contains("Coverage gap"))
         .unwrap_or_else(|| panic!("the gap is not logged:\n{err}"));
     assert!(line.contains("ERROR"), "{line}");
-    let from = rolewatch::engine::format_time_ms(gap.from_ms);
-    let to = rolewatch::engine::format_time_ms(gap.to_ms);
+    let from = rolewatch::time::format_rfc3339_ms(gap.from_ms);
+    let to = rolewatch::time::format_rfc3339_ms(gap.to_ms);
     assert!(line.contains(&from) && line.contains(&to), "{line}");
     // Every request starts no earlier than the 90 days kept.
     for r in requests(&server) {

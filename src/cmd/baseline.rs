@@ -4,9 +4,19 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use super::baseline;
-use super::iam::AwsIam;
 use crate::config::Config;
+use crate::intel::baseline;
+use crate::intel::iam::AwsIam;
+
+/// The command: loads the configuration, then [`run`] on its own runtime.
+///
+/// # Errors
+///
+/// An invalid configuration (exit 78), or as [`run`].
+pub fn main(args: &crate::cli::BaselineArgs) -> anyhow::Result<ExitCode> {
+    let cfg = crate::config::load(args.config.as_deref())?;
+    super::tokio_runtime()?.block_on(run(&cfg, args.record, &mut std::io::stdout()))
+}
 
 /// Prints the snapshot (and records it with `record`).
 ///
@@ -17,9 +27,9 @@ use crate::config::Config;
 pub async fn run(cfg: &Config, record: bool, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let sdk = crate::aws::load(crate::config::defaults::REGION).await?;
     let iam = AwsIam::new(&sdk);
-    let now = crate::runtime::clock::Clock::now_ms(&crate::runtime::clock::SystemClock);
+    let now = crate::time::Clock::now_ms(&crate::time::SystemClock);
     let snap = tokio::time::timeout(
-        super::analysis::DEFAULT_BUDGET * 3,
+        crate::intel::analysis::DEFAULT_BUDGET * 3,
         baseline::snapshot(&iam, &cfg.vendor, now),
     )
     .await
@@ -27,7 +37,7 @@ pub async fn run(cfg: &Config, record: bool, out: &mut dyn Write) -> anyhow::Res
     .map_err(|e| anyhow::anyhow!("cannot read the role {}: {e}", cfg.vendor.role_name))?;
     let json = serde_json::to_string_pretty(&snap)?;
     if record {
-        let (mut state, _lock) = crate::runtime::daemon::open_state(cfg)?;
+        let (mut state, _lock) = crate::state::open_locked(cfg)?;
         state.put_baseline(
             &snap.role_name,
             snap.taken_ms,

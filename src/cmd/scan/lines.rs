@@ -168,7 +168,7 @@ mod tests {
     /// while a text passes the prefilter whenever one of its lines does.
     #[test]
     fn prefilter_passes_a_block_when_it_passes_one_of_its_lines() {
-        let sample = include_str!("../../tests/fixtures/sample-events.jsonl");
+        let sample = include_str!("../../../tests/fixtures/sample-events.jsonl");
         let pattern = filter_pattern::FilterPattern::new(crate::rules::DOCUMENTED_PATTERN)
             .expect("the documented pattern compiles");
         let prefilter = pattern

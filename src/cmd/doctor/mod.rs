@@ -30,7 +30,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::config::Config;
-use crate::runtime::clock::{Clock, SystemClock};
+use crate::time::{Clock, SystemClock};
 
 /// The longest any one network check may take (IAM's snapshot, several calls, gets twice).
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -110,6 +110,17 @@ impl fmt::Display for Finding {
     }
 }
 
+/// The command: loads the configuration, then [`run`] on its own runtime.
+///
+/// # Errors
+///
+/// An invalid configuration (exit 78), or as [`run`].
+pub fn main(args: &crate::cli::RunArgs) -> anyhow::Result<ExitCode> {
+    let cfg = crate::config::load(args.config.as_deref())?;
+    crate::cmd::init_logging(crate::config::LogFormat::Text);
+    crate::cmd::tokio_runtime()?.block_on(run(&cfg, &mut std::io::stdout()))
+}
+
 /// Runs every check of `cfg`, writing each finding to `out` as soon as it is known, then a
 /// summary line. Exit status 0 when nothing failed, 1 when a check failed.
 ///
@@ -151,7 +162,7 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> 
     Ok(if fail == 0 {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(crate::EXIT_FAILURE)
+        ExitCode::from(crate::exit::EXIT_FAILURE)
     })
 }
 

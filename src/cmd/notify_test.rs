@@ -5,10 +5,21 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use super::notifier::Notifier;
-use super::synthetic;
 use crate::config::{ChannelKind, Config};
-use crate::runtime::clock::{Clock, SystemClock};
+use crate::notify::notifier::Notifier;
+use crate::notify::synthetic;
+use crate::time::{Clock, SystemClock};
+
+/// The command: loads the configuration, then [`run`] on its own runtime.
+///
+/// # Errors
+///
+/// An invalid configuration (exit 78), or as [`run`].
+pub fn main(args: &crate::cli::RunArgs) -> anyhow::Result<ExitCode> {
+    let cfg = crate::config::load(args.config.as_deref())?;
+    super::init_logging(cfg.daemon.log_format);
+    super::tokio_runtime()?.block_on(run(&cfg, &mut std::io::stdout()))
+}
 
 /// Sends the test alert through every channel of `cfg` and writes one result line per channel
 /// to `out`: `ok <name> (<type>)[ <receipt>]` or `FAILED <name> (<type>): <error>`.
@@ -63,6 +74,6 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> 
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(crate::EXIT_FAILURE)
+        ExitCode::from(crate::exit::EXIT_FAILURE)
     })
 }

@@ -1,5 +1,10 @@
 //! The shared AWS configuration: the standard credential chain, loaded once, with timeouts
 //! that keep a missing credential or a dead endpoint from hanging a command.
+//!
+//! [`retry`]: the one retry classifier, backoff and client-side rate limit every AWS caller
+//! uses (sources, SNS, IAM, TestMetricFilter).
+
+pub mod retry;
 
 use std::time::Duration;
 

@@ -25,9 +25,9 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use serde_json::{json, Value};
 
 use super::ExtractedValues;
+use crate::aws::retry::{classify, RetryClass};
 use crate::cli::TestPatternArgs;
-use crate::source::retry::{classify, RetryClass};
-use crate::{UsageError, EXIT_FAILURE, EXIT_USAGE};
+use crate::exit::{UsageError, EXIT_FAILURE, EXIT_USAGE};
 
 /// The most messages `TestMetricFilter` takes in one call.
 pub const MESSAGES_PER_CALL: usize = 50;

@@ -89,7 +89,7 @@ pub fn run(args: &TestPatternArgs) -> anyhow::Result<ExitCode> {
         };
         return compare::run(args, &messages);
     }
-    let pattern = crate::compile_pattern(&args.filter_pattern)?;
+    let pattern = crate::exit::compile_pattern(&args.filter_pattern)?;
     let from_file;
     let messages: &[String] = match &args.log_event_file {
         Some(path) => {

@@ -84,6 +84,22 @@ pub fn classify_service(code: Option<&str>, status: u16) -> RetryClass {
     }
 }
 
+/// The requests one call took: the first, the retries, the throttled replies.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CallStats {
+    pub requests: u64,
+    pub retries: u64,
+    pub throttled: u64,
+}
+
+impl CallStats {
+    fn add(&mut self, o: CallStats) {
+        self.requests += o.requests;
+        self.retries += o.retries;
+        self.throttled += o.throttled;
+    }
+}
+
 /// Calls `call` (one paced AWS request) until it succeeds, retrying what [`classify`] calls
 /// retryable with [`backoff`]; counts requests, retries and throttles into `stats`. On final
 /// failure returns the class and a one-line description of the last error.
@@ -91,7 +107,7 @@ pub async fn send_with_retries<T, E, Fut>(
     source_id: &str,
     operation: &str,
     max_retries: usize,
-    stats: &mut super::FetchStats,
+    stats: &mut CallStats,
     call: impl FnMut() -> Fut,
 ) -> Result<T, (RetryClass, String)>
 where
@@ -99,7 +115,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     use backon::Retryable;
-    let mut attempts = super::FetchStats::default();
+    let mut attempts = CallStats::default();
     let result = call
         .retry(backoff(max_retries))
         .sleep(tokio::time::sleep)

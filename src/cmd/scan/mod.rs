@@ -72,7 +72,7 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<ExitCode> {
         .filter_pattern
         .as_deref()
         .unwrap_or(crate::rules::DOCUMENTED_PATTERN);
-    let pattern = crate::compile_pattern(text)?;
+    let pattern = crate::exit::compile_pattern(text)?;
     let started = Instant::now();
 
     let progress = if io::stderr().is_terminal() {
@@ -125,7 +125,7 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<ExitCode> {
     let stats = scanner.stats;
     eprintln!("rolewatch: {}", Summary(&stats, started.elapsed()));
     Ok(if stats.unreadable > 0 {
-        ExitCode::from(crate::EXIT_FAILURE)
+        ExitCode::from(crate::exit::EXIT_FAILURE)
     } else {
         ExitCode::SUCCESS
     })

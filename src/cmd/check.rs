@@ -10,10 +10,12 @@ use anyhow::Context;
 
 use crate::cli::CheckArgs;
 use crate::config;
-use crate::engine::{parse_time_ms, Engine};
-use crate::runtime::clock::{Clock, SystemClock};
-use crate::source::{FetchError, FetchStats, Page, Source, Window};
-use crate::UsageError;
+use crate::engine::Engine;
+use crate::event::Window;
+use crate::exit::UsageError;
+use crate::source::{FetchError, FetchStats, Page, Source};
+use crate::time::parse_rfc3339_ms;
+use crate::time::{Clock, SystemClock};
 
 /// The window `check` reads: `--since` back from now (default one hour), or `--start` to
 /// `--end` (default now).
@@ -24,7 +26,7 @@ use crate::UsageError;
 pub fn window(args: &CheckArgs, now_ms: i64) -> anyhow::Result<Window> {
     let usage = |m: String| anyhow::Error::from(UsageError(m.into()));
     let end = match &args.end {
-        Some(t) => parse_time_ms(t).ok_or_else(|| {
+        Some(t) => parse_rfc3339_ms(t).ok_or_else(|| {
             usage(format!(
                 "--end `{t}` is not an RFC 3339 time such as 2024-05-01T12:00:00Z"
             ))
@@ -32,7 +34,7 @@ pub fn window(args: &CheckArgs, now_ms: i64) -> anyhow::Result<Window> {
         None => now_ms,
     };
     let start = match (&args.start, &args.since) {
-        (Some(t), _) => parse_time_ms(t).ok_or_else(|| {
+        (Some(t), _) => parse_rfc3339_ms(t).ok_or_else(|| {
             usage(format!(
                 "--start `{t}` is not an RFC 3339 time such as 2024-05-01T12:00:00Z"
             ))
@@ -56,6 +58,16 @@ pub fn window(args: &CheckArgs, now_ms: i64) -> anyhow::Result<Window> {
         start_ms: start,
         end_ms: end,
     })
+}
+
+/// The command: text logs, then [`run`] on its own runtime.
+///
+/// # Errors
+///
+/// As [`run`].
+pub fn main(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    super::init_logging(crate::config::LogFormat::Text);
+    super::tokio_runtime()?.block_on(run(args))
 }
 
 /// Runs `check`.
@@ -116,7 +128,7 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             Ok(())
         };
         match source
-            .fetch(window, crate::source::Priority::Regular, &mut sink)
+            .fetch(window, crate::aws::retry::Priority::Regular, &mut sink)
             .await
         {
             Ok(stats) => total.add(stats),
@@ -132,8 +144,8 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     eprintln!(
         "rolewatch check: {} source(s), {} → {}, {} requests ({} throttled, {} retries), {} events, {} matches, {} malformed, {} failed source(s)",
         cfg.sources.len(),
-        crate::engine::format_time_ms(window.start_ms),
-        crate::engine::format_time_ms(window.end_ms),
+        crate::time::format_rfc3339_ms(window.start_ms),
+        crate::time::format_rfc3339_ms(window.end_ms),
         total.requests,
         total.throttled,
         total.retries,
@@ -143,7 +155,7 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         failed
     );
     Ok(if failed > 0 {
-        ExitCode::from(crate::EXIT_FAILURE)
+        ExitCode::from(crate::exit::EXIT_FAILURE)
     } else {
         ExitCode::SUCCESS
     })

@@ -12,8 +12,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::cli::HealthcheckArgs;
-use crate::config::{self, EXIT_CONFIG};
-use crate::EXIT_FAILURE;
+use crate::config;
+use crate::exit::EXIT_CONFIG;
+use crate::exit::EXIT_FAILURE;
 
 /// The most of a response body echoed to stdout.
 const MAX_ECHO: usize = 4096;
@@ -41,9 +42,9 @@ pub fn run(args: &HealthcheckArgs, out: &mut dyn Write) -> anyhow::Result<ExitCo
     };
     let uri: axum::http::Uri = url
         .parse()
-        .map_err(|e| crate::UsageError(format!("`{url}` is not a URL: {e}").into()))?;
+        .map_err(|e| crate::exit::UsageError(format!("`{url}` is not a URL: {e}").into()))?;
     if uri.scheme_str() != Some("http") {
-        return Err(crate::UsageError(
+        return Err(crate::exit::UsageError(
             format!("`{url}`: the admin endpoint speaks plain http").into(),
         )
         .into());

@@ -40,7 +40,7 @@ pub(super) struct StateReport {
 /// Checks the state's place; reads its baseline of the vendor's role.
 pub(super) fn check(cfg: &Config) -> StateReport {
     const CHECK: &str = "state";
-    let path = match crate::runtime::daemon::state_path(cfg) {
+    let path = match crate::state::state_path(cfg) {
         Ok(p) => p,
         Err(e) => {
             return StateReport {

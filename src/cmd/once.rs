@@ -1,0 +1,29 @@
+//! `rolewatch once`: one pass of the daemon — every source polled (and swept when due), every
+//! alert delivered — then exit; for timers and cron.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::cli::RunArgs;
+use crate::exit::EXIT_FAILURE;
+use crate::runtime::daemon::Daemon;
+use crate::time::SystemClock;
+
+/// Loads the configuration and runs one pass.
+///
+/// # Errors
+///
+/// An invalid configuration (exit 78) or a state that cannot be opened or locked; a source or
+/// channel that fails is reported and makes the exit status 1.
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let cfg = crate::config::load(args.config.as_deref())?;
+    super::init_logging(cfg.daemon.log_format);
+    super::tokio_runtime()?.block_on(async move {
+        let daemon = Daemon::start(&cfg, Arc::new(SystemClock)).await?;
+        Ok(if daemon.once().await {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_FAILURE)
+        })
+    })
+}
