@@ -641,6 +641,7 @@ fn default_path_prefers_systemd_then_xdg_then_home() {
 struct Rng(u64);
 
 impl Rng {
+    #[allow(clippy::disallowed_methods)] // a seed, not a time
     fn from_clock() -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -774,6 +775,7 @@ fn sigkill_at_random_points_loses_no_committed_poll() {
             // Anywhere, including during open and the migrations.
             std::thread::sleep(Duration::from_millis(rng.below(150)));
         } else {
+            #[allow(clippy::disallowed_methods)] // a thread, not a task: no tokio clock here
             let start = Instant::now();
             while acked.load(Ordering::SeqCst) < 0 {
                 assert!(

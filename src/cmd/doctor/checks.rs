@@ -1,11 +1,12 @@
 //! The network checks: credentials and caller identity, sources, trails, channels.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::SdkConfig;
 use aws_smithy_types::DateTime;
+use tokio::time::Instant;
 
 use super::{
     arn_account, arn_region, bounded, call, elapsed_ms, when, AwsFailure, Finding, Status,

@@ -284,7 +284,7 @@ fn ago(age_ms: i64) -> String {
 }
 
 /// Milliseconds since `start`, for latencies.
-fn elapsed_ms(start: std::time::Instant) -> u128 {
+fn elapsed_ms(start: tokio::time::Instant) -> u128 {
     start.elapsed().as_millis()
 }
 
