@@ -491,7 +491,7 @@ async fn a_failed_baseline_waits_before_the_next_try() {
     };
     let worker = super::worker::Worker::new(
         analyzer(iam),
-        std::sync::Arc::new(Mutex::new(state)),
+        crate::state::Store::new(state),
         clock.clone(),
     );
     let calls = |w: &super::worker::Worker<FakeIam>| w.analyzer.iam.calls.lock().unwrap().len();

@@ -7,7 +7,7 @@
 //! calls, and a slow IAM delays no poll. The outbox holds a new alert back until it has its
 //! analysis, for at most [`crate::notify::outbox::Outbox::with_analysis_wait`].
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::analysis::Analyzer;
 use super::baseline::{self, Baseline};
 use super::iam::IamReader;
-use crate::state::{State, StoredAlert};
+use crate::state::{Store, StoredAlert};
 use crate::time::Clock;
 
 /// How often a baseline is taken.
@@ -39,7 +39,7 @@ const BATCH: usize = 20;
 pub fn for_daemon(
     cfg: &crate::config::Config,
     sdk: &aws_config::SdkConfig,
-    state: Arc<Mutex<State>>,
+    state: Store,
     clock: Arc<dyn Clock>,
 ) -> Arc<Worker<super::iam::AwsIam>> {
     Arc::new(Worker::new(
@@ -59,21 +59,17 @@ pub fn is_own_notice(stored: &StoredAlert) -> bool {
     stored.origin == crate::state::Origin::Notice
 }
 
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// Analyses alerts and keeps the baseline.
 pub struct Worker<R> {
     pub analyzer: Analyzer<R>,
-    state: Arc<Mutex<State>>,
+    state: Store,
     clock: Arc<dyn Clock>,
     /// After a failed baseline, none is tried before this time (unix ms).
     baseline_retry_ms: std::sync::atomic::AtomicI64,
 }
 
 impl<R: IamReader> Worker<R> {
-    pub fn new(analyzer: Analyzer<R>, state: Arc<Mutex<State>>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(analyzer: Analyzer<R>, state: Store, clock: Arc<dyn Clock>) -> Self {
         Worker {
             analyzer,
             state,
@@ -84,7 +80,9 @@ impl<R: IamReader> Worker<R> {
 
     /// The newest baseline in the state.
     pub fn latest_baseline(&self) -> Option<Baseline> {
-        let row = lock(&self.state).latest_baseline(&self.analyzer.vendor.role_name);
+        let row = self
+            .state
+            .with(|s| s.latest_baseline(&self.analyzer.vendor.role_name));
         match row {
             Ok(Some((_, json))) => serde_json::from_str(&json).ok(),
             Ok(None) => None,
@@ -115,8 +113,8 @@ impl<R: IamReader> Worker<R> {
         })?
         .map_err(|e| e.to_string())?;
         let json = serde_json::to_string(&b).map_err(|e| e.to_string())?;
-        lock(&self.state)
-            .put_baseline(&b.role_name, b.taken_ms, &json)
+        self.state
+            .with(|s| s.put_baseline(&b.role_name, b.taken_ms, &json))
             .map_err(|e| e.to_string())?;
         tracing::info!(
             event = "baseline_taken",
@@ -147,8 +145,9 @@ impl<R: IamReader> Worker<R> {
             now.saturating_sub(b.taken_ms)
                 >= i64::try_from(BASELINE_EVERY.as_millis()).unwrap_or(i64::MAX)
         });
-        let waiting = lock(&self.state)
-            .unanalysed_alerts(1)
+        let waiting = self
+            .state
+            .with(|s| s.unanalysed_alerts(1))
             .map(|v| !v.is_empty())
             .unwrap_or(true);
         if due && !waiting {
@@ -165,7 +164,7 @@ impl<R: IamReader> Worker<R> {
 
     /// Analyses the alerts that wait for it; returns how many were analysed.
     pub async fn pass(&self) -> usize {
-        let due = match lock(&self.state).unanalysed_alerts(BATCH) {
+        let due = match self.state.with(|s| s.unanalysed_alerts(BATCH)) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "Cannot read the alerts to analyse");
@@ -207,7 +206,10 @@ impl<R: IamReader> Worker<R> {
                     continue;
                 }
             };
-            if let Err(e) = lock(&self.state).put_analysis(stored.id, &json, self.clock.now_ms()) {
+            if let Err(e) = self
+                .state
+                .with(|s| s.put_analysis(stored.id, &json, self.clock.now_ms()))
+            {
                 tracing::error!(alert_id = stored.id, error = %e, "Cannot record an analysis");
                 continue;
             }

@@ -29,7 +29,7 @@ use super::alert::Alert;
 use super::notifier::{BuildError, Notifier, SendError};
 use super::synthetic;
 use crate::config::{ChannelConfig, DeliveryPolicy};
-use crate::state::{State, StateError, StoredAlert};
+use crate::state::{StateError, Store, StoredAlert};
 use crate::time::Clock;
 
 /// The most rows of one channel one pass sends.
@@ -195,7 +195,7 @@ struct Notice {
 /// The delivery loop of every channel.
 pub struct Outbox {
     channels: Vec<Channel>,
-    state: Arc<Mutex<State>>,
+    state: Store,
     clock: Arc<dyn Clock>,
     backoff: Backoff,
     health: Mutex<Vec<Health>>,
@@ -214,7 +214,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Outbox {
-    pub fn new(channels: Vec<Channel>, state: Arc<Mutex<State>>, clock: Arc<dyn Clock>) -> Outbox {
+    pub fn new(channels: Vec<Channel>, state: Store, clock: Arc<dyn Clock>) -> Outbox {
         let n = channels.len();
         Outbox {
             channels,
@@ -376,7 +376,7 @@ impl Outbox {
             return TICK;
         }
         let now = self.clock.now_ms();
-        match lock(&self.state).next_attempt_ms() {
+        match self.state.with(|s| s.next_attempt_ms()) {
             Ok(Some(t)) if t > now => {
                 Duration::from_millis(u64::try_from(t - now).unwrap_or(0)).clamp(TICK, IDLE_TICK)
             }
@@ -393,7 +393,7 @@ impl Outbox {
         if lock(&self.health)[i].resting_until_ms > now {
             return;
         }
-        let due = match lock(&self.state).due_alerts(name, now, BATCH) {
+        let due = match self.state.with(|s| s.due_alerts(name, now, BATCH)) {
             Ok(d) => d,
             Err(e) => {
                 self.state_error(name, &e, "read the due alerts");
@@ -402,7 +402,7 @@ impl Outbox {
             }
         };
         for stored in due {
-            let analysis = match lock(&self.state).analysis(stored.id) {
+            let analysis = match self.state.with(|s| s.analysis(stored.id)) {
                 Ok(a) => a.and_then(|json| serde_json::from_str(&json).ok()),
                 Err(e) => {
                     self.state_error(name, &e, "read an analysis");
@@ -421,7 +421,7 @@ impl Outbox {
             let now = self.clock.now_ms();
             match result {
                 Ok(delivered) => {
-                    if let Err(e) = lock(&self.state).mark_delivered(stored.id, name, now) {
+                    if let Err(e) = self.state.with(|s| s.mark_delivered(stored.id, name, now)) {
                         // The channel has it; the row stays pending and is sent again later.
                         self.state_error(name, &e, "mark an alert delivered");
                         report.state_errors += 1;
@@ -475,28 +475,33 @@ impl Outbox {
             h[i].first_failure_ms.get_or_insert(now);
             h[i].last_error = e.to_string();
         }
-        let mut state = lock(&self.state);
-        let attempts = match state.delivery(stored.id, name) {
-            Ok(d) => d.map_or(1, |d| d.attempts.saturating_add(1)),
-            Err(err) => {
-                self.state_error(name, &err, "read a delivery");
+        let outcome = self.state.with(|state| -> Result<(Option<i64>, u32), i64> {
+            let attempts = match state.delivery(stored.id, name) {
+                Ok(d) => d.map_or(1, |d| d.attempts.saturating_add(1)),
+                Err(err) => {
+                    self.state_error(name, &err, "read a delivery");
+                    report.state_errors += 1;
+                    return Err(now.saturating_add(ms(self.backoff.delay(1, 1.0))));
+                }
+            };
+            let limit = if e.is_retryable() {
+                ch.policy.retry_max_attempts
+            } else {
+                Some(ch.policy.permanent_max_attempts)
+            };
+            let give_up = limit.is_some_and(|n| attempts >= n);
+            let retry_at = (!give_up)
+                .then(|| now.saturating_add(ms(self.backoff.delay(attempts, fastrand::f64()))));
+            if let Err(err) = state.mark_failed(stored.id, name, &e.to_string(), retry_at) {
+                self.state_error(name, &err, "record a failed delivery");
                 report.state_errors += 1;
-                return Some(now.saturating_add(ms(self.backoff.delay(1, 1.0))));
             }
+            Ok((retry_at, attempts))
+        });
+        let (retry_at, attempts) = match outcome {
+            Ok(r) => r,
+            Err(next) => return Some(next),
         };
-        let limit = if e.is_retryable() {
-            ch.policy.retry_max_attempts
-        } else {
-            Some(ch.policy.permanent_max_attempts)
-        };
-        let give_up = limit.is_some_and(|n| attempts >= n);
-        let retry_at = (!give_up)
-            .then(|| now.saturating_add(ms(self.backoff.delay(attempts, fastrand::f64()))));
-        if let Err(err) = state.mark_failed(stored.id, name, &e.to_string(), retry_at) {
-            self.state_error(name, &err, "record a failed delivery");
-            report.state_errors += 1;
-        }
-        drop(state);
         match retry_at {
             None => {
                 self.counters[i].abandoned.fetch_add(1, Ordering::Relaxed);
@@ -559,16 +564,18 @@ impl Outbox {
         match episode {
             None if failures > 0 => {
                 let since = since.unwrap_or(now);
-                let oldest_wait = lock(&self.state)
-                    .undelivered_alerts(name, 1)
+                let oldest_wait = self
+                    .state
+                    .with(|s| s.undelivered_alerts(name, 1))
                     .ok()
                     .and_then(|v| v.first().map(|a| now.saturating_sub(a.detected_ms)))
                     .unwrap_or(0);
                 if failures < FAILING_AFTER_FAILURES && oldest_wait <= ms(FAILING_AFTER_WAIT) {
                     return;
                 }
-                let pending = lock(&self.state)
-                    .undelivered_alerts(name, 100_000)
+                let pending = self
+                    .state
+                    .with(|s| s.undelivered_alerts(name, 100_000))
                     .map_or(0, |v| v.len() as u64);
                 lock(&self.health)[i].episode_since_ms = Some(since);
                 self.counters[i].failing.store(true, Ordering::Relaxed);
@@ -682,7 +689,7 @@ pub(crate) mod tests {
     use std::collections::VecDeque;
 
     use super::*;
-    use crate::state::{DeliveryStatus, NewAlert, PollCommit};
+    use crate::state::{DeliveryStatus, NewAlert, PollCommit, State};
     use crate::time::FixedClock;
 
     /// A channel that answers from a script (`Ok` when the script is empty) and keeps what it
@@ -729,7 +736,7 @@ pub(crate) mod tests {
         _dir: tempfile::TempDir,
         outbox: Outbox,
         clock: Arc<FixedClock>,
-        state: Arc<Mutex<State>>,
+        state: Store,
     }
 
     const T0: i64 = 1_700_000_000_000;
@@ -739,38 +746,40 @@ pub(crate) mod tests {
         let state = State::open(&dir.path().join("state.db"))
             .unwrap()
             .into_state();
-        let state = Arc::new(Mutex::new(state));
+        let state = Store::new(state);
         let names: Vec<String> = channels
             .iter()
             .map(|c| c.notifier.name().to_owned())
             .collect();
         let record = r#"{"eventName":"AttachRolePolicy"}"#;
-        lock(&state)
-            .commit_poll(&PollCommit {
-                source_id: "src",
-                cursor_ms: T0,
-                now_ms: T0,
-                seen: vec![],
-                alerts: alerts
-                    .iter()
-                    .map(|id| NewAlert {
-                        rule: "documented",
-                        rules: vec!["documented"],
-                        severity: "high",
-                        origin: crate::state::Origin::Rule,
-                        found_by: crate::state::FoundBy::Poll,
-                        change_key: None,
-                        dedup_key: None,
-                        event_id: id,
-                        event_name: "AttachRolePolicy",
-                        event_time_ms: T0 - 60_000,
-                        source_id: "src",
-                        record,
-                        channels: None,
-                    })
-                    .collect(),
-                channels: names.iter().map(String::as_str).collect(),
-                gaps: vec![],
+        state
+            .with(|s| {
+                s.commit_poll(&PollCommit {
+                    source_id: "src",
+                    cursor_ms: T0,
+                    now_ms: T0,
+                    seen: vec![],
+                    alerts: alerts
+                        .iter()
+                        .map(|id| NewAlert {
+                            rule: "documented",
+                            rules: vec!["documented"],
+                            severity: "high",
+                            origin: crate::state::Origin::Rule,
+                            found_by: crate::state::FoundBy::Poll,
+                            change_key: None,
+                            dedup_key: None,
+                            event_id: id,
+                            event_name: "AttachRolePolicy",
+                            event_time_ms: T0 - 60_000,
+                            source_id: "src",
+                            record,
+                            channels: None,
+                        })
+                        .collect(),
+                    channels: names.iter().map(String::as_str).collect(),
+                    gaps: vec![],
+                })
             })
             .unwrap();
         let clock = Arc::new(FixedClock::new(T0));
@@ -784,7 +793,10 @@ pub(crate) mod tests {
     }
 
     fn delivery(s: &Setup, alert_id: i64, channel: &str) -> crate::state::Delivery {
-        lock(&s.state).delivery(alert_id, channel).unwrap().unwrap()
+        s.state
+            .with(|s| s.delivery(alert_id, channel))
+            .unwrap()
+            .unwrap()
     }
 
     fn down() -> Result<(), SendError> {

@@ -31,7 +31,7 @@ use crate::engine::Engine;
 use crate::notify::outbox::{self, Outbox};
 use crate::notify::synthetic::{self, Notice};
 use crate::source::Source;
-use crate::state::{FoundBy, NewAlert, Origin, State};
+use crate::state::{FoundBy, NewAlert, Origin, Store};
 use crate::time::format_rfc3339_ms;
 
 use super::poll::{poll_source, sweep_due, sweep_source, PollContext, PollError, PollOutcome};
@@ -85,9 +85,7 @@ impl Drop for Busy<'_> {
 
 /// The running service: state, engine and sources, ready to poll.
 pub struct Daemon {
-    state: Arc<Mutex<State>>,
-    /// Held for the daemon's life: the state's single-process lock.
-    _lock: std::fs::File,
+    state: Store,
     engine: Arc<Engine>,
     sources: Vec<Slot>,
     clock: Arc<dyn Clock>,
@@ -115,8 +113,7 @@ impl Daemon {
     ///
     /// State (corrupt, unreadable), credentials, a channel's password or CA file.
     pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
-        let (state, lock) = crate::state::open_locked(cfg)?;
-        let state = Arc::new(Mutex::new(state));
+        let state = Store::open_locked(cfg)?;
         // Pattern lint, at every start: what a rule misses or will never match.
         for (about, finding) in cfg.lint() {
             match finding.level {
@@ -178,7 +175,6 @@ impl Daemon {
             .collect();
         Ok(Daemon {
             state,
-            _lock: lock,
             engine,
             sources,
             clock,
@@ -372,14 +368,6 @@ impl Daemon {
                         .get_or_create(&labels)
                         .inc_by(se.stats.retries);
                 }
-                if let PollError::Source(se) = e {
-                    m.requests_throttled
-                        .get_or_create(&labels)
-                        .inc_by(se.stats.throttled);
-                    m.request_retries
-                        .get_or_create(&labels)
-                        .inc_by(se.stats.retries);
-                }
                 tracing::error!(event = "sweep_failed", source = %sc.id, error = %e, "Sweep failed; the next poll starts it again");
                 m.sweep_failed.get_or_create(&labels).inc();
                 false
@@ -472,7 +460,7 @@ impl Daemon {
             record: &n.record,
             channels: None,
         };
-        if let Err(e) = lock(&self.state).record_notice(&alert, &channels, now) {
+        if let Err(e) = self.state.with(|s| s.record_notice(&alert, &channels, now)) {
             tracing::error!(
                 event = "notice_not_recorded",
                 rule = n.rule,
@@ -801,8 +789,7 @@ impl Daemon {
                 .get_or_create(&labels)
                 .set(if h.blind_since_ms.is_some() { 1.0 } else { 0.0 });
         }
-        {
-            let state = lock(&self.state);
+        self.state.with(|state| {
             if let Ok(cursors) = state.cursors() {
                 for c in cursors {
                     m.source_lag_seconds
@@ -814,7 +801,7 @@ impl Daemon {
                 m.outbox_pending.set(stats.undelivered as f64);
                 m.coverage_gaps_recorded.set(stats.gaps as f64);
             }
-        }
+        });
         for (name, c) in self.outbox.counters() {
             for (outcome, n) in [
                 ("delivered", c.delivered.load(Ordering::Relaxed)),

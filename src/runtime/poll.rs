@@ -15,7 +15,6 @@
 //! the source keeps events is a coverage gap, recorded with its exact interval — never a
 //! silent restart from "now".
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::aws::retry::Priority;
@@ -24,10 +23,10 @@ use crate::engine::{change_dedup_key, change_key, Engine};
 use crate::event::{BadEvent, Window};
 use crate::source::{FetchError, FetchStats, Page, Source, SourceError};
 use crate::state::{
-    FoundBy, Gap, NewAlert, Origin, PollCommit, SeenEvent, State, StateError, StoredAlert,
+    FoundBy, Gap, NewAlert, Origin, PollCommit, SeenEvent, StateError, Store, StoredAlert,
 };
 
-use crate::time::Clock;
+use crate::time::{ms, Clock};
 
 /// How much later than the retention horizon a catch-up starts, so that the oldest events
 /// are not aging out while they are read.
@@ -69,25 +68,13 @@ pub enum PollError {
 /// Everything a poll needs besides the source.
 pub struct PollContext<'a> {
     pub engine: &'a Engine,
-    pub state: &'a Mutex<State>,
+    pub state: &'a Store,
     pub clock: &'a dyn Clock,
     /// Outbox channels each new alert gets a row for.
     pub channels: &'a [&'a str],
     pub initial_lookback: Duration,
     /// Retention of the source, read once by the caller (`None`: forever or unknown).
     pub retention: Option<Duration>,
-}
-
-fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    // A panic while holding the lock cannot leave SQLite inconsistent (transactions), so a
-    // poisoned lock is still usable.
-    state
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Polls `source` once, from its stored cursor up to now.
@@ -106,7 +93,7 @@ pub async fn poll_source(
         source_id: cfg.id.clone(),
         ..PollOutcome::default()
     };
-    let stored = lock(ctx.state).cursor(&cfg.id)?;
+    let stored = ctx.state.with(|s| s.cursor(&cfg.id))?;
     let mut cursor = match stored {
         Some(c) => c,
         None => {
@@ -119,14 +106,16 @@ pub async fn poll_source(
             );
             // Record where coverage starts, so that a crash during the first poll resumes
             // from here rather than looking back from a later "now".
-            lock(ctx.state).commit_poll(&PollCommit {
-                source_id: &cfg.id,
-                cursor_ms: c,
-                now_ms: now,
-                seen: Vec::new(),
-                alerts: Vec::new(),
-                channels: Vec::new(),
-                gaps: Vec::new(),
+            ctx.state.with(|s| {
+                s.commit_poll(&PollCommit {
+                    source_id: &cfg.id,
+                    cursor_ms: c,
+                    now_ms: now,
+                    seen: Vec::new(),
+                    alerts: Vec::new(),
+                    channels: Vec::new(),
+                    gaps: Vec::new(),
+                })
             })?;
             c
         }
@@ -162,28 +151,30 @@ pub async fn poll_source(
                     &gap.reason,
                     now,
                 );
-                let committed = lock(ctx.state).commit_poll(&PollCommit {
-                    source_id: &cfg.id,
-                    cursor_ms: earliest,
-                    now_ms: now,
-                    seen: Vec::new(),
-                    alerts: vec![NewAlert {
-                        rule: notice.rule,
-                        rules: vec![notice.rule],
-                        severity: notice.severity,
-                        origin: Origin::Notice,
-                        found_by: FoundBy::Notice,
-                        change_key: None,
-                        dedup_key: None,
-                        event_id: &notice.event_id,
-                        event_name: notice.event_name,
-                        event_time_ms: now,
-                        source_id: crate::notify::synthetic::Notice::SOURCE,
-                        record: &notice.record,
-                        channels: None,
-                    }],
-                    channels: ctx.channels.to_vec(),
-                    gaps: vec![gap],
+                let committed = ctx.state.with(|s| {
+                    s.commit_poll(&PollCommit {
+                        source_id: &cfg.id,
+                        cursor_ms: earliest,
+                        now_ms: now,
+                        seen: Vec::new(),
+                        alerts: vec![NewAlert {
+                            rule: notice.rule,
+                            rules: vec![notice.rule],
+                            severity: notice.severity,
+                            origin: Origin::Notice,
+                            found_by: FoundBy::Notice,
+                            change_key: None,
+                            dedup_key: None,
+                            event_id: &notice.event_id,
+                            event_name: notice.event_name,
+                            event_time_ms: now,
+                            source_id: crate::notify::synthetic::Notice::SOURCE,
+                            record: &notice.record,
+                            channels: None,
+                        }],
+                        channels: ctx.channels.to_vec(),
+                        gaps: vec![gap],
+                    })
                 })?;
                 out.new_alerts.extend(committed.alerts);
                 out.gaps.extend(committed.gaps);
@@ -215,7 +206,7 @@ pub async fn poll_source(
         poll_window(source, cfg, ctx, window, Pass::Poll, &mut out, now).await?;
         window_start = window_end;
     }
-    out.cursor_ms = lock(ctx.state).cursor(&cfg.id)?.unwrap_or(now);
+    out.cursor_ms = ctx.state.with(|s| s.cursor(&cfg.id))?.unwrap_or(now);
     Ok(out)
 }
 
@@ -232,15 +223,11 @@ enum Pass {
 /// # Errors
 ///
 /// [`StateError`] when the state cannot be read.
-pub fn sweep_due(
-    cfg: &SourceConfig,
-    state: &Mutex<State>,
-    now_ms: i64,
-) -> Result<bool, StateError> {
+pub fn sweep_due(cfg: &SourceConfig, state: &Store, now_ms: i64) -> Result<bool, StateError> {
     let Some(interval) = cfg.sweep_interval else {
         return Ok(false);
     };
-    Ok(match lock(state).last_sweep_ms(&cfg.id)? {
+    Ok(match state.with(|s| s.last_sweep_ms(&cfg.id))? {
         Some(last) => now_ms.saturating_sub(last) >= ms(interval),
         None => true,
     })
@@ -265,7 +252,7 @@ pub async fn sweep_source(
         source_id: cfg.id.clone(),
         ..PollOutcome::default()
     };
-    let Some(cursor) = lock(ctx.state).cursor(&cfg.id)? else {
+    let Some(cursor) = ctx.state.with(|s| s.cursor(&cfg.id))? else {
         return Ok(out);
     };
     out.cursor_ms = cursor;
@@ -285,7 +272,7 @@ pub async fn sweep_source(
         poll_window(source, cfg, ctx, window, Pass::Sweep, &mut out, now).await?;
         window_start = window.end_ms;
     }
-    lock(ctx.state).record_sweep(&cfg.id, now)?;
+    ctx.state.with(|s| s.record_sweep(&cfg.id, now))?;
     Ok(out)
 }
 
@@ -353,111 +340,112 @@ fn commit_page(
     out: &mut PollOutcome,
     now: i64,
 ) -> anyhow::Result<Vec<StoredAlert>> {
-    let mut state = lock(ctx.state);
-    let ids: Vec<&str> = page
-        .events
-        .iter()
-        .map(|e| e.event_id.as_str())
-        .chain(page.bad.iter().map(|b| b.event_id.as_str()))
-        .collect();
-    let already = state.seen_ids(&cfg.id, &ids)?;
-    // A malformed event is reported once, not on every re-read of the overlap: it joins the
-    // seen set like any other.
-    for b in &page.bad {
-        if !already.contains(&b.event_id) {
-            tracing::warn!(source = %cfg.id, event_id = %b.event_id, reason = %b.reason, "Skipped a malformed event");
+    ctx.state.with(|state| {
+        let ids: Vec<&str> = page
+            .events
+            .iter()
+            .map(|e| e.event_id.as_str())
+            .chain(page.bad.iter().map(|b| b.event_id.as_str()))
+            .collect();
+        let already = state.seen_ids(&cfg.id, &ids)?;
+        // A malformed event is reported once, not on every re-read of the overlap: it joins the
+        // seen set like any other.
+        for b in &page.bad {
+            if !already.contains(&b.event_id) {
+                tracing::warn!(source = %cfg.id, event_id = %b.event_id, reason = %b.reason, "Skipped a malformed event");
+            }
         }
-    }
-    let found_by = match pass {
-        Pass::Poll => FoundBy::Poll,
-        Pass::Sweep => FoundBy::Sweep,
-    };
-    // Owned per-event keys first, so that the alerts can borrow them.
-    let fresh: Vec<_> = page
-        .events
-        .iter()
-        .filter(|e| !already.contains(&e.event_id))
-        .map(|e| {
-            let key = change_key(e.account_id.as_deref(), &e.event_id);
-            let dedup = change_dedup_key(&key);
-            (e, key, dedup)
-        })
-        .collect();
-    if pass == Pass::Sweep {
-        for (e, _, _) in &fresh {
-            let late = now.saturating_sub(e.event_time_ms);
-            out.late_ms.push(late);
-            tracing::warn!(
-                event = "late_event",
-                source = %cfg.id,
-                event_id = %e.event_id,
-                event_name = %e.event_name,
-                lateness_secs = late / 1000,
-                "The sweep found an event no poll saw: CloudTrail delivered it later than the overlap"
-            );
-        }
-    }
-    let mut alerts = Vec::new();
-    for (e, key, dedup) in &fresh {
-        let Some(m) = ctx.engine.evaluate(&e.record) else {
-            continue;
+        let found_by = match pass {
+            Pass::Poll => FoundBy::Poll,
+            Pass::Sweep => FoundBy::Sweep,
         };
-        out.matches += m.rules.len() as u64;
-        let rules = m.rule_names();
-        alerts.push(NewAlert {
-            rule: rules.first().copied().unwrap_or_default(),
-            rules,
-            severity: m.severity().as_str(),
-            origin: Origin::Rule,
-            found_by,
-            change_key: Some(key),
-            dedup_key: Some(dedup),
-            event_id: &e.event_id,
-            event_name: &e.event_name,
-            event_time_ms: e.event_time_ms,
-            source_id: &cfg.id,
-            record: &e.record,
-            channels: m.channels(),
+        // Owned per-event keys first, so that the alerts can borrow them.
+        let fresh: Vec<_> = page
+            .events
+            .iter()
+            .filter(|e| !already.contains(&e.event_id))
+            .map(|e| {
+                let key = change_key(e.account_id.as_deref(), &e.event_id);
+                let dedup = change_dedup_key(&key);
+                (e, key, dedup)
+            })
+            .collect();
+        if pass == Pass::Sweep {
+            for (e, _, _) in &fresh {
+                let late = now.saturating_sub(e.event_time_ms);
+                out.late_ms.push(late);
+                tracing::warn!(
+                    event = "late_event",
+                    source = %cfg.id,
+                    event_id = %e.event_id,
+                    event_name = %e.event_name,
+                    lateness_secs = late / 1000,
+                    "The sweep found an event no poll saw: CloudTrail delivered it later than the overlap"
+                );
+            }
+        }
+        let mut alerts = Vec::new();
+        for (e, key, dedup) in &fresh {
+            let Some(m) = ctx.engine.evaluate(&e.record) else {
+                continue;
+            };
+            out.matches += m.rules.len() as u64;
+            let rules = m.rule_names();
+            alerts.push(NewAlert {
+                rule: rules.first().copied().unwrap_or_default(),
+                rules,
+                severity: m.severity().as_str(),
+                origin: Origin::Rule,
+                found_by,
+                change_key: Some(key),
+                dedup_key: Some(dedup),
+                event_id: &e.event_id,
+                event_name: &e.event_name,
+                event_time_ms: e.event_time_ms,
+                source_id: &cfg.id,
+                record: &e.record,
+                channels: m.channels(),
+            });
+        }
+        // A seen eventID is kept as long as a poll's window or the sweep's lookback can still
+        // reach it, so that the sweep can tell a late delivery from an event a poll saw.
+        let reach = ms(cfg.overlap).max(match cfg.sweep_interval {
+            Some(_) => ms(cfg.sweep_lookback),
+            None => 0,
         });
-    }
-    // A seen eventID is kept as long as a poll's window or the sweep's lookback can still
-    // reach it, so that the sweep can tell a late delivery from an event a poll saw.
-    let reach = ms(cfg.overlap).max(match cfg.sweep_interval {
-        Some(_) => ms(cfg.sweep_lookback),
-        None => 0,
-    });
-    let overlap = ms(cfg.overlap);
-    let seen = page
-        .events
-        .iter()
-        .map(|e| (e.event_id.as_str(), e.event_time_ms))
-        .chain(
+        let overlap = ms(cfg.overlap);
+        let seen = page
+            .events
+            .iter()
+            .map(|e| (e.event_id.as_str(), e.event_time_ms))
+            .chain(
+                page.bad
+                    .iter()
+                    .filter(|b| b.event_id != "(unknown)")
+                    .map(|b| (b.event_id.as_str(), b.event_time_ms.unwrap_or(now))),
+            )
+            .map(|(event_id, t)| SeenEvent {
+                event_id,
+                event_time_ms: t,
+                expires_ms: (t + reach).max(t.max(now) + overlap) + SEEN_MARGIN_MS,
+            })
+            .collect();
+        let stored_cursor = state.cursor(&cfg.id)?.unwrap_or(i64::MIN);
+        let committed = state.commit_poll(&PollCommit {
+            source_id: &cfg.id,
+            // A page before the last keeps the stored cursor: the window is not complete yet.
+            cursor_ms: cursor_ms.unwrap_or(stored_cursor),
+            now_ms: now,
+            seen,
+            alerts,
+            channels: ctx.channels.to_vec(),
+            gaps: Vec::new(),
+        })?;
+        out.bad.extend(
             page.bad
-                .iter()
-                .filter(|b| b.event_id != "(unknown)")
-                .map(|b| (b.event_id.as_str(), b.event_time_ms.unwrap_or(now))),
-        )
-        .map(|(event_id, t)| SeenEvent {
-            event_id,
-            event_time_ms: t,
-            expires_ms: (t + reach).max(t.max(now) + overlap) + SEEN_MARGIN_MS,
-        })
-        .collect();
-    let stored_cursor = state.cursor(&cfg.id)?.unwrap_or(i64::MIN);
-    let committed = state.commit_poll(&PollCommit {
-        source_id: &cfg.id,
-        // A page before the last keeps the stored cursor: the window is not complete yet.
-        cursor_ms: cursor_ms.unwrap_or(stored_cursor),
-        now_ms: now,
-        seen,
-        alerts,
-        channels: ctx.channels.to_vec(),
-        gaps: Vec::new(),
-    })?;
-    out.bad.extend(
-        page.bad
-            .into_iter()
-            .filter(|b| !already.contains(&b.event_id)),
-    );
-    Ok(committed.alerts)
+                .into_iter()
+                .filter(|b| !already.contains(&b.event_id)),
+        );
+        Ok(committed.alerts)
+    })
 }

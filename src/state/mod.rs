@@ -5,11 +5,12 @@
 //! Everything a poll learns is written by [`State::commit_poll`] in **one** transaction: the
 //! seen eventIDs, the new alerts with one `pending` outbox row per channel, the gaps and the
 //! cursor advance. A crash therefore leaves either the whole poll or none of it; the next poll
-//! re-reads the window from the old cursor and the seen set and the `UNIQUE (rule, event_id)`
+//! re-reads the window from the old cursor and the seen set and the unique change key
 //! of `alerts` absorb the repeats. A delivery row is marked delivered only after its channel
 //! accepted the alert ([`State::mark_delivered`]), so a crash can cause a resend, never a loss.
 //!
-//! The module is synchronous (rusqlite); async callers run it on `spawn_blocking`. It never
+//! The module is synchronous (rusqlite); async code reaches it only through [`Store`], which
+//! runs each call off the async worker threads' schedule (`block_in_place`). It never
 //! reads the clock: every timestamp is an argument, in unix milliseconds.
 //!
 //! Opening never silently recreates a file: one that is not a SQLite database, is corrupt, is
@@ -17,6 +18,7 @@
 //! that names the file and what to do (see [`StateError`]). The schema lives in [`schema`].
 
 mod error;
+mod handle;
 mod intel;
 mod open;
 pub mod schema;
@@ -38,6 +40,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 
 use error::sqlite;
 pub use error::StateError;
+pub use handle::Store;
 pub use open::{open_locked, state_path};
 
 /// How long a statement waits for a lock held by another connection before failing with a

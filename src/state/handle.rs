@@ -1,0 +1,142 @@
+//! [`Store`]: the one way async code reaches the state.
+//!
+//! SQLite commits with `synchronous=FULL` wait for the disk; on a tokio worker thread that
+//! wait would stall every task scheduled there (polls, deliveries, the admin endpoint). Each
+//! call through the handle therefore runs under [`tokio::task::block_in_place`] on the
+//! multi-threaded runtime — the worker hands its other tasks to another thread for the
+//! duration — and directly elsewhere (a current-thread runtime in unit tests, or no runtime).
+//! Calls are serialised by one mutex: SQLite allows one writer, and every call is one
+//! transaction or one read.
+//!
+//! The handle also owns the state's single-process lock file for as long as any clone lives,
+//! when it was opened with one ([`Store::open_locked`]).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::State;
+use crate::config::Config;
+
+/// A shared handle to the state; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    /// Held, never read: dropping it releases the lock.
+    _lock: Option<std::fs::File>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("locked", &self.inner._lock.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Wraps an open state (tests, commands that hold the lock themselves).
+    pub fn new(state: State) -> Store {
+        Store {
+            inner: Arc::new(Inner {
+                state: Mutex::new(state),
+                _lock: None,
+            }),
+        }
+    }
+
+    /// Opens the configured state and takes its lock ([`super::open_locked`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`super::open_locked`]: a state that cannot be opened, or is in use by another
+    /// rolewatch.
+    pub fn open_locked(cfg: &Config) -> anyhow::Result<Store> {
+        let (state, lock) = super::open_locked(cfg)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                state: Mutex::new(state),
+                _lock: Some(lock),
+            }),
+        })
+    }
+
+    /// Runs `f` on the state, off the async worker threads' schedule (see the module doc).
+    pub fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let run = || {
+            // A panic while holding the lock cannot leave SQLite inconsistent (every write is
+            // one transaction), so a poisoned lock is still usable.
+            let mut state = self
+                .inner
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            f(&mut state)
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(run)
+            }
+            _ => run(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory_state() -> State {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let state = State::open(&path).unwrap().into_state();
+        std::mem::forget(dir);
+        state
+    }
+
+    #[test]
+    fn runs_without_a_runtime() {
+        let store = Store::new(memory_state());
+        assert_eq!(store.with(|s| s.cursor("x").unwrap()), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_slow_call_does_not_stall_the_other_tasks_of_its_worker() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let store = Store::new(memory_state());
+        let ticks = Arc::new(AtomicU32::new(0));
+        let counter = ticks.clone();
+        // One worker thread: without block_in_place the ticker could not run while the slow
+        // call holds it.
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        tokio::task::yield_now().await;
+        let during = tokio::spawn(async move {
+            store.with(|s| {
+                let before = ticks.load(Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                assert!(s.cursor("x").unwrap().is_none());
+                ticks.load(Ordering::SeqCst) - before
+            })
+        })
+        .await
+        .unwrap();
+        ticker.abort();
+        assert!(
+            during >= 10,
+            "the ticker ran only {during} times during the call"
+        );
+    }
+
+    #[tokio::test]
+    async fn runs_on_a_current_thread_runtime() {
+        let store = Store::new(memory_state());
+        assert_eq!(store.with(|s| s.cursor("x").unwrap()), None);
+    }
+}
