@@ -480,7 +480,7 @@ fn measure_sweep(pack: &'static str, layout: Layout, n: usize) -> Cost {
 /// sweep is one request per watched name plus one per further page of 50 events of that
 /// name; at the default 1 request/s the sweep takes at least a second per request. The
 /// figures are printed (`--nocapture`) and written to `target/sweep-cost.txt`
-/// (bench/RESULTS.md, "Sweep cost").
+/// (bench/RESULTS.md, "Sweep cost results").
 #[test]
 fn sweep_costs_one_request_per_watched_name_and_page() {
     let mut scenarios: Vec<(&'static str, Layout, usize)> = ["documented", "complete"]
