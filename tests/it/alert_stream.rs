@@ -284,3 +284,292 @@ fn cloudwatch_logs_events_ingested_late_are_found_by_the_sweep() {
     assert_exit(&third, 0);
     assert!(alerts(&third).is_empty(), "{}", stdout(&third));
 }
+
+// ---------------------------------------------------------------------------------------
+// What the sweep costs in requests (issue 11 §2).
+// ---------------------------------------------------------------------------------------
+
+/// The most events one LookupEvents page holds (rolewatch asks for that many).
+const PAGE: usize = 50;
+
+/// The event names the packs `a+b+…` watch, as the packs list them: the documented
+/// pattern's `$.eventName` values; `complete`'s role-changing events (tags included, the
+/// default of `[vendor] tags_gate_access`); several packs, the union. A CloudTrail source
+/// makes one lookup per name.
+fn watched_names(packs: &str) -> Vec<String> {
+    let names: std::collections::BTreeSet<String> = packs.split('+').flat_map(pack_names).collect();
+    names.into_iter().collect()
+}
+
+fn pack_names(pack: &str) -> Vec<String> {
+    match pack {
+        "documented" => filter_pattern::FilterPattern::new(rolewatch::rules::DOCUMENTED_PATTERN)
+            .expect("the documented pattern parses")
+            .required_values("$.eventName")
+            .expect("the documented pattern pins its event names")
+            .into_iter()
+            .collect(),
+        "complete" => rolewatch::rules::packs::role_changing_events(
+            rolewatch::config::vendor::VendorConfig::default().tags_gate_access,
+        )
+        .into_iter()
+        .map(str::to_owned)
+        .collect(),
+        other => panic!("no pack {other}"),
+    }
+}
+
+/// How the events of a scenario are spread over the watched names.
+#[derive(Debug, Clone, Copy)]
+enum Layout {
+    /// Round-robin over every watched name.
+    Spread,
+    /// All on one name (AttachRolePolicy, watched by both packs): the most pages.
+    OneName,
+}
+
+/// What one `rolewatch once` cost: LookupEvents requests of its poll and of its sweep, per
+/// event name, as the server counted them; the sweep's own count and duration from its log.
+#[derive(Debug)]
+struct Cost {
+    pack: &'static str,
+    layout: Layout,
+    events: usize,
+    names: usize,
+    poll: BTreeMap<String, u64>,
+    sweep: BTreeMap<String, u64>,
+    sweep_logged_requests: u64,
+    sweep_elapsed_ms: u64,
+    expected_sweep: u64,
+}
+
+/// `n` events of the watched names in the last 24 h, none in the poll's window, all seen by
+/// earlier polls (in the seen set, as a daemon that ran all day leaves them): one `once`
+/// with the source's defaults (1 request/s, lookback 24 h, overlap 20 min) polls quietly and
+/// sweeps the lookback, which LookupEvents returns page by page.
+fn measure_sweep(pack: &'static str, layout: Layout, n: usize) -> Cost {
+    let names = watched_names(pack);
+    let server = LookupServer::start();
+    let setup = Setup::new();
+    let rules: String = pack
+        .split('+')
+        .map(|p| format!("[[rule]]\npack = \"{p}\"\n\n"))
+        .collect();
+    let config = setup.config(&format!(
+        "[[source]]\ntype = \"cloudtrail\"\nname = \"ct\"\n\n{rules}\
+         [[channel]]\ntype = \"stdout\"\nname = \"out\"\n\n[admin]\nenabled = false\n"
+    ));
+    let now = now_secs();
+    let cursor_ms = now * 1000;
+    // Between 23 h and 1 h ago: inside the sweep's [now − 24 h, cursor − 20 min), outside
+    // the poll's [cursor − 20 min, now). Near misses (another role, another policy): the
+    // lookups return them all the same, and no alert clutters the figures.
+    let span = 22 * 3600;
+    let mut per_name: BTreeMap<String, usize> = names.iter().map(|n| (n.clone(), 0)).collect();
+    let records: Vec<Value> = (0..n)
+        .map(|i| {
+            let name = match layout {
+                Layout::Spread => names[i % names.len()].as_str(),
+                Layout::OneName => "AttachRolePolicy",
+            };
+            *per_name.get_mut(name).expect("a watched name") += 1;
+            let time = now - 23 * 3600 + (i as i64 * span) / n.max(1) as i64;
+            crate::sources::other_role_record(&format!("cost-{i:05}"), name, time)
+        })
+        .collect();
+    server.add_events(&records);
+    let ids: Vec<(String, i64)> = records
+        .iter()
+        .map(|r| {
+            let t = humantime::parse_rfc3339(r["eventTime"].as_str().unwrap())
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64;
+            (r["eventID"].as_str().unwrap().to_owned(), t)
+        })
+        .collect();
+    crate::sources::open_state(&setup.state_path())
+        .commit_poll(&rolewatch::state::PollCommit {
+            source_id: "ct",
+            cursor_ms,
+            now_ms: cursor_ms,
+            seen: ids
+                .iter()
+                .map(|(id, t)| rolewatch::state::SeenEvent {
+                    event_id: id,
+                    event_time_ms: *t,
+                    expires_ms: cursor_ms + 2 * 86_400_000,
+                })
+                .collect(),
+            alerts: Vec::new(),
+            channels: Vec::new(),
+            gaps: Vec::new(),
+        })
+        .unwrap();
+
+    let out = run_with(Some(&server), None, &["once"], &config);
+    assert_exit(&out, 0);
+    assert!(alerts(&out).is_empty(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        !err.contains("\"event\":\"late_event\""),
+        "the polls saw every event: {err}"
+    );
+    let stats = server.stats();
+    let requests = stats["recent_requests"]
+        .as_array()
+        .expect("recent requests");
+    assert_eq!(
+        requests.len() as u64,
+        stats["requests_total"].as_u64().unwrap(),
+        "every request is in the server's recent list"
+    );
+    // The poll reads from cursor − 20 min, the sweep from now − 24 h.
+    let poll_start = (cursor_ms / 1000 - 20 * MIN) as f64;
+    let (mut poll, mut sweep) = (BTreeMap::new(), BTreeMap::new());
+    for r in requests {
+        assert_eq!(r["operation"], "LookupEvents", "{r}");
+        assert_eq!(r["status"], 200, "{r}");
+        assert_eq!(r["max_results"], PAGE, "{r}");
+        assert_eq!(r["attribute"]["AttributeKey"], "EventName", "{r}");
+        let name = r["attribute"]["AttributeValue"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let start = r["start_time"].as_f64().expect("StartTime");
+        let side = if start >= poll_start - 60.0 {
+            &mut poll
+        } else {
+            assert!(start <= (now - 24 * 3600 + 60) as f64, "{r}");
+            &mut sweep
+        };
+        *side.entry(name).or_insert(0u64) += 1;
+    }
+    let line = err
+        .lines()
+        .find(|l| l.contains("\"event\":\"sweep_completed\""))
+        .unwrap_or_else(|| panic!("no sweep_completed: {err}"));
+    let line: Value = serde_json::from_str(line).unwrap();
+    let field = |k: &str| {
+        line[k]
+            .as_u64()
+            .or_else(|| line["fields"][k].as_u64())
+            .unwrap_or_else(|| panic!("no {k} in {line}"))
+    };
+    let expected_sweep = per_name
+        .values()
+        .map(|&k| k.div_ceil(PAGE).max(1) as u64)
+        .sum();
+    Cost {
+        pack,
+        layout,
+        events: n,
+        names: names.len(),
+        poll,
+        sweep,
+        sweep_logged_requests: field("requests"),
+        sweep_elapsed_ms: field("elapsed_ms"),
+        expected_sweep,
+    }
+}
+
+/// The request cost of the reconciliation sweep, for the documented pattern and for
+/// `pack = "complete"`, over a lookback holding 0, 100 and 1000 events (spread over the
+/// watched names, and 1000 on one name): a quiet poll is one request per watched name; a
+/// sweep is one request per watched name plus one per further page of 50 events of that
+/// name; at the default 1 request/s the sweep takes at least a second per request. The
+/// figures are printed (`--nocapture`) and written to `target/sweep-cost.txt`
+/// (bench/RESULTS.md, "Sweep cost results").
+#[test]
+fn sweep_costs_one_request_per_watched_name_and_page() {
+    let mut scenarios: Vec<(&'static str, Layout, usize)> = ["documented", "complete"]
+        .into_iter()
+        .flat_map(|p| {
+            [
+                (p, Layout::Spread, 0),
+                (p, Layout::Spread, 100),
+                (p, Layout::OneName, 100),
+                (p, Layout::Spread, 1000),
+                (p, Layout::OneName, 1000),
+            ]
+        })
+        .collect();
+    // The lint's advice taken: the vendor's rule kept and `complete` added.
+    scenarios.push(("documented+complete", Layout::Spread, 0));
+    scenarios.push(("documented+complete", Layout::Spread, 1000));
+    // Each scenario has its own server, state and process (and so its own rate limiter).
+    let costs: Vec<Cost> = std::thread::scope(|s| {
+        let handles: Vec<_> = scenarios
+            .iter()
+            .map(|&(p, l, n)| s.spawn(move || measure_sweep(p, l, n)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a scenario panicked"))
+            .collect()
+    });
+
+    let mut report = String::from(
+        "sweep cost (one `rolewatch once`: a quiet poll, then the sweep of the last 24 h; \
+         default 1 request/s)\n\
+         packs                events  layout    names  poll  sweep  (expected)  sweep took\n",
+    );
+    for c in &costs {
+        let poll: u64 = c.poll.values().sum();
+        let sweep: u64 = c.sweep.values().sum();
+        report.push_str(&format!(
+            "{:<19}  {:>6}  {:<8}  {:>5}  {:>4}  {:>5}  ({:>8})  {:>6.1} s\n",
+            c.pack,
+            c.events,
+            format!("{:?}", c.layout),
+            c.names,
+            poll,
+            sweep,
+            c.expected_sweep,
+            c.sweep_elapsed_ms as f64 / 1000.0
+        ));
+    }
+    println!("{report}");
+    let _ = std::fs::write(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sweep-cost.txt"),
+        &report,
+    );
+
+    for c in &costs {
+        let what = format!("{} with {} events ({:?})", c.pack, c.events, c.layout);
+        let names: std::collections::BTreeSet<String> = watched_names(c.pack).into_iter().collect();
+        // A quiet poll: one lookup per watched name, nothing else.
+        assert_eq!(
+            c.poll
+                .keys()
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>(),
+            names,
+            "{what}: the poll looks up every watched name"
+        );
+        assert!(c.poll.values().all(|&k| k == 1), "{what}: {:?}", c.poll);
+        // The sweep: every watched name, one request per page of 50 (at least one).
+        assert_eq!(
+            c.sweep
+                .keys()
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>(),
+            names,
+            "{what}: the sweep looks up every watched name"
+        );
+        let sweep: u64 = c.sweep.values().sum();
+        assert_eq!(sweep, c.expected_sweep, "{what}: {:?}", c.sweep);
+        assert_eq!(c.sweep_logged_requests, sweep, "{what}: the log's count");
+        if c.events == 0 {
+            assert_eq!(sweep, c.names as u64, "{what}: a quiet sweep");
+        }
+        // Paced by the source's limit (1/s by default, a slot 1.05 s apart): the sweep's
+        // first request waits for the slot after the poll's last.
+        assert!(
+            c.sweep_elapsed_ms >= (sweep - 1) * 1000,
+            "{what}: {sweep} requests in {} ms",
+            c.sweep_elapsed_ms
+        );
+    }
+}

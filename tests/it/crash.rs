@@ -9,14 +9,28 @@
 //! `--nocapture` to see them) and written to `target/crash-trials.txt`.
 //!
 //! `ROLEWATCH_CRASH_SEED` replays a run; the seed is printed on failure.
+//!
+//! Besides the random trials, one deterministic crash: a change matched by three rules, killed
+//! between a channel accepting its alert and the state marking it delivered (SNS and SMTP
+//! made to hold their replies), resent at most once per channel with the same dedup key.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::servers::{cloudtrail_record, LookupServer};
-use crate::sources::{alert_counts, now_secs, other_role_record, Daemon, Setup};
+use crate::notify::{drain_queue, topic_with_queues};
+use crate::servers::{
+    cloudtrail_record, read_request, wait_until, LookupServer, Moto, SmtpOptions, SmtpServer,
+};
+use crate::sources::{alert_counts, command, now_secs, other_role_record, Daemon, Setup, ROLE};
+use crate::{assert_exit, stdout};
 
 const TRIALS: usize = 36;
 const INITIAL_EVENTS: usize = 80;
@@ -137,7 +151,7 @@ fn crash_trials_sigkill_at_random_points_lose_nothing_and_record_each_alert_once
         }
         let (status, out, err) = daemon_kill(&mut daemon);
         assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&status),
+            ExitStatusExt::signal(&status),
             Some(9),
             "trial {trial}: {status}; stderr:\n{err}"
         );
@@ -239,4 +253,291 @@ fn daemon_kill(daemon: &mut Daemon) -> (std::process::ExitStatus, Vec<String>, S
     daemon.join_readers();
     let out = daemon.stdout.lock().unwrap().clone();
     (status, out, daemon.stderr_text())
+}
+
+// ---------------------------------------------------------------------------------------
+// One change, three rules, a SIGKILL between a channel's accept and the state's mark.
+// ---------------------------------------------------------------------------------------
+
+/// An HTTP proxy in front of moto that forwards every request and holds back moto's reply
+/// to the first SNS `Publish` for `hold`: a rolewatch killed meanwhile has had its message
+/// accepted (the subscribed queues hold it) and never heard so, so it has not marked it.
+struct HoldFirstPublish {
+    port: u16,
+    /// Publish requests moto accepted (HTTP 200).
+    accepted: Arc<AtomicUsize>,
+}
+
+impl HoldFirstPublish {
+    fn start(upstream: u16, hold: Duration) -> HoldFirstPublish {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    let _ = hold_connection(stream, upstream, &counter, hold);
+                });
+            }
+        });
+        HoldFirstPublish { port, accepted }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(AtomicOrdering::SeqCst)
+    }
+}
+
+fn hold_connection(
+    mut stream: TcpStream,
+    upstream: u16,
+    accepted: &AtomicUsize,
+    hold: Duration,
+) -> std::io::Result<()> {
+    // One request per connection: the reply says `Connection: close`.
+    let Some(request) = read_request(&stream)? else {
+        return Ok(());
+    };
+    let is_publish = String::from_utf8_lossy(&request.body).contains("Action=Publish");
+    let reply = request.forward(upstream)?;
+    if is_publish && reply.status == 200 && accepted.fetch_add(1, AtomicOrdering::SeqCst) == 0 {
+        std::thread::sleep(hold);
+    }
+    let content_type = reply
+        .header("Content-Type")
+        .unwrap_or("text/xml")
+        .to_owned();
+    write!(
+        stream,
+        "HTTP/1.1 {} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        reply.status,
+        reply.body.len()
+    )?;
+    stream.write_all(&reply.body)?;
+    stream.flush()
+}
+
+/// The config of the three-rule crash test: `documented`, `complete` and a rule of the
+/// user's, all matching one AttachRolePolicy; stdout, SNS (through the proxy) and SMTP, in
+/// that order (the outbox serves channels in configuration order).
+fn three_rules_three_channels(setup: &Setup, topic_arn: &str, smtp_port: u16) -> PathBuf {
+    setup.config(&format!(
+        "[[source]]\ntype = \"cloudtrail\"\nname = \"ct\"\nmax_requests_per_sec = 2\npoll_interval_secs = 1\n\n\
+         [[rule]]\npack = \"documented\"\n\n\
+         [[rule]]\npack = \"complete\"\n\n\
+         [[rule]]\nname = \"mine\"\nseverity = \"critical\"\n\
+         pattern = '{{ $.eventName = AttachRolePolicy }}'\n\n\
+         [[channel]]\ntype = \"stdout\"\nname = \"out\"\n\n\
+         {}\n\
+         [[channel]]\ntype = \"smtp\"\nname = \"mail\"\nhost = \"127.0.0.1\"\nport = {smtp_port}\n\
+         from = \"rolewatch@example.com\"\nto = [\"oncall@example.com\"]\ntls = \"none\"\nallow_plaintext = true\n\n\
+         [admin]\nenabled = false\n",
+        crate::notify::sns_channel(topic_arn)
+    ))
+}
+
+/// The alert lines (rule matches) a run printed.
+fn alert_lines(lines: &[String]) -> Vec<Value> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["origin"] == "rule")
+        .collect()
+}
+
+/// SIGKILL between accept and mark, with `documented`, `complete` and a user rule all
+/// matching ONE event: the first run is killed while moto holds the SNS message it accepted
+/// (the reply held back by a proxy), the second while aiosmtpd holds the mail it saved (its
+/// 250 delayed). Each channel then got the change at most twice — the one allowed resend per
+/// kill that caught it — every time with the same dedup key (SNS: the same message
+/// attributes; SMTP: the same Message-ID); the state holds one alert for the change, listing
+/// the three rules, delivered on every channel after the third start; a fourth start sends
+/// nothing.
+#[test]
+fn crash_between_accept_and_mark_with_three_rules_resends_one_alert_at_most_once_per_channel() {
+    let lookup = LookupServer::start();
+    let moto = Moto::start();
+    let topic = topic_with_queues(&moto, "rolewatch-crash");
+    let hold = Duration::from_secs(60);
+    let proxy = HoldFirstPublish::start(moto.port(), hold);
+    let smtp = SmtpServer::start(SmtpOptions {
+        delay_first_ms: 60_000,
+        ..SmtpOptions::default()
+    });
+    let mut r = cloudtrail_record("attach-crash", "AttachRolePolicy", now_secs() - 120);
+    r["requestParameters"] = json!({
+        "roleName": ROLE,
+        "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"
+    });
+    lookup.add_events(&[r]);
+    let setup = Setup::new();
+    let config = three_rules_three_channels(&setup, &topic.arn, smtp.port());
+    let rolewatch = |args: &[&str]| {
+        let mut cmd = command(Some(&lookup), Some(&moto));
+        cmd.args(args).arg("--config").arg(&config);
+        cmd.env("AWS_ENDPOINT_URL_SNS", proxy.endpoint());
+        cmd
+    };
+    let mut printed: Vec<String> = Vec::new();
+
+    // First start: stdout prints and marks; moto accepts the SNS message, its reply is
+    // held; SIGKILL.
+    let mut first = Daemon::spawn(rolewatch(&["run"]));
+    assert!(
+        wait_until(Duration::from_secs(40), || proxy.accepted() >= 1),
+        "no SNS publish; stderr:\n{}",
+        first.stderr_text()
+    );
+    let (status, out, _) = daemon_kill(&mut first);
+    assert_eq!(ExitStatusExt::signal(&status), Some(9));
+    printed.extend(out);
+    assert_eq!(smtp.received(), 0, "the mail comes after SNS");
+
+    // Second start: the pending SNS row goes again (not held now); aiosmtpd saves the
+    // mail and holds its 250; SIGKILL.
+    let mut second = Daemon::spawn(rolewatch(&["run"]));
+    assert!(
+        wait_until(Duration::from_secs(40), || smtp.received() >= 1),
+        "no mail; stderr:\n{}",
+        second.stderr_text()
+    );
+    assert_eq!(proxy.accepted(), 2, "one SNS resend");
+    let (status, out, _) = daemon_kill(&mut second);
+    assert_eq!(ExitStatusExt::signal(&status), Some(9));
+    printed.extend(out);
+
+    // Third start: the pending mail goes again; then SIGTERM.
+    let third = Daemon::spawn(rolewatch(&["run"]));
+    smtp.wait_for(2, Duration::from_secs(40));
+    third.wait_for(Duration::from_secs(20), "the resend to be logged", |d| {
+        d.stderr_text()
+            .contains("Delivered alerts left pending by an earlier run")
+    });
+    let (status, out, err) = third.stop("-TERM");
+    assert!(status.success(), "{status}; stderr:\n{err}");
+    printed.extend(out);
+
+    // Fourth start: nothing left to send.
+    let fourth = rolewatch(&["once"]).output().expect("rolewatch once runs");
+    assert_exit(&fourth, 0);
+    printed.extend(stdout(&fourth).lines().map(str::to_owned));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(proxy.accepted(), 2, "no SNS message after the third start");
+    assert_eq!(smtp.received(), 2, "no mail after the third start");
+
+    // stdout: printed once (it was marked before the first kill), with the change's key.
+    let on_stdout = alert_lines(&printed);
+    assert_eq!(on_stdout.len(), 1, "{printed:#?}");
+    let alert = &on_stdout[0];
+    assert_eq!(alert["event_id"], "attach-crash");
+    assert_eq!(alert["rules"], json!(["mine", "documented", "complete"]));
+    let key = alert["dedup_key"].as_str().expect("dedup_key").to_owned();
+    assert_eq!(key.len(), 32);
+    let subject = alert["subject"].as_str().expect("subject").to_owned();
+    assert!(
+        subject.ends_with("[rules mine, documented, complete]"),
+        "{subject}"
+    );
+
+    // SNS: twice (the resend after the first kill), the same attributes both times.
+    let raw = drain_queue(&moto, &topic.raw);
+    assert_eq!(raw.len(), 2, "{raw:#?}");
+    assert_eq!(
+        raw[0]["MessageAttributes"], raw[1]["MessageAttributes"],
+        "the resend carries the same attributes"
+    );
+    let attrs = &raw[0]["MessageAttributes"];
+    assert_eq!(attrs["dedup_key"]["StringValue"], key.as_str());
+    assert_eq!(attrs["rule"]["StringValue"], "mine");
+    assert_eq!(attrs["severity"]["StringValue"], "critical");
+    for m in &raw {
+        let body: Value = serde_json::from_str(m["Body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["dedup_key"], key.as_str());
+        assert_eq!(body["event_id"], "attach-crash");
+        assert_eq!(body["rules"], alert["rules"]);
+        assert_eq!(body["subject"], subject.as_str());
+    }
+    let wrapped = drain_queue(&moto, &topic.wrapped);
+    assert_eq!(wrapped.len(), 2, "{wrapped:#?}");
+    let envelopes: Vec<Value> = wrapped
+        .iter()
+        .map(|m| serde_json::from_str(m["Body"].as_str().unwrap()).unwrap())
+        .collect();
+    for e in &envelopes {
+        assert_eq!(e["Subject"], subject.as_str());
+        assert_eq!(e["MessageAttributes"], envelopes[0]["MessageAttributes"]);
+        assert_eq!(e["MessageAttributes"]["dedup_key"]["Value"], key.as_str());
+    }
+
+    // SMTP: twice (the resend after the second kill), the same Message-ID and Subject.
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 2);
+    let header = |m: &Value, name: &str| -> String {
+        let values: Vec<&str> = m["headers"]
+            .as_array()
+            .expect("headers")
+            .iter()
+            .filter(|h| h[0].as_str().is_some_and(|k| k.eq_ignore_ascii_case(name)))
+            .filter_map(|h| h[1].as_str())
+            .collect();
+        assert_eq!(values.len(), 1, "{name} in {m:#}");
+        values[0].to_owned()
+    };
+    for m in &messages {
+        assert_eq!(
+            header(m, "Message-ID"),
+            format!("<rolewatch.{key}@example.com>")
+        );
+        assert_eq!(header(m, "Subject"), subject);
+    }
+
+    // The state: one alert for the change, the three rules, delivered on every channel.
+    let conn = rusqlite::Connection::open(setup.state_path()).unwrap();
+    let rows: Vec<(i64, String, String, Option<String>)> = conn
+        .prepare("SELECT id, rule, rules, dedup_key FROM alerts WHERE event_id = 'attach-crash'")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 1, "one alert row for the change: {rows:?}");
+    let (id, rule, rules, dedup) = &rows[0];
+    assert_eq!(rule, "mine");
+    let rules: Value = serde_json::from_str(rules).unwrap();
+    assert_eq!(rules, json!(["mine", "documented", "complete"]));
+    assert_eq!(dedup.as_deref(), Some(key.as_str()));
+    let all_alerts: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM alerts WHERE origin = 'rule'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(all_alerts, 1);
+    let deliveries: BTreeMap<String, (String, i64)> = conn
+        .prepare("SELECT channel, status, attempts FROM deliveries WHERE alert_id = ?1")
+        .unwrap()
+        .query_map([id], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let statuses: BTreeMap<&str, &str> = deliveries
+        .iter()
+        .map(|(c, (s, _))| (c.as_str(), s.as_str()))
+        .collect();
+    assert_eq!(
+        statuses,
+        BTreeMap::from([
+            ("mail", "delivered"),
+            ("out", "delivered"),
+            ("sns", "delivered")
+        ]),
+        "{deliveries:?}"
+    );
 }

@@ -636,13 +636,13 @@ fn sqs_call(moto: &Moto, op: &str, body: Value) -> Value {
 }
 
 /// A topic with two queues subscribed: `raw` with RawMessageDelivery, `wrapped` without.
-struct Topic {
-    arn: String,
-    raw: String,
-    wrapped: String,
+pub(crate) struct Topic {
+    pub(crate) arn: String,
+    pub(crate) raw: String,
+    pub(crate) wrapped: String,
 }
 
-fn topic_with_queues(moto: &Moto, name: &str) -> Topic {
+pub(crate) fn topic_with_queues(moto: &Moto, name: &str) -> Topic {
     let arn = xml_tag(
         &sns_call(moto, &[("Action", "CreateTopic"), ("Name", name)]),
         "TopicArn",
@@ -685,7 +685,7 @@ fn topic_with_queues(moto: &Moto, name: &str) -> Topic {
 }
 
 /// Everything in a queue now (deleting what it reads).
-fn drain_queue(moto: &Moto, url: &str) -> Vec<Value> {
+pub(crate) fn drain_queue(moto: &Moto, url: &str) -> Vec<Value> {
     let mut all = Vec::new();
     loop {
         let reply = sqs_call(
@@ -711,7 +711,7 @@ fn drain_queue(moto: &Moto, url: &str) -> Vec<Value> {
     }
 }
 
-fn sns_channel(arn: &str) -> String {
+pub(crate) fn sns_channel(arn: &str) -> String {
     format!("[[channel]]\ntype = \"sns\"\nname = \"sns\"\ntopic_arn = \"{arn}\"\n")
 }
 

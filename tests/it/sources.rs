@@ -1224,9 +1224,14 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(server: &LookupServer, config: &Path) -> Daemon {
-        let mut child = command(Some(server), None)
-            .args(["run", "--config"])
-            .arg(config)
+        let mut cmd = command(Some(server), None);
+        cmd.args(["run", "--config"]).arg(config);
+        Daemon::spawn(cmd)
+    }
+
+    /// Spawns `cmd` (a `rolewatch run` command line), collecting its output.
+    pub fn spawn(mut cmd: Command) -> Daemon {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
