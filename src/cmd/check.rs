@@ -13,7 +13,7 @@ use crate::config;
 use crate::engine::Engine;
 use crate::event::Window;
 use crate::exit::UsageError;
-use crate::source::{FetchError, FetchStats, Page, Source};
+use crate::source::{FetchStats, Source};
 use crate::time::parse_rfc3339_ms;
 use crate::time::{Clock, SystemClock};
 
@@ -103,7 +103,21 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         crate::runtime::daemon::warn_about_region(sc, names.is_some());
         let source = Source::new(sc, &sdk, names.clone(), patterns.clone());
         let mut out = std::io::BufWriter::new(std::io::stdout());
-        let mut sink = |page: Page| -> anyhow::Result<()> {
+        let mut pages = source.pages(window, crate::aws::retry::Priority::Regular);
+        loop {
+            let page = match pages.next_page().await {
+                Ok(Some(page)) => page,
+                Ok(None) => {
+                    total.add(pages.stats());
+                    break;
+                }
+                Err(e) => {
+                    total.add(e.stats);
+                    failed += 1;
+                    tracing::error!(source = %sc.id, error = %e, "The source could not be read");
+                    break;
+                }
+            };
             for b in &page.bad {
                 tracing::warn!(source = %sc.id, event_id = %b.event_id, reason = %b.reason, "Skipped a malformed event");
             }
@@ -125,19 +139,6 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                     writeln!(out, "{line}").context("writing to stdout")?;
                 }
             }
-            Ok(())
-        };
-        match source
-            .fetch(window, crate::aws::retry::Priority::Regular, &mut sink)
-            .await
-        {
-            Ok(stats) => total.add(stats),
-            Err(FetchError::Source(e)) => {
-                total.add(e.stats);
-                failed += 1;
-                tracing::error!(source = %sc.id, error = %e, "The source could not be read");
-            }
-            Err(FetchError::Sink(e)) => return Err(e),
         }
         out.flush().context("writing to stdout")?;
     }

@@ -21,7 +21,7 @@ use crate::aws::retry::Priority;
 use crate::config::SourceConfig;
 use crate::engine::{change_dedup_key, change_key, Engine};
 use crate::event::{BadEvent, Window};
-use crate::source::{FetchError, FetchStats, Page, Source, SourceError};
+use crate::source::{FetchStats, Page, Source, SourceError};
 use crate::state::{
     FoundBy, Gap, NewAlert, Origin, PollCommit, SeenEvent, StateError, Store, StoredAlert,
 };
@@ -288,44 +288,51 @@ async fn poll_window(
     out: &mut PollOutcome,
     now: i64,
 ) -> Result<(), PollError> {
-    let mut held: Option<Page> = None;
-    let mut sink = |page: Page| -> anyhow::Result<()> {
-        if let Some(previous) = held.replace(page) {
-            let committed = commit_page(cfg, ctx, previous, None, pass, out, now)?;
-            out.new_alerts.extend(committed);
-        }
-        Ok(())
-    };
     let priority = match pass {
         Pass::Poll => Priority::Regular,
         Pass::Sweep => Priority::Low,
     };
-    let fetched = source.fetch(window, priority, &mut sink).await;
-    match fetched {
-        Ok(stats) => {
-            out.stats.add(stats);
-            let last = held.take().unwrap_or_default();
-            let cursor = (pass == Pass::Poll).then_some(window.end_ms);
-            let committed =
-                commit_page(cfg, ctx, last, cursor, pass, out, now).map_err(PollError::Other)?;
-            out.new_alerts.extend(committed);
-            Ok(())
-        }
-        Err(FetchError::Source(e)) => {
-            out.stats.add(e.stats);
-            // Pages fetched before the failure are still worth keeping (their alerts); the
-            // cursor stays, so the next poll reads the window again.
-            if let Some(page) = held.take() {
-                let committed =
-                    commit_page(cfg, ctx, page, None, pass, out, now).map_err(PollError::Other)?;
-                out.new_alerts.extend(committed);
+    // A page is committed once the next one is in hand: the last page of the window is
+    // committed with the cursor advance, so the cursor moves only past a complete window.
+    let mut pages = source.pages(window, priority);
+    let mut held: Option<Page> = None;
+    loop {
+        match pages.next_page().await {
+            Ok(Some(page)) => {
+                if let Some(previous) = held.replace(page) {
+                    let committed = commit_page(cfg, ctx, previous, None, pass, out, now)
+                        .map_err(commit_error)?;
+                    out.new_alerts.extend(committed);
+                }
             }
-            Err(PollError::Source(e))
+            Ok(None) => {
+                out.stats.add(pages.stats());
+                let last = held.take().unwrap_or_default();
+                let cursor = (pass == Pass::Poll).then_some(window.end_ms);
+                let committed =
+                    commit_page(cfg, ctx, last, cursor, pass, out, now).map_err(commit_error)?;
+                out.new_alerts.extend(committed);
+                return Ok(());
+            }
+            Err(e) => {
+                out.stats.add(e.stats);
+                // Pages fetched before the failure are still worth keeping (their alerts);
+                // the cursor stays, so the next poll reads the window again.
+                if let Some(page) = held.take() {
+                    let committed =
+                        commit_page(cfg, ctx, page, None, pass, out, now).map_err(commit_error)?;
+                    out.new_alerts.extend(committed);
+                }
+                return Err(PollError::Source(e));
+            }
         }
-        Err(FetchError::Sink(e)) => Err(match e.downcast::<StateError>() {
-            Ok(s) => PollError::State(s),
-            Err(e) => PollError::Other(e),
-        }),
+    }
+}
+
+fn commit_error(e: anyhow::Error) -> PollError {
+    match e.downcast::<StateError>() {
+        Ok(s) => PollError::State(s),
+        Err(e) => PollError::Other(e),
     }
 }
 

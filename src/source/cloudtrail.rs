@@ -9,7 +9,7 @@ use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
 use aws_sdk_cloudtrail::Client;
 use aws_smithy_types::DateTime;
 
-use super::{check_record, FetchError, FetchStats, Page, SinkError, SourceError};
+use super::{check_record, FetchStats, Page, SourceError};
 use crate::aws::retry::{send_with_retries, CallStats, Priority, RateLimiter, RetryClass};
 use crate::config::SourceConfig;
 use crate::event::Window;
@@ -72,78 +72,85 @@ impl CloudTrailSource {
             .collect()
     }
 
-    pub(super) async fn fetch(
-        &self,
-        window: Window,
-        priority: Priority,
-        sink: &mut (dyn FnMut(Page) -> Result<(), SinkError> + Send),
-    ) -> Result<FetchStats, FetchError> {
-        let _regular = (priority == Priority::Regular).then(|| self.limiter.regular());
-        let mut stats = FetchStats::default();
-        for (key, value) in &self.lookups {
-            let attribute = LookupAttribute::builder()
-                .attribute_key(key.clone())
-                .attribute_value(value)
-                .build()
-                .map_err(|e| self.error(RetryClass::Permanent, e.to_string(), stats))?;
-            let mut token: Option<String> = None;
-            loop {
-                let call = || async {
-                    self.limiter.acquire_as(priority).await;
-                    self.client
-                        .lookup_events()
-                        .lookup_attributes(attribute.clone())
-                        .start_time(DateTime::from_millis(window.start_ms))
-                        // EndTime is inclusive; the window is half-open.
-                        .end_time(DateTime::from_millis(window.end_ms - 1))
-                        .max_results(50)
-                        .set_next_token(token.clone())
-                        .send()
-                        .await
-                };
-                let mut calls = CallStats::default();
-                let sent =
-                    send_with_retries(&self.id, "LookupEvents", MAX_RETRIES, &mut calls, call)
-                        .await;
-                stats.add_calls(calls);
-                let out = match sent {
-                    Ok(out) => out,
-                    Err((class, message)) => return Err(self.error(class, message, stats)),
-                };
-                let mut page = Page::default();
-                for ev in out.events() {
-                    let fallback_time = ev.event_time().and_then(|t| t.to_millis().ok());
-                    let Some(record) = ev.cloud_trail_event() else {
-                        page.bad.push(crate::event::BadEvent {
-                            event_id: ev.event_id().unwrap_or("(unknown)").to_owned(),
-                            event_time_ms: fallback_time,
-                            reason: "the event has no CloudTrailEvent".into(),
-                        });
-                        continue;
-                    };
-                    match check_record(record.to_owned(), ev.event_id(), fallback_time) {
-                        Ok(e) => page.events.push(e),
-                        Err(b) => page.bad.push(b),
-                    }
-                }
-                stats.events += page.events.len() as u64;
-                stats.bad += page.bad.len() as u64;
-                sink(page).map_err(FetchError::Sink)?;
-                match out.next_token() {
-                    Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                    _ => break,
-                }
-            }
-        }
-        Ok(stats)
+    /// How many paginated queries a fetch makes (one per lookup).
+    pub(super) fn queries(&self) -> usize {
+        self.lookups.len()
     }
 
-    fn error(&self, class: RetryClass, message: String, stats: FetchStats) -> FetchError {
-        FetchError::Source(SourceError {
+    /// The limiter shared by every fetch of this source.
+    pub(super) fn limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
+
+    /// Fetches one page of query `query` (from `token`), counting into `stats`; returns the
+    /// page and the next token, if any.
+    pub(super) async fn page(
+        &self,
+        query: usize,
+        token: Option<String>,
+        window: Window,
+        priority: Priority,
+        stats: &mut FetchStats,
+    ) -> Result<(Page, Option<String>), SourceError> {
+        let Some((key, value)) = self.lookups.get(query) else {
+            return Ok((Page::default(), None));
+        };
+        let attribute = LookupAttribute::builder()
+            .attribute_key(key.clone())
+            .attribute_value(value)
+            .build()
+            .map_err(|e| self.error(RetryClass::Permanent, e.to_string(), *stats))?;
+        let call = || async {
+            self.limiter.acquire_as(priority).await;
+            self.client
+                .lookup_events()
+                .lookup_attributes(attribute.clone())
+                .start_time(DateTime::from_millis(window.start_ms))
+                // EndTime is inclusive; the window is half-open.
+                .end_time(DateTime::from_millis(window.end_ms - 1))
+                .max_results(50)
+                .set_next_token(token.clone())
+                .send()
+                .await
+        };
+        let mut calls = CallStats::default();
+        let sent = send_with_retries(&self.id, "LookupEvents", MAX_RETRIES, &mut calls, call).await;
+        stats.add_calls(calls);
+        let out = match sent {
+            Ok(out) => out,
+            Err((class, message)) => return Err(self.error(class, message, *stats)),
+        };
+        let mut page = Page::default();
+        for ev in out.events() {
+            let fallback_time = ev.event_time().and_then(|t| t.to_millis().ok());
+            let Some(record) = ev.cloud_trail_event() else {
+                page.bad.push(crate::event::BadEvent {
+                    event_id: ev.event_id().unwrap_or("(unknown)").to_owned(),
+                    event_time_ms: fallback_time,
+                    reason: "the event has no CloudTrailEvent".into(),
+                });
+                continue;
+            };
+            match check_record(record.to_owned(), ev.event_id(), fallback_time) {
+                Ok(e) => page.events.push(e),
+                Err(b) => page.bad.push(b),
+            }
+        }
+        stats.events += page.events.len() as u64;
+        stats.bad += page.bad.len() as u64;
+        let next = out
+            .next_token()
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        Ok((page, next))
+    }
+
+    fn error(&self, class: RetryClass, message: String, stats: FetchStats) -> SourceError {
+        SourceError {
             source_id: self.id.clone(),
             class,
             message,
             stats,
-        })
+        }
     }
 }

@@ -11,7 +11,7 @@ use aws_config::SdkConfig;
 use aws_sdk_cloudwatchlogs::Client;
 use backon::Retryable;
 
-use super::{check_record, FetchError, FetchStats, Page, SinkError, SourceError};
+use super::{check_record, FetchStats, Page, SourceError};
 use crate::aws::error_text;
 use crate::aws::retry::{
     backoff, classify, send_with_retries, CallStats, Priority, RateLimiter, RetryClass,
@@ -116,75 +116,82 @@ impl LogsSource {
         }
     }
 
-    pub(super) async fn fetch(
+    /// How many paginated queries a fetch makes (one per pattern).
+    pub(super) fn queries(&self) -> usize {
+        self.patterns.len()
+    }
+
+    /// The limiter shared by every fetch of this source.
+    pub(super) fn limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
+
+    /// Fetches one page of query `query` (from `token`), counting into `stats`; returns the
+    /// page and the next token, if any. `delivered` holds the eventIDs this fetch already
+    /// handed over: the same record can come back from several patterns' queries.
+    pub(super) async fn page(
         &self,
+        query: usize,
+        token: Option<String>,
         window: Window,
         priority: Priority,
-        sink: &mut (dyn FnMut(Page) -> Result<(), SinkError> + Send),
-    ) -> Result<FetchStats, FetchError> {
-        let _regular = (priority == Priority::Regular).then(|| self.limiter.regular());
-        let mut stats = FetchStats::default();
-        // The same record can come back from several patterns' queries: hand it over once.
-        let mut delivered: HashSet<String> = HashSet::new();
-        for pattern in &self.patterns {
-            let mut token: Option<String> = None;
-            loop {
-                let call = || async {
-                    self.limiter.acquire_as(priority).await;
-                    self.client
-                        .filter_log_events()
-                        .log_group_name(&self.log_group)
-                        .set_log_stream_name_prefix(self.stream_prefix.clone())
-                        .start_time(window.start_ms)
-                        // FilterLogEvents' endTime is inclusive; the window is half-open.
-                        .end_time(window.end_ms - 1)
-                        .set_filter_pattern(pattern.clone())
-                        .set_next_token(token.clone())
-                        .send()
-                        .await
-                };
-                let mut calls = CallStats::default();
-                let sent =
-                    send_with_retries(&self.id, "FilterLogEvents", MAX_RETRIES, &mut calls, call)
-                        .await;
-                stats.add_calls(calls);
-                let out = match sent {
-                    Ok(out) => out,
-                    Err((class, message)) => {
-                        return Err(FetchError::Source(SourceError {
-                            source_id: self.id.clone(),
-                            class,
-                            message,
-                            stats,
-                        }))
-                    }
-                };
-                let mut page = Page::default();
-                for ev in out.events() {
-                    let Some(message) = ev.message() else {
-                        continue;
-                    };
-                    match check_record(message.to_owned(), ev.event_id(), ev.timestamp()) {
-                        Ok(e) => {
-                            if delivered.insert(e.event_id.clone()) {
-                                page.events.push(e);
-                            }
-                        }
-                        Err(b) => page.bad.push(b),
+        stats: &mut FetchStats,
+        delivered: &mut HashSet<String>,
+    ) -> Result<(Page, Option<String>), SourceError> {
+        let Some(pattern) = self.patterns.get(query) else {
+            return Ok((Page::default(), None));
+        };
+        let call = || async {
+            self.limiter.acquire_as(priority).await;
+            self.client
+                .filter_log_events()
+                .log_group_name(&self.log_group)
+                .set_log_stream_name_prefix(self.stream_prefix.clone())
+                .start_time(window.start_ms)
+                // FilterLogEvents' endTime is inclusive; the window is half-open.
+                .end_time(window.end_ms - 1)
+                .set_filter_pattern(pattern.clone())
+                .set_next_token(token.clone())
+                .send()
+                .await
+        };
+        let mut calls = CallStats::default();
+        let sent =
+            send_with_retries(&self.id, "FilterLogEvents", MAX_RETRIES, &mut calls, call).await;
+        stats.add_calls(calls);
+        let out = match sent {
+            Ok(out) => out,
+            Err((class, message)) => {
+                return Err(SourceError {
+                    source_id: self.id.clone(),
+                    class,
+                    message,
+                    stats: *stats,
+                })
+            }
+        };
+        let mut page = Page::default();
+        for ev in out.events() {
+            let Some(message) = ev.message() else {
+                continue;
+            };
+            match check_record(message.to_owned(), ev.event_id(), ev.timestamp()) {
+                Ok(e) => {
+                    if delivered.insert(e.event_id.clone()) {
+                        page.events.push(e);
                     }
                 }
-                stats.events += page.events.len() as u64;
-                stats.bad += page.bad.len() as u64;
-                sink(page).map_err(FetchError::Sink)?;
-                // An empty page with a token is not the end: keep following it.
-                match out.next_token() {
-                    Some(t) if !t.is_empty() && token.as_deref() != Some(t) => {
-                        token = Some(t.to_owned())
-                    }
-                    _ => break,
-                }
+                Err(b) => page.bad.push(b),
             }
         }
-        Ok(stats)
+        stats.events += page.events.len() as u64;
+        stats.bad += page.bad.len() as u64;
+        // An empty page with a token is not the end: keep following it (but not a token that
+        // repeats the one just used).
+        let next = out
+            .next_token()
+            .filter(|t| !t.is_empty() && token.as_deref() != Some(*t))
+            .map(str::to_owned);
+        Ok((page, next))
     }
 }

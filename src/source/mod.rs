@@ -1,5 +1,5 @@
-//! Sources: where events come from. A source fetches every event in a time window, page by
-//! page, and hands each page to the caller; it knows nothing of rules or state.
+//! Sources: where events come from. A source reads every event in a time window as pages the
+//! caller pulls ([`Source::pages`], [`Pages::next_page`]); it knows nothing of rules or state.
 //!
 //! - [`cloudtrail`]: CloudTrail `LookupEvents` (Event history, 90 days).
 //! - [`logs`]: CloudWatch Logs `FilterLogEvents` on the trail's log group.
@@ -11,13 +11,14 @@ pub mod cloudtrail;
 pub mod lenient;
 pub mod logs;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
 
-use crate::aws::retry::Priority;
 use crate::aws::retry::RetryClass;
+use crate::aws::retry::{Priority, RegularFetch};
 use crate::config::{SourceConfig, SourceKind};
 use crate::event::{BadEvent, RawEvent, RecordHeader, Window};
 
@@ -81,27 +82,6 @@ impl fmt::Display for SourceError {
 
 impl std::error::Error for SourceError {}
 
-/// An error from the caller's page handler; stops the fetch.
-pub type SinkError = anyhow::Error;
-
-/// The outcome of a fetch.
-#[derive(Debug)]
-pub enum FetchError {
-    Source(SourceError),
-    Sink(SinkError),
-}
-
-impl fmt::Display for FetchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FetchError::Source(e) => e.fmt(f),
-            FetchError::Sink(e) => write!(f, "{e:#}"),
-        }
-    }
-}
-
-impl std::error::Error for FetchError {}
-
 /// A configured source.
 pub enum Source {
     CloudTrail(cloudtrail::CloudTrailSource),
@@ -153,22 +133,106 @@ impl Source {
         }
     }
 
-    /// Fetches every event in `window`, calling `sink` once per page; a
-    /// [`Priority::Low`] fetch (the sweep) yields every request slot to regular ones.
+    /// The pages of every event in `window`, pulled one at a time with
+    /// [`Pages::next_page`]; a [`Priority::Low`] fetch (the sweep) yields every request slot
+    /// to regular ones. Nothing is requested until the first page is asked for.
+    pub fn pages(&self, window: Window, priority: Priority) -> Pages<'_> {
+        let limiter = match self {
+            Source::CloudTrail(s) => s.limiter(),
+            Source::Logs(s) => s.limiter(),
+        };
+        Pages {
+            source: self,
+            window,
+            priority,
+            _regular: (priority == Priority::Regular).then(|| limiter.regular()),
+            query: 0,
+            token: None,
+            done: false,
+            stats: FetchStats::default(),
+            delivered: HashSet::new(),
+        }
+    }
+
+    fn queries(&self) -> usize {
+        match self {
+            Source::CloudTrail(s) => s.queries(),
+            Source::Logs(s) => s.queries(),
+        }
+    }
+}
+
+/// A fetch in progress: the caller pulls pages ([`Pages::next_page`]) and decides what to do
+/// with each before asking for the next; the source never calls back into the pipeline.
+pub struct Pages<'a> {
+    source: &'a Source,
+    window: Window,
+    priority: Priority,
+    /// A regular fetch holds off low-priority ones for as long as it lives.
+    _regular: Option<RegularFetch<'a>>,
+    /// The paginated query being read (an event name, a filter pattern).
+    query: usize,
+    token: Option<String>,
+    done: bool,
+    stats: FetchStats,
+    /// EventIDs already handed over (CloudWatch Logs: several patterns can return one record).
+    delivered: HashSet<String>,
+}
+
+impl Pages<'_> {
+    /// The next page, or `None` when the window has been read to its end.
     ///
     /// # Errors
     ///
-    /// [`FetchError::Source`] when the API keeps failing; [`FetchError::Sink`] when `sink` does.
-    pub async fn fetch(
-        &self,
-        window: Window,
-        priority: Priority,
-        sink: &mut (dyn FnMut(Page) -> Result<(), SinkError> + Send),
-    ) -> Result<FetchStats, FetchError> {
-        match self {
-            Source::CloudTrail(s) => s.fetch(window, priority, sink).await,
-            Source::Logs(s) => s.fetch(window, priority, sink).await,
+    /// A [`SourceError`] when the API keeps failing (after retries); it carries the counters
+    /// up to the failure, and the fetch is over.
+    pub async fn next_page(&mut self) -> Result<Option<Page>, SourceError> {
+        if self.done || self.query >= self.source.queries() {
+            self.done = true;
+            return Ok(None);
         }
+        let token = self.token.take();
+        let fetched = match self.source {
+            Source::CloudTrail(s) => {
+                s.page(
+                    self.query,
+                    token,
+                    self.window,
+                    self.priority,
+                    &mut self.stats,
+                )
+                .await
+            }
+            Source::Logs(s) => {
+                s.page(
+                    self.query,
+                    token,
+                    self.window,
+                    self.priority,
+                    &mut self.stats,
+                    &mut self.delivered,
+                )
+                .await
+            }
+        };
+        match fetched {
+            Ok((page, next)) => {
+                match next {
+                    Some(t) => self.token = Some(t),
+                    None => self.query += 1,
+                }
+                Ok(Some(page))
+            }
+            Err(e) => {
+                self.done = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// The counters of the fetch so far.
+    pub fn stats(&self) -> FetchStats {
+        self.stats
     }
 }
 
