@@ -4,7 +4,8 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::error::sqlite;
-use super::{stored_alert, State, StateError, StoredAlert, ALERT_COLUMNS};
+use super::outbox::{stored_alert, ALERT_COLUMNS};
+use super::{State, StateError, StoredAlert};
 
 /// How many baselines of one role are kept.
 const BASELINES_KEPT: i64 = 30;

@@ -346,7 +346,7 @@ fn the_outbox_tracks_each_channel() {
     state.mark_failed(ids[1], "sns", &long, None).unwrap();
     let d = state.delivery(ids[1], "sns").unwrap().unwrap();
     assert_eq!(d.status, DeliveryStatus::Failed);
-    assert_eq!(d.last_error.unwrap().len(), MAX_ERROR_CHARS);
+    assert_eq!(d.last_error.unwrap().len(), super::outbox::MAX_ERROR_CHARS);
     // A late failure report does not undo a delivery.
     state.mark_failed(ids[0], "stdout", "late", None).unwrap();
     assert_eq!(
