@@ -1,0 +1,26 @@
+//! Defaults, in one place.
+
+use std::time::Duration;
+
+pub const REGION: &str = "us-east-1";
+pub const OVERLAP: Duration = Duration::from_secs(20 * 60);
+pub const INITIAL_LOOKBACK: Duration = Duration::from_secs(60 * 60);
+/// Every minute, at second 0.
+pub const SCHEDULE: &str = "0 * * * * *";
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+pub const BLIND_AFTER_FAILURES: u32 = 3;
+pub const BLIND_AFTER: Duration = Duration::from_secs(10 * 60);
+pub const ADMIN_LISTEN: &str = "127.0.0.1:9464";
+pub const CATCHUP_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+/// Time between reconciliation sweeps of a source.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// How far back a sweep reads.
+pub const SWEEP_LOOKBACK: Duration = Duration::from_secs(24 * 60 * 60);
+/// LookupEvents allows 2 requests/s per account and region, shared with every caller.
+pub const CLOUDTRAIL_RPS: f64 = 1.0;
+pub const CLOUDTRAIL_MAX_RPS: f64 = 2.0;
+/// FilterLogEvents allows 5 requests/s per account and region.
+pub const LOGS_RPS: f64 = 2.0;
+pub const LOGS_MAX_RPS: f64 = 5.0;
+/// How long LookupEvents keeps events.
+pub const CLOUDTRAIL_RETENTION: Duration = Duration::from_secs(90 * 24 * 60 * 60);

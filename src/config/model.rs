@@ -1,0 +1,116 @@
+//! The validated configuration: what every other module reads.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{defaults, ChannelConfig, VendorConfig};
+use crate::rules::Rule;
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, if any.
+    pub file: Option<PathBuf>,
+    pub state: StateConfig,
+    pub sources: Vec<SourceConfig>,
+    pub rules: Vec<Rule>,
+    /// Where alerts go; never empty (the default is one stdout channel).
+    pub channels: Vec<ChannelConfig>,
+    /// The vendor's role, policy and account (`[vendor]`).
+    pub vendor: VendorConfig,
+    pub daemon: DaemonConfig,
+    pub admin: AdminConfig,
+}
+
+/// When a source is polled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Schedule {
+    /// A 6-field cron expression (seconds first), UTC, checked to parse.
+    Cron(String),
+    /// A fixed interval from the daemon's start (`poll_interval_secs`).
+    Every(Duration),
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Cron(c) => write!(f, "cron `{c}`"),
+            Schedule::Every(d) => write!(f, "every {} s", d.as_secs()),
+        }
+    }
+}
+
+/// How the log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// JSON when stderr is not a terminal, text on a terminal.
+    Auto,
+    Json,
+    Text,
+}
+
+/// `[daemon]`, checked.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+    /// A cron expression, checked to parse.
+    pub heartbeat_schedule: Option<String>,
+    pub blind_after_failures: u32,
+    pub blind_after: Duration,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            shutdown_grace: defaults::SHUTDOWN_GRACE,
+            log_format: LogFormat::Auto,
+            heartbeat_schedule: None,
+            blind_after_failures: defaults::BLIND_AFTER_FAILURES,
+            blind_after: defaults::BLIND_AFTER,
+        }
+    }
+}
+
+/// `[admin]`, checked.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// `None` when disabled.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// `None`: the default place (see `state::default_path`).
+    pub path: Option<PathBuf>,
+    pub initial_lookback: Duration,
+}
+
+/// Which API a source polls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    CloudTrail,
+    CloudWatchLogs {
+        log_group: String,
+        log_stream_prefix: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Unique; the state keys the cursor by it.
+    pub id: String,
+    pub kind: SourceKind,
+    pub region: String,
+    pub overlap: Duration,
+    pub max_requests_per_sec: f64,
+    pub schedule: Schedule,
+    pub catchup_window: Duration,
+    /// Time between reconciliation sweeps; `None`: no sweep.
+    pub sweep_interval: Option<Duration>,
+    /// How far back a sweep reads.
+    pub sweep_lookback: Duration,
+    /// The trail (name or ARN) that records these events, if named.
+    pub trail: Option<String>,
+}
