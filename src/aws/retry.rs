@@ -6,7 +6,6 @@ use std::time::Duration;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use backon::ExponentialBuilder;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -140,15 +139,99 @@ where
     })
 }
 
-/// Exponential backoff with full jitter: 0.5 s, 1 s, 2 s, … capped at 30 s, at most
-/// `max_retries` retries.
-pub fn backoff(max_retries: usize) -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(500))
-        .with_max_delay(Duration::from_secs(30))
-        .with_factor(2.0)
-        .with_max_times(max_retries)
-        .with_jitter()
+/// Exponential backoff with full jitter, the one every retry loop uses (AWS calls, the
+/// outbox, IAM reads): after the `n`-th failed attempt the ceiling is `initial · 2^(n−1)`,
+/// capped at `max`, and the wait is drawn uniformly from `[0, ceiling]` ("full jitter"), so
+/// that callers that failed together do not retry together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// AWS API calls: 0.5 s, 1 s, 2 s, … capped at 30 s.
+    pub const AWS: Backoff = Backoff {
+        initial: Duration::from_millis(500),
+        max: Duration::from_secs(30),
+    };
+
+    /// Deliveries through a channel (the outbox): 2 s, 4 s, … capped at 5 minutes.
+    pub const DELIVERY: Backoff = Backoff {
+        initial: Duration::from_secs(2),
+        max: Duration::from_secs(5 * 60),
+    };
+
+    /// `initial` must be positive and not above `max`.
+    ///
+    /// # Errors
+    ///
+    /// When it is not.
+    pub fn new(initial: Duration, max: Duration) -> Result<Backoff, String> {
+        if initial.is_zero() || initial > max {
+            return Err(format!(
+                "backoff: initial {initial:?} must be positive and at most max {max:?}"
+            ));
+        }
+        Ok(Backoff { initial, max })
+    }
+
+    /// The longest wait after the `attempt`-th failed attempt (1-based; 0 counts as 1).
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(30);
+        self.initial.saturating_mul(1u32 << exp).min(self.max)
+    }
+
+    /// The wait after the `attempt`-th failed attempt for a draw `jitter` in `[0, 1]`
+    /// (anything else counts as 1): `jitter · ceiling`.
+    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
+        let jitter = if jitter.is_finite() {
+            jitter.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        self.ceiling(attempt).mul_f64(jitter)
+    }
+
+    /// A random wait after the `attempt`-th failed attempt.
+    pub fn draw(&self, attempt: u32) -> Duration {
+        self.delay(attempt, fastrand::f64())
+    }
+
+    /// The waits of at most `max_retries` retries, for `backon`'s `retry`.
+    pub fn retries(self, max_retries: usize) -> Retries {
+        Retries {
+            backoff: self,
+            left: max_retries,
+            attempt: 0,
+        }
+    }
+}
+
+/// The random waits of a bounded number of retries (an iterator, which `backon` takes).
+#[derive(Debug, Clone)]
+pub struct Retries {
+    backoff: Backoff,
+    left: usize,
+    attempt: u32,
+}
+
+impl Iterator for Retries {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        self.attempt = self.attempt.saturating_add(1);
+        Some(self.backoff.draw(self.attempt))
+    }
+}
+
+/// The retries of an AWS call: [`Backoff::AWS`], at most `max_retries` of them.
+pub fn backoff(max_retries: usize) -> Retries {
+    Backoff::AWS.retries(max_retries)
 }
 
 /// A client-side limit of `per_sec` requests per second: each [`acquire`](Self::acquire)
@@ -315,5 +398,86 @@ mod tests {
         // Without a regular fetch, a low-priority request goes at once (its slot is free).
         rl.acquire_as(Priority::Low).await;
         assert_eq!(start.elapsed(), Duration::from_millis(2200));
+    }
+
+    #[test]
+    fn backoff_ceiling_doubles_and_caps_and_the_draw_is_full_jitter() {
+        let b = Backoff::DELIVERY;
+        assert_eq!(b.ceiling(0), Duration::from_secs(2));
+        assert_eq!(b.ceiling(1), Duration::from_secs(2));
+        assert_eq!(b.ceiling(3), Duration::from_secs(8));
+        assert_eq!(b.ceiling(100), Duration::from_secs(300));
+        assert_eq!(b.delay(3, 0.0), Duration::ZERO);
+        assert_eq!(b.delay(3, 1.0), Duration::from_secs(8));
+        assert_eq!(b.delay(3, 0.5), Duration::from_secs(4));
+        assert_eq!(b.delay(3, f64::NAN), Duration::from_secs(8));
+        assert_eq!(b.delay(3, 7.0), Duration::from_secs(8));
+        assert!(Backoff::new(Duration::ZERO, Duration::from_secs(1)).is_err());
+        assert!(Backoff::new(Duration::from_secs(2), Duration::from_secs(1)).is_err());
+        assert_eq!(
+            Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
+            Ok(Backoff::AWS)
+        );
+    }
+
+    #[test]
+    fn retries_are_bounded_and_each_within_its_ceiling() {
+        let waits: Vec<Duration> = Backoff::AWS.retries(6).collect();
+        assert_eq!(waits.len(), 6);
+        for (i, w) in waits.iter().enumerate() {
+            let attempt = u32::try_from(i + 1).unwrap();
+            assert!(
+                *w <= Backoff::AWS.ceiling(attempt),
+                "retry {attempt}: {w:?}"
+            );
+        }
+        assert_eq!(Backoff::AWS.retries(0).count(), 0);
+    }
+
+    proptest::proptest! {
+        /// Every draw lies in [0, ceiling], whatever the parameters and the attempt.
+        #[test]
+        fn every_delay_is_within_zero_and_its_ceiling(
+            initial_ms in 1u64..60_000,
+            extra_ms in 0u64..600_000,
+            attempt in 0u32..200,
+            jitter in proptest::num::f64::ANY,
+        ) {
+            let b = Backoff::new(
+                Duration::from_millis(initial_ms),
+                Duration::from_millis(initial_ms + extra_ms),
+            ).unwrap();
+            let d = b.delay(attempt, jitter);
+            proptest::prop_assert!(d <= b.ceiling(attempt));
+            proptest::prop_assert!(b.ceiling(attempt) <= Duration::from_millis(initial_ms + extra_ms));
+            proptest::prop_assert!(b.ceiling(attempt) >= Duration::from_millis(initial_ms));
+        }
+    }
+
+    /// Full jitter, not "d plus up to d": many draws spread over the whole of [0, d], with
+    /// about a tenth of them in the lowest tenth (the old jitter never went below d).
+    #[test]
+    fn draws_are_spread_down_to_zero() {
+        let b = Backoff::AWS;
+        let ceiling = b.ceiling(4);
+        let n = 20_000;
+        let draws: Vec<Duration> = (0..n).map(|_| b.draw(4)).collect();
+        assert!(draws.iter().all(|d| *d <= ceiling));
+        let lowest_tenth = draws.iter().filter(|d| **d < ceiling / 10).count();
+        let highest_tenth = draws.iter().filter(|d| **d > ceiling * 9 / 10).count();
+        // Expected n/10 = 2000 each; binomial sd ~42, so ±500 never fails by chance.
+        assert!(
+            (1500..2500).contains(&lowest_tenth),
+            "{lowest_tenth} draws below d/10"
+        );
+        assert!(
+            (1500..2500).contains(&highest_tenth),
+            "{highest_tenth} draws above 9d/10"
+        );
+        let mean = draws.iter().map(Duration::as_secs_f64).sum::<f64>() / f64::from(n);
+        assert!(
+            (mean / ceiling.as_secs_f64() - 0.5).abs() < 0.02,
+            "mean {mean}"
+        );
     }
 }

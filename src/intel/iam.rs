@@ -8,11 +8,10 @@
 //! returned as IAM sent them and decoded by [`super::policy::Policy::parse_text`].
 
 use std::future::Future;
-use std::time::Duration;
 
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::aws::retry::{classify, RetryClass};
+use crate::aws::retry::{classify, Backoff, RetryClass};
 
 /// Why an IAM call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -131,7 +130,8 @@ fn iam_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     }
 }
 
-/// Runs `f` up to [`ATTEMPTS`] times while it fails retryably, 200 ms, 400 ms apart.
+/// Runs `f` up to [`ATTEMPTS`] times while it fails retryably, waiting the one backoff of AWS
+/// calls ([`Backoff::AWS`], full jitter) between attempts.
 async fn retrying<T, F, Fut>(mut f: F) -> Result<T, IamError>
 where
     F: FnMut() -> Fut,
@@ -141,7 +141,7 @@ where
     loop {
         match f().await {
             Err(e) if e.retryable && attempt < ATTEMPTS => {
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                tokio::time::sleep(Backoff::AWS.draw(attempt)).await;
                 attempt += 1;
             }
             other => return other,

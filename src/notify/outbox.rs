@@ -6,7 +6,7 @@
 //! Message-ID — and never loses it.
 //!
 //! A failed attempt is recorded with [`State::mark_failed`] and a retry time from
-//! [`Backoff`] (exponential in the row's attempts, with jitter). Retryable errors are retried
+//! [`Backoff::DELIVERY`] (exponential in the row's attempts, full jitter). Retryable errors are retried
 //! forever unless `retry_max_attempts` says otherwise; permanent ones are given up after
 //! `permanent_max_attempts`. After a retryable failure the channel rests until that retry
 //! time: a relay that is down is not hammered once per pending alert.
@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::alert::Alert;
 use super::notifier::{BuildError, Notifier, SendError};
 use super::synthetic;
+use crate::aws::retry::Backoff;
 use crate::config::{ChannelConfig, DeliveryPolicy};
 use crate::state::{StateError, Store, StoredAlert};
 use crate::time::Clock;
@@ -52,51 +53,6 @@ pub const ANALYSIS_WAIT: Duration = Duration::from_secs(15);
 
 /// Attempts at sending one notice about a channel before it is dropped.
 const NOTICE_ATTEMPTS: u32 = 20;
-
-/// Exponential backoff with jitter, by attempt: attempt `n` waits between half and all of
-/// `initial · 2^(n−1)`, capped at `max`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            initial: Duration::from_secs(2),
-            max: Duration::from_secs(5 * 60),
-        }
-    }
-}
-
-impl Backoff {
-    /// `initial` must be positive and not above `max`.
-    ///
-    /// # Errors
-    ///
-    /// When it is not.
-    pub fn new(initial: Duration, max: Duration) -> Result<Backoff, String> {
-        if initial.is_zero() || initial > max {
-            return Err(format!(
-                "backoff: initial {initial:?} must be positive and at most max {max:?}"
-            ));
-        }
-        Ok(Backoff { initial, max })
-    }
-
-    /// The wait after the `attempt`-th failed attempt (1-based), `jitter` in `[0, 1]`.
-    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
-        let exp = attempt.saturating_sub(1).min(30);
-        let full = self.initial.saturating_mul(1u32 << exp).min(self.max);
-        let jitter = if jitter.is_finite() {
-            jitter.clamp(0.0, 1.0)
-        } else {
-            1.0
-        };
-        full / 2 + full.mul_f64(jitter / 2.0)
-    }
-}
 
 /// A channel and when to give up on it.
 #[derive(Debug)]
@@ -220,7 +176,7 @@ impl Outbox {
             channels,
             state,
             clock,
-            backoff: Backoff::default(),
+            backoff: Backoff::DELIVERY,
             health: Mutex::new((0..n).map(|_| Health::default()).collect()),
             notices: Mutex::new(Vec::new()),
             counters: (0..n).map(|_| ChannelCounters::default()).collect(),
@@ -490,8 +446,7 @@ impl Outbox {
                 Some(ch.policy.permanent_max_attempts)
             };
             let give_up = limit.is_some_and(|n| attempts >= n);
-            let retry_at = (!give_up)
-                .then(|| now.saturating_add(ms(self.backoff.delay(attempts, fastrand::f64()))));
+            let retry_at = (!give_up).then(|| now.saturating_add(ms(self.backoff.draw(attempts))));
             if let Err(err) = state.mark_failed(stored.id, name, &e.to_string(), retry_at) {
                 self.state_error(name, &err, "record a failed delivery");
                 report.state_errors += 1;
@@ -801,19 +756,6 @@ pub(crate) mod tests {
 
     fn down() -> Result<(), SendError> {
         Err(SendError::retryable("connection refused"))
-    }
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_caps() {
-        let b = Backoff::default();
-        assert_eq!(b.delay(1, 0.0), Duration::from_secs(1));
-        assert_eq!(b.delay(1, 1.0), Duration::from_secs(2));
-        assert_eq!(b.delay(3, 1.0), Duration::from_secs(8));
-        assert_eq!(b.delay(100, 1.0), Duration::from_secs(300));
-        assert_eq!(b.delay(100, 0.0), Duration::from_secs(150));
-        assert_eq!(b.delay(0, 1.0), Duration::from_secs(2));
-        assert!(Backoff::new(Duration::ZERO, Duration::from_secs(1)).is_err());
-        assert!(Backoff::new(Duration::from_secs(2), Duration::from_secs(1)).is_err());
     }
 
     #[tokio::test]
