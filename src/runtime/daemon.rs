@@ -635,7 +635,7 @@ impl Daemon {
             },
             None => None,
         };
-        let mut sched = JobScheduler::new()
+        let sched = JobScheduler::new()
             .await
             .context("cannot create the scheduler")?;
         for i in 0..self.sources.len() {
@@ -697,49 +697,16 @@ impl Daemon {
             }
         }
 
-        // The drain: no new polls or sweeps, in-flight polls finish, the outbox is flushed.
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-        self.stop_sweeps.cancel();
-        let grace = self.settings.shutdown_grace;
-        let deadline = tokio::time::Instant::now() + grace;
-        if let Err(e) = sched.shutdown().await {
-            tracing::warn!(error = %e, "The scheduler did not stop cleanly");
-        }
-        tracker.close();
-        let in_flight = tracker.len();
-        if tokio::time::timeout_at(deadline, tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                event = "shutdown_grace_exceeded",
-                polls = tracker.len(),
-                "Polls still running at the end of the grace period are abandoned; the next start resumes from the stored cursors"
-            );
-        }
-        outbox_stop.cancel();
-        let _ = tokio::time::timeout_at(deadline, outbox_task).await;
-        let flushed = tokio::time::timeout_at(deadline, self.outbox.drain()).await;
-        match flushed {
-            Ok(r) if r.ok() => tracing::info!(
-                polls_finished = in_flight,
-                delivered = r.delivered,
-                "Stopped: in-flight polls finished and the outbox is flushed"
-            ),
-            Ok(r) => tracing::warn!(
-                delivered = r.delivered,
-                failed = r.failed,
-                "Stopped: some alerts could not be delivered; they stay pending for the next start"
-            ),
-            Err(_) => tracing::warn!(
-                event = "shutdown_grace_exceeded",
-                grace_secs = grace.as_secs(),
-                "Stopped at the end of the grace period with alerts still pending; the next start delivers them"
-            ),
-        }
-        if let Some(admin) = admin {
-            let _ = tokio::time::timeout(Duration::from_secs(1), admin).await;
-        }
+        super::shutdown::drain(super::shutdown::Stages {
+            scheduler: sched,
+            sweeps: &self.stop_sweeps,
+            polls: &tracker,
+            outbox: &self.outbox,
+            outbox_loop: (outbox_stop, outbox_task),
+            admin,
+            grace: self.settings.shutdown_grace,
+        })
+        .await;
         Ok(())
     }
 
@@ -827,40 +794,6 @@ impl Daemon {
         }
         m.encode()
     }
-}
-
-/// Cancels `token` on SIGTERM or SIGINT. The drain is bounded by `grace`; should it hang
-/// anyway (a blocked thread), the process exits with status 1 ten seconds after that.
-pub fn cancel_on_signals(token: CancellationToken, grace: Duration) {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                tracing::error!("Cannot install signal handlers");
-                return;
-            };
-            tokio::select! {
-                _ = term.recv() => tracing::info!(grace_secs = grace.as_secs(), "SIGTERM: stopping"),
-                _ = int.recv() => tracing::info!(grace_secs = grace.as_secs(), "SIGINT: stopping"),
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-        token.cancel();
-        let hard = grace + Duration::from_secs(10);
-        tokio::time::sleep(hard).await;
-        tracing::error!(
-            "Did not stop within {} s of the signal; exiting",
-            hard.as_secs()
-        );
-        std::process::exit(1);
-    });
 }
 
 impl crate::admin::AdminView for Daemon {

@@ -10,3 +10,4 @@
 
 pub mod daemon;
 pub mod poll;
+pub mod shutdown;

@@ -276,3 +276,18 @@ fn the_filter_pattern_crate_knows_no_tokio_and_no_aws() {
         );
     }
 }
+
+#[test]
+fn no_library_code_ends_the_process() {
+    // Commands return an exit status; only `main` turns it into the process's end.
+    let src = src_dir();
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|p| !p.ends_with("main.rs"))
+        .filter(|p| code_only(&std::fs::read_to_string(p).unwrap()).contains("process::exit"))
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(offenders.is_empty(), "process::exit in {offenders:?}");
+}
