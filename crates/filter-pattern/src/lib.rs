@@ -162,6 +162,13 @@ impl FilterPattern {
     }
 }
 
+/// Whether `text` is a numeral of the language (semantics §3: `[+-]`, digits with an optional
+/// point, an optional exponent below 2^31 in magnitude) — how a bare value or a
+/// space-delimited field is told to be a number.
+pub fn is_numeral(text: &str) -> bool {
+    decimal::Numeral::parse(text).is_some_and(|n| n.exponent_in_range())
+}
+
 fn pinned(e: &Expr, path: &[Segment]) -> Option<BTreeSet<String>> {
     match e {
         Expr::Cond(c) if c.selector.segments == path => match &c.test {
@@ -215,6 +222,34 @@ mod tests {
             ]
         );
         assert_eq!(p.required_values("$.requestParameters.roleName"), None);
+    }
+
+    #[test]
+    fn numerals() {
+        for t in [
+            "7",
+            "+7",
+            "-0.5",
+            ".5",
+            "1.",
+            "1e4",
+            "3.6E+3",
+            "1e2147483647",
+        ] {
+            assert!(is_numeral(t), "{t}");
+        }
+        for t in [
+            "",
+            "7x",
+            "1e2147483648",
+            "0x10",
+            "1,000",
+            "Infinity",
+            "+",
+            ".",
+        ] {
+            assert!(!is_numeral(t), "{t}");
+        }
     }
 
     #[test]
