@@ -111,7 +111,7 @@ impl<'p> Parser<'p> {
                 .len();
             return Err(self.cur.error(
                 span.start..end.max(span.end),
-                format!("a regular expression must be the whole pattern: found {found} after the closing `%` (a pattern that starts with '%' must end with '%')"),
+                format!("a regular expression must be the whole pattern: found {found} after the closing `%` (if a filter pattern starts with '%' it must end with '%')"),
             ));
         }
         Ok(Pattern::Regex(body))
@@ -259,7 +259,7 @@ impl<'p> Parser<'p> {
                 return Err(self.cur.error(
                     end..end,
                     format!(
-                        "a pattern that starts with `{{` must end with `}}` (the `{{` is at column {})",
+                        "if a filter pattern starts with '{{' it must end with '}}' (the `{{` is at column {})",
                         self.cur.src()[..open].chars().count() + 1
                     ),
                 ));
@@ -276,7 +276,7 @@ impl<'p> Parser<'p> {
                 .len();
             return Err(self.cur.error(
                 span.start..end.max(span.end),
-                format!("a pattern that starts with `{{` must end with `}}`, found {found} after the closing `}}`"),
+                format!("if a filter pattern starts with '{{' it must end with '}}': found {found} after the closing `}}`"),
             ));
         }
         Ok(expr)
@@ -470,13 +470,13 @@ impl<'p> Parser<'p> {
                 if in_selector > MAX_WILDCARDS_PER_SELECTOR {
                     return Err(self.cur.error(
                         span,
-                        format!("a selector may hold at most {MAX_WILDCARDS_PER_SELECTOR} wildcard segment (`.*` or `[*]`)"),
+                        format!("your filter pattern has a JSON path selector that exceeds the maximum of {MAX_WILDCARDS_PER_SELECTOR} wildcard allowed per json selector (`.*` or `[*]`)"),
                     ));
                 }
                 if self.wildcards > MAX_WILDCARDS_PER_PATTERN {
                     return Err(self.cur.error(
                         span,
-                        format!("a pattern may hold at most {MAX_WILDCARDS_PER_PATTERN} wildcard segments (`.*` or `[*]`)"),
+                        format!("your filter pattern exceeds the maximum of {MAX_WILDCARDS_PER_PATTERN} wildcards (`.*` or `[*]`) allowed per filter pattern"),
                     ));
                 }
             }
