@@ -1,6 +1,9 @@
-//! Lazy JSON for JSON patterns: parse the event once, materialising only the values that the
-//! pattern's selectors can reach (a trie of paths); everything else is skipped by serde's
-//! `IgnoredAny`, which still checks that the whole event is valid JSON.
+//! Lazy JSON for JSON patterns (semantics §4.3): parse the event once, materialising only the
+//! values that the pattern's selectors can reach (a trie of paths); everything else is skipped
+//! by serde's `IgnoredAny`, which still checks that the whole event is valid JSON. A selected
+//! value is first read as raw text, so that a number keeps its spelling (integers are exact at
+//! any length) and a string without escapes is borrowed; only objects and arrays the trie
+//! looks into are parsed further.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -178,9 +178,8 @@ impl<'p> Parser<'p> {
                             "a quoted term cannot be empty: `\"\"` is not a pattern (the empty pattern matches every event)",
                         ));
                     }
-                    if let Some(b) = self.cur.peek().filter(|b| !is_blank(*b)) {
+                    if self.cur.peek().is_some_and(|b| !is_blank(b)) {
                         let (found_span, found) = self.cur.found();
-                        let _ = b;
                         return Err(self.cur.error(
                             found_span,
                             format!("invalid character(s) in term '{}': a quoted term must be followed by a blank or the end, found {found}", self.word_at(word_start)),
