@@ -8,8 +8,14 @@
 //!   pattern on a synthetic record of each event the `complete` pack watches;
 //! * values CloudTrail types differently than the pattern assumes (`$.readOnly = false`,
 //!   `mfaAuthenticated IS TRUE`, an account ID as a number);
-//! * unquoted values and terms with characters that CloudWatch Logs documents as needing
-//!   quotes (rolewatch's parser accepts them, as CloudWatch Logs does in practice).
+//! * unquoted values with characters that CloudWatch Logs documents as needing quotes
+//!   (rolewatch's parser accepts them, as CloudWatch Logs does in practice);
+//! * what the revision of the language (`docs/filter-pattern-semantics.md` §11) reads
+//!   differently from before: an unquoted word split at `-` or `?` into several terms, a
+//!   space-delimited pattern without `...` whose last entry now takes the rest of the line, a
+//!   universal `!=` through a wildcard, a quoted numeral compared as text, and keywords in
+//!   lower case (valid now). What the revision rejects never gets here: the pattern does not
+//!   compile, and the configuration is invalid.
 //!
 //! Everything here is pure: the pattern, the watched role and policy, and the embedded list
 //! of event names.
@@ -17,9 +23,9 @@
 use std::fmt;
 
 use filter_pattern::ast::{
-    CmpOp, Condition, Entry, Expr, FieldExpr, Pattern, Selector, Term, TermText, Test, Value,
+    CmpOp, Condition, Entry, Expr, FieldExpr, Pattern, Selector, Test, Value,
 };
-use filter_pattern::{FilterPattern, MAX_PATTERN_CHARS};
+use filter_pattern::{is_numeral, FilterPattern, MAX_PATTERN_CHARS};
 
 use super::event_names;
 use super::packs::{role_change_records, PackParams};
@@ -112,6 +118,7 @@ pub fn lint(pattern: &FilterPattern, ctx: &LintContext) -> Vec<Lint> {
     missed_events_lint(pattern, &conditions, ctx, &mut lints);
     typing_lints(&conditions, &mut lints);
     quoting_lints(pattern.ast(), &conditions, &mut lints);
+    revision_lints(pattern, &conditions, &mut lints);
     let mut seen = Vec::new();
     lints.retain(|l| {
         let new = !seen.contains(&l.message);
@@ -352,19 +359,7 @@ fn quoting_lints(ast: &Pattern, conditions: &[&Condition], lints: &mut Vec<Lint>
                 }
             }
         }
-        Pattern::Terms(terms) => {
-            for Term { text, .. } in terms {
-                if let TermText::Bare(word) = text {
-                    if needs_quotes(word, false) {
-                        lints.push(Lint::note(format!(
-                            "the term `{word}` is not quoted: CloudWatch Logs documents quotes for terms with characters other than letters, digits and `_` (and may split it there); write `{}`",
-                            super::packs::quote(word)
-                        )));
-                    }
-                }
-            }
-        }
-        Pattern::MatchAll | Pattern::Json(_) => {}
+        Pattern::MatchAll | Pattern::Terms(_) | Pattern::Regex(_) | Pattern::Json(_) => {}
     }
     for text in bare_values {
         if needs_quotes(text, true) {
@@ -372,6 +367,206 @@ fn quoting_lints(ast: &Pattern, conditions: &[&Condition], lints: &mut Vec<Lint>
                 "`{text}` is not quoted: CloudWatch Logs documents quotes for values with characters other than letters, digits and `_`; write `{}`",
                 super::packs::quote(text)
             )));
+        }
+    }
+}
+
+/// What the revision of the language reads differently (semantics §11).
+fn revision_lints(pattern: &FilterPattern, conditions: &[&Condition], lints: &mut Vec<Lint>) {
+    match pattern.ast() {
+        Pattern::Terms(_) => split_term_lints(pattern.as_str(), lints),
+        Pattern::SpaceDelimited(entries) => {
+            field_count_lint(entries, lints);
+            for e in entries {
+                if let Entry::Field {
+                    name,
+                    conditions: Some(expr),
+                } = e
+                {
+                    quoted_field_numeral_lints(name, expr, lints);
+                }
+            }
+        }
+        Pattern::Json(_) => {
+            for c in conditions {
+                wildcard_ne_lint(c, lints);
+                quoted_json_numeral_lint(c, lints);
+            }
+            keyword_case_lint(pattern.as_str(), lints);
+        }
+        Pattern::MatchAll | Pattern::Regex(_) => {}
+    }
+}
+
+/// The words of a term pattern as written: runs of non-blanks, a quoted part (with its
+/// escapes) kept whole.
+fn source_words(text: &str) -> Vec<&str> {
+    let b = text.as_bytes();
+    let blank = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c');
+    let mut words = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        while i < b.len() && blank(b[i]) {
+            i += 1;
+        }
+        let start = i;
+        while i < b.len() && !blank(b[i]) {
+            if b[i] == b'"' {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            i += 1;
+        }
+        if i > start {
+            words.push(&text[start..i.min(text.len())]);
+        }
+    }
+    words
+}
+
+/// An unquoted word with `-` or `?` inside is several terms now (`a-b` is `a -b`).
+fn split_term_lints(text: &str, lints: &mut Vec<Lint>) {
+    for word in source_words(text) {
+        if word.contains('"') {
+            continue;
+        }
+        let core = word.strip_prefix(['-', '?']).unwrap_or(word);
+        if !core.contains(['-', '?']) {
+            continue;
+        }
+        let prefix = &word[..word.len() - core.len()];
+        let mut split = String::new();
+        for (i, c) in word.char_indices() {
+            if i > prefix.len() && matches!(c, '-' | '?') {
+                split.push(' ');
+            }
+            split.push(c);
+        }
+        lints.push(Lint::warning(format!(
+            "the unquoted term `{word}` is read as the terms `{split}`: CloudWatch Logs splits an unquoted word at `-` and `?` (rolewatch did not before the revision of the language); to find the word itself, quote it: `{prefix}{}`",
+            super::packs::quote(core)
+        )));
+    }
+}
+
+/// Without `...` a space-delimited pattern no longer needs an exact number of fields: its
+/// last entry takes the rest of the line.
+fn field_count_lint(entries: &[Entry], lints: &mut Vec<Lint>) {
+    if entries.is_empty() || entries.iter().any(|e| matches!(e, Entry::Ellipsis)) {
+        return;
+    }
+    let n = entries.len();
+    let last = match &entries[n - 1] {
+        Entry::Field { name, .. } => format!("`{name}`"),
+        _ => format!("`${n}` (the empty last entry)"),
+    };
+    let fields = if n == 1 { "field" } else { "fields" };
+    lints.push(Lint::warning(format!(
+        "this space-delimited pattern has no `...`, so an event with more than {n} {fields} matches too: its last entry {last} takes the rest of the line (before the revision of the language, the event needed exactly {n} {fields}); to require {n}, give the last entry a condition such as `= %^\\S*$%`"
+    )));
+}
+
+/// A wildcard `!=` is universal now: no selected node may equal the value.
+fn wildcard_ne_lint(c: &Condition, lints: &mut Vec<Lint>) {
+    let Test::Compare(CmpOp::Ne, value) = &c.test else {
+        return;
+    };
+    let Some(w) = c.selector.segments.iter().position(|s| s.is_wildcard()) else {
+        return;
+    };
+    let parent = Selector {
+        segments: c.selector.segments[..w].to_vec(),
+    };
+    lints.push(Lint::warning(format!(
+        "`{c}` holds when no node that `{}` selects equals {value}, and also when `{parent}` exists but holds none (empty, null or a scalar); before the revision of the language it held when some node differed",
+        c.selector
+    )));
+}
+
+/// A quoted numeral is text: in a field it does not find `7.0` for `\"7\"`.
+fn quoted_field_numeral_lints(name: &str, expr: &FieldExpr, lints: &mut Vec<Lint>) {
+    match expr {
+        FieldExpr::Or(items) | FieldExpr::And(items) => items
+            .iter()
+            .for_each(|e| quoted_field_numeral_lints(name, e, lints)),
+        FieldExpr::Cond(op @ (CmpOp::Eq | CmpOp::Ne), Value::Str { text, quoted: true })
+            if is_numeral(text) =>
+        {
+            lints.push(Lint::note(format!(
+                "`{name} {} \"{text}\"` compares the field as text: it matches the field `{text}` exactly, not `{text}` written otherwise (`0{text}`, `{text}.0`); write `{name} {} {text}` to compare the number",
+                op.as_str(),
+                op.as_str()
+            )));
+        }
+        FieldExpr::Cond(..) => {}
+    }
+}
+
+/// A quoted numeral that is not a plain integer meets a JSON number as its canonical text.
+fn quoted_json_numeral_lint(c: &Condition, lints: &mut Vec<Lint>) {
+    let Test::Compare(op @ (CmpOp::Eq | CmpOp::Ne), Value::Str { text, quoted: true }) = &c.test
+    else {
+        return;
+    };
+    if !is_numeral(text) || !text.contains(['.', 'e', 'E', '+']) {
+        return;
+    }
+    lints.push(Lint::note(format!(
+        "`{c}` compares text: a JSON number matches only when its canonical text is `{text}` (`7.0`, `1.0E21`), not by value; write `{} {} {text}` to compare the number",
+        c.selector,
+        op.as_str()
+    )));
+}
+
+/// Keywords in lower or mixed case: valid, but new.
+fn keyword_case_lint(text: &str, lints: &mut Vec<Lint>) {
+    // Words outside quoted strings and regexes, with whether a blank precedes each.
+    let mut words: Vec<(&str, bool, usize)> = Vec::new();
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' | b'%' => {
+                let close = b[i];
+                i += 1;
+                while i < b.len() && b[i] != close {
+                    i += if close == b'"' && b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            c if c.is_ascii_alphabetic() => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                let after_blank = start > 0 && b[start - 1].is_ascii_whitespace();
+                words.push((&text[start..i], after_blank, start));
+            }
+            _ => i += 1,
+        }
+    }
+    for pair in words.windows(2) {
+        let ((w1, blank1, s1), (w2, blank2, s2)) = (pair[0], pair[1]);
+        let adjacent = text[s1 + w1.len()..s2]
+            .bytes()
+            .all(|c| c.is_ascii_whitespace());
+        let keyword = matches!(
+            (
+                w1.to_ascii_uppercase().as_str(),
+                w2.to_ascii_uppercase().as_str(),
+            ),
+            ("IS", "NULL" | "TRUE" | "FALSE") | ("NOT", "EXISTS")
+        );
+        if keyword && blank1 && blank2 && adjacent {
+            let written = format!("{w1} {w2}");
+            let upper = written.to_ascii_uppercase();
+            if written != upper {
+                lints.push(Lint::note(format!(
+                    "`{written}` is valid (CloudWatch Logs takes keywords in any case; rolewatch did not before the revision of the language), but AWS documents keywords in capitals: `{upper}`"
+                )));
+            }
         }
     }
 }
@@ -555,8 +750,8 @@ mod tests {
             r#"{ $.eventSource = "iam.amazonaws.com" }"#,
             r#"{ $.requestParameters.roleName = "someone-else" }"#,
             "ERROR",
-            r#""""#,
-            "[a, b]",
+            "",
+            "[a, b, ...]",
         ] {
             assert_eq!(lints_of(pattern), Vec::<String>::new(), "{pattern}");
         }
@@ -606,13 +801,102 @@ mod tests {
             ["note: `s3.amazonaws.com` is not quoted: CloudWatch Logs documents quotes for values with characters other than letters, digits and `_`; write `\"s3.amazonaws.com\"`"]
         );
         assert_eq!(
-            lints_of("[ip, user = jane.doe, status = 4*]"),
+            lints_of("[ip, user = jane.doe, status = 4*, ...]"),
             ["note: `jane.doe` is not quoted: CloudWatch Logs documents quotes for values with characters other than letters, digits and `_`; write `\"jane.doe\"`"]
         );
+        // Terms of letters, digits, `_` and `.` need no quotes (anything else does not
+        // compile); a `-` inside a word splits it, below.
+        assert_eq!(
+            lints_of("v1.2 café \"quoted-is-fine\" -x"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn unquoted_words_split_at_hyphens_and_question_marks() {
         assert_eq!(
             lints_of("ORDER-ITEM-1 \"quoted-is-fine\" -x"),
-            ["note: the term `ORDER-ITEM-1` is not quoted: CloudWatch Logs documents quotes for terms with characters other than letters, digits and `_` (and may split it there); write `\"ORDER-ITEM-1\"`"]
+            ["warning: the unquoted term `ORDER-ITEM-1` is read as the terms `ORDER -ITEM -1`: CloudWatch Logs splits an unquoted word at `-` and `?` (rolewatch did not before the revision of the language); to find the word itself, quote it: `\"ORDER-ITEM-1\"`"]
         );
+        let lints = lints_of("-cache?miss ?a-b \"x y-z\" -\"p-q\"");
+        assert_eq!(lints.len(), 2, "{lints:#?}");
+        assert!(
+            lints[0].contains("`-cache?miss` is read as the terms `-cache ?miss`"),
+            "{}",
+            lints[0]
+        );
+        assert!(
+            lints[0].ends_with("quote it: `-\"cache?miss\"`"),
+            "{}",
+            lints[0]
+        );
+        assert!(
+            lints[1].contains("`?a-b` is read as the terms `?a -b`"),
+            "{}",
+            lints[1]
+        );
+    }
+
+    #[test]
+    fn space_delimited_patterns_without_ellipsis_take_the_rest() {
+        assert_eq!(
+            lints_of("[w1=ERROR, w2]"),
+            ["warning: this space-delimited pattern has no `...`, so an event with more than 2 fields matches too: its last entry `w2` takes the rest of the line (before the revision of the language, the event needed exactly 2 fields); to require 2, give the last entry a condition such as `= %^\\S*$%`"]
+        );
+        assert!(lints_of("[lvl,]")[0]
+            .contains("its last entry `$2` (the empty last entry) takes the rest"));
+        assert!(lints_of("[a]")[0].contains("more than 1 field matches too"));
+        for fine in ["[a, ..., z]", "[...]", "[]", "[..., a]"] {
+            assert_eq!(lints_of(fine), Vec::<String>::new(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn wildcard_not_equal_is_universal() {
+        assert_eq!(
+            lints_of(r#"{ $.tags[*] != "prod" }"#),
+            ["warning: `$.tags[*] != \"prod\"` holds when no node that `$.tags[*]` selects equals \"prod\", and also when `$.tags` exists but holds none (empty, null or a scalar); before the revision of the language it held when some node differed"]
+        );
+        assert_eq!(
+            lints_of(r#"{ $.tags[*] = "prod" && $.a != "x" }"#),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn quoted_numerals_compare_as_text() {
+        assert_eq!(
+            lints_of(r#"[version, account, eni, source, destination, srcport, destport="22", ...]"#),
+            ["note: `destport = \"22\"` compares the field as text: it matches the field `22` exactly, not `22` written otherwise (`022`, `22.0`); write `destport = 22` to compare the number"]
+        );
+        assert_eq!(
+            lints_of(r#"{ $.latency = "1.5" }"#),
+            ["note: `$.latency = \"1.5\"` compares text: a JSON number matches only when its canonical text is `1.5` (`7.0`, `1.0E21`), not by value; write `$.latency = 1.5` to compare the number"]
+        );
+        // Quoted account IDs are what the typing lint asks for: no note.
+        assert_eq!(
+            lints_of(r#"{ $.recipientAccountId = "123456789012" }"#),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn lower_case_keywords_get_a_note() {
+        assert_eq!(
+            lints_of("{ $.errorCode not exists && $.x Is Null }"),
+            [
+                "note: `not exists` is valid (CloudWatch Logs takes keywords in any case; rolewatch did not before the revision of the language), but AWS documents keywords in capitals: `NOT EXISTS`",
+                "note: `Is Null` is valid (CloudWatch Logs takes keywords in any case; rolewatch did not before the revision of the language), but AWS documents keywords in capitals: `IS NULL`",
+            ]
+        );
+        for fine in [
+            "{ $.errorCode NOT EXISTS }",
+            r#"{ $.is = "is null" }"#,
+            "{ $.a = not }",
+            "{ $.a = %is null% }",
+        ] {
+            assert_eq!(lints_of(fine), Vec::<String>::new(), "{fine}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use serde_json::{json, Value};
 
 use crate::servers::{cloudtrail_record, LookupServer};
-use crate::sources::{now_secs, run_with, Setup};
+use crate::sources::{command, now_secs, run_with, Setup};
 use crate::{assert_exit, rolewatch, stderr, stdout};
 
 /// A record of `event_name` from `source` with these request parameters.
@@ -155,5 +155,71 @@ fn validate_config_shows_the_lint_on_stderr_and_keeps_stdout_a_config() {
         ),
         "{}",
         stderr(&out)
+    );
+}
+
+/// A rule that the revision of the language rejects (an unquoted `ERROR:` term) stops the start
+/// with exit 78 naming the rule's key, the reason and a caret; one it reads differently (`a-b`
+/// is now `a -b`, a space-delimited pattern without `...`) starts, with the lint saying so, at
+/// start and in `validate-config`.
+#[test]
+fn patterns_the_revision_rejects_or_reads_differently() {
+    let setup = Setup::new();
+    let config = setup.config(
+        "[[rule]]\nname = \"documented\"\npack = \"documented\"\n\n\
+         [[rule]]\nname = \"legacy\"\npattern = \"ERROR: access denied\"\n",
+    );
+    let out = command(None, None)
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_exit(&out, 78);
+    let err = stderr(&out);
+    assert!(
+        err.contains("rule[1].pattern: invalid filter pattern at column 6: invalid character(s) in term 'ERROR:'"),
+        "{err}"
+    );
+    // The pattern and the caret under the `:` (column 6), however the report indents them.
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines.windows(2).any(|w| {
+            let text = "ERROR: access denied";
+            w[0].ends_with(text)
+                && w[1].trim_start() == "^"
+                && w[1].len() - 1 == w[0].len() - text.len() + 5
+        }),
+        "{err}"
+    );
+    let out = rolewatch(["validate-config", "--config", config.to_str().unwrap()]);
+    assert_exit(&out, 78);
+    assert!(stderr(&out).contains("rule[1].pattern"), "{}", stderr(&out));
+
+    let config = setup.config(
+        "[[source]]\ntype = \"cloudtrail\"\nname = \"ct\"\n\n\
+         [[rule]]\nname = \"hyphen\"\npattern = \"cache-miss\"\n\n\
+         [[rule]]\nname = \"fields\"\npattern = \"[level = ERROR, message]\"\n\n\
+         [admin]\nenabled = false\n",
+    );
+    let out = rolewatch(["validate-config", "--config", config.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains("rolewatch: rule `hyphen`: warning: the unquoted term `cache-miss` is read as the terms `cache -miss`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("rolewatch: rule `fields`: warning: this space-delimited pattern has no `...`, so an event with more than 2 fields matches too"),
+        "{err}"
+    );
+    // At start (`once`: one poll of an empty trail), the same lint is logged.
+    let server = LookupServer::start();
+    let out = run_with(Some(&server), None, &["once"], &config);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        err.lines()
+            .any(|l| l.contains("rule_lint") && l.contains("hyphen") && l.contains("cache -miss")),
+        "{err}"
     );
 }

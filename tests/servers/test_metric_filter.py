@@ -18,8 +18,10 @@ HTTP 400 `MissingAuthenticationTokenException`.
 
 It evaluates only a tiny subset of the language itself, so that a test of agreement has
 something real to agree with: the empty or all-blank pattern (matches every message) and a
-list of plain terms, unquoted (letters, digits, `_`, `.`) or double-quoted, all of which must
-occur in the message, case-sensitively; `extractedValues` is then `{}`. Any other pattern is
+list of plain terms, unquoted (letters of any script, ASCII digits, `_`, `.`: what CloudWatch
+Logs allows, docs/filter-pattern-semantics.md §2) or double-quoted (non-empty, no escapes), all
+of which must occur in the message, case-sensitively; `extractedValues` is then `{}`. Any other
+pattern (`-`/`?` terms, `x-y`, which the service reads as `x -y`, JSON, fields, a regex) is
 HTTP 501 `NotImplementedByTestServer`: a test that needs one scripts the answer.
 
 Tests script it through a control API on the same port:
@@ -60,7 +62,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 JSON_11 = "application/x-amz-json-1.1"
 MAX_MESSAGES = 50
 MAX_PATTERN = 1024
-UNQUOTED_TERM = re.compile(r"[\w.]+")
+UNQUOTED_TERM = re.compile(r"(?:[^\W\d_]|[0-9_.])+")
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
 
@@ -127,7 +129,7 @@ def terms(pattern: str) -> list[str]:
     while rest:
         if rest.startswith('"'):
             end = rest.find('"', 1)
-            if end <= 1:
+            if end <= 1 or "\\" in rest[:end]:
                 raise not_implemented(pattern)
             found.append(rest[1:end])
             rest = rest[end + 1 :]

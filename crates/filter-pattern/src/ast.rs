@@ -1,15 +1,19 @@
-//! The syntax tree of a filter pattern. `Display` prints a canonical pattern that re-parses to
-//! an equal tree (parentheses only where `||` sits under `&&`).
+//! The syntax tree of a filter pattern (`docs/filter-pattern-semantics.md` §1–§3). `Display`
+//! prints a canonical pattern that re-parses to an equal tree (parentheses only where `||`
+//! sits under `&&`).
 
 use std::fmt;
 
-/// A parsed filter pattern, in one of the four forms of spec §1.
+/// A parsed filter pattern, in one of the five forms of semantics §1.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pattern {
-    /// `""`, `" "` or a blank pattern: every event matches.
+    /// The empty or blank pattern: every event matches.
     MatchAll,
     /// Unstructured terms, matched as substrings of the raw event.
     Terms(Vec<Term>),
+    /// `%regex%` as the whole pattern (the text between the percent signs), searched in the
+    /// raw event.
+    Regex(String),
     /// `{ … }`: conditions on selected JSON values.
     Json(Expr),
     /// `[ … ]`: entries matched against the event's space-delimited fields.
@@ -34,15 +38,13 @@ pub struct Term {
     pub text: TermText,
 }
 
-/// What a term looks for.
+/// What a term looks for (a `%regex%` is never a term: semantics §1).
 #[derive(Debug, Clone, PartialEq)]
 pub enum TermText {
-    /// An unquoted word.
+    /// An unquoted word: letters, digits, `_` and `.` only (semantics §2).
     Bare(String),
-    /// A `"quoted phrase"` (unescaped content).
+    /// A `"quoted phrase"` (unescaped content, never empty).
     Quoted(String),
-    /// A `%regex%` (the text between the percent signs).
-    Regex(String),
 }
 
 /// A boolean expression of JSON conditions.
@@ -60,7 +62,7 @@ pub struct Condition {
     pub test: Test,
 }
 
-/// A JSON path: `$` followed by one or more segments.
+/// A JSON path: `$` followed by one or more segments, the first a `.` step (semantics §3).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Selector {
     pub segments: Vec<Segment>,
@@ -75,9 +77,9 @@ pub enum Segment {
     QuotedMember(String),
     /// `[n]`
     Index(usize),
-    /// `.*`
+    /// `.*` (every member of an object, every element of an array: semantics §4.3)
     AnyMember,
-    /// `[*]`
+    /// `[*]` (the same selection as `.*`)
     AnyIndex,
 }
 
@@ -138,10 +140,11 @@ impl CmpOp {
 /// The right-hand side of a comparison.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
-    /// A string; every `*` in it is a wildcard (spec §9 A1).
+    /// A string; every `*` in it is a wildcard (semantics §9 A1).
     Str { text: String, quoted: bool },
-    /// A numeric literal, kept with its text (`1e4`, `+1000`, `.5`).
-    Number { text: String, value: f64 },
+    /// A numeral, kept as written (`1e4`, `+1000`, `.5`): compared as an exact decimal and,
+    /// against strings, by this text (semantics §4.3).
+    Number { text: String },
     /// `%regex%` (the text between the percent signs).
     Regex(String),
 }
@@ -182,7 +185,8 @@ fn write_quoted(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
 impl fmt::Display for Pattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Pattern::MatchAll => f.write_str("\"\""),
+            Pattern::MatchAll => Ok(()),
+            Pattern::Regex(r) => write!(f, "%{r}%"),
             Pattern::Terms(terms) => {
                 for (i, t) in terms.iter().enumerate() {
                     if i > 0 {
@@ -217,7 +221,6 @@ impl fmt::Display for Term {
         match &self.text {
             TermText::Bare(s) => f.write_str(s),
             TermText::Quoted(s) => write_quoted(f, s),
-            TermText::Regex(r) => write!(f, "%{r}%"),
         }
     }
 }

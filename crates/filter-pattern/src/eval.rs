@@ -1,5 +1,5 @@
 //! The evaluator: a pattern compiled once (literal finders, regexes, a path trie, wildcard
-//! globs) and run on raw event text many times (spec §4).
+//! globs) and run on raw event text many times (semantics §4).
 
 use std::collections::VecDeque;
 
@@ -8,8 +8,8 @@ use memchr::memmem;
 use crate::ast::{
     CmpOp, Entry, Expr, FieldExpr, Pattern, Segment, TermPrefix, TermText, Test, Value,
 };
-use crate::json::{any_selected, project, Trie, Val};
-use crate::lex::parse_number;
+use crate::decimal::{self, event_number, number_text, EventNumber, Numeral, StackText};
+use crate::json::{project, resolve, Trie, Val};
 use crate::regex::Regex;
 
 /// `(key, value)` pairs of a space-delimited match, in field order (`$name` or `$N`).
@@ -19,7 +19,13 @@ pub type Extracted = Vec<(String, String)>;
 pub(crate) enum Compiled {
     MatchAll,
     Terms(Terms),
-    Json { trie: Trie, expr: CExpr },
+    /// `%regex%` as the whole pattern; `None` stands in for a regex the parser did not hand
+    /// over (cannot happen).
+    Regex(Option<Regex>),
+    Json {
+        trie: Trie,
+        expr: CExpr,
+    },
     Fields(Fields),
 }
 
@@ -33,15 +39,9 @@ impl Compiled {
             Pattern::Terms(terms) => {
                 let mut t = Terms::default();
                 for term in terms {
-                    let m = match &term.text {
-                        TermText::Bare(s) | TermText::Quoted(s) => Finder::Literal(Box::new(
-                            memmem::Finder::new(s.as_bytes()).into_owned(),
-                        )),
-                        TermText::Regex(_) => match regexes.pop_front() {
-                            Some(r) => Finder::Regex(r),
-                            None => Finder::Never,
-                        },
-                    };
+                    let (TermText::Bare(s) | TermText::Quoted(s)) = &term.text;
+                    let m =
+                        Finder::Literal(Box::new(memmem::Finder::new(s.as_bytes()).into_owned()));
                     match term.prefix {
                         TermPrefix::Required => t.required.push(m),
                         TermPrefix::Optional => t.optional.push(m),
@@ -50,6 +50,7 @@ impl Compiled {
                 }
                 Compiled::Terms(t)
             }
+            Pattern::Regex(_) => Compiled::Regex(regexes.pop_front()),
             Pattern::Json(expr) => {
                 let mut trie = Trie::default();
                 let expr = CExpr::new(expr, &mut trie, &mut regexes);
@@ -67,6 +68,7 @@ impl Compiled {
         let matched = match self {
             Compiled::MatchAll => true,
             Compiled::Terms(t) => t.matches(event),
+            Compiled::Regex(r) => r.as_ref().is_some_and(|r| r.is_match(event)),
             Compiled::Json { trie, expr } => match project(event, trie) {
                 Some(root) => expr.eval(&root),
                 None => false,
@@ -82,16 +84,12 @@ impl Compiled {
 #[derive(Debug, Clone)]
 pub(crate) enum Finder {
     Literal(Box<memmem::Finder<'static>>),
-    Regex(Regex),
-    Never,
 }
 
 impl Finder {
     fn occurs(&self, event: &str) -> bool {
         match self {
             Finder::Literal(f) => f.find(event.as_bytes()).is_some(),
-            Finder::Regex(r) => r.is_match(event),
-            Finder::Never => false,
         }
     }
 }
@@ -109,7 +107,7 @@ impl Terms {
             // Only `?` terms: any one of them.
             return self.optional.iter().any(|f| f.occurs(event));
         }
-        // `?` terms beside plain or `-` terms are ignored (spec §4.1, §9 A14).
+        // `?` terms beside plain or `-` terms are ignored (semantics §4.1, §9 A14).
         self.required.iter().all(|f| f.occurs(event))
             && !self.excluded.iter().any(|f| f.occurs(event))
     }
@@ -117,7 +115,7 @@ impl Terms {
 
 // ---------------------------------------------------------------------- values
 
-/// A string value with `*` wildcards (spec §4.3, §9 A1).
+/// A string value with `*` wildcards (semantics §4.3, §9 A1).
 #[derive(Debug, Clone)]
 pub(crate) enum Glob {
     Exact(String),
@@ -162,10 +160,8 @@ impl Glob {
 #[derive(Debug, Clone)]
 pub(crate) enum CValue {
     Glob(Glob),
-    Number {
-        text: String,
-        value: f64,
-    },
+    /// A numeral as written (always a valid one: the parser checked it).
+    Number(String),
     Regex(Regex),
     /// Never matches; stands in for a regex the parser did not hand over (cannot happen).
     Never,
@@ -175,27 +171,29 @@ impl CValue {
     fn new(v: &Value, regexes: &mut VecDeque<Regex>) -> CValue {
         match v {
             Value::Str { text, .. } => CValue::Glob(Glob::new(text)),
-            Value::Number { text, value } => CValue::Number {
-                text: text.clone(),
-                value: *value,
-            },
+            Value::Number { text } => CValue::Number(text.clone()),
             Value::Regex(_) => match regexes.pop_front() {
                 Some(r) => CValue::Regex(r),
                 None => CValue::Never,
             },
         }
     }
+
+    /// `text = value` for a text test (a string, a field, a number's text).
+    fn text_eq(&self, text: &str) -> bool {
+        match self {
+            CValue::Glob(g) => g.matches(text),
+            CValue::Regex(r) => r.is_match(text),
+            CValue::Number(n) => n == text,
+            CValue::Never => false,
+        }
+    }
 }
 
-fn compare(op: CmpOp, a: f64, b: f64) -> bool {
-    match op {
-        CmpOp::Eq => a == b,
-        CmpOp::Ne => a != b,
-        CmpOp::Lt => a < b,
-        CmpOp::Le => a <= b,
-        CmpOp::Gt => a > b,
-        CmpOp::Ge => a >= b,
-    }
+/// `value op literal` for exact decimals; `false` if the literal does not read as a numeral
+/// (cannot happen: the parser checked it).
+fn numeric(op: CmpOp, value: &Numeral<'_>, literal: &str) -> bool {
+    Numeral::parse(literal).is_some_and(|lit| decimal::holds(op, value, &lit))
 }
 
 // ---------------------------------------------------------------------- JSON
@@ -204,7 +202,13 @@ fn compare(op: CmpOp, a: f64, b: f64) -> bool {
 pub(crate) enum CExpr {
     Or(Vec<CExpr>),
     And(Vec<CExpr>),
-    Cond { path: Vec<Segment>, test: CTest },
+    Cond {
+        /// The steps before the wildcard (all of them when there is none).
+        head: Vec<Segment>,
+        /// The steps after the wildcard; `None` when the selector has no wildcard.
+        tail: Option<Vec<Segment>>,
+        test: CTest,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -226,7 +230,12 @@ impl CExpr {
                 CExpr::And(items.iter().map(|i| CExpr::new(i, trie, regexes)).collect())
             }
             Expr::Cond(c) => {
-                trie.insert(&c.selector.segments);
+                let segments = &c.selector.segments;
+                let wildcard = segments.iter().position(Segment::is_wildcard);
+                trie.insert(
+                    segments,
+                    wildcard.is_none() && matches!(c.test, Test::IsNull),
+                );
                 let test = match &c.test {
                     Test::Compare(op, v) => CTest::Compare(*op, CValue::new(v, regexes)),
                     Test::IsNull => CTest::IsNull,
@@ -234,10 +243,11 @@ impl CExpr {
                     Test::IsFalse => CTest::IsFalse,
                     Test::NotExists => CTest::NotExists,
                 };
-                CExpr::Cond {
-                    path: c.selector.segments.clone(),
-                    test,
-                }
+                let (head, tail) = match wildcard {
+                    Some(w) => (segments[..w].to_vec(), Some(segments[w + 1..].to_vec())),
+                    None => (segments.clone(), None),
+                };
+                CExpr::Cond { head, tail, test }
             }
         }
     }
@@ -246,45 +256,83 @@ impl CExpr {
         match self {
             CExpr::Or(items) => items.iter().any(|e| e.eval(root)),
             CExpr::And(items) => items.iter().all(|e| e.eval(root)),
-            CExpr::Cond { path, test } => match test {
-                CTest::NotExists => !any_selected(root, path, &mut |_| true),
-                CTest::IsNull => any_selected(root, path, &mut |v| matches!(v, Val::Null)),
-                CTest::IsTrue => any_selected(root, path, &mut |v| matches!(v, Val::Bool(true))),
-                CTest::IsFalse => any_selected(root, path, &mut |v| matches!(v, Val::Bool(false))),
-                CTest::Compare(op, value) => {
-                    any_selected(root, path, &mut |v| json_compare(*op, value, v))
+            CExpr::Cond {
+                head,
+                tail: None,
+                test,
+            } => {
+                let node = resolve(root, head);
+                match test {
+                    CTest::NotExists => node.is_none(),
+                    // `null`, or an array with `null` at its first level (semantics §4.3).
+                    CTest::IsNull => matches!(
+                        node,
+                        Some(
+                            Val::Null
+                                | Val::Arr {
+                                    null_element: true,
+                                    ..
+                                }
+                        )
+                    ),
+                    CTest::IsTrue => matches!(node, Some(Val::Bool(true))),
+                    CTest::IsFalse => matches!(node, Some(Val::Bool(false))),
+                    CTest::Compare(op, value) => node.is_some_and(|n| json_compare(*op, value, n)),
                 }
-            },
+            }
+            CExpr::Cond {
+                head,
+                tail: Some(tail),
+                test,
+            } => {
+                // The wildcard's parent; the selected nodes are its children's `tail`.
+                let Some(parent) = resolve(root, head) else {
+                    return matches!(test, CTest::NotExists);
+                };
+                let some = |f: &dyn Fn(&Val<'_>) -> bool| {
+                    parent.any_child(&mut |child| resolve(child, tail).is_some_and(f))
+                };
+                match test {
+                    CTest::NotExists => !some(&|_| true),
+                    // The selected nodes only: an array holding `null` is not `null`.
+                    CTest::IsNull => some(&|v| matches!(v, Val::Null)),
+                    CTest::IsTrue => some(&|v| matches!(v, Val::Bool(true))),
+                    CTest::IsFalse => some(&|v| matches!(v, Val::Bool(false))),
+                    // Universal: the parent exists and no selected node equals the value.
+                    CTest::Compare(CmpOp::Ne, value) => {
+                        !some(&|v| json_compare(CmpOp::Eq, value, v))
+                    }
+                    CTest::Compare(op, value) => some(&|v| json_compare(*op, value, v)),
+                }
+            }
         }
     }
 }
 
-/// One selected JSON node against `op value` (spec §4.3's conditions table).
+/// One selected JSON node against `op value` (semantics §4.3's conditions table).
 fn json_compare(op: CmpOp, value: &CValue, node: &Val<'_>) -> bool {
-    if op.is_relational() {
-        // Only JSON numbers take part in `< <= > >=`.
-        return match (node, value) {
-            (Val::Num(n), CValue::Number { value, .. }) => compare(op, n.as_f64(), *value),
-            _ => false,
-        };
-    }
-    let eq = match (node, value) {
-        (Val::Num(n), CValue::Number { value, .. }) => n.as_f64() == *value,
-        (Val::Str(s), CValue::Number { text, .. }) => s == text,
-        (Val::Str(s), CValue::Glob(g)) => g.matches(s),
-        (Val::Num(n), CValue::Glob(g)) => g.matches(&n.to_string()),
-        (Val::Str(s), CValue::Regex(r)) => r.is_match(s),
-        (Val::Num(n), CValue::Regex(r)) => r.is_match(&n.to_string()),
-        // Null, booleans and containers never take part in `=` or `!=`.
-        (_, CValue::Never)
-        | (Val::Null | Val::Bool(_) | Val::Container | Val::Obj(_) | Val::Arr(_), _) => {
-            return false
+    match (node, value) {
+        // A numeral against a number: exact decimal values; an out-of-range number passes
+        // no numeric test.
+        (Val::Num(raw), CValue::Number(lit)) => {
+            let mut buf = StackText::new();
+            match event_number(raw, &mut buf) {
+                EventNumber::Value(n) => numeric(op, &n, lit),
+                EventNumber::OutOfRange => false,
+            }
         }
-    };
-    if op == CmpOp::Eq {
-        eq
-    } else {
-        !eq
+        (_, CValue::Never) => false,
+        // Only JSON numbers take part in `< <= > >=`.
+        (_, _) if op.is_relational() => false,
+        // A string against a numeral: the numeral's text as written.
+        (Val::Str(s), v) => v.text_eq(s) == (op == CmpOp::Eq),
+        // A number against text: its canonical text.
+        (Val::Num(raw), v @ (CValue::Glob(_) | CValue::Regex(_))) => {
+            let mut buf = StackText::new();
+            v.text_eq(number_text(raw, &mut buf)) == (op == CmpOp::Eq)
+        }
+        // Null, booleans and containers never take part in `=` or `!=`.
+        _ => false,
     }
 }
 
@@ -294,7 +342,8 @@ fn json_compare(op: CmpOp, value: &CValue, node: &Val<'_>) -> bool {
 pub(crate) struct Fields {
     /// Entries before `...` (all entries when there is none).
     head: Vec<CEntry>,
-    /// Entries after `...`; `None` when the pattern has no `...` (exact field count).
+    /// Entries after `...`; `None` when the pattern has no `...` (then the last entry takes
+    /// the rest of the line).
     tail: Option<Vec<CEntry>>,
 }
 
@@ -328,15 +377,17 @@ impl CField {
         match self {
             CField::Or(items) => items.iter().any(|c| c.eval(field)),
             CField::And(items) => items.iter().all(|c| c.eval(field)),
-            CField::Cond(op, value) => match value {
-                CValue::Number { value, .. } => {
-                    parse_number(field).is_some_and(|n| compare(*op, n, *value))
+            // A bare numeral: numeric on a number field; on any other field `=` and the
+            // relational operators fail and `!=` holds (semantics §4.4, decision A22).
+            CField::Cond(op, CValue::Number(lit)) => {
+                match Numeral::parse(field).filter(Numeral::exponent_in_range) {
+                    Some(n) => numeric(*op, &n, lit),
+                    None => *op == CmpOp::Ne,
                 }
-                _ if op.is_relational() => false,
-                CValue::Glob(g) => g.matches(field) == (*op == CmpOp::Eq),
-                CValue::Regex(r) => r.is_match(field) == (*op == CmpOp::Eq),
-                CValue::Never => false,
-            },
+            }
+            CField::Cond(_, CValue::Never) => false,
+            CField::Cond(op, _) if op.is_relational() => false,
+            CField::Cond(op, value) => value.text_eq(field) == (*op == CmpOp::Eq),
         }
     }
 }
@@ -365,28 +416,41 @@ impl Fields {
                 None => head.push(compiled),
             }
         }
+        if head.is_empty() && tail.is_none() {
+            // `[]` extracts every field, like a lone `...` (semantics §4.4).
+            tail = Some(Vec::new());
+        }
         Fields { head, tail }
     }
 
     fn evaluate(&self, event: &str, want_values: bool) -> Option<Extracted> {
         let fields = split_fields(event);
-        let n = fields.len();
-        let tail_len = self.tail.as_ref().map_or(0, Vec::len);
-        match &self.tail {
-            None if n != self.head.len() => return None,
-            Some(_) if n < self.head.len() + tail_len => return None,
-            _ => {}
+        let k = fields.len();
+        let n = self.head.len();
+        let tail = self.tail.as_deref();
+        let tail_len = tail.map_or(0, <[CEntry]>::len);
+        if k < n + tail_len {
+            return None;
         }
-        let tail_start = n - tail_len;
-        let tail = self.tail.as_deref().unwrap_or(&[]);
-        let placed = self
-            .head
-            .iter()
-            .enumerate()
-            .chain(tail.iter().enumerate().map(|(j, e)| (tail_start + j, e)));
-        for (i, entry) in placed.clone() {
+        // Without `...` the last entry takes the rest of the line as written when the event
+        // has more fields than the pattern has entries (semantics §4.4).
+        let text_of = |i: usize| -> &str {
+            if tail.is_none() && i + 1 == n && k > n {
+                &event[fields[i].start..]
+            } else {
+                fields[i].value
+            }
+        };
+        let tail_start = k - tail_len;
+        let placed = self.head.iter().enumerate().chain(
+            tail.unwrap_or(&[])
+                .iter()
+                .enumerate()
+                .map(|(j, e)| (tail_start + j, e)),
+        );
+        for (i, entry) in placed {
             if let Some(c) = &entry.cond {
-                if !c.eval(fields[i]) {
+                if !c.eval(text_of(i)) {
                     return None;
                 }
             }
@@ -394,12 +458,13 @@ impl Fields {
         if !want_values {
             return Some(Vec::new());
         }
-        let mut out = Vec::with_capacity(n);
-        for (i, field) in fields.iter().enumerate() {
-            let entry = if i < self.head.len() {
+        let covered = if tail.is_some() { k } else { n };
+        let mut out = Vec::with_capacity(covered);
+        for i in 0..covered {
+            let entry = if i < n {
                 Some(&self.head[i])
-            } else if i >= tail_start && self.tail.is_some() {
-                Some(&tail[i - tail_start])
+            } else if i >= tail_start {
+                tail.map(|t| &t[i - tail_start])
             } else {
                 None
             };
@@ -407,16 +472,26 @@ impl Fields {
                 Some(name) => format!("${name}"),
                 None => format!("${}", i + 1),
             };
-            out.push((key, (*field).to_owned()));
+            out.push((key, text_of(i).to_owned()));
         }
         Some(out)
     }
 }
 
-/// Splits an event into space-delimited fields (spec §4.4): runs of blanks separate fields;
-/// a field that starts with `"` runs to the next `"`, one that starts with `[` to the next
-/// `]`, without those delimiters.
-pub(crate) fn split_fields(event: &str) -> Vec<&str> {
+/// One space-delimited field of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Field<'e> {
+    /// The field's text, without the `"…"` or `[…]` around it.
+    pub(crate) value: &'e str,
+    /// Where the field starts in the event, its opening delimiter included.
+    pub(crate) start: usize,
+}
+
+/// Splits an event into space-delimited fields (semantics §4.4): runs of blanks (space, tab,
+/// `\r`, `\n`) separate fields; a field that starts with `"` runs to the next `"`, one that
+/// starts with `[` to the next `]`, and the next field starts right after that closing
+/// delimiter; a `"` or `[` without a closing partner later in the event is plain text.
+pub(crate) fn split_fields(event: &str) -> Vec<Field<'_>> {
     let b = event.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -428,33 +503,27 @@ pub(crate) fn split_fields(event: &str) -> Vec<&str> {
         if i >= b.len() {
             break;
         }
+        let start = i;
         let close = match b[i] {
             b'"' => Some(b'"'),
             b'[' => Some(b']'),
             _ => None,
         };
-        match close {
-            Some(c) => {
-                let start = i + 1;
-                match memchr::memchr(c, &b[start..]) {
-                    Some(off) => {
-                        out.push(&event[start..start + off]);
-                        i = start + off + 1;
-                    }
-                    None => {
-                        out.push(&event[start..]);
-                        i = b.len();
-                    }
-                }
-            }
-            None => {
-                let start = i;
-                while i < b.len() && !blank(b[i]) {
-                    i += 1;
-                }
-                out.push(&event[start..i]);
-            }
+        if let Some(off) = close.and_then(|c| memchr::memchr(c, &b[start + 1..])) {
+            out.push(Field {
+                value: &event[start + 1..start + 1 + off],
+                start,
+            });
+            i = start + 1 + off + 1;
+            continue;
         }
+        while i < b.len() && !blank(b[i]) {
+            i += 1;
+        }
+        out.push(Field {
+            value: &event[start..i],
+            start,
+        });
     }
     out
 }
@@ -480,8 +549,11 @@ mod tests {
 
     #[test]
     fn fields_split_on_blanks_quotes_and_brackets() {
+        let values = |e: &str| -> Vec<String> {
+            split_fields(e).iter().map(|f| f.value.to_owned()).collect()
+        };
         assert_eq!(
-            split_fields(
+            values(
                 r#"127.0.0.1 Prod frank [10/Oct/2000:13:25:15 -0700] "GET /index.html HTTP/1.0" 404 1534"#
             ),
             vec![
@@ -494,8 +566,17 @@ mod tests {
                 "1534"
             ]
         );
-        assert_eq!(split_fields("  a\t b  "), vec!["a", "b"]);
-        assert_eq!(split_fields(r#"a "unclosed b"#), vec!["a", "unclosed b"]);
+        assert_eq!(values("  a\t b  "), vec!["a", "b"]);
+        assert_eq!(values(r#"a "unclosed b"#), vec!["a", "\"unclosed", "b"]);
+        assert_eq!(values(r#"id "v"w z"#), vec!["id", "v", "w", "z"]);
+        assert_eq!(values(r#"a "" [] b"#), vec!["a", "", "", "b"]);
+        assert_eq!(values("[open x"), vec!["[open", "x"]);
         assert!(split_fields("").is_empty());
+        assert!(split_fields(" \t ").is_empty());
+        let starts: Vec<usize> = split_fields(r#"ab "c d" e"#)
+            .iter()
+            .map(|f| f.start)
+            .collect();
+        assert_eq!(starts, vec![0, 3, 9]);
     }
 }

@@ -1,11 +1,16 @@
-//! Lazy JSON for JSON patterns: parse the event once, materialising only the values that the
-//! pattern's selectors can reach (a trie of paths); everything else is skipped by serde's
-//! `IgnoredAny`, which still checks that the whole event is valid JSON.
+//! Lazy JSON for JSON patterns (semantics §4.3): parse the event once, materialising only the
+//! values that the pattern's selectors can reach (a trie of paths); everything else is skipped
+//! by serde's `IgnoredAny`, which still checks that the whole event is valid JSON. A selected
+//! value is first read as raw text, so that a number keeps its spelling (integers are exact at
+//! any length) and a string without escapes is borrowed; only objects and arrays the trie
+//! looks into are parsed further.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::ast::Segment;
 
@@ -13,14 +18,19 @@ use crate::ast::Segment;
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Trie {
     members: Vec<(String, Trie)>,
-    any_member: Option<Box<Trie>>,
     indexes: Vec<(usize, Trie)>,
-    any_index: Option<Box<Trie>>,
+    /// `.*` / `[*]`: every member of an object and every element of an array (semantics §4.3).
+    any: Option<Box<Trie>>,
+    /// A non-wildcard `IS NULL` ends here: note whether an array holds `null` at its first
+    /// level (semantics §4.3).
+    null_probe: bool,
 }
 
 impl Trie {
-    pub(crate) fn insert(&mut self, path: &[Segment]) {
+    /// Adds a selector's path; `null_probe` when an `IS NULL` without a wildcard tests it.
+    pub(crate) fn insert(&mut self, path: &[Segment], null_probe: bool) {
         let Some((first, rest)) = path.split_first() else {
+            self.null_probe |= null_probe;
             return;
         };
         let child = match first {
@@ -42,29 +52,22 @@ impl Trie {
                     &mut self.indexes[last].1
                 }
             },
-            Segment::AnyMember => self.any_member.get_or_insert_with(Box::default),
-            Segment::AnyIndex => self.any_index.get_or_insert_with(Box::default),
+            Segment::AnyMember | Segment::AnyIndex => self.any.get_or_insert_with(Box::default),
         };
-        child.insert(rest);
+        child.insert(rest, null_probe);
     }
 
     /// Makes named children also carry what the wildcard beside them needs, so that lookup can
     /// take the named child alone.
     pub(crate) fn finish(&mut self) {
-        if let Some(any) = &mut self.any_member {
+        if let Some(any) = &mut self.any {
             any.finish();
         }
-        if let Some(any) = &mut self.any_index {
-            any.finish();
-        }
-        if let Some(any) = self.any_member.as_deref() {
+        if let Some(any) = self.any.as_deref() {
             let any = any.clone();
             for (_, c) in &mut self.members {
                 c.merge(&any);
             }
-        }
-        if let Some(any) = self.any_index.as_deref() {
-            let any = any.clone();
             for (_, c) in &mut self.indexes {
                 c.merge(&any);
             }
@@ -90,20 +93,18 @@ impl Trie {
                 None => self.indexes.push((*k, t.clone())),
             }
         }
-        if let Some(t) = &other.any_member {
-            self.any_member.get_or_insert_with(Box::default).merge(t);
+        if let Some(t) = &other.any {
+            self.any.get_or_insert_with(Box::default).merge(t);
         }
-        if let Some(t) = &other.any_index {
-            self.any_index.get_or_insert_with(Box::default).merge(t);
-        }
+        self.null_probe |= other.null_probe;
     }
 
     fn wants_object(&self) -> bool {
-        !self.members.is_empty() || self.any_member.is_some()
+        !self.members.is_empty() || self.any.is_some()
     }
 
     fn wants_array(&self) -> bool {
-        !self.indexes.is_empty() || self.any_index.is_some()
+        !self.indexes.is_empty() || self.any.is_some() || self.null_probe
     }
 
     fn member(&self, key: &str) -> Option<&Trie> {
@@ -111,7 +112,7 @@ impl Trie {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, t)| t)
-            .or(self.any_member.as_deref())
+            .or(self.any.as_deref())
     }
 
     fn index(&self, i: usize) -> Option<&Trie> {
@@ -119,35 +120,7 @@ impl Trie {
             .iter()
             .find(|(k, _)| *k == i)
             .map(|(_, t)| t)
-            .or(self.any_index.as_deref())
-    }
-}
-
-/// A JSON number as serde_json reports it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Num {
-    U(u64),
-    I(i64),
-    F(f64),
-}
-
-impl Num {
-    pub(crate) fn as_f64(self) -> f64 {
-        match self {
-            Num::U(u) => u as f64,
-            Num::I(i) => i as f64,
-            Num::F(f) => f,
-        }
-    }
-}
-
-impl fmt::Display for Num {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Num::U(u) => write!(f, "{u}"),
-            Num::I(i) => write!(f, "{i}"),
-            Num::F(x) => write!(f, "{x}"),
-        }
+            .or(self.any.as_deref())
     }
 }
 
@@ -156,49 +129,65 @@ impl fmt::Display for Num {
 pub(crate) enum Val<'a> {
     Null,
     Bool(bool),
-    Num(Num),
+    /// A number, as written in the event (read by the `decimal` module).
+    Num(&'a str),
     Str(Cow<'a, str>),
     /// An object or array whose contents no selector reads.
     Container,
     /// An object with the members the trie keeps (duplicate keys: the last wins).
     Obj(Vec<(Cow<'a, str>, Val<'a>)>),
-    /// An array with the elements the trie keeps, by index.
-    Arr(Vec<(usize, Val<'a>)>),
+    /// An array with the elements the trie keeps, by index, and whether any element at its
+    /// first level is `null` (computed where the trie asks: `null_probe`).
+    Arr {
+        items: Vec<(usize, Val<'a>)>,
+        null_element: bool,
+    },
 }
 
-/// Parses `event` as one JSON document, keeping what `trie` selects. `None` if the event is
-/// not valid JSON (then a JSON pattern does not match — spec §4.3, §9 A10).
+impl<'a> Val<'a> {
+    /// The member or element a step selects (absent: `None`); wildcards are not steps here.
+    pub(crate) fn step(&self, seg: &Segment) -> Option<&Val<'a>> {
+        match (seg, self) {
+            (Segment::Member(n) | Segment::QuotedMember(n), Val::Obj(members)) => {
+                members.iter().find(|(k, _)| k == n).map(|(_, v)| v)
+            }
+            (Segment::Index(i), Val::Arr { items, .. }) => {
+                items.iter().find(|(k, _)| k == i).map(|(_, v)| v)
+            }
+            _ => None,
+        }
+    }
+
+    /// Calls `f` on each node a wildcard selects — every member value of an object, every
+    /// element of an array, nothing otherwise (semantics §4.3) — until it returns true.
+    pub(crate) fn any_child(&self, f: &mut dyn FnMut(&Val<'a>) -> bool) -> bool {
+        match self {
+            Val::Obj(members) => members.iter().any(|(_, c)| f(c)),
+            Val::Arr { items, .. } => items.iter().any(|(_, c)| f(c)),
+            _ => false,
+        }
+    }
+}
+
+/// The node a wildcard-free path selects from `v`, or `None` when it is absent.
+pub(crate) fn resolve<'v, 'a>(v: &'v Val<'a>, path: &[Segment]) -> Option<&'v Val<'a>> {
+    path.iter().try_fold(v, |v, seg| v.step(seg))
+}
+
+/// Parses `event` as one JSON document whose root is an object, keeping what `trie` selects.
+/// `None` if the event is not valid JSON or its root is not an object (then a JSON pattern
+/// does not match, not even `NOT EXISTS` — semantics §4.3, decision A10).
 pub(crate) fn project<'a>(event: &'a str, trie: &Trie) -> Option<Val<'a>> {
+    let first = event
+        .bytes()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))?;
+    if first != b'{' {
+        return None;
+    }
     let mut de = serde_json::Deserializer::from_str(event);
-    let v = Seed(trie).deserialize(&mut de).ok()?;
+    let v = de.deserialize_any(ValVisitor(trie)).ok()?;
     de.end().ok()?;
     Some(v)
-}
-
-/// Calls `f` on every node that `path` selects from `v`; true as soon as `f` returns true.
-pub(crate) fn any_selected(
-    v: &Val<'_>,
-    path: &[Segment],
-    f: &mut dyn FnMut(&Val<'_>) -> bool,
-) -> bool {
-    let Some((first, rest)) = path.split_first() else {
-        return f(v);
-    };
-    match (first, v) {
-        (Segment::Member(n) | Segment::QuotedMember(n), Val::Obj(members)) => members
-            .iter()
-            .find(|(k, _)| k == n)
-            .is_some_and(|(_, c)| any_selected(c, rest, f)),
-        (Segment::AnyMember, Val::Obj(members)) => {
-            members.iter().any(|(_, c)| any_selected(c, rest, f))
-        }
-        (Segment::Index(i), Val::Arr(items)) => items
-            .iter()
-            .find(|(k, _)| k == i)
-            .is_some_and(|(_, c)| any_selected(c, rest, f)),
-        (Segment::AnyIndex, Val::Arr(items)) => items.iter().any(|(_, c)| any_selected(c, rest, f)),
-        _ => false,
-    }
 }
 
 struct Seed<'t>(&'t Trie);
@@ -206,9 +195,39 @@ struct Seed<'t>(&'t Trie);
 impl<'de> DeserializeSeed<'de> for Seed<'_> {
     type Value = Val<'de>;
 
+    /// Reads the value as raw text first (so that a number keeps its spelling), then
+    /// materialises it as the trie asks.
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Val<'de>, D::Error> {
-        d.deserialize_any(ValVisitor(self.0))
+        let raw = <&'de RawValue>::deserialize(d)?;
+        from_raw(raw.get(), self.0).map_err(de::Error::custom)
     }
+}
+
+fn from_raw<'a>(raw: &'a str, trie: &Trie) -> Result<Val<'a>, serde_json::Error> {
+    let raw = raw.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r'));
+    Ok(match raw.as_bytes().first() {
+        Some(b'"') => {
+            let inner = &raw[1..raw.len().saturating_sub(1).max(1)];
+            if inner.contains('\\') {
+                Val::Str(Cow::Owned(serde_json::from_str::<String>(raw)?))
+            } else {
+                Val::Str(Cow::Borrowed(inner))
+            }
+        }
+        Some(b'{') if trie.wants_object() => {
+            let mut de = serde_json::Deserializer::from_str(raw);
+            de.deserialize_any(ValVisitor(trie))?
+        }
+        Some(b'[') if trie.wants_array() => {
+            let mut de = serde_json::Deserializer::from_str(raw);
+            de.deserialize_any(ValVisitor(trie))?
+        }
+        Some(b'{' | b'[') => Val::Container,
+        Some(b't') => Val::Bool(true),
+        Some(b'f') => Val::Bool(false),
+        Some(b'n') => Val::Null,
+        _ => Val::Num(raw),
+    })
 }
 
 struct ValVisitor<'t>(&'t Trie);
@@ -217,43 +236,7 @@ impl<'de> Visitor<'de> for ValVisitor<'_> {
     type Value = Val<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Val<'de>, E> {
-        Ok(Val::Bool(v))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Val<'de>, E> {
-        Ok(Val::Num(Num::U(v)))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Val<'de>, E> {
-        Ok(Val::Num(Num::I(v)))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Val<'de>, E> {
-        Ok(Val::Num(Num::F(v)))
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Val<'de>, E> {
-        Ok(Val::Str(Cow::Borrowed(v)))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Val<'de>, E> {
-        Ok(Val::Str(Cow::Owned(v.to_owned())))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Val<'de>, E> {
-        Ok(Val::Str(Cow::Owned(v)))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Val<'de>, E> {
-        Ok(Val::Null)
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Val<'de>, E> {
-        Ok(Val::Null)
+        f.write_str("a JSON object or array")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Val<'de>, A::Error> {
@@ -285,11 +268,19 @@ impl<'de> Visitor<'de> for ValVisitor<'_> {
             return Ok(Val::Container);
         }
         let mut items = Vec::new();
+        let mut null_element = false;
         let mut i = 0usize;
         loop {
             match self.0.index(i) {
                 Some(child) => match seq.next_element_seed(Seed(child))? {
-                    Some(v) => items.push((i, v)),
+                    Some(v) => {
+                        null_element |= v == Val::Null;
+                        items.push((i, v));
+                    }
+                    None => break,
+                },
+                None if self.0.null_probe => match seq.next_element::<&'de RawValue>()? {
+                    Some(raw) => null_element |= raw.get().trim() == "null",
                     None => break,
                 },
                 None => {
@@ -300,7 +291,10 @@ impl<'de> Visitor<'de> for ValVisitor<'_> {
             }
             i += 1;
         }
-        Ok(Val::Arr(items))
+        Ok(Val::Arr {
+            items,
+            null_element,
+        })
     }
 }
 
@@ -344,7 +338,7 @@ mod tests {
     fn trie(paths: &[&[Segment]]) -> Trie {
         let mut t = Trie::default();
         for p in paths {
-            t.insert(p);
+            t.insert(p, false);
         }
         t.finish();
         t
@@ -364,37 +358,69 @@ mod tests {
     }
 
     #[test]
-    fn invalid_or_trailing_text_is_not_json() {
+    fn invalid_or_trailing_text_or_a_non_object_root_is_not_matched() {
         let t = trie(&[&[Segment::Member("a".into())]]);
         assert!(project(r#"{"a":1"#, &t).is_none());
         assert!(project(r#"{"a":1} x"#, &t).is_none());
         assert!(project(r#"INFO {"a":1}"#, &t).is_none());
+        assert!(project(r#"[{"a":1}]"#, &t).is_none());
+        assert!(project(r#""a""#, &t).is_none());
         assert!(project(r#"  {"a":1}  "#, &t).is_some());
     }
 
     #[test]
-    fn escaped_keys_and_duplicate_keys() {
-        let t = trie(&[&[Segment::Member("ab".into())]]);
-        let v = project(r#"{"a\u0062":1,"ab":2}"#, &t).unwrap();
-        assert_eq!(v, Val::Obj(vec![("ab".into(), Val::Num(Num::U(2)))]));
+    fn numbers_keep_their_spelling() {
+        let t = trie(&[&[Segment::Member("n".into())]]);
+        let v = project(r#"{"n": 1.50e+3 }"#, &t).unwrap();
+        assert_eq!(v, Val::Obj(vec![("n".into(), Val::Num("1.50e+3"))]));
+        let v = project(r#"{"n":123456789012345678901234567890}"#, &t).unwrap();
+        assert_eq!(
+            v,
+            Val::Obj(vec![(
+                "n".into(),
+                Val::Num("123456789012345678901234567890")
+            )])
+        );
     }
 
     #[test]
-    fn wildcard_merges_into_named_children() {
-        let t = trie(&[
-            &[Segment::AnyMember, Segment::Member("id".into())],
-            &[Segment::Member("a".into()), Segment::Member("x".into())],
-        ]);
-        let v = project(r#"{"a":{"id":1,"x":2},"b":{"id":3}}"#, &t).unwrap();
+    fn escaped_keys_strings_and_duplicate_keys() {
+        let t = trie(&[&[Segment::Member("ab".into())]]);
+        let v = project(r#"{"a\u0062":1,"ab":"x\"y"}"#, &t).unwrap();
+        assert_eq!(v, Val::Obj(vec![("ab".into(), Val::Str("x\"y".into()))]));
+    }
+
+    #[test]
+    fn wildcards_select_members_and_elements() {
+        let t = trie(&[&[Segment::AnyIndex, Segment::Member("id".into())]]);
+        let v = project(r#"{"a":{"id":1,"x":2},"b":[{"id":3}],"c":{"id":"4"}}"#, &t).unwrap();
         let mut ids = Vec::new();
-        any_selected(
-            &v,
-            &[Segment::AnyMember, Segment::Member("id".into())],
-            &mut |n| {
-                ids.push(format!("{n:?}"));
-                false
-            },
-        );
-        assert_eq!(ids, vec!["Num(U(1))", "Num(U(3))"]);
+        v.any_child(&mut |c| {
+            if let Some(id) = resolve(c, &[Segment::Member("id".into())]) {
+                ids.push(format!("{id:?}"));
+            }
+            false
+        });
+        assert_eq!(ids, vec!["Num(\"1\")", "Str(\"4\")"]);
+    }
+
+    #[test]
+    fn null_probe_sees_first_level_nulls_only() {
+        let mut t = Trie::default();
+        t.insert(&[Segment::Member("m".into())], true);
+        t.finish();
+        let probe = |event: &str| {
+            let v = project(event, &t).unwrap();
+            matches!(
+                resolve(&v, &[Segment::Member("m".into())]),
+                Some(Val::Arr {
+                    null_element: true,
+                    ..
+                })
+            )
+        };
+        assert!(probe(r#"{"m":[4,null]}"#));
+        assert!(!probe(r#"{"m":[[null]]}"#));
+        assert!(!probe(r#"{"m":[{"v":null}]}"#));
     }
 }

@@ -1,5 +1,5 @@
-//! The lexer: a byte cursor over the pattern that reads the tokens of spec §2–§3 (quoted
-//! strings, regex literals, numbers, names, bare values) and reports them with byte spans.
+//! The lexer: a byte cursor over the pattern that reads the tokens of semantics §2–§3 (quoted
+//! strings, regex literals, names, bare values) and reports them with byte spans.
 //!
 //! Which token comes next depends on where the parser is (a bare value may hold `.` and `*`,
 //! a member name may not), so the parser asks for the token kind it expects.
@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use crate::error::ParseError;
 
-/// Blanks separate tokens: space, tab, newline, carriage return (spec §9 A16).
+/// Blanks separate tokens: space, tab, newline, carriage return (semantics §9 A16).
 pub(crate) fn is_blank(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c')
 }
@@ -18,7 +18,7 @@ pub(crate) fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
 }
 
-/// Where a bare value ends (spec §9 A3), plus `,` and `]` inside space-delimited entries.
+/// Where a bare value ends (semantics §9 A3), plus `,` and `]` inside space-delimited entries.
 fn ends_bare_value(b: u8, in_fields: bool) -> bool {
     is_blank(b)
         || matches!(b, b'"' | b'(' | b')' | b'{' | b'}' | b'&' | b'|')
@@ -126,7 +126,7 @@ impl<'p> Cursor<'p> {
     }
 
     /// Reads a `"quoted string"` at the cursor, which must be on the opening quote. Supports
-    /// exactly the escapes `\"` and `\\` (spec §9 A9).
+    /// exactly the escapes `\"` and `\\` (semantics §9 A9).
     pub(crate) fn quoted(&mut self) -> Result<(String, Range<usize>), ParseError> {
         let start = self.pos;
         self.pos += 1;
@@ -223,48 +223,16 @@ impl<'p> Cursor<'p> {
     }
 }
 
-/// Parses a numeric literal per spec §3 (`[+-] digits [. digits] [e [+-] digits]`, or
-/// `.digits`); `None` when `text` is not exactly one.
-pub(crate) fn parse_number(text: &str) -> Option<f64> {
-    let b = text.as_bytes();
-    let mut i = 0;
-    if matches!(b.first(), Some(b'+' | b'-')) {
-        i += 1;
-    }
-    let int_start = i;
-    while i < b.len() && b[i].is_ascii_digit() {
-        i += 1;
-    }
-    let int_digits = i - int_start;
-    let mut frac_digits = 0;
-    if i < b.len() && b[i] == b'.' {
-        i += 1;
-        let s = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        frac_digits = i - s;
-    }
-    if int_digits == 0 && frac_digits == 0 {
-        return None;
-    }
-    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
-        i += 1;
-        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
-            i += 1;
-        }
-        let s = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == s {
-            return None;
-        }
-    }
-    if i != b.len() {
-        return None;
-    }
-    text.parse::<f64>().ok()
+/// Characters of an unquoted term (semantics §2): letters of any script, ASCII digits, `_`
+/// and `.`.
+pub(crate) fn is_term_char(c: char) -> bool {
+    c.is_alphabetic() || c.is_ascii_digit() || c == '_' || c == '.'
+}
+
+/// Characters of an unquoted value that is not a numeral (semantics §2, decision A3): those of
+/// a term, `-` and `*`.
+pub(crate) fn is_bare_value_char(c: char) -> bool {
+    is_term_char(c) || c == '-' || c == '*'
 }
 
 #[cfg(test)]
@@ -272,25 +240,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_follow_the_spec_grammar() {
-        for (t, v) in [
-            ("1", 1.0),
-            ("+1000", 1000.0),
-            ("-5", -5.0),
-            ("55.5", 55.5),
-            ("1.", 1.0),
-            (".5", 0.5),
-            ("1e4", 1e4),
-            ("10e-3", 0.01),
-            ("3.6E+3", 3600.0),
-        ] {
-            assert_eq!(parse_number(t), Some(v), "{t}");
+    fn term_and_value_characters() {
+        for c in ['a', 'Z', 'é', 'ж', '語', '0', '9', '_', '.'] {
+            assert!(is_term_char(c), "{c}");
         }
-        for t in [
-            "", "+", ".", "e4", "1e", "1e+", "1.2.3", "0x10", "1_000", "4*", "inf", "NaN",
-        ] {
-            assert_eq!(parse_number(t), None, "{t}");
+        for c in ['-', '?', '*', ':', '/', '@', '%', '!', '"', '٣', '😀'] {
+            assert!(!is_term_char(c), "{c}");
         }
+        assert!(is_bare_value_char('-') && is_bare_value_char('*'));
+        assert!(!is_bare_value_char(':') && !is_bare_value_char('+'));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! A [`FilterPattern`] is compiled once — every rejection rule and limit that CloudWatch Logs
 //! enforces is checked then — and evaluated on raw event text many times, with the semantics
 //! of metric filters, subscription filters, `FilterLogEvents` and `TestMetricFilter`. The
-//! behaviour follows the project's specification (`filter-pattern-spec.md`), whose section
-//! numbers the comments cite.
+//! language is stated in the repository's `docs/filter-pattern-semantics.md`, whose section
+//! numbers ("semantics §4.3") the comments and the test corpus cite.
 //!
 //! ```
 //! use filter_pattern::FilterPattern;
@@ -29,6 +29,7 @@
 //! No I/O, no async, no AWS: this crate is pure so that it can be fuzzed and reused.
 
 pub mod ast;
+mod decimal;
 mod error;
 mod eval;
 mod json;
@@ -40,21 +41,24 @@ mod regex;
 use std::collections::BTreeSet;
 use std::fmt;
 
+pub use decimal::MAX_EXPONENT;
 pub use error::ParseError;
 pub use eval::Extracted;
 pub use parse::{
-    MAX_NESTING, MAX_PATTERN_CHARS, MAX_REGEXES, MAX_WILDCARDS_PER_PATTERN,
+    MAX_INDEX, MAX_NESTING, MAX_PATTERN_CHARS, MAX_REGEXES, MAX_WILDCARDS_PER_PATTERN,
     MAX_WILDCARDS_PER_SELECTOR,
 };
 pub use prefilter::Prefilter;
 
 use ast::{CmpOp, Expr, Pattern, Segment, Test, Value};
 
-/// Which of the four forms of spec §1 a pattern has.
+/// Which of the five forms of semantics §1 a pattern has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatternKind {
     MatchAll,
     Terms,
+    /// `%regex%` as the whole pattern.
+    Regex,
     Json,
     SpaceDelimited,
 }
@@ -73,7 +77,7 @@ impl FilterPattern {
     ///
     /// # Errors
     ///
-    /// A [`ParseError`] for any pattern CloudWatch Logs rejects (spec §5–§6); its `Display`
+    /// A [`ParseError`] for any pattern CloudWatch Logs rejects (semantics §5–§6); its `Display`
     /// shows the message, the pattern and a caret under the column.
     pub fn new(pattern: &str) -> Result<FilterPattern, ParseError> {
         let parsed = parse::parse(pattern)?;
@@ -102,6 +106,7 @@ impl FilterPattern {
         match self.ast {
             Pattern::MatchAll => PatternKind::MatchAll,
             Pattern::Terms(_) => PatternKind::Terms,
+            Pattern::Regex(_) => PatternKind::Regex,
             Pattern::Json(_) => PatternKind::Json,
             Pattern::SpaceDelimited(_) => PatternKind::SpaceDelimited,
         }
@@ -123,7 +128,7 @@ impl FilterPattern {
     }
 
     /// Evaluates the pattern on the raw event text: `None` when it does not match, otherwise
-    /// the extracted values (empty except for space-delimited patterns, spec §4.4).
+    /// the extracted values (empty except for space-delimited patterns, semantics §4.4).
     pub fn evaluate(&self, event: &str) -> Option<Extracted> {
         if let Some(p) = &self.prefilter {
             if !p.may_match(event.as_bytes()) {
@@ -155,6 +160,13 @@ impl FilterPattern {
         }
         pinned(expr, &c.selector.segments)
     }
+}
+
+/// Whether `text` is a numeral of the language (semantics §3: `[+-]`, digits with an optional
+/// point, an optional exponent below 2^31 in magnitude) — how a bare value or a
+/// space-delimited field is told to be a number.
+pub fn is_numeral(text: &str) -> bool {
+    decimal::Numeral::parse(text).is_some_and(|n| n.exponent_in_range())
 }
 
 fn pinned(e: &Expr, path: &[Segment]) -> Option<BTreeSet<String>> {
@@ -210,6 +222,34 @@ mod tests {
             ]
         );
         assert_eq!(p.required_values("$.requestParameters.roleName"), None);
+    }
+
+    #[test]
+    fn numerals() {
+        for t in [
+            "7",
+            "+7",
+            "-0.5",
+            ".5",
+            "1.",
+            "1e4",
+            "3.6E+3",
+            "1e2147483647",
+        ] {
+            assert!(is_numeral(t), "{t}");
+        }
+        for t in [
+            "",
+            "7x",
+            "1e2147483648",
+            "0x10",
+            "1,000",
+            "Infinity",
+            "+",
+            ".",
+        ] {
+            assert!(!is_numeral(t), "{t}");
+        }
     }
 
     #[test]

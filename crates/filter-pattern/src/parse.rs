@@ -1,5 +1,5 @@
 //! Recursive-descent parser: pattern text -> [`Pattern`], enforcing every rejection rule and
-//! limit of spec §5–§6. `||` binds looser than `&&`; parentheses nest up to [`MAX_NESTING`].
+//! limit of semantics §5–§6. `||` binds looser than `&&`; parentheses nest up to [`MAX_NESTING`].
 
 use std::ops::Range;
 
@@ -7,20 +7,23 @@ use crate::ast::{
     CmpOp, Condition, Entry, Expr, FieldExpr, Pattern, Segment, Selector, Term, TermPrefix,
     TermText, Test, Value,
 };
+use crate::decimal::Numeral;
 use crate::error::ParseError;
-use crate::lex::{is_blank, parse_number, Cursor};
+use crate::lex::{is_bare_value_char, is_blank, is_term_char, Cursor};
 use crate::regex::Regex;
 
-/// Longest pattern CloudWatch Logs accepts, in characters (spec §6).
+/// Longest pattern CloudWatch Logs accepts, in characters (semantics §6).
 pub const MAX_PATTERN_CHARS: usize = 1024;
-/// Regex literals allowed in one pattern (spec §6, §9 A19).
+/// Regex literals allowed in one JSON or space-delimited pattern (semantics §6).
 pub const MAX_REGEXES: usize = 2;
-/// Wildcard segments (`.*`, `[*]`) allowed in one selector and in one pattern (spec §6).
+/// Wildcard segments (`.*`, `[*]`) allowed in one selector and in one pattern (semantics §6).
 pub const MAX_WILDCARDS_PER_SELECTOR: usize = 1;
 pub const MAX_WILDCARDS_PER_PATTERN: usize = 3;
 /// Deepest parenthesis nesting we accept. The spec sets none (the 1024-character limit allows
 /// about 500 levels); a bound keeps recursion shallow enough for small thread stacks.
 pub const MAX_NESTING: usize = 128;
+/// Largest array index: a signed 32-bit integer (semantics §5 rule 4, decision A23).
+pub const MAX_INDEX: usize = i32::MAX as usize;
 
 /// A parsed pattern and its regexes, compiled in the order they appear.
 pub(crate) struct Parsed {
@@ -52,6 +55,7 @@ pub(crate) fn parse(src: &str) -> Result<Parsed, ParseError> {
         None => Pattern::MatchAll,
         Some(b'{') => Pattern::Json(p.json()?),
         Some(b'[') => Pattern::SpaceDelimited(p.space_delimited()?),
+        Some(b'%') => p.regex_pattern()?,
         Some(_) => p.terms()?,
     };
     Ok(Parsed {
@@ -68,12 +72,13 @@ struct Parser<'p> {
 }
 
 impl<'p> Parser<'p> {
+    /// A `%regex%` value inside a JSON or space-delimited pattern (at most [`MAX_REGEXES`]).
     fn regex(&mut self) -> Result<String, ParseError> {
         let (body, span) = self.cur.regex()?;
         if self.regexes.len() >= MAX_REGEXES {
             return Err(self.cur.error(
                 span,
-                format!("a pattern may hold at most {MAX_REGEXES} regular expressions"),
+                format!("your input has exceeded the maximum of {MAX_REGEXES} regular expressions per filter pattern"),
             ));
         }
         self.regexes
@@ -81,13 +86,35 @@ impl<'p> Parser<'p> {
         Ok(body)
     }
 
-    /// After a quoted or regex term, the term must end.
-    fn end_of_term(&self, what: &str) -> Result<(), ParseError> {
-        match self.cur.peek() {
-            None => Ok(()),
-            Some(b) if is_blank(b) => Ok(()),
-            Some(_) => Err(self.cur.expected(&format!("a blank after the {what}"))),
+    // ------------------------------------------------------------------ regex patterns
+
+    /// `%regex%` as the whole pattern (semantics §1 form 4): nothing but blanks may follow.
+    fn regex_pattern(&mut self) -> Result<Pattern, ParseError> {
+        let open = self.cur.pos();
+        if !self.cur.rest()[1..].contains('%') {
+            let end = self.cur.src().len();
+            return Err(self.cur.error(
+                open..end,
+                "if a filter pattern starts with '%' it must end with '%'",
+            ));
         }
+        let (body, span) = self.cur.regex()?;
+        self.regexes
+            .push(Regex::compile(self.cur.src(), &body, span)?);
+        self.cur.skip_blanks();
+        if !self.cur.at_end() {
+            let (span, found) = self.cur.found();
+            let end = self
+                .cur
+                .src()
+                .trim_end_matches(|c: char| c.is_ascii() && is_blank(c as u8))
+                .len();
+            return Err(self.cur.error(
+                span.start..end.max(span.end),
+                format!("a regular expression must be the whole pattern: found {found} after the closing `%` (if a filter pattern starts with '%' it must end with '%')"),
+            ));
+        }
+        Ok(Pattern::Regex(body))
     }
 
     // ------------------------------------------------------------------ term patterns
@@ -99,78 +126,119 @@ impl<'p> Parser<'p> {
             if self.cur.at_end() {
                 break;
             }
-            terms.push(self.term()?);
+            self.word(&mut terms)?;
         }
-        let match_all = match terms.as_slice() {
-            [] => true,
-            [Term {
-                prefix: TermPrefix::Required,
-                text: TermText::Quoted(s),
-            }] => s.bytes().all(is_blank),
-            _ => false,
-        };
-        Ok(if match_all {
-            Pattern::MatchAll
-        } else {
-            Pattern::Terms(terms)
-        })
+        Ok(Pattern::Terms(terms))
     }
 
-    fn term(&mut self) -> Result<Term, ParseError> {
-        let prefix = match self.cur.peek() {
-            Some(b'?') => TermPrefix::Optional,
-            Some(b'-') => TermPrefix::Excluded,
-            _ => TermPrefix::Required,
-        };
-        let prefix_at = self.cur.pos();
-        if prefix != TermPrefix::Required {
-            self.cur.set_pos(prefix_at + 1);
-        }
-        let text = match self.cur.peek() {
-            Some(b'"') => {
-                let (s, _) = self.cur.quoted()?;
-                self.end_of_term("quoted term")?;
-                TermText::Quoted(s)
+    /// The unquoted word at the cursor (up to the next blank), for messages.
+    fn word_at(&self, start: usize) -> &'p str {
+        let rest = &self.cur.src()[start..];
+        let len = rest.bytes().position(is_blank).unwrap_or(rest.len());
+        &rest[..len]
+    }
+
+    /// Reads the terms up to the next blank (semantics §4.1): one quoted term, or an unquoted
+    /// word in which every `-` or `?` starts a new prefixed term (`cache-miss` is
+    /// `cache -miss`).
+    fn word(&mut self, terms: &mut Vec<Term>) -> Result<(), ParseError> {
+        let word_start = self.cur.pos();
+        loop {
+            let prefix_at = self.cur.pos();
+            let prefix = match self.cur.peek() {
+                Some(b'?') => TermPrefix::Optional,
+                Some(b'-') => TermPrefix::Excluded,
+                _ => TermPrefix::Required,
+            };
+            if prefix != TermPrefix::Required {
+                self.cur.set_pos(prefix_at + 1);
             }
-            Some(b'%') => {
-                let body = self.regex()?;
-                self.end_of_term("regular expression")?;
-                TermText::Regex(body)
-            }
-            None => {
-                return Err(self.cur.error(
-                    prefix_at..prefix_at + 1,
-                    format!(
-                        "expected a term after `{}`, found the end of the pattern",
-                        &self.cur.src()[prefix_at..prefix_at + 1]
-                    ),
-                ))
-            }
-            Some(b) if is_blank(b) => {
-                return Err(self.cur.error(
-                    prefix_at..prefix_at + 1,
-                    format!(
-                        "expected a term right after `{}`, found a blank",
-                        &self.cur.src()[prefix_at..prefix_at + 1]
-                    ),
-                ))
-            }
-            Some(_) => {
-                let start = self.cur.pos();
-                let rest = self.cur.rest();
-                let len = rest.bytes().position(is_blank).unwrap_or(rest.len());
-                let word = &rest[..len];
-                if let Some(q) = word.find('"') {
+            let prefix_text = &self.cur.src()[prefix_at..self.cur.pos()];
+            let at = self.cur.pos();
+            match self.cur.rest().chars().next() {
+                None => {
                     return Err(self.cur.error(
-                        start + q..start + q + 1,
-                        "a `\"` inside an unquoted term: put the whole term in double quotes",
-                    ));
+                        prefix_at..at,
+                        format!(
+                            "expected a term after `{prefix_text}`, found the end of the pattern"
+                        ),
+                    ))
                 }
-                self.cur.set_pos(start + len);
-                TermText::Bare(word.to_owned())
+                Some(c) if c.is_ascii() && is_blank(c as u8) => {
+                    return Err(self.cur.error(
+                        prefix_at..at,
+                        format!("expected a term right after `{prefix_text}`, found a blank"),
+                    ))
+                }
+                Some('"') => {
+                    let (s, span) = self.cur.quoted()?;
+                    if s.is_empty() {
+                        return Err(self.cur.error(
+                            span,
+                            "a quoted term cannot be empty: `\"\"` is not a pattern (the empty pattern matches every event)",
+                        ));
+                    }
+                    if self.cur.peek().is_some_and(|b| !is_blank(b)) {
+                        let (found_span, found) = self.cur.found();
+                        return Err(self.cur.error(
+                            found_span,
+                            format!("invalid character(s) in term '{}': a quoted term must be followed by a blank or the end, found {found}", self.word_at(word_start)),
+                        ));
+                    }
+                    terms.push(Term {
+                        prefix,
+                        text: TermText::Quoted(s),
+                    });
+                    return Ok(());
+                }
+                Some(c) if is_term_char(c) => {
+                    let rest = self.cur.rest();
+                    let len: usize = rest
+                        .chars()
+                        .take_while(|c| is_term_char(*c))
+                        .map(char::len_utf8)
+                        .sum();
+                    terms.push(Term {
+                        prefix,
+                        text: TermText::Bare(rest[..len].to_owned()),
+                    });
+                    self.cur.set_pos(at + len);
+                    match self.cur.rest().chars().next() {
+                        None => return Ok(()),
+                        Some(c) if c.is_ascii() && is_blank(c as u8) => return Ok(()),
+                        // `-` or `?` inside a word starts the next term.
+                        Some('-' | '?') => continue,
+                        Some(_) => return Err(self.bad_term_char(word_start)),
+                    }
+                }
+                Some(_) => return Err(self.bad_term_char(word_start)),
             }
+        }
+    }
+
+    /// "Invalid character(s) in term" for the character at the cursor.
+    fn bad_term_char(&self, word_start: usize) -> ParseError {
+        let at = self.cur.pos();
+        let c = self.cur.rest().chars().next().unwrap_or(' ');
+        let word = self.word_at(word_start);
+        let shown = match c {
+            c if c.is_control() => format!("the control character U+{:04X}", c as u32),
+            c => format!("`{c}`"),
         };
-        Ok(Term { prefix, text })
+        let hint = if c == '%' {
+            "a regular expression (`%…%`) must be the whole pattern".to_owned()
+        } else {
+            let bare = word.trim_start_matches(['-', '?']);
+            let prefix = &word[..word.len() - bare.len()];
+            format!(
+                "unquoted terms hold only letters, digits, `_` and `.`; to search for {shown}, quote the term: `{prefix}{}`",
+                quote(bare)
+            )
+        };
+        self.cur.error(
+            at..at + c.len_utf8(),
+            format!("invalid character(s) in term '{word}': {shown} is not allowed; {hint}"),
+        )
     }
 
     // ------------------------------------------------------------------ JSON patterns
@@ -190,7 +258,7 @@ impl<'p> Parser<'p> {
                 return Err(self.cur.error(
                     end..end,
                     format!(
-                        "a pattern that starts with `{{` must end with `}}` (the `{{` is at column {})",
+                        "if a filter pattern starts with '{{' it must end with '}}' (the `{{` is at column {})",
                         self.cur.src()[..open].chars().count() + 1
                     ),
                 ));
@@ -207,7 +275,7 @@ impl<'p> Parser<'p> {
                 .len();
             return Err(self.cur.error(
                 span.start..end.max(span.end),
-                format!("a pattern that starts with `{{` must end with `}}`, found {found} after the closing `}}`"),
+                format!("if a filter pattern starts with '{{' it must end with '}}': found {found} after the closing `}}`"),
             ));
         }
         Ok(expr)
@@ -282,7 +350,21 @@ impl<'p> Parser<'p> {
     }
 
     fn selector(&mut self) -> Result<Selector, ParseError> {
+        let dollar = self.cur.pos();
         self.cur.eat("$");
+        // The first step is a `.` step (semantics §3): `$`, `$[0]`, `$['k']` are errors.
+        if self.cur.peek() != Some(b'.') {
+            let (span, found) = self.cur.found();
+            let hint = if self.cur.peek() == Some(b'[') {
+                ": a selector starts with a `.` step such as `$.name`, `$.*` or `$.['name']`, not with `[…]` on the root"
+            } else {
+                ": a selector is `$` followed by a `.` step such as `$.eventName`"
+            };
+            return Err(self.cur.error(
+                dollar..span.end.max(dollar + 1),
+                format!("expected `.` after `$`, found {found}{hint}"),
+            ));
+        }
         let mut segments = Vec::new();
         let mut in_selector = 0;
         loop {
@@ -346,6 +428,12 @@ impl<'p> Parser<'p> {
                             seg_start..seg_start + 2,
                             "a quoted member name needs a dot before it: write `.['name']`",
                         ));
+                    } else if self.cur.peek() == Some(b'-') {
+                        let at = self.cur.pos();
+                        return Err(self.cur.error(
+                            at..at + 1,
+                            "negative array indexes are not supported: an index counts from 0 at the start of the array",
+                        ));
                     } else {
                         let digits_start = self.cur.pos();
                         while self.cur.peek().is_some_and(|b| b.is_ascii_digit()) {
@@ -357,10 +445,13 @@ impl<'p> Parser<'p> {
                                 .cur
                                 .expected("an array index (digits) or `*` after `[`"));
                         }
-                        let Ok(index) = digits.parse::<usize>() else {
+                        let Some(index) = digits.parse::<usize>().ok().filter(|&i| i <= MAX_INDEX)
+                        else {
                             return Err(self.cur.error(
                                 digits_start..self.cur.pos(),
-                                format!("array index `{digits}` is too large"),
+                                format!(
+                                    "array index `{digits}` is too large (at most {MAX_INDEX})"
+                                ),
                             ));
                         };
                         if !self.cur.eat("]") {
@@ -378,13 +469,13 @@ impl<'p> Parser<'p> {
                 if in_selector > MAX_WILDCARDS_PER_SELECTOR {
                     return Err(self.cur.error(
                         span,
-                        format!("a selector may hold at most {MAX_WILDCARDS_PER_SELECTOR} wildcard segment (`.*` or `[*]`)"),
+                        format!("your filter pattern has a JSON path selector that exceeds the maximum of {MAX_WILDCARDS_PER_SELECTOR} wildcard allowed per json selector (`.*` or `[*]`)"),
                     ));
                 }
                 if self.wildcards > MAX_WILDCARDS_PER_PATTERN {
                     return Err(self.cur.error(
                         span,
-                        format!("a pattern may hold at most {MAX_WILDCARDS_PER_PATTERN} wildcard segments (`.*` or `[*]`)"),
+                        format!("your filter pattern exceeds the maximum of {MAX_WILDCARDS_PER_PATTERN} wildcards (`.*` or `[*]`) allowed per filter pattern"),
                     ));
                 }
             }
@@ -404,7 +495,8 @@ impl<'p> Parser<'p> {
             op
         } else {
             let (word, span) = self.cur.word();
-            let test = match word {
+            // Keywords are case-insensitive (semantics §2).
+            let test = match word.to_ascii_uppercase().as_str() {
                 "IS" => {
                     let test = self.after_is(span.clone())?;
                     return Ok(Condition { selector, test });
@@ -414,7 +506,7 @@ impl<'p> Parser<'p> {
                         return Err(self.cur.expected("a blank and `EXISTS` after `NOT`"));
                     }
                     let (w, s) = self.cur.word();
-                    if w != "EXISTS" {
+                    if !w.eq_ignore_ascii_case("EXISTS") {
                         self.cur.set_pos(s.start);
                         return Err(self.keyword_error("`EXISTS` after `NOT`", w, s));
                     }
@@ -424,12 +516,6 @@ impl<'p> Parser<'p> {
                     return Err(self.cur.error(
                         span,
                         "`EXISTS` is not supported (only `NOT EXISTS`): to test that a field holds a value, write `= \"*\"`",
-                    ))
-                }
-                w if ["is", "Is", "not", "Not", "exists"].contains(&w) => {
-                    return Err(self.cur.error(
-                        span,
-                        format!("keywords are upper case: write `{}`", w.to_uppercase()),
                     ))
                 }
                 _ => {
@@ -475,13 +561,6 @@ impl<'p> Parser<'p> {
     fn keyword_error(&self, what: &str, word: &str, span: Range<usize>) -> ParseError {
         if word.is_empty() {
             self.cur.expected(what)
-        } else if ["NULL", "TRUE", "FALSE", "EXISTS", "NOT"].contains(&word.to_uppercase().as_str())
-            && word != word.to_uppercase()
-        {
-            self.cur.error(
-                span,
-                format!("keywords are upper case: write `{}`", word.to_uppercase()),
-            )
         } else {
             self.cur
                 .error(span, format!("expected {what}, found `{word}`"))
@@ -495,7 +574,7 @@ impl<'p> Parser<'p> {
                 .expected("a blank and `NULL`, `TRUE` or `FALSE` after `IS`"));
         }
         let (w, span) = self.cur.word();
-        match w {
+        match w.to_ascii_uppercase().as_str() {
             "NULL" => Ok(Test::IsNull),
             "TRUE" => Ok(Test::IsTrue),
             "FALSE" => Ok(Test::IsFalse),
@@ -556,14 +635,36 @@ impl<'p> Parser<'p> {
                         "single quotes do not delimit strings: use double quotes",
                     ));
                 }
-                if let Some(value) = parse_number(text) {
+                if let Some(n) = Numeral::parse(text) {
+                    if !n.exponent_in_range() {
+                        return Err(self.cur.error(
+                            span,
+                            format!("the numeral `{text}` has an exponent too large: its magnitude must be below 2^31"),
+                        ));
+                    }
                     return Ok(Value::Number {
                         text: text.to_owned(),
-                        value,
                     });
                 }
                 if op.is_relational() {
                     return Err(needs_number(self, &format!("`{text}`"), span));
+                }
+                if text.eq_ignore_ascii_case("null") {
+                    return Err(self.cur.error(
+                        span,
+                        format!("`{text}` is not a value: to test for null, write `IS NULL`"),
+                    ));
+                }
+                // Unquoted values: letters, digits, `_`, `.`, `-`, `*` (semantics §2, A3).
+                if let Some((i, c)) = text.char_indices().find(|(_, c)| !is_bare_value_char(*c)) {
+                    let at = span.start + i;
+                    return Err(self.cur.error(
+                        at..at + c.len_utf8(),
+                        format!(
+                            "invalid character(s) in value '{text}': `{c}` is not allowed unquoted (only letters, digits, `_`, `.`, `-` and `*`); write {}",
+                            quote(text)
+                        ),
+                    ));
                 }
                 Ok(Value::Str {
                     text: text.to_owned(),
@@ -582,6 +683,7 @@ impl<'p> Parser<'p> {
         self.cur.skip_blanks();
         if !self.cur.eat("]") {
             let mut ellipsis_at: Option<usize> = None;
+            let mut names: Vec<String> = Vec::new();
             loop {
                 self.cur.skip_blanks();
                 let entry_start = self.cur.pos();
@@ -593,7 +695,7 @@ impl<'p> Parser<'p> {
                             return Err(self.cur.error(
                                 entry_start..entry_start + 3,
                                 format!(
-                                    "a pattern may hold only one `...` (the first is at column {})",
+                                    "duplicate field '...': a pattern may hold only one `...` (the first is at column {})",
                                     self.cur.src()[..first].chars().count() + 1
                                 ),
                             ));
@@ -601,7 +703,20 @@ impl<'p> Parser<'p> {
                         ellipsis_at = Some(entry_start);
                         Entry::Ellipsis
                     }
-                    _ => self.field_entry()?,
+                    _ => {
+                        let entry = self.field_entry()?;
+                        if let Entry::Field { name, .. } = &entry {
+                            if names.contains(name) {
+                                let end = entry_start + name.len();
+                                return Err(self.cur.error(
+                                    entry_start..end,
+                                    format!("duplicate field '{name}': every field name may appear in one entry only"),
+                                ));
+                            }
+                            names.push(name.clone());
+                        }
+                        entry
+                    }
                 };
                 entries.push(entry);
                 self.cur.skip_blanks();
@@ -636,11 +751,19 @@ impl<'p> Parser<'p> {
     }
 
     fn field_entry(&mut self) -> Result<Entry, ParseError> {
-        let (name, _) = self.cur.name();
+        let (name, span) = self.cur.name();
         if name.is_empty() {
+            self.cur.set_pos(span.start);
             return Err(self
                 .cur
-                .expected("a field name (letters, digits, `_` or `-`), `...`, `,` or `]`"));
+                .expected("a field name (a letter or `_`, then letters, digits, `_` or `-`), `...`, `,` or `]`"));
+        }
+        // Names start with a letter or `_` (semantics §3).
+        if !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+            return Err(self.cur.error(
+                span.start..span.start + 1,
+                format!("invalid field name '{name}': a field name starts with a letter or `_`, not a digit or `-`"),
+            ));
         }
         let name = name.to_owned();
         self.cur.skip_blanks();
@@ -678,7 +801,7 @@ impl<'p> Parser<'p> {
         })
     }
 
-    /// `name op value`; the name must be the entry's own field (spec §9 A18).
+    /// `name op value`; the name must be the entry's own field (semantics §9 A18).
     fn field_cond(&mut self, entry: &str, first: bool) -> Result<FieldExpr, ParseError> {
         if !first {
             self.cur.skip_blanks();
@@ -689,7 +812,7 @@ impl<'p> Parser<'p> {
             if name != entry {
                 return Err(self.cur.error(
                     span,
-                    format!("a condition in this entry must name its own field `{entry}`, found `{name}`"),
+                    format!("multiple variables used in a single filter. Var1 : {entry}, Var2 : {name} (every condition of an entry names that entry's field)"),
                 ));
             }
             self.cur.skip_blanks();
@@ -746,4 +869,18 @@ fn flatten_fields(items: Vec<FieldExpr>, or: bool) -> FieldExpr {
     } else {
         FieldExpr::And(out)
     }
+}
+
+/// `text` in double quotes, with `"` and `\\` escaped (semantics §9 A9).
+fn quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }

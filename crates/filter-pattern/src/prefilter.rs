@@ -44,7 +44,7 @@ impl Prefilter {
     /// Builds the prefilter of a pattern, or `None` when no literal is required.
     pub(crate) fn new(pattern: &Pattern) -> Option<Prefilter> {
         let (mut cnf, json) = match pattern {
-            Pattern::MatchAll | Pattern::SpaceDelimited(_) => return None,
+            Pattern::MatchAll | Pattern::Regex(_) | Pattern::SpaceDelimited(_) => return None,
             Pattern::Terms(terms) => (terms_cnf(terms), false),
             Pattern::Json(expr) => (json_cnf(expr)?, true),
         };
@@ -100,9 +100,9 @@ fn min_len(clause: &[String]) -> usize {
 type Cnf = Vec<Vec<String>>;
 
 fn terms_cnf(terms: &[crate::ast::Term]) -> Cnf {
-    let literal = |t: &crate::ast::Term| match &t.text {
-        TermText::Bare(s) | TermText::Quoted(s) if !s.is_empty() => Some(s.clone()),
-        _ => None,
+    let literal = |t: &crate::ast::Term| {
+        let (TermText::Bare(s) | TermText::Quoted(s)) = &t.text;
+        (!s.is_empty()).then(|| s.clone())
     };
     let has_plain = terms
         .iter()
@@ -114,7 +114,7 @@ fn terms_cnf(terms: &[crate::ast::Term]) -> Cnf {
             .filter_map(|t| literal(t).map(|l| vec![l]))
             .collect()
     } else {
-        // Only `?` terms: one of them must occur; a regex or empty term defeats the clause.
+        // Only `?` terms: one of them must occur (terms are never empty).
         let lits: Option<Vec<String>> = terms.iter().map(literal).collect();
         lits.map(|l| vec![l]).unwrap_or_default()
     }
@@ -148,12 +148,14 @@ fn json_cnf(e: &Expr) -> Option<Cnf> {
 /// The longest stretch of a wildcard value that must appear verbatim in the raw JSON of a
 /// string equal to it; `None` when no stretch is safe.
 fn value_literal(glob: &str) -> Option<String> {
-    // `=` on a string also matches a JSON number whose text matches; a number's raw text
-    // may be written in another notation (`5e1` for `50`), so take no literal from a value
-    // that could be number text.
+    // `=` on a string also matches a JSON number whose canonical text matches (semantics
+    // §4.3); a number's raw text may be written in another notation (`5e1` for `50.0`, `5e400`
+    // for `Infinity`), so take no literal from a value that could be number text.
     if glob
         .chars()
         .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E' | '*'))
+        || crate::eval::Glob::new(glob).matches("Infinity")
+        || crate::eval::Glob::new(glob).matches("-Infinity")
     {
         return None;
     }
@@ -209,8 +211,10 @@ mod tests {
         assert!(pf(r#"{ $.a != "x" }"#).is_none());
         assert!(pf(r#"{ $.a = "x" || $.b IS NULL }"#).is_none());
         assert!(pf("[a, b]").is_none());
-        assert!(pf("?ERROR ?%WARN%").is_none());
-        assert!(pf("\"\"").is_none());
+        assert!(pf("%WARN%").is_none());
+        assert!(pf("").is_none());
+        assert!(pf(r#"{ $.n = "Inf*" }"#).is_none());
+        assert!(pf(r#"{ $.n = "*nity" }"#).is_none());
     }
 
     #[test]

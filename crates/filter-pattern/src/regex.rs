@@ -1,6 +1,7 @@
-//! AWS's regular-expression dialect (spec §4.2): validate the restricted character set, then
-//! translate to the `regex` crate's syntax with ASCII classes, so that `\d`, `\w` and `\s`
-//! mean what AWS documents and evaluation time stays linear.
+//! AWS's regular-expression dialect (semantics §4.2): validate the restricted character set,
+//! the quantifier forms (lazy yes, possessive no) and the escapes, then translate to the
+//! `regex` crate's syntax with ASCII classes, so that `\d`, `\w` and `\s` mean what AWS
+//! documents and evaluation time stays linear.
 
 use std::ops::Range;
 
@@ -49,7 +50,7 @@ impl Regex {
                 ParseError::new(
                     pattern,
                     span.clone(),
-                    format!("invalid regular expression: {detail}"),
+                    format!("failed to compile regular expression: {detail}"),
                 )
             })?;
         Ok(Regex { inner })
@@ -70,8 +71,47 @@ fn translate(pattern: &str, body: &str, offset: usize) -> Result<String, ParseEr
     let mut out = String::with_capacity(body.len() + 16);
     let mut i = 0;
     let mut in_class = false;
+    // Just after a quantifier (`*`, `+`, `?`, `{m,n}`), outside a class: a `?` makes it lazy
+    // (accepted), a `+` possessive (rejected), any other quantifier is dangling.
+    let mut after_quantifier = false;
     while i < bytes.len() {
         let b = bytes[i];
+        if !in_class && after_quantifier {
+            after_quantifier = false;
+            match b {
+                b'?' => {
+                    out.push('?');
+                    i += 1;
+                    // `x*?` is complete; nothing may follow as a quantifier.
+                    if let Some(&q) = bytes
+                        .get(i)
+                        .filter(|q| matches!(q, b'*' | b'+' | b'?' | b'{'))
+                    {
+                        return Err(err(
+                            i,
+                            1,
+                            format!("failed to compile regular expression: `{}` cannot follow the lazy quantifier before it", q as char),
+                        ));
+                    }
+                    continue;
+                }
+                b'+' => {
+                    return Err(err(
+                        i - 1,
+                        2,
+                        "failed to compile regular expression: possessive quantifiers (`*+`, `++`, `?+`, `{m,n}+`) are not supported".to_owned(),
+                    ));
+                }
+                b'*' | b'{' => {
+                    return Err(err(
+                        i,
+                        1,
+                        format!("failed to compile regular expression: `{}` cannot follow another quantifier", b as char),
+                    ));
+                }
+                _ => {}
+            }
+        }
         if !b.is_ascii() {
             let c = body[i..].chars().next().unwrap_or('\u{fffd}');
             return Err(err(
@@ -125,12 +165,6 @@ fn translate(pattern: &str, body: &str, offset: usize) -> Result<String, ParseEr
                     b'W' => out.push_str("[^a-zA-Z_0-9]"),
                     b's' => out.push_str("[\\t\\n\\x0B\\x0C\\r ]"),
                     b'S' => out.push_str("[^\\t\\n\\x0B\\x0C\\r ]"),
-                    b'b' if !in_class => out.push_str("(?-u:\\b)"),
-                    b'B' if !in_class => out.push_str("(?-u:\\B)"),
-                    b'n' | b't' | b'r' | b'f' | b'v' => {
-                        out.push('\\');
-                        out.push(next as char);
-                    }
                     b'x' => {
                         let hex = body
                             .get(i + 2..i + 4)
@@ -152,7 +186,7 @@ fn translate(pattern: &str, body: &str, offset: usize) -> Result<String, ParseEr
                             i,
                             2,
                             format!(
-                                "unsupported escape `\\{}` in a regular expression",
+                                "failed to compile regular expression: unsupported escape `\\{}` (the escapes are `\\d \\D \\s \\S \\w \\W \\xhh` and a backslash before a symbol)",
                                 c as char
                             ),
                         ));
@@ -186,9 +220,37 @@ fn translate(pattern: &str, body: &str, offset: usize) -> Result<String, ParseEr
                 in_class = false;
                 out.push(']');
             }
-            b'{' if !in_class && bytes.get(i + 1) == Some(&b',') => {
-                // AWS allows `{,n}`; the regex crate wants `{0,n}`.
-                out.push_str("{0");
+            b'{' if !in_class => {
+                // A bounded repetition `{m}`, `{m,}`, `{m,n}` or `{,n}` (the regex crate
+                // wants `{0,n}` for the last).
+                let Some(len) = body[i..].find('}') else {
+                    return Err(err(
+                        i,
+                        1,
+                        "failed to compile regular expression: unclosed `{`".to_owned(),
+                    ));
+                };
+                let inner = &body[i + 1..i + len];
+                if inner.is_empty() || !inner.bytes().all(|c| c.is_ascii_digit() || c == b',') {
+                    return Err(err(
+                        i,
+                        len + 1,
+                        format!("failed to compile regular expression: `{{{inner}}}` is not a repetition `{{m}}`, `{{m,}}` or `{{m,n}}`"),
+                    ));
+                }
+                out.push('{');
+                if inner.starts_with(',') {
+                    out.push('0');
+                }
+                out.push_str(inner);
+                out.push('}');
+                i += len + 1;
+                after_quantifier = true;
+                continue;
+            }
+            b'*' | b'+' | b'?' if !in_class => {
+                out.push(b as char);
+                after_quantifier = true;
             }
             b'#' | b'&' | b'~' | b'-' if in_class => {
                 // Keep class syntax unambiguous: `-` stays a range operator, the others are
@@ -210,7 +272,7 @@ fn translate(pattern: &str, body: &str, offset: usize) -> Result<String, ParseEr
         return Err(err(
             bytes.len(),
             0,
-            "unclosed character class: expected `]` before the closing `%`".to_owned(),
+            "failed to compile regular expression: unclosed character class, expected `]` before the closing `%`".to_owned(),
         ));
     }
     Ok(out)
@@ -272,6 +334,34 @@ mod tests {
         assert!(bad("[abc").contains("unclosed"));
         assert!(bad("\\p{L}").contains("unsupported escape"));
         assert!(bad("\\xZZ").contains("hex"));
-        assert!(bad("a{2,1}").contains("invalid regular expression"));
+        assert!(bad("a{2,1}").contains("failed to compile regular expression"));
+        assert!(bad("[9-0]").contains("failed to compile regular expression"));
+        assert!(bad("a++").contains("possessive"));
+        assert!(bad("a*+").contains("possessive"));
+        assert!(bad("a?+").contains("possessive"));
+        assert!(bad("a{1,2}+").contains("possessive"));
+        assert!(bad("a**").contains("failed to compile"));
+        assert!(bad("a{2").contains("unclosed"));
+        assert!(bad("\\b").contains("unsupported escape"));
+        assert!(bad("\\n").contains("unsupported escape"));
+        assert!(bad("\\1").contains("unsupported escape"));
+    }
+
+    #[test]
+    fn lazy_quantifiers_match_like_plain_ones() {
+        for (lazy, plain) in [
+            ("a*?b", "a*b"),
+            ("a+?b", "a+b"),
+            ("a??b", "a?b"),
+            ("a{1,3}?b", "a{1,3}b"),
+        ] {
+            for text in ["b", "ab", "aab", "aaaab", "x"] {
+                assert_eq!(
+                    re(lazy).is_match(text),
+                    re(plain).is_match(text),
+                    "{lazy} {text}"
+                );
+            }
+        }
     }
 }

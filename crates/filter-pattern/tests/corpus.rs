@@ -1,7 +1,9 @@
 //! The semantics corpus runner: every case in `testdata/*.toml`, checked against the crate.
 //!
 //! Each corpus file is an array of `[[case]]` tables. A case has a unique kebab-case `name`, a
-//! `source` saying where its expectation comes from (spec section and source tag), and a pattern
+//! `source` saying where its expectation comes from (a section of the repository's
+//! `docs/filter-pattern-semantics.md`, cited as `semantics §4.3`, optionally with a source tag
+//! such as `R1`; every cited section must exist in that document), and a pattern
 //! given either as `pattern = "…"` or as `pattern_repeat = { prefix = "…", unit = "…", count = N,
 //! suffix = "…" }` (the pattern is `prefix`, then `unit` repeated `count` times, then `suffix`;
 //! `prefix` and `suffix` default to empty). Then either:
@@ -12,6 +14,12 @@
 //! * an **invalid** case: `error`, a fragment the error message must contain (compared
 //!   case-insensitively), and optionally `rendered`, the exact `Display` text of the error (one
 //!   trailing newline of the stored text is ignored so that `"""` can close on its own line).
+//!
+//! Optional fields: `rule`, the id (or a list of ids) of the rule changes of semantics §11 that
+//! the case demonstrates — every id of [`RULE_CHANGES`] must have at least one case, and every
+//! id used must be one of them; `changed`, on a case whose expectation the revision of semantics
+//! §11 changed, saying what the case expected before and why it changed (such a case names its
+//! `rule`); and `note`, free text.
 //!
 //! Besides the stated expectations the runner checks the API contract around them: `as_str`
 //! returns the text, `is_match` agrees with `evaluate`, the prefilter never rejects a matching
@@ -46,8 +54,132 @@ struct RawCase {
     extracted: Option<Vec<BTreeMap<String, String>>>,
     error: Option<String>,
     rendered: Option<String>,
+    rule: Option<Rules>,
+    changed: Option<String>,
+    #[allow(dead_code)] // free text for readers of the corpus
+    note: Option<String>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Rules {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Rules {
+    fn ids(&self) -> Vec<String> {
+        match self {
+            Rules::One(id) => vec![id.clone()],
+            Rules::Many(ids) => ids.clone(),
+        }
+    }
+}
+
+/// The rule changes of the revision (semantics §11, one per line of the change list): each
+/// needs at least one corpus case naming it in `rule`. The document's §11 lists the same ids.
+const RULE_CHANGES: &[(&str, &str)] = &[
+    (
+        "r1-outranks-docs",
+        "recorded service behaviour outranks the documentation",
+    ),
+    (
+        "empty-quoted-term",
+        "`\"\"` is an error, `\" \"` finds a space, only a blank pattern matches all",
+    ),
+    (
+        "regex-whole-pattern",
+        "a %regex% only as the whole pattern, which then ends with `%`",
+    ),
+    (
+        "keywords-any-case",
+        "IS, NULL, TRUE, FALSE, NOT, EXISTS in any case",
+    ),
+    (
+        "term-characters",
+        "unquoted terms: letters of any script, digits, `_`, `.`; else an error",
+    ),
+    (
+        "term-split",
+        "`-`/`?` inside an unquoted word starts a new prefixed term",
+    ),
+    (
+        "quoted-term-shape",
+        "a quoted term is non-empty, closed, followed by a blank or the end",
+    ),
+    (
+        "bare-values",
+        "bare values: numerals or letters/digits/_/./-/*; `null` and `:` are errors",
+    ),
+    (
+        "selector-first-step",
+        "a selector starts with a `.` step; negative indexes are errors",
+    ),
+    (
+        "exponent-limit",
+        "a numeral's exponent magnitude must be below 2^31",
+    ),
+    (
+        "regex-restrictions",
+        "`%%`, possessive, reversed ranges, unknown escapes rejected; lazy valid",
+    ),
+    (
+        "non-object-root",
+        "a JSON root that is not an object matches nothing, not even NOT EXISTS",
+    ),
+    (
+        "wildcard-both",
+        "`[*]` and `.*` iterate object members and array elements",
+    ),
+    (
+        "wildcard-ne-universal",
+        "wildcard `!=`: the parent exists and no selected node equals",
+    ),
+    (
+        "is-null-array",
+        "IS NULL also on an array with null at its first level",
+    ),
+    (
+        "quoted-vs-number",
+        "a quoted value compares with a number's canonical text",
+    ),
+    (
+        "exact-decimals",
+        "numeric tests on exact decimals; underflow 0; overflow text only",
+    ),
+    (
+        "sd-rest-of-line",
+        "no exact field count: fewer fields no match, the last entry takes the rest",
+    ),
+    (
+        "sd-empty-pattern",
+        "`[]` matches every event and extracts $1…$k",
+    ),
+    (
+        "sd-trailing-empty-entry",
+        "`[x,]`: an unnamed last field that takes the rest, keyed $n",
+    ),
+    (
+        "sd-unclosed-delimiters",
+        "an unclosed `\"`/`[` is plain text; a closing delimiter ends a field",
+    ),
+    (
+        "sd-blanks",
+        "tabs separate fields; trailing blanks make no field; `\"\"`/`[]` are empty fields",
+    ),
+    (
+        "sd-names",
+        "duplicate field names and digit-leading names are errors",
+    ),
+    (
+        "sd-numerals",
+        "a quoted numeral compares as text; `!= n` on a non-number field is true",
+    ),
+    (
+        "extracted-values",
+        "extractedValues is {} for every form except space-delimited",
+    ),
+];
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Repeat {
@@ -66,6 +198,7 @@ struct Case {
     name: String,
     pattern: String,
     expect: Expect,
+    rules: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -143,6 +276,52 @@ fn indent(text: &str) -> String {
 
 fn testdata_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
+}
+
+fn semantics_doc() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/filter-pattern-semantics.md")
+}
+
+fn semantics_text() -> String {
+    let path = semantics_doc();
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// The section numbers of the semantics document: headings `## §4 …`, `### §4.3 …`.
+fn document_sections() -> BTreeSet<String> {
+    semantics_text()
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .filter_map(|l| l.trim_start_matches('#').trim_start().strip_prefix('§'))
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect::<String>()
+                .trim_end_matches('.')
+                .to_owned()
+        })
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// The sections a source cites: `semantics §4.3, §9 A5` → {"4.3", "9"}. After the word
+/// `semantics`, every `§N` up to the end of the source counts.
+fn cited_sections(source: &str) -> Vec<String> {
+    let Some(at) = source.find("semantics §") else {
+        return Vec::new();
+    };
+    source[at..]
+        .split('§')
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect::<String>()
+                .trim_end_matches('.')
+                .to_owned()
+        })
+        .filter(|n| !n.is_empty())
+        .collect()
 }
 
 fn is_kebab_case(name: &str) -> bool {
@@ -226,6 +405,35 @@ fn check_shape(file: &str, raw: RawCase) -> Result<Case, Vec<String>> {
     if raw.source.trim().is_empty() {
         errors.push(format!("{who}: empty source"));
     }
+    let sections = cited_sections(&raw.source);
+    if sections.is_empty() {
+        errors.push(format!(
+            "{who}: source {:?} cites no section of the semantics document (`semantics §N`)",
+            raw.source
+        ));
+    }
+    let known = document_sections();
+    for section in sections {
+        if !known.contains(&section) {
+            errors.push(format!(
+                "{who}: source cites semantics §{section}, which docs/filter-pattern-semantics.md does not have"
+            ));
+        }
+    }
+    let rules = raw.rule.as_ref().map(Rules::ids).unwrap_or_default();
+    for id in &rules {
+        if !RULE_CHANGES.iter().any(|(known, _)| known == id) {
+            errors.push(format!("{who}: unknown rule id {id:?} (see RULE_CHANGES)"));
+        }
+    }
+    if let Some(changed) = &raw.changed {
+        if changed.trim().is_empty() {
+            errors.push(format!("{who}: empty `changed`"));
+        }
+        if rules.is_empty() {
+            errors.push(format!("{who}: a `changed` case must name its `rule`"));
+        }
+    }
     let pattern = match (raw.pattern, raw.pattern_repeat) {
         (Some(pattern), None) => pattern,
         (None, Some(r)) => format!("{}{}{}", r.prefix, r.unit.repeat(r.count), r.suffix),
@@ -296,6 +504,7 @@ fn check_shape(file: &str, raw: RawCase) -> Result<Case, Vec<String>> {
             name: raw.name,
             pattern,
             expect,
+            rules,
         })
     } else {
         Err(errors)
@@ -333,13 +542,15 @@ fn show_result(result: &Option<Vec<(String, String)>>) -> String {
     }
 }
 
-/// The kind the first non-blank character calls for (spec §1); `None` when either `MatchAll` or
-/// `Terms` is acceptable.
-fn expected_kind(pattern: &str) -> Option<PatternKind> {
+/// The kind the first non-blank character calls for (semantics §1): only a blank pattern
+/// matches everything.
+fn expected_kind(pattern: &str) -> PatternKind {
     match pattern.trim_start().chars().next() {
-        Some('{') => Some(PatternKind::Json),
-        Some('[') => Some(PatternKind::SpaceDelimited),
-        _ => None,
+        None => PatternKind::MatchAll,
+        Some('{') => PatternKind::Json,
+        Some('[') => PatternKind::SpaceDelimited,
+        Some('%') => PatternKind::Regex,
+        Some(_) => PatternKind::Terms,
     }
 }
 
@@ -371,22 +582,14 @@ fn check_valid(
         ));
     }
     let kind = pattern.kind();
-    match expected_kind(&case.pattern) {
-        Some(want) if want != kind => failures.push(Failure::new(
+    let want = expected_kind(&case.pattern);
+    if want != kind {
+        failures.push(Failure::new(
             case,
             "kind",
             format!("{want:?}"),
             format!("{kind:?}"),
-        )),
-        None if matches!(kind, PatternKind::Json | PatternKind::SpaceDelimited) => {
-            failures.push(Failure::new(
-                case,
-                "kind",
-                "MatchAll or Terms".to_owned(),
-                format!("{kind:?}"),
-            ));
-        }
-        _ => {}
+        ));
     }
     let required = pattern.required_values("$.eventName");
 
@@ -784,4 +987,58 @@ fn every_corpus_file_has_cases() {
         "every corpus file must hold at least one case"
     );
     assert!(per_file.values().all(|&n| n >= 1));
+}
+
+#[test]
+fn every_rule_change_has_a_case() {
+    let cases = load_corpus();
+    let mut per_rule: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for case in &cases {
+        for id in &case.rules {
+            per_rule
+                .entry(id.as_str())
+                .or_default()
+                .push(case.name.as_str());
+        }
+    }
+    let mut missing = Vec::new();
+    for (id, summary) in RULE_CHANGES {
+        match per_rule.get(id) {
+            Some(names) => println!("{id}: {} case(s)", names.len()),
+            None => missing.push(format!("{id} ({summary})")),
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "rule changes of semantics §11 without a corpus case:\n{}",
+        missing.join("\n")
+    );
+    let changed = cases.iter().filter(|c| !c.rules.is_empty()).count();
+    println!("{changed} case(s) name a rule change");
+}
+
+/// The document's §11 lists exactly the ids of [`RULE_CHANGES`].
+#[test]
+fn semantics_document_lists_the_rule_changes() {
+    let text = semantics_text();
+    let start = text
+        .find("\n## §11")
+        .expect("docs/filter-pattern-semantics.md has a §11");
+    let section = &text[start + 1..];
+    let section = &section[..section[1..].find("\n## ").map_or(section.len(), |i| i + 1)];
+    let listed: BTreeSet<String> = section
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .filter_map(|l| l.split('`').nth(1))
+        .filter(|id| {
+            id.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
+        .map(str::to_owned)
+        .collect();
+    let known: BTreeSet<String> = RULE_CHANGES
+        .iter()
+        .map(|(id, _)| (*id).to_owned())
+        .collect();
+    assert_eq!(listed, known, "§11's table and RULE_CHANGES differ");
 }

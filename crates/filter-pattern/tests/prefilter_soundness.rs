@@ -217,3 +217,160 @@ fn generated_cases_include_many_matches() {
         "only {escaped_matches} matches use escapes"
     );
 }
+
+// ------------------------------------------------------------------ the revised rules
+
+/// Words for term patterns and events; several hold the characters that now split a word.
+const WORDS: &[&str] = &[
+    "cache", "miss", "ERROR", "v1.2", "café", "ORDER", "ITEM", "1",
+];
+
+/// A term pattern: words glued with `-` or `?` (so `a-b` is `a -b`) or separated by blanks,
+/// some prefixed, some quoted (with a blank or `-` inside).
+fn term_pattern() -> impl Strategy<Value = String> {
+    prop::collection::vec((0..WORDS.len(), 0..6u8, any::<bool>()), 1..5).prop_map(|parts| {
+        let mut out = String::new();
+        for (i, (w, glue, quoted)) in parts.into_iter().enumerate() {
+            if i > 0 {
+                out.push_str(match glue {
+                    0 => "-",
+                    1 => "?",
+                    2 => " -",
+                    3 => " ?",
+                    _ => " ",
+                });
+            }
+            if quoted {
+                out.push_str(&format!(
+                    "\"{} {}\"",
+                    WORDS[w],
+                    WORDS[(w + 1) % WORDS.len()]
+                ));
+                // A quoted term ends the word: the next one starts after a blank.
+                out.push(' ');
+            } else {
+                out.push_str(WORDS[w]);
+            }
+        }
+        out.trim_end().to_owned()
+    })
+}
+
+fn term_event() -> impl Strategy<Value = String> {
+    prop::collection::vec((0..WORDS.len(), 0..3u8), 0..8).prop_map(|parts| {
+        let mut out = String::new();
+        for (w, sep) in parts {
+            out.push_str(WORDS[w]);
+            out.push_str(match sep {
+                0 => " ",
+                1 => "-",
+                _ => "",
+            });
+        }
+        out
+    })
+}
+
+/// JSON conditions of the revised rules: wildcards over objects and arrays, universal `!=`,
+/// numbers by value and by canonical text (`Infinity`, `1.0E21`, `7.0`), `IS NULL` on arrays.
+const CONDITIONS: &[&str] = &[
+    r#"$.tags[*] = "prod""#,
+    r#"$.tags.* != "prod""#,
+    r#"$.n = "Infinity""#,
+    r#"$.n = "Inf*""#,
+    r#"$.n = "1.0E21""#,
+    r#"$.n = "7.0""#,
+    r#"$.n = "*E21""#,
+    "$.n = 7",
+    "$.n > 1e20",
+    "$.n = %ity$%",
+    "$.tags IS NULL",
+    r#"$.eventName = "AttachRolePolicy""#,
+    r#"$.r[*].arn != "x""#,
+];
+
+const MEMBERS: &[&str] = &[
+    r#""tags":["dev","prod"]"#,
+    r#""tags":{"env":"prod"}"#,
+    r#""tags":[null,"qa"]"#,
+    r#""tags":"prod""#,
+    r#""n":5e400"#,
+    r#""n":-5e400"#,
+    r#""n":1e21"#,
+    r#""n":1000000000000000000000"#,
+    r#""n":7.00"#,
+    r#""n":7"#,
+    r#""n":"Infinity""#,
+    r#""eventName":"Attach\u0052olePolicy""#,
+    r#""eventName":"AttachRolePolicy""#,
+    r#""r":[{},{"arn":"y"}]"#,
+];
+
+fn revised_json_pattern() -> impl Strategy<Value = String> {
+    prop::collection::vec((0..CONDITIONS.len(), any::<bool>()), 1..3).prop_map(|items| {
+        let mut out = String::from("{ ");
+        for (i, (c, and)) in items.iter().enumerate() {
+            if i > 0 {
+                out.push_str(if *and { " && " } else { " || " });
+            }
+            out.push_str(CONDITIONS[*c]);
+        }
+        out.push_str(" }");
+        out
+    })
+}
+
+fn revised_json_event() -> impl Strategy<Value = String> {
+    prop::collection::vec(0..MEMBERS.len(), 0..5).prop_map(|members| {
+        let parts: Vec<&str> = members.iter().map(|&m| MEMBERS[m]).collect();
+        format!("{{{}}}", parts.join(","))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn prefilter_never_rejects_a_match_of_split_terms(p in term_pattern(), ev in term_event()) {
+        let pattern = FilterPattern::new(&p).unwrap();
+        let full = pattern.evaluate_unfiltered(&ev).is_some();
+        prop_assert_eq!(pattern.is_match(&ev), full, "pattern {:?} on {:?}", p, ev);
+    }
+
+    #[test]
+    fn prefilter_never_rejects_a_match_of_revised_json(p in revised_json_pattern(), ev in revised_json_event()) {
+        let pattern = FilterPattern::new(&p).unwrap();
+        let full = pattern.evaluate_unfiltered(&ev).is_some();
+        prop_assert_eq!(pattern.is_match(&ev), full, "pattern {:?} on {:?}", p, ev);
+    }
+}
+
+/// The two properties above prove nothing unless matches happen, through the prefilter too.
+#[test]
+fn revised_generators_produce_matches_with_a_prefilter() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+
+    let mut runner = TestRunner::deterministic();
+    let (mut terms, mut json) = (0, 0);
+    for _ in 0..3000 {
+        let (p, ev) = (term_pattern(), term_event())
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        let pattern = FilterPattern::new(&p).unwrap();
+        if pattern.prefilter().is_some() && pattern.evaluate_unfiltered(&ev).is_some() {
+            terms += 1;
+        }
+        let (p, ev) = (revised_json_pattern(), revised_json_event())
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        let pattern = FilterPattern::new(&p).unwrap();
+        if pattern.prefilter().is_some() && pattern.evaluate_unfiltered(&ev).is_some() {
+            json += 1;
+        }
+    }
+    eprintln!("prefiltered matches: {terms} term patterns, {json} JSON patterns of 3000 each");
+    assert!(terms >= 100 && json >= 50, "{terms} / {json}");
+}
