@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::servers::{cloudtrail_record, free_port, http, wait_until, LookupServer, Moto};
-use crate::sources::{
+use crate::support::{cloudtrail_record, free_port, http, wait_until, LookupServer, Moto};
+use crate::support::{
     logs_call, now_ms, now_secs, put_records, run_with, set_cursor, Daemon, Setup, ROLE,
 };
 use crate::{assert_exit, stderr, stdout};
@@ -42,7 +42,7 @@ fn rows_per_event(state: &std::path::Path) -> BTreeMap<String, (i64, String)> {
 #[test]
 fn one_change_matched_by_three_rules_is_one_alert_and_one_delivery_per_channel() {
     let server = LookupServer::start();
-    let smtp = crate::servers::SmtpServer::start(Default::default());
+    let smtp = crate::support::SmtpServer::start(Default::default());
     let mut r = cloudtrail_record("attach-1", "AttachRolePolicy", now_secs() - 2 * MIN);
     r["requestParameters"] = json!({
         "roleName": ROLE,
@@ -374,7 +374,7 @@ fn measure_sweep(pack: &'static str, layout: Layout, n: usize) -> Cost {
             };
             *per_name.get_mut(name).expect("a watched name") += 1;
             let time = now - 23 * 3600 + (i as i64 * span) / n.max(1) as i64;
-            crate::sources::other_role_record(&format!("cost-{i:05}"), name, time)
+            crate::support::other_role_record(&format!("cost-{i:05}"), name, time)
         })
         .collect();
     server.add_events(&records);
@@ -389,7 +389,7 @@ fn measure_sweep(pack: &'static str, layout: Layout, n: usize) -> Cost {
             (r["eventID"].as_str().unwrap().to_owned(), t)
         })
         .collect();
-    crate::sources::open_state(&setup.state_path())
+    crate::support::open_state(&setup.state_path())
         .commit_poll(&rolewatch::state::PollCommit {
             source_id: "ct",
             cursor_ms,

@@ -26,10 +26,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use crate::notify::{drain_queue, topic_with_queues};
-use crate::servers::{
+use crate::support::{alert_counts, command, now_secs, other_role_record, Daemon, Setup, ROLE};
+use crate::support::{
     cloudtrail_record, read_request, wait_until, LookupServer, Moto, SmtpOptions, SmtpServer,
 };
-use crate::sources::{alert_counts, command, now_secs, other_role_record, Daemon, Setup, ROLE};
 use crate::{assert_exit, stdout};
 
 const TRIALS: usize = 36;
@@ -74,7 +74,7 @@ fn record_for(i: usize, id: &str, time: i64) -> Value {
 fn event_id_of(line: &str) -> String {
     let v: Value = serde_json::from_str(line)
         .unwrap_or_else(|e| panic!("a stdout line is not JSON ({e}): {line}"));
-    crate::sources::event_id(&v)
+    crate::support::event_id(&v)
 }
 
 #[test]

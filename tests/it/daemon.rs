@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::servers::{cloudtrail_record, free_port, http, LookupServer};
-use crate::sources::{command, now_secs, run_with, Daemon, Setup};
+use crate::support::{cloudtrail_record, free_port, http, LookupServer};
+use crate::support::{command, now_secs, run_with, Daemon, Setup};
 use crate::{assert_exit, stderr};
 
 /// A config polling every second, with the admin endpoint on `port`. No sweep: these tests

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::servers::{python, repo_root};
+use crate::support::{python, repo_root};
 
 /// Every AWS SDK operation rolewatch may call, with the IAM action it needs and whether that
 /// action belongs in the required policy (`deploy/iam-policy.json`) or in the optional one
@@ -643,8 +643,8 @@ fn demo_shows_the_alert_on_stdout_and_through_sns() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("scripts/demo starts");
-    let stdout = crate::servers::drain_to_log(child.stdout.take().unwrap());
-    let stderr = crate::servers::drain_to_log(child.stderr.take().unwrap());
+    let stdout = crate::support::drain_to_log(child.stdout.take().unwrap());
+    let stderr = crate::support::drain_to_log(child.stderr.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(180);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -658,16 +658,16 @@ fn demo_shows_the_alert_on_stdout_and_through_sns() {
             let _ = child.wait();
             panic!(
                 "scripts/demo did not finish within 180 s; stdout:\n{}\nstderr:\n{}",
-                crate::servers::log_text(&stdout),
-                crate::servers::log_text(&stderr)
+                crate::support::log_text(&stdout),
+                crate::support::log_text(&stderr)
             );
         }
         std::thread::sleep(Duration::from_millis(100));
     };
     // Let the reader threads take the last lines.
     std::thread::sleep(Duration::from_millis(200));
-    let out = crate::servers::log_text(&stdout);
-    let err = crate::servers::log_text(&stderr);
+    let out = crate::support::log_text(&stdout);
+    let err = crate::support::log_text(&stderr);
     assert!(
         status.success(),
         "scripts/demo failed ({status}); stdout:\n{out}\nstderr:\n{err}"

@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::servers::{
+use crate::support::now_secs;
+use crate::support::{
     attach_new_policy, aws_env, cloudtrail_record, drain_to_log, free_port, http, log_text,
     read_request, sdk_config, LookupServer, Moto, SmtpOptions, SmtpServer, TestCa,
 };
-use crate::sources::now_secs;
 use crate::{assert_exit, stderr, stdout};
 
 const ROLE: &str = "astronomer-remote-management";

@@ -11,7 +11,7 @@ use rolewatch::intel::{Analyzer, Verdict};
 use rolewatch::state::StoredAlert;
 use serde_json::{json, Value};
 
-use crate::servers::{attach_new_policy, sdk_config, Moto};
+use crate::support::{attach_new_policy, sdk_config, Moto};
 
 const ROLE: &str = "astronomer-remote-management";
 const VENDOR_SESSION: &str =

@@ -17,6 +17,7 @@ mod rules;
 mod scan;
 mod servers;
 mod sources;
+mod support;
 mod test_pattern;
 mod validate_config;
 

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use crate::servers::{cloudtrail_record, LookupServer};
-use crate::sources::{command, now_secs, run_with, Setup};
+use crate::support::{cloudtrail_record, LookupServer};
+use crate::support::{command, now_secs, run_with, Setup};
 use crate::{assert_exit, rolewatch, stderr, stdout};
 
 /// A record of `event_name` from `source` with these request parameters.

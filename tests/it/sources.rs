@@ -10,115 +10,21 @@
 //! - `once` and `run` with state: each match once, late events on the next poll, a coverage
 //!   gap for a cursor older than 90 days, a corrupt state file, the state lock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::servers::{aws_env, cloudtrail_record, http, LookupServer, Moto};
+use crate::support::*;
 use crate::{assert_exit, stderr, stdout};
 
-pub const ROLE: &str = "astronomer-remote-management";
-pub const POLICY_ARN: &str = "arn:aws:iam::111122223333:policy/AstronomerCrossAccountRole";
 const DAY_MS: i64 = 86_400_000;
-
-pub fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .as_secs() as i64
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .as_millis() as i64
-}
-
-pub fn rfc3339(secs: i64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs as u64)).to_string()
-}
-
-/// A record of `event_name` on a role other than the vendor's (a near miss).
-pub fn other_role_record(event_id: &str, event_name: &str, time: i64) -> Value {
-    let mut r = cloudtrail_record(event_id, event_name, time);
-    r["requestParameters"]["roleName"] = json!("ci-deployer");
-    r
-}
-
-/// A policy-version record (`CreatePolicyVersion`, `SetPolicyVersion`) on `policy_arn`.
-pub fn policy_record(event_id: &str, event_name: &str, time: i64, policy_arn: &str) -> Value {
-    let mut r = cloudtrail_record(event_id, event_name, time);
-    r["requestParameters"] = json!({"policyArn": policy_arn, "versionId": "v3"});
-    r
-}
-
-/// A temporary directory with a config file in it.
-pub struct Setup {
-    pub dir: tempfile::TempDir,
-}
-
-impl Setup {
-    pub fn new() -> Setup {
-        Setup {
-            dir: tempfile::Builder::new()
-                .prefix("rolewatch-it-")
-                .tempdir()
-                .expect("a temp dir"),
-        }
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    pub fn state_path(&self) -> PathBuf {
-        self.path("state.db")
-    }
-
-    /// Writes `rolewatch.toml` with a `[state]` in the temp dir and `body` after it.
-    pub fn config(&self, body: &str) -> PathBuf {
-        let path = self.path("rolewatch.toml");
-        let text = format!(
-            "[state]\npath = \"{}\"\n\n{body}\n",
-            self.state_path().display()
-        );
-        std::fs::write(&path, text).expect("the config is written");
-        path
-    }
-}
-
-/// A `rolewatch` command pointed at the test servers.
-pub fn command(lookup: Option<&LookupServer>, moto: Option<&Moto>) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rolewatch"));
-    let lookup = lookup.map(LookupServer::endpoint);
-    let moto = moto.map(Moto::endpoint);
-    aws_env(&mut cmd, lookup.as_deref(), moto.as_deref());
-    cmd.env("RUST_LOG", "info").env_remove("STATE_DIRECTORY");
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
-pub fn run_with(
-    lookup: Option<&LookupServer>,
-    moto: Option<&Moto>,
-    args: &[&str],
-    config: &Path,
-) -> Output {
-    command(lookup, moto)
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("rolewatch runs")
-}
 
 fn check(server: &LookupServer, config: &Path, start: i64, end: i64) -> Output {
     run_with(
@@ -127,31 +33,6 @@ fn check(server: &LookupServer, config: &Path, start: i64, end: i64) -> Output {
         &["check", "--start", &rfc3339(start), "--end", &rfc3339(end)],
         config,
     )
-}
-
-/// The JSON lines on stdout.
-#[track_caller]
-pub fn lines(output: &Output) -> Vec<Value> {
-    stdout(output)
-        .lines()
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
-        })
-        .collect()
-}
-
-/// The eventID of an alert line: `eventID` in `check`'s lines; the daemon's stdout channel may
-/// render alerts in its own layout (`event_id`).
-pub fn event_id(line: &Value) -> String {
-    line["eventID"]
-        .as_str()
-        .or_else(|| line["event_id"].as_str())
-        .unwrap_or_else(|| panic!("no eventID in {line}"))
-        .to_owned()
-}
-
-pub fn ids_of(lines: &[Value]) -> Vec<String> {
-    lines.iter().map(event_id).collect()
 }
 
 fn sorted(ids: Vec<String>) -> Vec<String> {
@@ -721,72 +602,6 @@ fn check_with_an_invalid_config_exits_78_naming_the_key_and_the_file() {
 // CloudWatch Logs via moto
 // ---------------------------------------------------------------------------------------
 
-/// A CloudWatch Logs JSON-protocol call to moto.
-#[track_caller]
-pub fn logs_call(moto: &Moto, operation: &str, body: &Value) -> Value {
-    let target = format!("Logs_20140328.{operation}");
-    let reply = http(
-        moto.port(),
-        "POST",
-        "/",
-        &[
-            ("Content-Type", "application/x-amz-json-1.1"),
-            ("X-Amz-Target", &target),
-            (
-                "Authorization",
-                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/logs/aws4_request, \
-                 SignedHeaders=host;x-amz-date;x-amz-target, Signature=0",
-            ),
-            ("X-Amz-Date", "20260101T000000Z"),
-        ],
-        &serde_json::to_vec(body).unwrap(),
-    )
-    .unwrap_or_else(|e| panic!("{operation} on moto: {e}"));
-    assert_eq!(
-        reply.status,
-        200,
-        "{operation}: {}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    if reply.body.is_empty() {
-        Value::Null
-    } else {
-        reply.json()
-    }
-}
-
-/// Puts `records` (each with its eventTime as the timestamp) into `stream`, oldest first, in
-/// batches.
-pub fn put_records(moto: &Moto, group: &str, stream: &str, records: &[Value]) {
-    let mut events: Vec<(i64, String)> = records
-        .iter()
-        .map(|r| {
-            let t = humantime::parse_rfc3339(r["eventTime"].as_str().unwrap())
-                .unwrap()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_millis() as i64;
-            (t, serde_json::to_string(r).unwrap())
-        })
-        .collect();
-    events.sort();
-    for batch in events.chunks(2000) {
-        let log_events: Vec<Value> = batch
-            .iter()
-            .map(|(t, m)| json!({"timestamp": t, "message": m}))
-            .collect();
-        let reply = logs_call(
-            moto,
-            "PutLogEvents",
-            &json!({"logGroupName": group, "logStreamName": stream, "logEvents": log_events}),
-        );
-        assert!(
-            reply.get("rejectedLogEventsInfo").is_none(),
-            "moto rejected events: {reply}"
-        );
-    }
-}
-
 /// A small, valid CloudTrail record (moto's pages hold 10,000 events; many are needed).
 fn small_record(id: &str, name: &str, time: i64, role: &str) -> Value {
     json!({
@@ -987,41 +802,6 @@ fn check_reads_cloudwatch_logs_across_streams_and_pages_and_only_matches_count()
 // once and run, with state
 // ---------------------------------------------------------------------------------------
 
-pub fn open_state(path: &Path) -> rolewatch::state::State {
-    rolewatch::state::State::open(path)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .into_state()
-}
-
-/// A state whose cursor for `source_id` stands at `cursor_ms` (an empty poll committed then).
-pub fn set_cursor(path: &Path, source_id: &str, cursor_ms: i64) {
-    open_state(path)
-        .commit_poll(&rolewatch::state::PollCommit {
-            source_id,
-            cursor_ms,
-            now_ms: cursor_ms,
-            seen: Vec::new(),
-            alerts: Vec::new(),
-            channels: Vec::new(),
-            gaps: Vec::new(),
-        })
-        .unwrap();
-}
-
-/// Every alert in the state: eventID → how many rows.
-pub fn alert_counts(path: &Path) -> HashMap<String, u64> {
-    let conn = rusqlite::Connection::open(path).expect("the state opens");
-    let mut stmt = conn
-        .prepare("SELECT event_id, count(*) FROM alerts GROUP BY event_id")
-        .unwrap();
-    let rows = stmt
-        .query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))
-        })
-        .unwrap();
-    rows.map(Result::unwrap).collect()
-}
-
 #[test]
 fn once_reports_each_match_once_and_late_events_on_a_later_poll() {
     let server = LookupServer::start();
@@ -1212,123 +992,6 @@ fn once_with_a_corrupt_state_file_fails_naming_it_and_leaves_it_unchanged() {
         "the file is unchanged"
     );
     assert_eq!(server.stats()["requests_total"], requests_before);
-}
-
-/// A `rolewatch run` in the background, its stdout and stderr collected.
-pub struct Daemon {
-    pub child: Child,
-    pub stdout: Arc<Mutex<Vec<String>>>,
-    pub stderr: Arc<Mutex<String>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Daemon {
-    pub fn start(server: &LookupServer, config: &Path) -> Daemon {
-        let mut cmd = command(Some(server), None);
-        cmd.args(["run", "--config"]).arg(config);
-        Daemon::spawn(cmd)
-    }
-
-    /// Spawns `cmd` (a `rolewatch run` command line), collecting its output.
-    pub fn spawn(mut cmd: Command) -> Daemon {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("rolewatch run starts");
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (out, err) = (Arc::clone(&stdout), Arc::clone(&stderr));
-        let child_out = child.stdout.take().unwrap();
-        let child_err = child.stderr.take().unwrap();
-        let readers = vec![
-            std::thread::spawn(move || {
-                for line in BufReader::new(child_out).lines() {
-                    let Ok(line) = line else { break };
-                    out.lock().unwrap().push(line);
-                }
-            }),
-            std::thread::spawn(move || {
-                for line in BufReader::new(child_err).lines() {
-                    let Ok(line) = line else { break };
-                    let mut e = err.lock().unwrap();
-                    e.push_str(&line);
-                    e.push('\n');
-                }
-            }),
-        ];
-        Daemon {
-            child,
-            stdout,
-            stderr,
-            readers,
-        }
-    }
-
-    /// Waits for the output readers (after the process exited).
-    pub fn join_readers(&mut self) {
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-    }
-
-    pub fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    pub fn polls(&self) -> usize {
-        // Text or JSON log lines.
-        let err = self.stderr_text();
-        err.matches(" Polled").count() + err.matches("\"message\":\"Polled\"").count()
-    }
-
-    /// Waits until `cond` holds, up to `timeout`; panics with the daemon's stderr otherwise.
-    #[track_caller]
-    pub fn wait_for(&self, timeout: Duration, what: &str, cond: impl Fn(&Daemon) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !cond(self) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; stderr:\n{}",
-                self.stderr_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Sends `signal` and waits for the exit; returns the stdout lines.
-    pub fn stop(mut self, signal: &str) -> (std::process::ExitStatus, Vec<String>, String) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-        // In-flight polls may finish for up to the 20 s default grace (`[daemon]
-        // shutdown_grace_secs`), plus the outbox flush.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("rolewatch run did not exit within 30 s of {signal}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        self.join_readers();
-        let out = self.stdout.lock().unwrap().clone();
-        let err = self.stderr_text();
-        (status, out, err)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::servers::{aws_env, http, MetricFilterServer};
+use crate::support::{aws_env, http, MetricFilterServer};
 use crate::{assert_exit, rolewatch, rolewatch_with_stdin, stderr, stdout};
 
 /// Runs test-pattern with the messages as arguments and returns the parsed response.
