@@ -15,7 +15,12 @@
 //! channel and a restart does not lose it), and its recovery likewise.
 //!
 //! Cancellation has one path: SIGTERM/SIGINT cancel a token; the scheduler stops, in-flight
-//! polls finish, the outbox is flushed, all within `[daemon] shutdown_grace_secs`.
+//! polls finish, the outbox is flushed, all within `[daemon] shutdown_grace_secs`
+//! ([`super::shutdown`]).
+//!
+//! Here: building the pipeline ([`Daemon::start`]), scheduling, `once`; [`passes`]: one poll or
+//! sweep of one source and its counters; [`watch`]: blind/recovered reports, readiness and the
+//! metrics text.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -29,15 +34,17 @@ use tokio_util::task::TaskTracker;
 use crate::config::{AdminConfig, Config, DaemonConfig, Schedule, SourceConfig, SourceKind};
 use crate::engine::Engine;
 use crate::notify::outbox::{self, Outbox};
-use crate::notify::synthetic::{self, Notice};
+use crate::notify::synthetic::{self};
 use crate::source::Source;
-use crate::state::{FoundBy, NewAlert, Origin, Store};
+use crate::state::Store;
 use crate::time::format_rfc3339_ms;
 
-use super::poll::{poll_source, sweep_due, sweep_source, PollContext, PollError, PollOutcome};
-use crate::telemetry::health::{BlindPolicy, SourceHealth, Transition};
+use crate::telemetry::health::{BlindPolicy, SourceHealth};
 use crate::telemetry::metrics::{self, Metrics};
 use crate::time::Clock;
+
+mod passes;
+mod watch;
 
 /// Warns when IAM events are watched from a region other than us-east-1 (IAM is global; its
 /// events are recorded in us-east-1 only).
@@ -192,299 +199,6 @@ impl Daemon {
             health: Mutex::new(health),
             metrics: Metrics::new(),
         })
-    }
-
-    async fn retention(sc: &SourceConfig, source: &Source) -> Option<Duration> {
-        match source.retention().await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(source = %sc.id, error = %e, "Cannot read how long the source keeps events; coverage gaps will not be detected");
-                None
-            }
-        }
-    }
-
-    /// One poll of source `i`, logged, counted and fed to the health watch; wakes the outbox.
-    /// True when it worked.
-    async fn poll(&self, i: usize) -> bool {
-        let slot = &self.sources[i];
-        let sc = &slot.cfg;
-        let retention = self.retention_of(i).await;
-        lock(&self.health)[i].polling = true;
-        let channels: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
-        let ctx = self.poll_context(&channels, retention);
-        let started = tokio::time::Instant::now();
-        let result = poll_source(&slot.source, sc, &ctx).await;
-        let now = self.clock.now_ms();
-        let labels = metrics::source(&sc.id);
-        let m = &self.metrics;
-        let transition = match &result {
-            Ok(o) => {
-                tracing::info!(
-                    event = "poll_completed",
-                    source = %sc.id,
-                    windows = o.windows,
-                    requests = o.stats.requests,
-                    throttled = o.stats.throttled,
-                    retries = o.stats.retries,
-                    events = o.stats.events,
-                    matches = o.matches,
-                    new_alerts = o.new_alerts.len(),
-                    malformed = o.bad.len(),
-                    gaps = o.gaps.len(),
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "Polled"
-                );
-                m.poll_completed.get_or_create(&labels).inc();
-                m.events_seen.get_or_create(&labels).inc_by(o.stats.events);
-                self.count_outcome(&labels, o);
-                m.coverage_gap
-                    .get_or_create(&labels)
-                    .inc_by(o.gaps.len() as u64);
-                lock(&self.health)[i].success(now)
-            }
-            Err(e) => {
-                tracing::error!(event = "poll_failed", source = %sc.id, error = %e, "Poll failed; the next poll resumes from the stored cursor");
-                m.poll_failed.get_or_create(&labels).inc();
-                lock(&self.health)[i].failure(&e.to_string(), now, &self.policy)
-            }
-        };
-        lock(&self.health)[i].polling = false;
-        if let Some(t) = transition {
-            self.report(i, t);
-        }
-        self.wake.notify_one();
-        result.is_ok()
-    }
-
-    /// How long source `i` keeps events, read once, before its first poll or sweep.
-    async fn retention_of(&self, i: usize) -> Option<Duration> {
-        let slot = &self.sources[i];
-        *slot
-            .retention
-            .get_or_init(|| Self::retention(&slot.cfg, &slot.source))
-            .await
-    }
-
-    /// The counters a poll and a sweep share: retries, throttles, malformed events, matches
-    /// and the alerts recorded (rolewatch's own notices not counted).
-    fn count_outcome(&self, labels: &metrics::Labels, o: &PollOutcome) {
-        let m = &self.metrics;
-        m.requests_throttled
-            .get_or_create(labels)
-            .inc_by(o.stats.throttled);
-        m.request_retries
-            .get_or_create(labels)
-            .inc_by(o.stats.retries);
-        m.events_malformed
-            .get_or_create(labels)
-            .inc_by(o.bad.len() as u64);
-        m.rule_matches.get_or_create(labels).inc_by(o.matches);
-        let real = o
-            .new_alerts
-            .iter()
-            .filter(|a| a.origin == Origin::Rule)
-            .count();
-        m.alerts_recorded.get_or_create(labels).inc_by(real as u64);
-    }
-
-    fn poll_context<'a>(
-        &'a self,
-        channels: &'a [&'a str],
-        retention: Option<Duration>,
-    ) -> PollContext<'a> {
-        PollContext {
-            engine: &self.engine,
-            state: &self.state,
-            clock: self.clock.as_ref(),
-            channels,
-            initial_lookback: self.initial_lookback,
-            retention,
-        }
-    }
-
-    /// Whether source `i`'s sweep is due now (a state that cannot be read: not due; the poll
-    /// reports the state's trouble).
-    fn sweep_due(&self, i: usize) -> bool {
-        let sc = &self.sources[i].cfg;
-        match sweep_due(sc, &self.state, self.clock.now_ms()) {
-            Ok(due) => due,
-            Err(e) => {
-                tracing::error!(event = "sweep_failed", source = %sc.id, error = %e, "Cannot read when the last sweep ran");
-                false
-            }
-        }
-    }
-
-    /// One reconciliation sweep of source `i`, logged and counted; wakes the outbox. True when
-    /// it worked (or was not needed).
-    async fn sweep(&self, i: usize) -> bool {
-        let slot = &self.sources[i];
-        let sc = &slot.cfg;
-        let retention = self.retention_of(i).await;
-        let channels: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
-        let ctx = self.poll_context(&channels, retention);
-        let started = tokio::time::Instant::now();
-        let result = sweep_source(&slot.source, sc, &ctx).await;
-        let labels = metrics::source(&sc.id);
-        let m = &self.metrics;
-        let ok = match &result {
-            Ok(o) => {
-                tracing::info!(
-                    event = "sweep_completed",
-                    source = %sc.id,
-                    windows = o.windows,
-                    requests = o.stats.requests,
-                    throttled = o.stats.throttled,
-                    events = o.stats.events,
-                    late_events = o.late_ms.len(),
-                    new_alerts = o.new_alerts.len(),
-                    malformed = o.bad.len(),
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "Swept the last {} h for late deliveries",
-                    sc.sweep_lookback.as_secs() / 3600
-                );
-                m.sweep_completed.get_or_create(&labels).inc();
-                self.count_outcome(&labels, o);
-                m.sweep_requests
-                    .get_or_create(&labels)
-                    .inc_by(o.stats.requests);
-                m.late_events
-                    .get_or_create(&labels)
-                    .inc_by(o.late_ms.len() as u64);
-                let lateness = m.event_lateness_seconds.get_or_create(&labels);
-                for &late in &o.late_ms {
-                    #[allow(clippy::cast_precision_loss)]
-                    lateness.observe(late as f64 / 1000.0);
-                }
-                true
-            }
-            Err(e) => {
-                if let PollError::Source(se) = e {
-                    m.requests_throttled
-                        .get_or_create(&labels)
-                        .inc_by(se.stats.throttled);
-                    m.request_retries
-                        .get_or_create(&labels)
-                        .inc_by(se.stats.retries);
-                }
-                tracing::error!(event = "sweep_failed", source = %sc.id, error = %e, "Sweep failed; the next poll starts it again");
-                m.sweep_failed.get_or_create(&labels).inc();
-                false
-            }
-        };
-        self.wake.notify_one();
-        ok
-    }
-
-    /// Starts source `i`'s sweep on `tracker` when it is due and none runs; it stops early
-    /// when the drain begins.
-    fn sweep_if_due(self: &Arc<Self>, i: usize, tracker: &TaskTracker) {
-        if !self.sweep_due(i) {
-            return;
-        }
-        let slot = &self.sources[i];
-        if slot
-            .sweeping
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return;
-        }
-        let this = Arc::clone(self);
-        tracker.spawn(async move {
-            let _busy = Busy(&this.sources[i].sweeping);
-            tokio::select! {
-                _ = this.sweep(i) => {}
-                () = this.stop_sweeps.cancelled() => {
-                    tracing::info!(source = %this.sources[i].cfg.id, "Sweep stopped for the shutdown; the next start sweeps again");
-                }
-            }
-        });
-    }
-
-    /// Logs, counts and records (as a notice for every channel) a change of a source's sight.
-    fn report(&self, i: usize, t: Transition) {
-        let id = &self.sources[i].cfg.id;
-        let now = self.clock.now_ms();
-        let labels = metrics::source(id);
-        let notice = match t {
-            Transition::Blind {
-                since_ms,
-                failures,
-                reason,
-            } => {
-                self.metrics.source_blind.get_or_create(&labels).inc();
-                let n = synthetic::source_blind(id, since_ms, &reason, failures, now);
-                tracing::error!(
-                    event = "source_blind",
-                    source = %id,
-                    since = %format_rfc3339_ms(since_ms),
-                    failures,
-                    error = %reason,
-                    "rolewatch cannot see: {}", n.summary
-                );
-                n
-            }
-            Transition::Recovered { since_ms } => {
-                self.metrics.source_recovered.get_or_create(&labels).inc();
-                let n = synthetic::source_recovered(id, since_ms, now);
-                tracing::warn!(
-                    event = "source_recovered",
-                    source = %id,
-                    blind_for_ms = now.saturating_sub(since_ms),
-                    "rolewatch sees again: {}", n.summary
-                );
-                n
-            }
-        };
-        self.record_notice(&notice);
-    }
-
-    /// Records a notice in the state with one outbox row per channel, and wakes the outbox.
-    fn record_notice(&self, n: &Notice) {
-        let now = self.clock.now_ms();
-        let channels: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
-        let alert = NewAlert {
-            rule: n.rule,
-            rules: vec![n.rule],
-            severity: n.severity,
-            origin: Origin::Notice,
-            found_by: FoundBy::Notice,
-            change_key: None,
-            dedup_key: None,
-            event_id: &n.event_id,
-            event_name: n.event_name,
-            event_time_ms: now,
-            source_id: Notice::SOURCE,
-            record: &n.record,
-            channels: None,
-        };
-        if let Err(e) = self.state.with(|s| s.record_notice(&alert, &channels, now)) {
-            tracing::error!(
-                event = "notice_not_recorded",
-                rule = n.rule,
-                error = %e,
-                "Cannot record a notice in the state, so it cannot be sent: {}", n.summary
-            );
-        }
-        self.wake.notify_one();
-    }
-
-    /// Applies the blind rules to every source at the current time (a poll may hang).
-    fn watch(&self) {
-        let now = self.clock.now_ms();
-        let transitions: Vec<(usize, Transition)> = {
-            let mut health = lock(&self.health);
-            health
-                .iter_mut()
-                .enumerate()
-                .filter_map(|(i, h)| h.check(now, &self.policy).map(|t| (i, t)))
-                .collect()
-        };
-        for (i, t) in transitions {
-            self.report(i, t);
-        }
     }
 
     /// One poll of every source, one after the other, then delivery of everything due
@@ -708,100 +422,5 @@ impl Daemon {
         })
         .await;
         Ok(())
-    }
-
-    /// Whether every source's last poll is fresh, with the reason per source that is not.
-    pub fn readiness(&self) -> (bool, serde_json::Value) {
-        let now = self.clock.now_ms();
-        let health = lock(&self.health).clone();
-        let mut ready = true;
-        let mut sources = serde_json::Map::new();
-        for (slot, h) in self.sources.iter().zip(&health) {
-            let why = h.not_ready(now);
-            ready &= why.is_none();
-            sources.insert(
-                slot.cfg.id.clone(),
-                serde_json::json!({
-                    "ready": why.is_none(),
-                    "reason": why,
-                    "last_success": h.last_success_ms.map(format_rfc3339_ms),
-                    "consecutive_failures": h.consecutive_failures,
-                    "blind": h.blind_since_ms.is_some(),
-                }),
-            );
-        }
-        (
-            ready,
-            serde_json::json!({ "ready": ready, "state": "loaded", "sources": sources }),
-        )
-    }
-
-    /// The `/metrics` text: counters, plus gauges read now from the state and the outbox.
-    ///
-    /// # Errors
-    ///
-    /// Only when formatting fails.
-    pub fn metrics_text(&self) -> Result<String, std::fmt::Error> {
-        let m = &self.metrics;
-        let now = self.clock.now_ms();
-        let health = lock(&self.health).clone();
-        for (slot, h) in self.sources.iter().zip(&health) {
-            let labels = metrics::source(&slot.cfg.id);
-            if let Some(t) = h.last_success_ms {
-                m.last_success_timestamp_seconds
-                    .get_or_create(&labels)
-                    .set(t as f64 / 1000.0);
-            }
-            m.source_is_blind
-                .get_or_create(&labels)
-                .set(if h.blind_since_ms.is_some() { 1.0 } else { 0.0 });
-        }
-        self.state.with(|state| {
-            if let Ok(cursors) = state.cursors() {
-                for c in cursors {
-                    m.source_lag_seconds
-                        .get_or_create(&metrics::source(&c.source_id))
-                        .set(now.saturating_sub(c.position_ms) as f64 / 1000.0);
-                }
-            }
-            if let Ok(stats) = state.stats() {
-                m.outbox_pending.set(stats.undelivered as f64);
-                m.coverage_gaps_recorded.set(stats.gaps as f64);
-            }
-        });
-        for (name, c) in self.outbox.counters() {
-            for (outcome, n) in [
-                ("delivered", c.delivered.load(Ordering::Relaxed)),
-                ("failed", c.failed.load(Ordering::Relaxed)),
-                ("abandoned", c.abandoned.load(Ordering::Relaxed)),
-            ] {
-                Metrics::mirror(
-                    &m.alert_deliveries,
-                    &vec![
-                        ("channel".to_owned(), name.to_owned()),
-                        ("outcome".to_owned(), outcome.to_owned()),
-                    ],
-                    n,
-                );
-            }
-            m.channel_is_failing
-                .get_or_create(&vec![("channel".to_owned(), name.to_owned())])
-                .set(if c.failing.load(Ordering::Relaxed) {
-                    1.0
-                } else {
-                    0.0
-                });
-        }
-        m.encode()
-    }
-}
-
-impl crate::admin::AdminView for Daemon {
-    fn readiness(&self) -> (bool, serde_json::Value) {
-        Daemon::readiness(self)
-    }
-
-    fn metrics_text(&self) -> Result<String, std::fmt::Error> {
-        Daemon::metrics_text(self)
     }
 }
