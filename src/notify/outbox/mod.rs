@@ -17,6 +17,9 @@
 //! the first delivery after that ends the episode with a recovery notice. Those notices are
 //! sent directly, not through the outbox: they describe the present, and a notice that
 //! cannot be sent is retried on the next passes for as long as the episode lasts.
+//!
+//! Here: the outbox, its passes and its loop; [`deliver`]: one channel's due alerts and
+//! their outcome; [`health`]: a channel's failure episode and the notices about it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -25,13 +28,15 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::alert::Alert;
-use super::notifier::{BuildError, Notifier, SendError};
-use super::synthetic;
 use crate::aws::retry::Backoff;
 use crate::config::{ChannelConfig, DeliveryPolicy};
-use crate::state::{StateError, Store, StoredAlert};
+use crate::notify::alert::Alert;
+use crate::notify::notifier::{BuildError, Notifier};
+use crate::state::Store;
 use crate::time::Clock;
+
+mod deliver;
+mod health;
 
 /// The most rows of one channel one pass sends.
 pub const BATCH: usize = 50;
@@ -341,298 +346,6 @@ impl Outbox {
             Ok(None) => IDLE_TICK,
         }
     }
-
-    async fn deliver_channel(&self, i: usize, report: &mut PassReport) {
-        let ch = &self.channels[i];
-        let name = ch.notifier.name();
-        let now = self.clock.now_ms();
-        if lock(&self.health)[i].resting_until_ms > now {
-            return;
-        }
-        let due = match self.state.with(|s| s.due_alerts(name, now, BATCH)) {
-            Ok(d) => d,
-            Err(e) => {
-                self.state_error(name, &e, "read the due alerts");
-                report.state_errors += 1;
-                return;
-            }
-        };
-        for stored in due {
-            let analysis = match self.state.with(|s| s.analysis(stored.id)) {
-                Ok(a) => a.and_then(|json| serde_json::from_str(&json).ok()),
-                Err(e) => {
-                    self.state_error(name, &e, "read an analysis");
-                    None
-                }
-            };
-            if analysis.is_none()
-                && !crate::intel::worker::is_own_notice(&stored)
-                && self.clock.now_ms().saturating_sub(stored.detected_ms) < ms(self.analysis_wait)
-            {
-                // Its analysis is on the way; a later pass sends it.
-                continue;
-            }
-            let alert = Alert::from_stored(&stored, self.clock.now_ms()).with_analysis(analysis);
-            let result = ch.notifier.send(&alert).await;
-            let now = self.clock.now_ms();
-            match result {
-                Ok(delivered) => {
-                    if let Err(e) = self.state.with(|s| s.mark_delivered(stored.id, name, now)) {
-                        // The channel has it; the row stays pending and is sent again later.
-                        self.state_error(name, &e, "mark an alert delivered");
-                        report.state_errors += 1;
-                        return;
-                    }
-                    self.counters[i].delivered.fetch_add(1, Ordering::Relaxed);
-                    report.delivered += 1;
-                    let mut h = lock(&self.health);
-                    h[i].consecutive_failures = 0;
-                    h[i].first_failure_ms = None;
-                    drop(h);
-                    tracing::info!(
-                        event = "alert_delivered",
-                        channel = name,
-                        alert_id = stored.id,
-                        rule = %stored.rule,
-                        event_id = %stored.event_id,
-                        receipt = delivered.receipt.as_deref().unwrap_or(""),
-                        delay_ms = now.saturating_sub(stored.detected_ms),
-                        "Delivered an alert"
-                    );
-                }
-                Err(e) => {
-                    report.failed += 1;
-                    let rest = self.record_failure(i, &stored, &e, now, report);
-                    if let Some(until) = rest {
-                        lock(&self.health)[i].resting_until_ms = until;
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Records a failed attempt; returns the time the channel rests until after a retryable
-    /// failure.
-    fn record_failure(
-        &self,
-        i: usize,
-        stored: &StoredAlert,
-        e: &SendError,
-        now: i64,
-        report: &mut PassReport,
-    ) -> Option<i64> {
-        let ch = &self.channels[i];
-        let name = ch.notifier.name();
-        self.counters[i].failed.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut h = lock(&self.health);
-            h[i].consecutive_failures = h[i].consecutive_failures.saturating_add(1);
-            h[i].first_failure_ms.get_or_insert(now);
-            h[i].last_error = e.to_string();
-        }
-        let outcome = self.state.with(|state| -> Result<(Option<i64>, u32), i64> {
-            let attempts = match state.delivery(stored.id, name) {
-                Ok(d) => d.map_or(1, |d| d.attempts.saturating_add(1)),
-                Err(err) => {
-                    self.state_error(name, &err, "read a delivery");
-                    report.state_errors += 1;
-                    return Err(now.saturating_add(ms(self.backoff.delay(1, 1.0))));
-                }
-            };
-            let limit = if e.is_retryable() {
-                ch.policy.retry_max_attempts
-            } else {
-                Some(ch.policy.permanent_max_attempts)
-            };
-            let give_up = limit.is_some_and(|n| attempts >= n);
-            let retry_at = (!give_up).then(|| now.saturating_add(ms(self.backoff.draw(attempts))));
-            if let Err(err) = state.mark_failed(stored.id, name, &e.to_string(), retry_at) {
-                self.state_error(name, &err, "record a failed delivery");
-                report.state_errors += 1;
-            }
-            Ok((retry_at, attempts))
-        });
-        let (retry_at, attempts) = match outcome {
-            Ok(r) => r,
-            Err(next) => return Some(next),
-        };
-        match retry_at {
-            None => {
-                self.counters[i].abandoned.fetch_add(1, Ordering::Relaxed);
-                report.abandoned += 1;
-                tracing::error!(
-                    event = "alert_delivery_abandoned",
-                    channel = name,
-                    alert_id = stored.id,
-                    rule = %stored.rule,
-                    event_id = %stored.event_id,
-                    attempts,
-                    class = e.class(),
-                    error = %e,
-                    "Gave up delivering an alert through this channel: fix the channel, the alert stays in the state's history"
-                );
-            }
-            Some(at) => {
-                tracing::warn!(
-                    event = "alert_delivery_failed",
-                    channel = name,
-                    alert_id = stored.id,
-                    event_id = %stored.event_id,
-                    attempts,
-                    class = e.class(),
-                    retry_in_ms = at.saturating_sub(now),
-                    error = %e,
-                    "Delivering an alert failed; it will be retried"
-                );
-            }
-        }
-        if e.is_retryable() {
-            retry_at.or(Some(now.saturating_add(ms(self.backoff.delay(1, 1.0)))))
-        } else {
-            None
-        }
-    }
-
-    fn state_error(&self, channel: &str, e: &StateError, what: &str) {
-        tracing::error!(
-            event = "outbox_state_error",
-            channel,
-            error = %e,
-            "Cannot {what} in the state; delivery resumes on the next pass"
-        );
-    }
-
-    /// Starts or ends a failure episode after a channel's pass.
-    fn update_health(&self, i: usize) {
-        let name = self.channels[i].notifier.name();
-        let now = self.clock.now_ms();
-        let (failures, since, episode, last_error) = {
-            let h = &lock(&self.health)[i];
-            (
-                h.consecutive_failures,
-                h.first_failure_ms,
-                h.episode_since_ms,
-                h.last_error.clone(),
-            )
-        };
-        match episode {
-            None if failures > 0 => {
-                let since = since.unwrap_or(now);
-                let oldest_wait = self
-                    .state
-                    .with(|s| s.undelivered_alerts(name, 1))
-                    .ok()
-                    .and_then(|v| v.first().map(|a| now.saturating_sub(a.detected_ms)))
-                    .unwrap_or(0);
-                if failures < FAILING_AFTER_FAILURES && oldest_wait <= ms(FAILING_AFTER_WAIT) {
-                    return;
-                }
-                let pending = self
-                    .state
-                    .with(|s| s.undelivered_alerts(name, 100_000))
-                    .map_or(0, |v| v.len() as u64);
-                lock(&self.health)[i].episode_since_ms = Some(since);
-                self.counters[i].failing.store(true, Ordering::Relaxed);
-                self.counters[i]
-                    .failing_episodes
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::error!(
-                    event = "channel_failing",
-                    channel = name,
-                    consecutive_failures = failures,
-                    pending,
-                    oldest_wait_ms = oldest_wait,
-                    error = %last_error,
-                    "A channel keeps failing: alerts wait in the outbox until it works again; the other channels are told"
-                );
-                let alert = synthetic::channel_failing(name, since, &last_error, pending, now);
-                self.queue_notices(i, &alert);
-            }
-            Some(since) if failures == 0 => {
-                lock(&self.health)[i].episode_since_ms = None;
-                self.counters[i].failing.store(false, Ordering::Relaxed);
-                tracing::warn!(
-                    event = "channel_recovered",
-                    channel = name,
-                    failing_for_ms = now.saturating_sub(since),
-                    "A failing channel delivers again"
-                );
-                // A "failing" notice not sent yet is dropped with its recovery: nothing to say.
-                let mut notices = lock(&self.notices);
-                let unsent: Vec<usize> = notices
-                    .iter()
-                    .filter(|n| n.about == i)
-                    .map(|n| n.via)
-                    .collect();
-                notices.retain(|n| n.about != i);
-                drop(notices);
-                let alert = synthetic::channel_recovered(name, since, now);
-                self.queue_notices_except(i, &alert, &unsent);
-            }
-            _ => {}
-        }
-    }
-
-    fn queue_notices(&self, about: usize, alert: &Alert) {
-        self.queue_notices_except(about, alert, &[]);
-    }
-
-    fn queue_notices_except(&self, about: usize, alert: &Alert, skip: &[usize]) {
-        let mut notices = lock(&self.notices);
-        for via in 0..self.channels.len() {
-            if via != about && !skip.contains(&via) {
-                notices.push(Notice {
-                    via,
-                    about,
-                    alert: alert.clone(),
-                    attempts: 0,
-                });
-            }
-        }
-    }
-
-    async fn send_notices(&self) {
-        let queued = std::mem::take(&mut *lock(&self.notices));
-        let mut keep = Vec::new();
-        for mut n in queued {
-            let via = &self.channels[n.via];
-            let result = via.notifier.send(&n.alert).await;
-            let about = self.channels[n.about].notifier.name();
-            match result {
-                Ok(_) => {
-                    self.counters[n.via]
-                        .notices_sent
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(
-                        event = "channel_notice_sent",
-                        channel = via.notifier.name(),
-                        about,
-                        rule = %n.alert.rule,
-                        "Told on-call about another channel"
-                    );
-                }
-                Err(e) => {
-                    n.attempts += 1;
-                    tracing::warn!(
-                        event = "channel_notice_failed",
-                        channel = via.notifier.name(),
-                        about,
-                        attempts = n.attempts,
-                        error = %e,
-                        "Cannot send a notice about another channel"
-                    );
-                    if n.attempts < NOTICE_ATTEMPTS {
-                        keep.push(n);
-                    }
-                }
-            }
-        }
-        // Notices queued while these were being sent come after.
-        let mut notices = lock(&self.notices);
-        keep.append(&mut notices);
-        *notices = keep;
-    }
 }
 
 fn ms(d: Duration) -> i64 {
@@ -644,6 +357,8 @@ pub(crate) mod tests {
     use std::collections::VecDeque;
 
     use super::*;
+    use crate::notify::notifier::SendError;
+    use crate::notify::synthetic;
     use crate::state::{DeliveryStatus, NewAlert, PollCommit, State};
     use crate::time::FixedClock;
 
@@ -784,10 +499,14 @@ pub(crate) mod tests {
         let d = delivery(&s, 1, "a");
         assert_eq!(d.status, DeliveryStatus::Pending);
         assert_eq!(d.attempts, 1);
-        assert!(d.next_attempt_ms >= T0 + 1_000 && d.next_attempt_ms <= T0 + 2_000);
+        // Full jitter: anywhere in [0, 2 s] after the failure.
+        assert!(d.next_attempt_ms >= T0 && d.next_attempt_ms <= T0 + 2_000);
         assert_eq!(d.last_error.as_deref(), Some("connection refused"));
-        // Resting: the second alert is not tried either.
-        assert_eq!(s.outbox.pass().await, PassReport::default());
+        // Resting until then: the second alert is not tried either (unless the draw was a
+        // wait under a millisecond, one in 2,000, when the rest is already over).
+        if d.next_attempt_ms > T0 {
+            assert_eq!(s.outbox.pass().await, PassReport::default());
+        }
         s.clock.set(T0 + 2_000);
         let r = s.outbox.drain().await;
         assert_eq!(r.delivered, 2);

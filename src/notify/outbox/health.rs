@@ -1,0 +1,143 @@
+//! A channel's failure episode: failing after repeated failures or a long wait, the notice
+//! about it through the other channels, and the notice when it recovers.
+
+use std::sync::atomic::Ordering;
+
+use super::{
+    lock, ms, Notice, Outbox, FAILING_AFTER_FAILURES, FAILING_AFTER_WAIT, NOTICE_ATTEMPTS,
+};
+use crate::notify::alert::Alert;
+use crate::notify::synthetic;
+
+impl Outbox {
+    /// Starts or ends a failure episode after a channel's pass.
+    pub(super) fn update_health(&self, i: usize) {
+        let name = self.channels[i].notifier.name();
+        let now = self.clock.now_ms();
+        let (failures, since, episode, last_error) = {
+            let h = &lock(&self.health)[i];
+            (
+                h.consecutive_failures,
+                h.first_failure_ms,
+                h.episode_since_ms,
+                h.last_error.clone(),
+            )
+        };
+        match episode {
+            None if failures > 0 => {
+                let since = since.unwrap_or(now);
+                let oldest_wait = self
+                    .state
+                    .with(|s| s.undelivered_alerts(name, 1))
+                    .ok()
+                    .and_then(|v| v.first().map(|a| now.saturating_sub(a.detected_ms)))
+                    .unwrap_or(0);
+                if failures < FAILING_AFTER_FAILURES && oldest_wait <= ms(FAILING_AFTER_WAIT) {
+                    return;
+                }
+                let pending = self
+                    .state
+                    .with(|s| s.undelivered_alerts(name, 100_000))
+                    .map_or(0, |v| v.len() as u64);
+                lock(&self.health)[i].episode_since_ms = Some(since);
+                self.counters[i].failing.store(true, Ordering::Relaxed);
+                self.counters[i]
+                    .failing_episodes
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    event = "channel_failing",
+                    channel = name,
+                    consecutive_failures = failures,
+                    pending,
+                    oldest_wait_ms = oldest_wait,
+                    error = %last_error,
+                    "A channel keeps failing: alerts wait in the outbox until it works again; the other channels are told"
+                );
+                let alert = synthetic::channel_failing(name, since, &last_error, pending, now);
+                self.queue_notices(i, &alert);
+            }
+            Some(since) if failures == 0 => {
+                lock(&self.health)[i].episode_since_ms = None;
+                self.counters[i].failing.store(false, Ordering::Relaxed);
+                tracing::warn!(
+                    event = "channel_recovered",
+                    channel = name,
+                    failing_for_ms = now.saturating_sub(since),
+                    "A failing channel delivers again"
+                );
+                // A "failing" notice not sent yet is dropped with its recovery: nothing to say.
+                let mut notices = lock(&self.notices);
+                let unsent: Vec<usize> = notices
+                    .iter()
+                    .filter(|n| n.about == i)
+                    .map(|n| n.via)
+                    .collect();
+                notices.retain(|n| n.about != i);
+                drop(notices);
+                let alert = synthetic::channel_recovered(name, since, now);
+                self.queue_notices_except(i, &alert, &unsent);
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn queue_notices(&self, about: usize, alert: &Alert) {
+        self.queue_notices_except(about, alert, &[]);
+    }
+
+    pub(super) fn queue_notices_except(&self, about: usize, alert: &Alert, skip: &[usize]) {
+        let mut notices = lock(&self.notices);
+        for via in 0..self.channels.len() {
+            if via != about && !skip.contains(&via) {
+                notices.push(Notice {
+                    via,
+                    about,
+                    alert: alert.clone(),
+                    attempts: 0,
+                });
+            }
+        }
+    }
+
+    pub(super) async fn send_notices(&self) {
+        let queued = std::mem::take(&mut *lock(&self.notices));
+        let mut keep = Vec::new();
+        for mut n in queued {
+            let via = &self.channels[n.via];
+            let result = via.notifier.send(&n.alert).await;
+            let about = self.channels[n.about].notifier.name();
+            match result {
+                Ok(_) => {
+                    self.counters[n.via]
+                        .notices_sent
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        event = "channel_notice_sent",
+                        channel = via.notifier.name(),
+                        about,
+                        rule = %n.alert.rule,
+                        "Told on-call about another channel"
+                    );
+                }
+                Err(e) => {
+                    n.attempts += 1;
+                    tracing::warn!(
+                        event = "channel_notice_failed",
+                        channel = via.notifier.name(),
+                        about,
+                        attempts = n.attempts,
+                        error = %e,
+                        "Cannot send a notice about another channel"
+                    );
+                    if n.attempts < NOTICE_ATTEMPTS {
+                        keep.push(n);
+                    }
+                }
+            }
+        }
+        // Notices queued while these were being sent come after.
+        let mut notices = lock(&self.notices);
+        keep.append(&mut notices);
+        *notices = keep;
+    }
+}
