@@ -14,6 +14,10 @@
 //!
 //! The layout puts what on-call decides on first (what happened to which role, by whom, did it
 //! work), then the details, then the record itself.
+//!
+//! Why one file of ~680 lines: the four renderings share one field order, one set of
+//! truncation limits and one sanitising path; split, they would drift apart (their goldens
+//! are tested together in `notify/tests.rs`).
 
 use std::time::Duration;
 

@@ -6,6 +6,9 @@
 //! IAM role and policy name (up to 128 characters), any trail name or ARN and any log group
 //! name (up to 512 characters): when the values of one list do not fit in one pattern, they are
 //! spread over several rules, never dropped (see [`expand`]).
+//!
+//! Why one file of ~510 lines: each pack is a table of events and the pattern text built from
+//! it; the length and compile tests need them side by side.
 
 use std::fmt;
 

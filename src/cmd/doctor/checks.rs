@@ -1,4 +1,7 @@
 //! The network checks: credentials and caller identity, sources, trails, channels.
+//!
+//! Why one file of ~630 lines: each check is a short, independent function of the same shape
+//! (call, classify, one line of advice); together they are the list `doctor` runs.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -11,6 +11,9 @@
 //! Exit status: 0 both sides accept the pattern and agree on every compared message; 1 they
 //! differ (a report on stdout), or the service could not be asked (no report, the reason on
 //! stderr); 2 both sides reject the pattern (a report on stdout), or a usage error.
+//!
+//! Why one file of ~590 lines: batching, the service call, the comparison and the report are
+//! one pipeline with one data type per step, used only by `--compare-aws`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
