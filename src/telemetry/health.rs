@@ -15,6 +15,8 @@
 
 use std::time::Duration;
 
+use super::episode::{Episode, Threshold};
+
 /// When a source counts as blind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlindPolicy {
@@ -28,12 +30,8 @@ pub struct SourceHealth {
     pub started_ms: i64,
     pub last_success_ms: Option<i64>,
     pub last_failure_ms: Option<i64>,
-    pub consecutive_failures: u32,
-    /// When the current run of failures began.
-    pub failing_since_ms: Option<i64>,
-    pub last_error: Option<String>,
-    /// `Some(since)` while the source is blind.
-    pub blind_since_ms: Option<i64>,
+    /// Failures in a row and the blind episode ([`Episode::open_since_ms`]: blind since).
+    pub episode: Episode,
     /// A poll of this source is running.
     pub polling: bool,
     /// Time between two scheduled polls, once known.
@@ -53,10 +51,6 @@ pub enum Transition {
     Recovered { since_ms: i64 },
 }
 
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
 impl SourceHealth {
     pub fn new(started_ms: i64) -> SourceHealth {
         SourceHealth {
@@ -68,11 +62,9 @@ impl SourceHealth {
     /// Records a successful poll; a blind source recovers.
     pub fn success(&mut self, now_ms: i64) -> Option<Transition> {
         self.last_success_ms = Some(now_ms);
-        self.consecutive_failures = 0;
-        self.failing_since_ms = None;
-        self.last_error = None;
-        self.blind_since_ms
-            .take()
+        self.episode.succeeded();
+        self.episode
+            .close_if_recovered()
             .map(|since_ms| Transition::Recovered { since_ms })
     }
 
@@ -84,26 +76,22 @@ impl SourceHealth {
         policy: &BlindPolicy,
     ) -> Option<Transition> {
         self.last_failure_ms = Some(now_ms);
-        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-        self.failing_since_ms.get_or_insert(now_ms);
-        self.last_error = Some(error.to_owned());
+        self.episode.failed(error, now_ms);
         self.check(now_ms, policy)
     }
 
     /// Applies the policy at `now_ms` (called after each poll and on a timer, so that a poll
     /// that never returns is noticed too).
     pub fn check(&mut self, now_ms: i64, policy: &BlindPolicy) -> Option<Transition> {
-        if self.blind_since_ms.is_some() {
-            return None;
-        }
         let seen_ms = self.last_success_ms.unwrap_or(self.started_ms);
-        let stale = now_ms.saturating_sub(seen_ms) > ms(policy.stale_after);
-        let failed = self.consecutive_failures >= policy.failures;
-        if !stale && !failed {
-            return None;
-        }
-        let since_ms = self.failing_since_ms.unwrap_or(seen_ms);
-        let reason = match &self.last_error {
+        let threshold = Threshold {
+            failures: policy.failures,
+            after: policy.stale_after,
+        };
+        let since_ms =
+            self.episode
+                .open_if_due(&threshold, now_ms.saturating_sub(seen_ms), seen_ms)?;
+        let reason = match &self.episode.last_error {
             Some(e) => e.clone(),
             None => format!(
                 "no successful poll for {} s{}",
@@ -115,18 +103,22 @@ impl SourceHealth {
                 }
             ),
         };
-        self.blind_since_ms = Some(since_ms);
         Some(Transition::Blind {
             since_ms,
-            failures: self.consecutive_failures,
+            failures: self.episode.consecutive_failures,
             reason,
         })
+    }
+
+    /// Blind since, while blind.
+    pub fn blind_since_ms(&self) -> Option<i64> {
+        self.episode.open_since_ms
     }
 
     /// Why the source is not fresh at `now_ms`, or `None` when it is.
     pub fn not_ready(&self, now_ms: i64) -> Option<String> {
         let Some(last) = self.last_success_ms else {
-            return Some(match &self.last_error {
+            return Some(match &self.episode.last_error {
                 Some(e) => format!("no successful poll yet; the last one failed: {e}"),
                 None => "no successful poll yet".to_owned(),
             });
@@ -135,6 +127,7 @@ impl SourceHealth {
         let age = now_ms.saturating_sub(last);
         if age > interval.saturating_mul(2) {
             let why = self
+                .episode
                 .last_error
                 .as_deref()
                 .map_or_else(String::new, |e| format!("; the last poll failed: {e}"));
@@ -189,7 +182,7 @@ mod tests {
         h.failure("x", T0 + 1, &POLICY);
         h.success(T0 + 2);
         assert_eq!(h.failure("x", T0 + 3, &POLICY), None);
-        assert_eq!(h.consecutive_failures, 1);
+        assert_eq!(h.episode.consecutive_failures, 1);
     }
 
     #[test]

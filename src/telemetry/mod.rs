@@ -1,8 +1,11 @@
-//! Telemetry: what rolewatch knows about itself, below the runtime that feeds it and the admin
-//! endpoint that shows it.
+//! Telemetry: what rolewatch knows about itself. Pure and low in the graph, below every stage
+//! that reports into it (sources' health, channels' episodes) and the admin endpoint that
+//! shows it.
 //!
+//! - [`episode`]: the one failure-episode machine (blind sources, failing channels).
 //! - [`health`]: watching the watcher: blind sources, recovery, readiness (pure).
 //! - [`metrics`]: the counters and gauges of `/metrics`, named like their log events.
 
+pub mod episode;
 pub mod health;
 pub mod metrics;

@@ -13,6 +13,9 @@ const LAYERS: &[&[&str]] = &[
     // Leaves: no crate imports but each other's lower ranks.
     &["time", "exit", "cli"],
     &["event", "output", "aws"],
+    // What rolewatch knows of itself (health, failure episodes, metrics): pure, below every
+    // stage that reports into it.
+    &["telemetry"],
     // The rule model, packs and lint (pure).
     &["rules"],
     // Configuration, validated into Rules.
@@ -23,8 +26,7 @@ const LAYERS: &[&[&str]] = &[
     &["state"],
     &["intel"],
     &["notify"],
-    // What rolewatch knows of itself, and who shows it.
-    &["telemetry"],
+    // Who shows it.
     &["admin"],
     // Builds the pipeline and runs the stages as sibling tasks.
     &["runtime"],

@@ -53,10 +53,7 @@ impl Outbox {
                     }
                     self.counters[i].delivered.fetch_add(1, Ordering::Relaxed);
                     report.delivered += 1;
-                    let mut h = lock(&self.health);
-                    h[i].consecutive_failures = 0;
-                    h[i].first_failure_ms = None;
-                    drop(h);
+                    lock(&self.health)[i].episode.succeeded();
                     tracing::info!(
                         event = "alert_delivered",
                         channel = name,
@@ -93,12 +90,7 @@ impl Outbox {
         let ch = &self.channels[i];
         let name = ch.notifier.name();
         self.counters[i].failed.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut h = lock(&self.health);
-            h[i].consecutive_failures = h[i].consecutive_failures.saturating_add(1);
-            h[i].first_failure_ms.get_or_insert(now);
-            h[i].last_error = e.to_string();
-        }
+        lock(&self.health)[i].episode.failed(&e.to_string(), now);
         let outcome = self.state.with(|state| -> Result<(Option<i64>, u32), i64> {
             let attempts = match state.delivery(stored.id, name) {
                 Ok(d) => d.map_or(1, |d| d.attempts.saturating_add(1)),

@@ -3,43 +3,43 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{
-    lock, ms, Notice, Outbox, FAILING_AFTER_FAILURES, FAILING_AFTER_WAIT, NOTICE_ATTEMPTS,
-};
+use super::{lock, Notice, Outbox, FAILING_AFTER_FAILURES, FAILING_AFTER_WAIT, NOTICE_ATTEMPTS};
 use crate::notify::alert::Alert;
 use crate::notify::synthetic;
+use crate::telemetry::episode::Threshold;
 
 impl Outbox {
     /// Starts or ends a failure episode after a channel's pass.
     pub(super) fn update_health(&self, i: usize) {
         let name = self.channels[i].notifier.name();
         let now = self.clock.now_ms();
-        let (failures, since, episode, last_error) = {
-            let h = &lock(&self.health)[i];
-            (
-                h.consecutive_failures,
-                h.first_failure_ms,
-                h.episode_since_ms,
-                h.last_error.clone(),
-            )
+        let (failures, open) = {
+            let h = &lock(&self.health)[i].episode;
+            (h.consecutive_failures, h.is_open())
         };
-        match episode {
-            None if failures > 0 => {
-                let since = since.unwrap_or(now);
+        match open {
+            false if failures > 0 => {
                 let oldest_wait = self
                     .state
                     .with(|s| s.undelivered_alerts(name, 1))
                     .ok()
                     .and_then(|v| v.first().map(|a| now.saturating_sub(a.detected_ms)))
                     .unwrap_or(0);
-                if failures < FAILING_AFTER_FAILURES && oldest_wait <= ms(FAILING_AFTER_WAIT) {
-                    return;
-                }
+                let threshold = Threshold {
+                    failures: FAILING_AFTER_FAILURES,
+                    after: FAILING_AFTER_WAIT,
+                };
+                let (since, last_error) = {
+                    let h = &mut lock(&self.health)[i].episode;
+                    let Some(since) = h.open_if_due(&threshold, oldest_wait, now) else {
+                        return;
+                    };
+                    (since, h.last_error.clone().unwrap_or_default())
+                };
                 let pending = self
                     .state
                     .with(|s| s.undelivered_alerts(name, 100_000))
                     .map_or(0, |v| v.len() as u64);
-                lock(&self.health)[i].episode_since_ms = Some(since);
                 self.counters[i].failing.store(true, Ordering::Relaxed);
                 self.counters[i]
                     .failing_episodes
@@ -56,8 +56,10 @@ impl Outbox {
                 let alert = synthetic::channel_failing(name, since, &last_error, pending, now);
                 self.queue_notices(i, &alert);
             }
-            Some(since) if failures == 0 => {
-                lock(&self.health)[i].episode_since_ms = None;
+            true if failures == 0 => {
+                let Some(since) = lock(&self.health)[i].episode.close_if_recovered() else {
+                    return;
+                };
                 self.counters[i].failing.store(false, Ordering::Relaxed);
                 tracing::warn!(
                     event = "channel_recovered",

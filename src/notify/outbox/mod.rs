@@ -33,6 +33,7 @@ use crate::config::{ChannelConfig, DeliveryPolicy};
 use crate::notify::alert::Alert;
 use crate::notify::notifier::{BuildError, Notifier};
 use crate::state::Store;
+use crate::telemetry::episode::Episode;
 use crate::time::Clock;
 
 mod deliver;
@@ -134,14 +135,10 @@ impl PassReport {
 
 #[derive(Debug, Default)]
 struct Health {
-    consecutive_failures: u32,
     /// No attempt before this time (unix ms): set after a retryable failure.
     resting_until_ms: i64,
-    /// When the current run of failures began.
-    first_failure_ms: Option<i64>,
-    last_error: String,
-    /// `Some(start)` during a failure episode.
-    episode_since_ms: Option<i64>,
+    /// Failures in a row and the failing episode.
+    episode: Episode,
 }
 
 struct Notice {

@@ -110,8 +110,8 @@ impl Daemon {
                     "ready": why.is_none(),
                     "reason": why,
                     "last_success": h.last_success_ms.map(format_rfc3339_ms),
-                    "consecutive_failures": h.consecutive_failures,
-                    "blind": h.blind_since_ms.is_some(),
+                    "consecutive_failures": h.episode.consecutive_failures,
+                    "blind": h.episode.is_open(),
                 }),
             );
         }
@@ -139,7 +139,7 @@ impl Daemon {
             }
             m.source_is_blind
                 .get_or_create(&labels)
-                .set(if h.blind_since_ms.is_some() { 1.0 } else { 0.0 });
+                .set(if h.episode.is_open() { 1.0 } else { 0.0 });
         }
         self.state.with(|state| {
             if let Ok(cursors) = state.cursors() {
