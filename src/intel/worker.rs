@@ -1,11 +1,12 @@
-//! The analysis worker: beside the poll loop, it analyses every new alert (all IAM calls of
-//! one alert bounded by the analyzer's budget), records the analysis with the alert, and
-//! wakes the outbox; and it takes the baseline of the vendor's role at start and daily.
+//! The analysis worker, a stage of its own that the runtime starts beside the polls and the
+//! outbox: it analyses every new alert it finds in the state (all IAM calls of one alert
+//! bounded by the analyzer's budget), records the analysis with the alert, and wakes the
+//! outbox; and it takes the baseline of the vendor's role at start and daily.
 //!
 //! The analysis is recorded once, in the state, rather than built by each channel: every
 //! channel shows the same analysis, a resend after a crash shows it again without new IAM
-//! calls, and a slow IAM delays no poll. The outbox holds a new alert back until it has its
-//! analysis, for at most [`crate::notify::outbox::Outbox::with_analysis_wait`].
+//! calls, and a slow IAM delays no poll. The state's due alerts hold a new alert back until it
+//! has its analysis, for at most the outbox's analysis wait.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,8 +1,8 @@
 //! Stopping: one cancellation path, one staged drain, one grace deadline.
 //!
 //! SIGTERM or SIGINT cancels the daemon's token ([`cancel_on_signals`]); the daemon then runs
-//! [`drain`]: stop intake (the scheduler and the sweeps), let in-flight polls finish, stop the
-//! delivery loop and flush the outbox once more, stop the admin endpoint — every stage bounded
+//! [`drain`]: stop intake (the scheduler and the sweeps), let in-flight polls finish, let the
+//! analysis catch up, stop the delivery loop and flush the outbox once more, stop the admin endpoint — every stage bounded
 //! by the same deadline, `[daemon] shutdown_grace_secs` after the signal. Nothing here ends the
 //! process: should the drain hang anyway (a blocked thread), the future [`cancel_on_signals`]
 //! returns resolves ten seconds after the grace period, and the command (`cmd::run`) returns
@@ -15,6 +15,8 @@ use tokio_cron_scheduler::JobScheduler;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::intel::iam::AwsIam;
+use crate::intel::worker::Worker;
 use crate::notify::outbox::Outbox;
 
 /// How long after the grace period a drain that still hangs is given up.
@@ -67,6 +69,9 @@ pub struct Stages<'a> {
     pub sweeps: &'a CancellationToken,
     /// Polls in flight, allowed to finish.
     pub polls: &'a TaskTracker,
+    /// The change analysis and its task: its loop stops with the daemon's token; what still
+    /// waits is analysed before the last flush.
+    pub analysis: (&'a Worker<AwsIam>, JoinHandle<()>),
     /// The outbox, flushed once more after its loop stopped.
     pub outbox: &'a Outbox,
     /// The outbox's delivery loop: its stop token and its task.
@@ -85,6 +90,7 @@ pub async fn drain(stages: Stages<'_>) {
         mut scheduler,
         sweeps,
         polls,
+        analysis: (analysis, analysis_task),
         outbox,
         outbox_loop: (outbox_stop, outbox_task),
         admin,
@@ -110,7 +116,11 @@ pub async fn drain(stages: Stages<'_>) {
             "Polls still running at the end of the grace period are abandoned; the next start resumes from the stored cursors"
         );
     }
-    // 3. Delivery: the loop stops, then one last flush of everything due.
+    // 3. Analysis: its loop has stopped (the daemon's token); what waits is analysed, so the
+    //    last flush carries it.
+    let _ = tokio::time::timeout_at(deadline, analysis_task).await;
+    let _ = tokio::time::timeout_at(deadline, async { while analysis.pass().await > 0 {} }).await;
+    // 4. Delivery: the loop stops, then one last flush of everything due.
     outbox_stop.cancel();
     let _ = tokio::time::timeout_at(deadline, outbox_task).await;
     match tokio::time::timeout_at(deadline, outbox.drain()).await {
@@ -130,7 +140,7 @@ pub async fn drain(stages: Stages<'_>) {
             "Stopped at the end of the grace period with alerts still pending; the next start delivers them"
         ),
     }
-    // 4. The admin endpoint (already told to stop by the daemon's token).
+    // 5. The admin endpoint (already told to stop by the daemon's token).
     if let Some(admin) = admin {
         let _ = tokio::time::timeout(Duration::from_secs(1), admin).await;
     }

@@ -33,22 +33,24 @@ impl State {
         .map_err(sqlite(&self.path, "read undelivered alerts"))
     }
 
-    /// Alerts pending on `channel` whose next attempt is due at `now_ms`, in the order they
-    /// fell due, at most `limit`.
-    ///
-    /// # Errors
-    ///
-    /// [`StateError`] when the query fails.
+    /// The alerts due on `channel` at `now_ms`, oldest first, at most `limit`: pending, their
+    /// next attempt reached, and — the analysis wait — either analysed, one of rolewatch's own
+    /// notices (nothing to analyse), or detected at least `analysis_wait_ms` ago (after that
+    /// an alert goes out without its analysis).
     pub fn due_alerts(
         &self,
         channel: &str,
         now_ms: i64,
+        analysis_wait_ms: i64,
         limit: usize,
     ) -> Result<Vec<StoredAlert>, StateError> {
         self.query_alerts(
             "WHERE d.channel = ?1 AND d.status = 'pending' AND d.next_attempt_ms <= ?2
+               AND (a.origin = 'notice'
+                    OR a.detected_ms <= ?2 - ?4
+                    OR EXISTS (SELECT 1 FROM analyses n WHERE n.alert_id = a.id))
              ORDER BY d.next_attempt_ms, a.id LIMIT ?3",
-            params![channel, now_ms, limit_param(limit)],
+            params![channel, now_ms, limit_param(limit), analysis_wait_ms],
         )
         .map_err(sqlite(&self.path, "read due alerts"))
     }

@@ -286,6 +286,40 @@ fn expired_seen_rows_are_pruned_for_the_committing_source() {
     assert_eq!(state.seen_ids("logs", &["old"]).unwrap().len(), 1);
 }
 
+/// The analysis wait is a predicate of the state: a new alert is due once it has its
+/// analysis, or is one of rolewatch's own notices, or has waited long enough.
+#[test]
+fn a_new_alert_is_due_once_analysed_or_after_the_wait_and_a_notice_at_once() {
+    let dir = TempDir::new().unwrap();
+    let mut state = open_new(&dir);
+    let mut c = poll("ct", 100, 1_000);
+    let mut notice = alert("rolewatch-source-blind", "n1", "ct");
+    notice.origin = Origin::Notice;
+    c.alerts = vec![alert("r", "e1", "ct"), alert("r", "e2", "ct"), notice];
+    let ids: Vec<i64> = state
+        .commit_poll(&c)
+        .unwrap()
+        .alerts
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    let due = |state: &State, now: i64| -> Vec<i64> {
+        state
+            .due_alerts("stdout", now, 10_000, 10)
+            .unwrap()
+            .iter()
+            .map(|a| a.id)
+            .collect()
+    };
+    // Detected at 1 000, waiting up to 10 s: only the notice goes at once.
+    assert_eq!(due(&state, 2_000), vec![ids[2]]);
+    state.put_analysis(ids[1], "{}", 2_500).unwrap();
+    assert_eq!(due(&state, 3_000), vec![ids[1], ids[2]]);
+    assert_eq!(due(&state, 10_999), vec![ids[1], ids[2]]);
+    // The wait is over: everything goes, with or without its analysis.
+    assert_eq!(due(&state, 11_000), ids);
+}
+
 #[test]
 fn the_outbox_tracks_each_channel() {
     let dir = TempDir::new().unwrap();
@@ -329,13 +363,13 @@ fn the_outbox_tracks_each_channel() {
         .mark_failed(ids[0], "sns", "HTTP 500", Some(5_000))
         .unwrap();
     let due: Vec<i64> = state
-        .due_alerts("sns", 4_000, 10)
+        .due_alerts("sns", 4_000, 0, 10)
         .unwrap()
         .iter()
         .map(|a| a.id)
         .collect();
     assert_eq!(due, vec![ids[1]]);
-    assert_eq!(state.due_alerts("sns", 5_000, 10).unwrap().len(), 2);
+    assert_eq!(state.due_alerts("sns", 5_000, 0, 10).unwrap().len(), 2);
     let d = state.delivery(ids[0], "sns").unwrap().unwrap();
     assert_eq!(
         (d.status, d.attempts, d.last_error.as_deref()),
@@ -823,7 +857,7 @@ fn a_notice_is_recorded_once_with_outbox_rows_and_no_cursor() {
         .unwrap()
         .is_none());
     for channel in CHANNELS {
-        let due = state.due_alerts(channel, 5_000, 10).unwrap();
+        let due = state.due_alerts(channel, 5_000, 0, 10).unwrap();
         assert_eq!(due.len(), 1, "{channel}");
         assert_eq!(due[0].id, stored.id);
     }

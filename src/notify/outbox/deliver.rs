@@ -17,7 +17,8 @@ impl Outbox {
         if lock(&self.health)[i].resting_until_ms > now {
             return;
         }
-        let due = match self.state.with(|s| s.due_alerts(name, now, BATCH)) {
+        let wait = ms(self.analysis_wait);
+        let due = match self.state.with(|s| s.due_alerts(name, now, wait, BATCH)) {
             Ok(d) => d,
             Err(e) => {
                 self.state_error(name, &e, "read the due alerts");
@@ -26,20 +27,14 @@ impl Outbox {
             }
         };
         for stored in due {
-            let analysis = match self.state.with(|s| s.analysis(stored.id)) {
-                Ok(a) => a.and_then(|json| serde_json::from_str(&json).ok()),
-                Err(e) => {
-                    self.state_error(name, &e, "read an analysis");
-                    None
-                }
-            };
-            if analysis.is_none()
-                && !crate::intel::worker::is_own_notice(&stored)
-                && self.clock.now_ms().saturating_sub(stored.detected_ms) < ms(self.analysis_wait)
-            {
-                // Its analysis is on the way; a later pass sends it.
-                continue;
-            }
+            let analysis: Option<crate::intel::Analysis> =
+                match self.state.with(|s| s.analysis(stored.id)) {
+                    Ok(a) => a.and_then(|json| serde_json::from_str(&json).ok()),
+                    Err(e) => {
+                        self.state_error(name, &e, "read an analysis");
+                        None
+                    }
+                };
             let alert = Alert::from_stored(&stored, self.clock.now_ms()).with_analysis(analysis);
             let result = ch.notifier.send(&alert).await;
             let now = self.clock.now_ms();

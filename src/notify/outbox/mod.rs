@@ -161,8 +161,6 @@ pub struct Outbox {
     counters: Vec<ChannelCounters>,
     /// How long a new alert is held back for its analysis (zero: not at all).
     analysis_wait: Duration,
-    /// The change analysis, run beside the delivery loop.
-    intel: Option<Arc<crate::intel::worker::Worker<crate::intel::iam::AwsIam>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -183,27 +181,13 @@ impl Outbox {
             notices: Mutex::new(Vec::new()),
             counters: (0..n).map(|_| ChannelCounters::default()).collect(),
             analysis_wait: Duration::ZERO,
-            intel: None,
         }
     }
 
-    /// Runs the change analysis with this outbox: [`Outbox::drain`] analyses what waits
-    /// first (and takes the baseline when due); [`Outbox::run`] runs the analysis worker
-    /// beside the delivery loop. New alerts are held back for their analysis up to
-    /// [`ANALYSIS_WAIT`].
-    #[must_use]
-    pub fn with_intel(
-        mut self,
-        worker: Arc<crate::intel::worker::Worker<crate::intel::iam::AwsIam>>,
-    ) -> Outbox {
-        self.intel = Some(worker);
-        self.analysis_wait = ANALYSIS_WAIT;
-        self
-    }
-
-    /// Holds each new alert back until its analysis is recorded ([`crate::intel::worker`]),
-    /// for at most `wait` after detection; after that it goes out without one. Every channel
-    /// then shows the same analysis.
+    /// Holds each new alert back until its analysis is recorded (the state's due alerts say
+    /// which, [`crate::state::State::due_alerts`]), for at most `wait` after detection; after
+    /// that it goes out without one. Every channel then shows the same analysis. The daemon
+    /// uses [`ANALYSIS_WAIT`].
     #[must_use]
     pub fn with_analysis_wait(mut self, wait: Duration) -> Outbox {
         self.analysis_wait = wait;
@@ -254,14 +238,8 @@ impl Outbox {
     }
 
     /// Passes until nothing more is due or something failed (`rolewatch once`, and the
-    /// start and the end of `run`). Waiting alerts get their analysis first; no baseline is
-    /// taken here (that would hold up the first poll or the shutdown): see
-    /// [`Outbox::baseline_if_due`].
+    /// start and the end of `run`; the runtime lets the analysis catch up first).
     pub async fn drain(&self) -> PassReport {
-        if let Some(w) = &self.intel {
-            // Every waiting alert gets its analysis first (each pass takes a batch).
-            while w.pass().await > 0 {}
-        }
         let mut total = PassReport::default();
         loop {
             let r = self.pass().await;
@@ -286,14 +264,6 @@ impl Outbox {
         resent
     }
 
-    /// Takes the vendor role's baseline if one is due (`rolewatch once`, after delivering;
-    /// `run` takes it in the background).
-    pub async fn baseline_if_due(&self) {
-        if let Some(w) = &self.intel {
-            w.baseline_if_due().await;
-        }
-    }
-
     /// Runs passes until `shutdown` is cancelled: at once when `wake` is notified (a poll
     /// committed new alerts, or their analysis is ready), when the next pending delivery is
     /// due, every [`TICK`] while something due waits (for its analysis, or a resting
@@ -307,20 +277,12 @@ impl Outbox {
             _ = self.resend_pending() => {}
             () = shutdown.cancelled() => return,
         }
-        // The change analysis hears of new alerts through the outbox, and tells it back.
-        let intel_wake = Arc::new(Notify::new());
-        if let Some(w) = &self.intel {
-            tokio::spawn(
-                w.clone()
-                    .run(intel_wake.clone(), wake.clone(), shutdown.clone()),
-            );
-        }
         loop {
             self.pass().await;
             let pause = self.next_pause();
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
-                () = wake.notified() => intel_wake.notify_one(),
+                () = wake.notified() => {}
                 () = shutdown.cancelled() => return,
             }
         }

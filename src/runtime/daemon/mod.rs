@@ -39,6 +39,8 @@ use crate::source::Source;
 use crate::state::Store;
 use crate::time::format_rfc3339_ms;
 
+use crate::intel::iam::AwsIam;
+use crate::intel::worker::Worker;
 use crate::telemetry::health::{BlindPolicy, SourceHealth};
 use crate::telemetry::metrics::{self, Metrics};
 use crate::time::Clock;
@@ -100,8 +102,12 @@ pub struct Daemon {
     outbox: Arc<Outbox>,
     /// The configured channels' names: each new alert gets one outbox row per name.
     channel_names: Vec<String>,
-    /// Wakes the outbox after a poll committed alerts.
+    /// The change analysis, a stage of its own between the state and the outbox.
+    analysis: Arc<Worker<AwsIam>>,
+    /// Wakes the outbox after a poll committed alerts, or their analysis is recorded.
     wake: Arc<tokio::sync::Notify>,
+    /// Wakes the analysis after a poll committed alerts.
+    analysis_wake: Arc<tokio::sync::Notify>,
     /// Cancelled when the drain starts: a sweep under way stops (its time is then not
     /// recorded, so the next start sweeps again).
     stop_sweeps: CancellationToken,
@@ -165,9 +171,11 @@ impl Daemon {
             })
             .collect::<Vec<_>>();
         let channels = outbox::build_channels(&cfg.channels, Some(&sdk))?;
-        let intel = crate::intel::worker::for_daemon(cfg, &sdk, state.clone(), clock.clone());
-        let outbox =
-            Arc::new(Outbox::new(channels, state.clone(), clock.clone()).with_intel(intel));
+        let analysis = crate::intel::worker::for_daemon(cfg, &sdk, state.clone(), clock.clone());
+        let outbox = Arc::new(
+            Outbox::new(channels, state.clone(), clock.clone())
+                .with_analysis_wait(outbox::ANALYSIS_WAIT),
+        );
         let channel_names = outbox.channel_names();
         let now = clock.now_ms();
         let health = sources
@@ -188,7 +196,9 @@ impl Daemon {
             initial_lookback: cfg.state.initial_lookback,
             outbox,
             channel_names,
+            analysis,
             wake: Arc::new(tokio::sync::Notify::new()),
+            analysis_wake: Arc::new(tokio::sync::Notify::new()),
             stop_sweeps: CancellationToken::new(),
             settings: cfg.daemon.clone(),
             admin: cfg.admin.clone(),
@@ -199,6 +209,17 @@ impl Daemon {
             health: Mutex::new(health),
             metrics: Metrics::new(),
         })
+    }
+
+    /// Tells the later stages that a poll (or a notice) committed alerts.
+    fn alerts_committed(&self) {
+        self.analysis_wake.notify_one();
+        self.wake.notify_one();
+    }
+
+    /// Analyses every alert that waits for it (each pass takes a batch).
+    async fn analyse_waiting(&self) {
+        while self.analysis.pass().await > 0 {}
     }
 
     /// One poll of every source, one after the other, then delivery of everything due
@@ -220,11 +241,16 @@ impl Daemon {
             }
             all
         };
-        let (all, resent) = tokio::join!(polls, self.outbox.resend_pending());
+        let resend = async {
+            self.analyse_waiting().await;
+            self.outbox.resend_pending().await
+        };
+        let (all, resent) = tokio::join!(polls, resend);
         let all = all && resent.ok();
+        self.analyse_waiting().await;
         let report = self.outbox.drain().await;
         // The daily baseline, after the alerts are out.
-        self.outbox.baseline_if_due().await;
+        self.analysis.baseline_if_due().await;
         if !report.ok() {
             tracing::error!(
                 delivered = report.delivered,
@@ -332,11 +358,24 @@ impl Daemon {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
         let tracker = TaskTracker::new();
         let outbox_stop = CancellationToken::new();
-        let outbox_task = tokio::spawn(
-            self.outbox
-                .clone()
-                .run(self.wake.clone(), outbox_stop.clone()),
-        );
+        // Siblings: the analysis reads new alerts from the state and wakes the outbox; the
+        // outbox delivers what the state says is due. What an earlier run left pending gets
+        // its analysis before the outbox starts, beside the first polls, never before them.
+        let analysis_task = tokio::spawn(self.analysis.clone().run(
+            self.analysis_wake.clone(),
+            self.wake.clone(),
+            shutdown.clone(),
+        ));
+        let outbox_task = {
+            let (this, stop) = (self.clone(), outbox_stop.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = this.analyse_waiting() => {}
+                    () = stop.cancelled() => return,
+                }
+                this.outbox.clone().run(this.wake.clone(), stop).await;
+            })
+        };
         // An admin endpoint that cannot bind does not stop the watching: silence is the
         // worst failure, a missing /metrics is visible to whoever scrapes it.
         let admin = match self.admin.listen {
@@ -415,6 +454,7 @@ impl Daemon {
             scheduler: sched,
             sweeps: &self.stop_sweeps,
             polls: &tracker,
+            analysis: (&self.analysis, analysis_task),
             outbox: &self.outbox,
             outbox_loop: (outbox_stop, outbox_task),
             admin,

@@ -66,7 +66,7 @@ impl Daemon {
         if let Some(t) = transition {
             self.report(i, t);
         }
-        self.wake.notify_one();
+        self.alerts_committed();
         result.is_ok()
     }
 
@@ -196,7 +196,7 @@ impl Daemon {
                 false
             }
         };
-        self.wake.notify_one();
+        self.alerts_committed();
         ok
     }
 

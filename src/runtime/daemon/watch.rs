@@ -76,7 +76,7 @@ impl Daemon {
                 "Cannot record a notice in the state, so it cannot be sent: {}", n.summary
             );
         }
-        self.wake.notify_one();
+        self.alerts_committed();
     }
 
     /// Applies the blind rules to every source at the current time (a poll may hang).
