@@ -10,10 +10,9 @@ use anyhow::Context;
 
 use crate::cli::CheckArgs;
 use crate::config;
-use crate::engine::Engine;
 use crate::event::Window;
 use crate::exit::UsageError;
-use crate::source::{FetchStats, Source};
+use crate::source::FetchStats;
 use crate::time::parse_rfc3339_ms;
 use crate::time::{Clock, SystemClock};
 
@@ -80,28 +79,14 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let cfg = config::load(args.config.as_deref())?;
     let now = SystemClock.now_ms();
     let window = window(args, now)?;
-    let engine = Engine::new(cfg.rules.clone());
-    let names = engine
-        .lookup_event_names()
-        .map(|s| s.into_iter().collect::<Vec<_>>());
-    let patterns: Vec<String> = engine
-        .rules()
-        .iter()
-        .map(|r| r.pattern.as_str().to_owned())
-        .collect();
-    let region = cfg
-        .sources
-        .first()
-        .map_or(config::defaults::REGION, |s| s.region.as_str());
-    let sdk = crate::aws::load(region).await?;
+    let built = crate::runtime::build::pipeline(&cfg).await?;
+    let engine = built.engine;
     let mut failed = 0;
     let mut total = FetchStats::default();
     let mut matches = 0u64;
     // One event can reach several sources; print it once per rule.
     let mut printed: HashSet<(String, String)> = HashSet::new();
-    for sc in &cfg.sources {
-        crate::runtime::daemon::warn_about_region(sc, names.is_some());
-        let source = Source::new(sc, &sdk, names.clone(), patterns.clone());
+    for (sc, source) in &built.sources {
         let mut out = std::io::BufWriter::new(std::io::stdout());
         let mut pages = source.pages(window, crate::aws::retry::Priority::Regular);
         loop {

@@ -1,6 +1,8 @@
 //! The runtime: the poll cycle of one source (window → fetch → engine → state) and the
 //! long-running loop that runs the stages as sibling tasks.
 //!
+//! - [`build`]: the engine, the AWS configuration and the sources from a configuration, for
+//!   the daemon and `check`.
 //! - [`poll`]: one poll of one source, committing as it goes; catch-up, coverage gaps, the
 //!   reconciliation sweep.
 //! - [`daemon`]: `rolewatch run`: poll every source on its schedule until told to stop;
@@ -8,6 +10,7 @@
 //!
 //! Health and metrics live in [`crate::telemetry`]; the clock seam in [`crate::time`].
 
+pub mod build;
 pub mod daemon;
 pub mod poll;
 pub mod shutdown;

@@ -31,7 +31,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{AdminConfig, Config, DaemonConfig, Schedule, SourceConfig, SourceKind};
+use crate::config::{AdminConfig, Config, DaemonConfig, Schedule, SourceConfig};
 use crate::engine::Engine;
 use crate::notify::outbox::{self, Outbox};
 use crate::notify::synthetic::{self};
@@ -47,19 +47,6 @@ use crate::time::Clock;
 
 mod passes;
 mod watch;
-
-/// Warns when IAM events are watched from a region other than us-east-1 (IAM is global; its
-/// events are recorded in us-east-1 only).
-pub fn warn_about_region(sc: &SourceConfig, pinned_names: bool) {
-    if sc.kind == SourceKind::CloudTrail && sc.region != "us-east-1" {
-        tracing::warn!(
-            source = %sc.id,
-            region = %sc.region,
-            pinned_names,
-            "IAM events are recorded in us-east-1 only: a CloudTrail source in another region will not see changes to an IAM role"
-        );
-    }
-}
 
 /// How often the blind check runs besides after each poll (it catches a poll that hangs).
 const WATCH_TICK: Duration = Duration::from_secs(1);
@@ -138,36 +125,22 @@ impl Daemon {
                 }
             }
         }
-        let engine = Arc::new(Engine::new(cfg.rules.clone()));
-        let names = engine
-            .lookup_event_names()
-            .map(|s| s.into_iter().collect::<Vec<_>>());
-        if names.is_none() {
+        let built = super::build::pipeline(cfg).await?;
+        if !built.pinned_names {
             tracing::warn!("A rule does not pin $.eventName: CloudTrail sources read every IAM event (EventSource=iam.amazonaws.com)");
         }
-        let patterns: Vec<String> = engine
-            .rules()
-            .iter()
-            .map(|r| r.pattern.as_str().to_owned())
-            .collect();
-        let region = cfg
+        let engine = Arc::new(built.engine);
+        let sdk = built.sdk;
+        let sources = built
             .sources
-            .first()
-            .map_or(crate::config::defaults::REGION, |s| s.region.as_str());
-        let sdk = crate::aws::load(region).await?;
-        let sources = cfg
-            .sources
-            .iter()
-            .map(|sc| {
-                warn_about_region(sc, names.is_some());
-                Slot {
-                    cfg: sc.clone(),
-                    source: Arc::new(Source::new(sc, &sdk, names.clone(), patterns.clone())),
-                    busy: AtomicBool::new(false),
-                    retention: tokio::sync::OnceCell::new(),
-                    ticks: Mutex::new((None, None)),
-                    sweeping: AtomicBool::new(false),
-                }
+            .into_iter()
+            .map(|(sc, source)| Slot {
+                cfg: sc,
+                source: Arc::new(source),
+                busy: AtomicBool::new(false),
+                retention: tokio::sync::OnceCell::new(),
+                ticks: Mutex::new((None, None)),
+                sweeping: AtomicBool::new(false),
             })
             .collect::<Vec<_>>();
         let channels = outbox::build_channels(&cfg.channels, Some(&sdk))?;
