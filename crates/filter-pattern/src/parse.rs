@@ -786,7 +786,7 @@ impl<'p> Parser<'p> {
             if self.cur.eat("&&") {
                 ands.push(self.field_cond(&name, false)?);
             } else if self.cur.eat("||") {
-                ors.push(flatten_fields(std::mem::take(&mut ands), false));
+                ors.push(flatten(std::mem::take(&mut ands), false));
                 ands.push(self.field_cond(&name, false)?);
             } else if matches!(self.cur.peek(), Some(b'&' | b'|')) {
                 return Err(self.cur.expected("`&&` or `||`"));
@@ -794,10 +794,10 @@ impl<'p> Parser<'p> {
                 break;
             }
         }
-        ors.push(flatten_fields(ands, false));
+        ors.push(flatten(ands, false));
         Ok(Entry::Field {
             name,
-            conditions: Some(flatten_fields(ors, true)),
+            conditions: Some(flatten(ors, true)),
         })
     }
 
@@ -829,34 +829,57 @@ impl<'p> Parser<'p> {
     }
 }
 
-/// Builds an `Or`/`And` node, merging children of the same kind so that the tree of
-/// `(a && b) && c` equals that of `a && b && c` (the canonical text re-parses equal).
-fn flatten(items: Vec<Expr>, or: bool) -> Expr {
-    let mut out = Vec::with_capacity(items.len());
-    for e in items {
-        match (e, or) {
-            (Expr::Or(inner), true) | (Expr::And(inner), false) => out.extend(inner),
-            (e, _) => out.push(e),
+/// The node types `||` and `&&` build: [`Expr`] (JSON and term patterns) and [`FieldExpr`]
+/// (the conditions of one space-delimited field).
+trait Junction: Sized {
+    /// The children of `self` when it is the same junction (`or`: an `Or`), else `self`.
+    fn children(self, or: bool) -> Result<Vec<Self>, Self>;
+    /// An `Or` (`or`) or `And` node of `items`.
+    fn junction(items: Vec<Self>, or: bool) -> Self;
+}
+
+impl Junction for Expr {
+    fn children(self, or: bool) -> Result<Vec<Self>, Self> {
+        match (self, or) {
+            (Expr::Or(inner), true) | (Expr::And(inner), false) => Ok(inner),
+            (e, _) => Err(e),
         }
     }
-    if out.len() == 1 {
-        if let Some(e) = out.pop() {
-            return e;
+
+    fn junction(items: Vec<Self>, or: bool) -> Self {
+        if or {
+            Expr::Or(items)
+        } else {
+            Expr::And(items)
         }
-    }
-    if or {
-        Expr::Or(out)
-    } else {
-        Expr::And(out)
     }
 }
 
-fn flatten_fields(items: Vec<FieldExpr>, or: bool) -> FieldExpr {
+impl Junction for FieldExpr {
+    fn children(self, or: bool) -> Result<Vec<Self>, Self> {
+        match (self, or) {
+            (FieldExpr::Or(inner), true) | (FieldExpr::And(inner), false) => Ok(inner),
+            (e, _) => Err(e),
+        }
+    }
+
+    fn junction(items: Vec<Self>, or: bool) -> Self {
+        if or {
+            FieldExpr::Or(items)
+        } else {
+            FieldExpr::And(items)
+        }
+    }
+}
+
+/// Builds an `Or`/`And` node, merging children of the same kind so that the tree of
+/// `(a && b) && c` equals that of `a && b && c` (the canonical text re-parses equal).
+fn flatten<T: Junction>(items: Vec<T>, or: bool) -> T {
     let mut out = Vec::with_capacity(items.len());
     for e in items {
-        match (e, or) {
-            (FieldExpr::Or(inner), true) | (FieldExpr::And(inner), false) => out.extend(inner),
-            (e, _) => out.push(e),
+        match e.children(or) {
+            Ok(inner) => out.extend(inner),
+            Err(e) => out.push(e),
         }
     }
     if out.len() == 1 {
@@ -864,11 +887,7 @@ fn flatten_fields(items: Vec<FieldExpr>, or: bool) -> FieldExpr {
             return e;
         }
     }
-    if or {
-        FieldExpr::Or(out)
-    } else {
-        FieldExpr::And(out)
-    }
+    T::junction(out, or)
 }
 
 /// `text` in double quotes, with `"` and `\\` escaped (semantics §9 A9).

@@ -352,6 +352,35 @@ fn start_script(what: &str, mut cmd: Command, timeout: Duration) -> Started {
     }
 }
 
+/// One call of a test server's control API (`/_control/…`), which must answer 200 with JSON;
+/// anything else is a panic that quotes the reply and the server's stderr.
+#[track_caller]
+fn control_call(
+    port: u16,
+    what: &str,
+    stderr: &Arc<Mutex<String>>,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Value {
+    let reply = http(
+        port,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        body,
+    )
+    .unwrap_or_else(|err| panic!("{method} {path} on the {what}: {err}"));
+    assert_eq!(
+        reply.status,
+        200,
+        "{method} {path} on the {what}: {}\nserver stderr:\n{}",
+        String::from_utf8_lossy(&reply.body),
+        log_text(stderr)
+    );
+    reply.json()
+}
+
 /// Our CloudTrail LookupEvents server (`tests/servers/lookup_events.py`) on a free port.
 ///
 /// Events are CloudTrail records; the server derives what LookupEvents returns from them.
@@ -402,22 +431,14 @@ impl LookupServer {
 
     #[track_caller]
     fn control(&self, method: &str, path: &str, body: &[u8]) -> Value {
-        let reply = http(
+        control_call(
             self.port,
+            "LookupEvents server",
+            &self.stderr,
             method,
             path,
-            &[("Content-Type", "application/json")],
             body,
         )
-        .unwrap_or_else(|err| panic!("{method} {path} on the LookupEvents server: {err}"));
-        assert_eq!(
-            reply.status,
-            200,
-            "{method} {path} on the LookupEvents server: {}\nserver stderr:\n{}",
-            String::from_utf8_lossy(&reply.body),
-            self.stderr()
-        );
-        reply.json()
     }
 
     /// Adds CloudTrail records, visible at once. Returns the number of events stored.
@@ -951,30 +972,17 @@ impl MetricFilterServer {
         self.port
     }
 
-    /// What the server wrote to stderr so far.
-    pub fn stderr(&self) -> String {
-        log_text(&self.stderr)
-    }
-
     #[track_caller]
     fn control(&self, method: &str, path: &str, body: &Value) -> Value {
         let body = serde_json::to_vec(body).expect("control body serialises");
-        let reply = http(
+        control_call(
             self.port,
+            "TestMetricFilter server",
+            &self.stderr,
             method,
             path,
-            &[("Content-Type", "application/json")],
             &body,
         )
-        .unwrap_or_else(|err| panic!("{method} {path} on the TestMetricFilter server: {err}"));
-        assert_eq!(
-            reply.status,
-            200,
-            "{method} {path} on the TestMetricFilter server: {}\nserver stderr:\n{}",
-            String::from_utf8_lossy(&reply.body),
-            self.stderr()
-        );
-        reply.json()
     }
 
     /// Queues answers, one per coming API call: `{"reply": {"matches": […]}}` (sent verbatim)
