@@ -9,14 +9,15 @@
 //!
 //! * leaves: [`time`] (the clock seam, RFC 3339), [`event`] (the raw event, its header, the
 //!   window), [`exit`] (exit codes, `UsageError`), [`output`] (line-safe JSON output),
-//!   [`aws`] (the SDK configuration, the one retry classifier and backoff);
+//!   [`aws`] (the SDK configuration, the one retry classifier and backoff), [`telemetry`]
+//!   (pure: health, failure episodes, metrics);
 //! * [`rules`]: the rule model, the vendor's documented pattern, the packs and pattern lint;
 //! * [`config`]: defaults, the TOML file and `ROLEWATCH__SECTION__KEY` overrides, validated;
 //! * the stages: [`source`] → [`engine`] → [`state`] → [`intel`] (change analysis) →
 //!   [`notify`] (alert model, renderings, channels, the outbox);
-//! * [`telemetry`]: health, metrics and notable runtime events, read by [`admin`];
-//! * [`runtime`]: builds the pipeline and runs the stages as sibling tasks (`run`, `once`);
-//!   [`admin`]: `/healthz`, `/readyz`, `/metrics`;
+//! * [`admin`]: `/healthz`, `/readyz`, `/metrics`, over a narrow view of the daemon;
+//! * [`runtime`]: builds the pipeline and runs the stages as sibling tasks (`run`, `once`),
+//!   and drains them on shutdown;
 //! * [`cmd`]: one module per subcommand; [`cli`]: the command line (clap derive; its doc
 //!   comments are the `--help` text).
 //!
