@@ -21,7 +21,7 @@ use prometheus_client::registry::Registry;
 /// Label sets: `[("source", id)]`, `[("channel", name), ("outcome", o)]`.
 pub type Labels = Vec<(String, String)>;
 
-type CounterFamily = Family<Labels, Counter>;
+pub type CounterFamily = Family<Labels, Counter>;
 type GaugeFamily = Family<Labels, Gauge<f64, AtomicU64>>;
 type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
 

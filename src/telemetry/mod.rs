@@ -3,9 +3,11 @@
 //! shows it.
 //!
 //! - [`episode`]: the one failure-episode machine (blind sources, failing channels).
+//! - [`events`]: notable runtime events as values whose `emit` logs and counts them.
 //! - [`health`]: watching the watcher: blind sources, recovery, readiness (pure).
 //! - [`metrics`]: the counters and gauges of `/metrics`, named like their log events.
 
 pub mod episode;
+pub mod events;
 pub mod health;
 pub mod metrics;

@@ -12,9 +12,11 @@ use crate::config::SourceConfig;
 use crate::runtime::poll::{
     poll_source, sweep_due, sweep_source, PollContext, PollError, PollOutcome,
 };
+use crate::source::FetchStats;
 use crate::source::Source;
 use crate::state::Origin;
-use crate::telemetry::metrics::{self};
+use crate::telemetry::events::{PollCompleted, PollFailed, Requests, SweepCompleted, SweepFailed};
+use crate::telemetry::metrics;
 
 impl Daemon {
     /// One poll of source `i`, logged, counted and fed to the health watch; wakes the outbox.
@@ -33,32 +35,28 @@ impl Daemon {
         let m = &self.metrics;
         let transition = match &result {
             Ok(o) => {
-                tracing::info!(
-                    event = "poll_completed",
-                    source = %sc.id,
-                    windows = o.windows,
-                    requests = o.stats.requests,
-                    throttled = o.stats.throttled,
-                    retries = o.stats.retries,
-                    events = o.stats.events,
-                    matches = o.matches,
-                    new_alerts = o.new_alerts.len(),
-                    malformed = o.bad.len(),
-                    gaps = o.gaps.len(),
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "Polled"
-                );
-                m.poll_completed.get_or_create(&labels).inc();
-                m.events_seen.get_or_create(&labels).inc_by(o.stats.events);
+                PollCompleted {
+                    source: &sc.id,
+                    windows: o.windows,
+                    requests: requests_of(&o.stats),
+                    events: o.stats.events,
+                    matches: o.matches,
+                    new_alerts: o.new_alerts.len(),
+                    malformed: o.bad.len(),
+                    gaps: o.gaps.len(),
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                }
+                .emit(m);
                 self.count_outcome(&labels, o);
-                m.coverage_gap
-                    .get_or_create(&labels)
-                    .inc_by(o.gaps.len() as u64);
                 lock(&self.health)[i].success(now)
             }
             Err(e) => {
-                tracing::error!(event = "poll_failed", source = %sc.id, error = %e, "Poll failed; the next poll resumes from the stored cursor");
-                m.poll_failed.get_or_create(&labels).inc();
+                PollFailed {
+                    source: &sc.id,
+                    error: e,
+                    requests: spent(e),
+                }
+                .emit(m);
                 lock(&self.health)[i].failure(&e.to_string(), now, &self.policy)
             }
         };
@@ -153,46 +151,28 @@ impl Daemon {
         let m = &self.metrics;
         let ok = match &result {
             Ok(o) => {
-                tracing::info!(
-                    event = "sweep_completed",
-                    source = %sc.id,
-                    windows = o.windows,
-                    requests = o.stats.requests,
-                    throttled = o.stats.throttled,
-                    events = o.stats.events,
-                    late_events = o.late_ms.len(),
-                    new_alerts = o.new_alerts.len(),
-                    malformed = o.bad.len(),
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "Swept the last {} h for late deliveries",
-                    sc.sweep_lookback.as_secs() / 3600
-                );
-                m.sweep_completed.get_or_create(&labels).inc();
-                self.count_outcome(&labels, o);
-                m.sweep_requests
-                    .get_or_create(&labels)
-                    .inc_by(o.stats.requests);
-                m.late_events
-                    .get_or_create(&labels)
-                    .inc_by(o.late_ms.len() as u64);
-                let lateness = m.event_lateness_seconds.get_or_create(&labels);
-                for &late in &o.late_ms {
-                    #[allow(clippy::cast_precision_loss)]
-                    lateness.observe(late as f64 / 1000.0);
+                SweepCompleted {
+                    source: &sc.id,
+                    windows: o.windows,
+                    requests: requests_of(&o.stats),
+                    events: o.stats.events,
+                    late_ms: &o.late_ms,
+                    new_alerts: o.new_alerts.len(),
+                    malformed: o.bad.len(),
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                    lookback_hours: sc.sweep_lookback.as_secs() / 3600,
                 }
+                .emit(m);
+                self.count_outcome(&labels, o);
                 true
             }
             Err(e) => {
-                if let PollError::Source(se) = e {
-                    m.requests_throttled
-                        .get_or_create(&labels)
-                        .inc_by(se.stats.throttled);
-                    m.request_retries
-                        .get_or_create(&labels)
-                        .inc_by(se.stats.retries);
+                SweepFailed {
+                    source: &sc.id,
+                    error: e,
+                    requests: spent(e),
                 }
-                tracing::error!(event = "sweep_failed", source = %sc.id, error = %e, "Sweep failed; the next poll starts it again");
-                m.sweep_failed.get_or_create(&labels).inc();
+                .emit(m);
                 false
             }
         };
@@ -224,5 +204,22 @@ impl Daemon {
                 }
             }
         });
+    }
+}
+
+/// The request counters of a fetch, for the events.
+fn requests_of(s: &FetchStats) -> Requests {
+    Requests {
+        requests: s.requests,
+        throttled: s.throttled,
+        retries: s.retries,
+    }
+}
+
+/// What a failed pass spent before the source gave up (nothing when it failed elsewhere).
+fn spent(e: &PollError) -> Option<Requests> {
+    match e {
+        PollError::Source(se) => Some(requests_of(&se.stats)),
+        _ => None,
     }
 }

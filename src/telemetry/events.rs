@@ -1,0 +1,242 @@
+//! Notable runtime events as values: each [`emit`](PollCompleted::emit) writes the log line
+//! with `event = NAME` and bumps the metric of the same name (`rolewatch_NAME_total`), so
+//! that the log and `/metrics` cannot drift apart. The poll and sweep outcomes live here;
+//! the fields are plain numbers and text, so any stage can emit them.
+
+use std::fmt::Display;
+
+use super::metrics::{self, Metrics};
+
+/// The request counters of one pass of a source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requests {
+    pub requests: u64,
+    pub throttled: u64,
+    pub retries: u64,
+}
+
+impl Requests {
+    fn count(&self, m: &Metrics, labels: &metrics::Labels) {
+        m.requests_throttled
+            .get_or_create(labels)
+            .inc_by(self.throttled);
+        m.request_retries.get_or_create(labels).inc_by(self.retries);
+    }
+}
+
+/// `poll_completed`: a poll read its windows to the end.
+#[derive(Debug, Clone, Copy)]
+pub struct PollCompleted<'a> {
+    pub source: &'a str,
+    pub windows: usize,
+    pub requests: Requests,
+    pub events: u64,
+    pub matches: u64,
+    pub new_alerts: usize,
+    pub malformed: usize,
+    pub gaps: usize,
+    pub elapsed_ms: u64,
+}
+
+impl PollCompleted<'_> {
+    pub const NAME: &'static str = "poll_completed";
+
+    /// Logs the poll and counts it (`poll_completed`, `events_seen`, `coverage_gap`).
+    pub fn emit(&self, m: &Metrics) {
+        tracing::info!(
+            event = Self::NAME,
+            source = %self.source,
+            windows = self.windows,
+            requests = self.requests.requests,
+            throttled = self.requests.throttled,
+            retries = self.requests.retries,
+            events = self.events,
+            matches = self.matches,
+            new_alerts = self.new_alerts,
+            malformed = self.malformed,
+            gaps = self.gaps,
+            elapsed_ms = self.elapsed_ms,
+            "Polled"
+        );
+        let labels = metrics::source(self.source);
+        m.poll_completed.get_or_create(&labels).inc();
+        m.events_seen.get_or_create(&labels).inc_by(self.events);
+        m.coverage_gap
+            .get_or_create(&labels)
+            .inc_by(self.gaps as u64);
+    }
+}
+
+/// `poll_failed`: a poll gave up; the next one resumes from the stored cursor.
+#[derive(Clone, Copy)]
+pub struct PollFailed<'a> {
+    pub source: &'a str,
+    pub error: &'a dyn Display,
+    /// What the failed poll spent before it gave up, when the source failed.
+    pub requests: Option<Requests>,
+}
+
+impl PollFailed<'_> {
+    pub const NAME: &'static str = "poll_failed";
+
+    /// Logs the failure and counts it (`poll_failed`, and the throttles and retries it spent).
+    pub fn emit(&self, m: &Metrics) {
+        tracing::error!(event = Self::NAME, source = %self.source, error = %self.error, "Poll failed; the next poll resumes from the stored cursor");
+        let labels = metrics::source(self.source);
+        m.poll_failed.get_or_create(&labels).inc();
+        if let Some(r) = self.requests {
+            r.count(m, &labels);
+        }
+    }
+}
+
+/// `sweep_completed`: a reconciliation sweep read its lookback.
+#[derive(Debug, Clone)]
+pub struct SweepCompleted<'a> {
+    pub source: &'a str,
+    pub windows: usize,
+    pub requests: Requests,
+    pub events: u64,
+    /// How late each event only the sweep found was, in ms.
+    pub late_ms: &'a [i64],
+    pub new_alerts: usize,
+    pub malformed: usize,
+    pub elapsed_ms: u64,
+    pub lookback_hours: u64,
+}
+
+impl SweepCompleted<'_> {
+    pub const NAME: &'static str = "sweep_completed";
+
+    /// Logs the sweep and counts it (`sweep_completed`, `sweep_requests`, `late_events`,
+    /// `event_lateness_seconds`).
+    pub fn emit(&self, m: &Metrics) {
+        tracing::info!(
+            event = Self::NAME,
+            source = %self.source,
+            windows = self.windows,
+            requests = self.requests.requests,
+            throttled = self.requests.throttled,
+            events = self.events,
+            late_events = self.late_ms.len(),
+            new_alerts = self.new_alerts,
+            malformed = self.malformed,
+            elapsed_ms = self.elapsed_ms,
+            "Swept the last {} h for late deliveries",
+            self.lookback_hours
+        );
+        let labels = metrics::source(self.source);
+        m.sweep_completed.get_or_create(&labels).inc();
+        m.sweep_requests
+            .get_or_create(&labels)
+            .inc_by(self.requests.requests);
+        m.late_events
+            .get_or_create(&labels)
+            .inc_by(self.late_ms.len() as u64);
+        let lateness = m.event_lateness_seconds.get_or_create(&labels);
+        for &late in self.late_ms {
+            #[allow(clippy::cast_precision_loss)]
+            lateness.observe(late as f64 / 1000.0);
+        }
+    }
+}
+
+/// `sweep_failed`: a sweep gave up; the next poll starts it again.
+#[derive(Clone, Copy)]
+pub struct SweepFailed<'a> {
+    pub source: &'a str,
+    pub error: &'a dyn Display,
+    pub requests: Option<Requests>,
+}
+
+impl SweepFailed<'_> {
+    pub const NAME: &'static str = "sweep_failed";
+
+    /// Logs the failure and counts it (`sweep_failed`, and the throttles and retries it spent).
+    pub fn emit(&self, m: &Metrics) {
+        tracing::error!(event = Self::NAME, source = %self.source, error = %self.error, "Sweep failed; the next poll starts it again");
+        let labels = metrics::source(self.source);
+        m.sweep_failed.get_or_create(&labels).inc();
+        if let Some(r) = self.requests {
+            r.count(m, &labels);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counter(m: &Metrics, family: &metrics::CounterFamily, source: &str) -> u64 {
+        let _ = m;
+        family.get_or_create(&metrics::source(source)).get()
+    }
+
+    #[test]
+    fn each_event_counts_under_its_own_name() {
+        let m = Metrics::new();
+        PollCompleted {
+            source: "ct",
+            windows: 1,
+            requests: Requests {
+                requests: 4,
+                throttled: 0,
+                retries: 0,
+            },
+            events: 7,
+            matches: 1,
+            new_alerts: 1,
+            malformed: 0,
+            gaps: 2,
+            elapsed_ms: 5,
+        }
+        .emit(&m);
+        assert_eq!(counter(&m, &m.poll_completed, "ct"), 1);
+        assert_eq!(counter(&m, &m.events_seen, "ct"), 7);
+        assert_eq!(counter(&m, &m.coverage_gap, "ct"), 2);
+        PollFailed {
+            source: "ct",
+            error: &"boom",
+            requests: Some(Requests {
+                requests: 7,
+                throttled: 6,
+                retries: 6,
+            }),
+        }
+        .emit(&m);
+        assert_eq!(counter(&m, &m.poll_failed, "ct"), 1);
+        assert_eq!(counter(&m, &m.requests_throttled, "ct"), 6);
+        assert_eq!(counter(&m, &m.request_retries, "ct"), 6);
+        SweepFailed {
+            source: "ct",
+            error: &"boom",
+            requests: None,
+        }
+        .emit(&m);
+        assert_eq!(counter(&m, &m.sweep_failed, "ct"), 1);
+        assert_eq!(
+            counter(&m, &m.requests_throttled, "ct"),
+            6,
+            "no requests, no count"
+        );
+        SweepCompleted {
+            source: "ct",
+            windows: 1,
+            requests: Requests {
+                requests: 5,
+                throttled: 0,
+                retries: 0,
+            },
+            events: 3,
+            late_ms: &[1_500_000, 3_000_000],
+            new_alerts: 2,
+            malformed: 0,
+            elapsed_ms: 9,
+            lookback_hours: 24,
+        }
+        .emit(&m);
+        assert_eq!(counter(&m, &m.sweep_completed, "ct"), 1);
+        assert_eq!(counter(&m, &m.sweep_requests, "ct"), 5);
+        assert_eq!(counter(&m, &m.late_events, "ct"), 2);
+    }
+}
