@@ -43,6 +43,11 @@ fn bench(c: &mut Criterion) {
             r#"{ $.resources[*].type = "AWS::IAM::Role" || $.userIdentity.* = "Root" }"#,
         ),
         ("terms-substring", "AccessDenied"),
+        // Numeric comparison on the members real records have (most records lack them).
+        (
+            "json-numeric-real-fields",
+            r#"{ $.requestParameters.maxResults > 50 || $.requestParameters.durationSeconds >= 3600 }"#,
+        ),
     ];
     let mut group = c.benchmark_group("evaluate");
     group.throughput(Throughput::Elements(events.len() as u64));
@@ -59,6 +64,44 @@ fn bench(c: &mut Criterion) {
             b.iter(|| events.iter().filter(|e| p.is_match(e)).count())
         });
     }
+
+    // Exact decimal comparison on every event: each real record with a number `x` put in
+    // front, in one of the spellings below (integers of any length, fractions, exponents,
+    // underflow, overflow).
+    const SPELLINGS: &[&str] = &[
+        "1500",
+        "-3",
+        "1499.999",
+        "1.5e3",
+        "15E+2",
+        "0.00015e7",
+        "12345678901234567",
+        "123456789012345678901234567890",
+        "2e-400",
+        "5e400",
+        "-0.0",
+        "87.25",
+    ];
+    let numeric: Vec<String> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let x = SPELLINGS[i % SPELLINGS.len()];
+            match e.strip_prefix('{') {
+                Some(rest) => format!("{{\"x\":{x},{rest}"),
+                None => e.clone(),
+            }
+        })
+        .collect();
+    let p = FilterPattern::new("{ $.x > 1.5e3 }").expect("benchmark patterns are valid");
+    let matches = numeric.iter().filter(|e| p.is_match(e)).count();
+    eprintln!(
+        "json-numeric-compare-every-event: {matches} of {} events match",
+        numeric.len()
+    );
+    group.bench_function("json-numeric-compare-every-event", |b| {
+        b.iter(|| numeric.iter().filter(|e| p.is_match(e)).count())
+    });
     group.finish();
 }
 

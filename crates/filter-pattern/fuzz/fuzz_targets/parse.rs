@@ -1,5 +1,6 @@
 //! Parse any text: never panic; an accepted pattern's canonical text re-parses to an equal
-//! tree (the round trip), and an error's caret rendering never panics.
+//! tree of the same form (the round trip) and is a fixed point of printing; an error points
+//! inside the pattern and its caret rendering never panics.
 #![no_main]
 
 use filter_pattern::FilterPattern;
@@ -12,14 +13,37 @@ fuzz_target!(|data: &[u8]| {
     match FilterPattern::new(text) {
         Ok(p) => {
             let canonical = p.to_string();
-            let again = FilterPattern::new(&canonical)
-                .unwrap_or_else(|e| panic!("canonical text {canonical:?} of {text:?} does not re-parse:\n{e}"));
-            assert_eq!(p.ast(), again.ast(), "round trip changed the tree of {text:?}");
+            let again = FilterPattern::new(&canonical).unwrap_or_else(|e| {
+                panic!("canonical text {canonical:?} of {text:?} does not re-parse:\n{e}")
+            });
+            assert_eq!(
+                p.ast(),
+                again.ast(),
+                "round trip changed the tree of {text:?}"
+            );
+            assert_eq!(
+                p.kind(),
+                again.kind(),
+                "round trip changed the form of {text:?}"
+            );
+            assert_eq!(
+                again.to_string(),
+                canonical,
+                "canonical text of {text:?} is not a fixed point"
+            );
         }
         Err(e) => {
+            assert_eq!(e.pattern(), text);
+            assert!(!e.message().is_empty(), "empty error message for {text:?}");
+            let span = e.span();
+            assert!(
+                span.start <= span.end && span.end <= text.len(),
+                "error span {span:?} outside {text:?}"
+            );
             let rendered = e.to_string();
             assert!(rendered.contains('^'));
             assert!(e.column() >= 1);
+            assert!(e.line() >= 1);
         }
     }
 });
