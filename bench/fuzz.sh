@@ -17,11 +17,12 @@
 # needs `-Zsanitizer`, for which the script sets RUSTC_BOOTSTRAP=1. The crate has no `unsafe`
 # code, so a memory error could only come from a dependency; the default trades ASan for speed.
 #
-# The corpus grows across runs in target/fuzz/corpus/<target>; it is seeded from
-# crates/filter-pattern/fuzz/seeds/<target> and from every pattern and event of
-# crates/filter-pattern/testdata/*.toml. Runs go in chunks of CHUNK executions so that a crash
-# does not end the count: each crashing input is kept in target/fuzz/crashes/<target>/, and the
-# script exits 1 at the end if there was any (turn each into a regression case).
+# The corpus grows across runs in target/fuzz/corpus/<target> (FUZZ_WORK=dir moves
+# target/fuzz); it is seeded from crates/filter-pattern/fuzz/seeds/<target> and from every
+# pattern and event of crates/filter-pattern/testdata/*.toml. Runs go in chunks of CHUNK
+# executions so that a crash does not end the count: each crashing input is kept in
+# target/fuzz/crashes/<target>/, and the script exits 1 at the end if there was any (turn each
+# into a regression case).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,7 +34,7 @@ CHUNK=${CHUNK:-2000000}
 MAX_CRASHES=${MAX_CRASHES:-10}
 TIMEOUT_SECS=${TIMEOUT_SECS:-10}
 CRATE=crates/filter-pattern
-WORK=$PWD/target/fuzz
+WORK=${FUZZ_WORK:-$PWD/target/fuzz}
 DICT=$PWD/$CRATE/fuzz/filter-pattern.dict
 SEEDS=$PWD/$CRATE/fuzz/seeds
 
