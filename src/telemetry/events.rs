@@ -24,6 +24,20 @@ impl Requests {
     }
 }
 
+/// A failed pass of a source: its own counter, and the throttles and retries it spent.
+fn count_failure(
+    m: &Metrics,
+    failed: &metrics::CounterFamily,
+    source: &str,
+    requests: Option<Requests>,
+) {
+    let labels = metrics::source(source);
+    failed.get_or_create(&labels).inc();
+    if let Some(r) = requests {
+        r.count(m, &labels);
+    }
+}
+
 /// `poll_completed`: a poll read its windows to the end.
 #[derive(Debug, Clone, Copy)]
 pub struct PollCompleted<'a> {
@@ -82,11 +96,7 @@ impl PollFailed<'_> {
     /// Logs the failure and counts it (`poll_failed`, and the throttles and retries it spent).
     pub fn emit(&self, m: &Metrics) {
         tracing::error!(event = Self::NAME, source = %self.source, error = %self.error, "Poll failed; the next poll resumes from the stored cursor");
-        let labels = metrics::source(self.source);
-        m.poll_failed.get_or_create(&labels).inc();
-        if let Some(r) = self.requests {
-            r.count(m, &labels);
-        }
+        count_failure(m, &m.poll_failed, self.source, self.requests);
     }
 }
 
@@ -155,11 +165,7 @@ impl SweepFailed<'_> {
     /// Logs the failure and counts it (`sweep_failed`, and the throttles and retries it spent).
     pub fn emit(&self, m: &Metrics) {
         tracing::error!(event = Self::NAME, source = %self.source, error = %self.error, "Sweep failed; the next poll starts it again");
-        let labels = metrics::source(self.source);
-        m.sweep_failed.get_or_create(&labels).inc();
-        if let Some(r) = self.requests {
-            r.count(m, &labels);
-        }
+        count_failure(m, &m.sweep_failed, self.source, self.requests);
     }
 }
 
@@ -167,8 +173,7 @@ impl SweepFailed<'_> {
 mod tests {
     use super::*;
 
-    fn counter(m: &Metrics, family: &metrics::CounterFamily, source: &str) -> u64 {
-        let _ = m;
+    fn counter(family: &metrics::CounterFamily, source: &str) -> u64 {
         family.get_or_create(&metrics::source(source)).get()
     }
 
@@ -191,9 +196,9 @@ mod tests {
             elapsed_ms: 5,
         }
         .emit(&m);
-        assert_eq!(counter(&m, &m.poll_completed, "ct"), 1);
-        assert_eq!(counter(&m, &m.events_seen, "ct"), 7);
-        assert_eq!(counter(&m, &m.coverage_gap, "ct"), 2);
+        assert_eq!(counter(&m.poll_completed, "ct"), 1);
+        assert_eq!(counter(&m.events_seen, "ct"), 7);
+        assert_eq!(counter(&m.coverage_gap, "ct"), 2);
         PollFailed {
             source: "ct",
             error: &"boom",
@@ -204,18 +209,18 @@ mod tests {
             }),
         }
         .emit(&m);
-        assert_eq!(counter(&m, &m.poll_failed, "ct"), 1);
-        assert_eq!(counter(&m, &m.requests_throttled, "ct"), 6);
-        assert_eq!(counter(&m, &m.request_retries, "ct"), 6);
+        assert_eq!(counter(&m.poll_failed, "ct"), 1);
+        assert_eq!(counter(&m.requests_throttled, "ct"), 6);
+        assert_eq!(counter(&m.request_retries, "ct"), 6);
         SweepFailed {
             source: "ct",
             error: &"boom",
             requests: None,
         }
         .emit(&m);
-        assert_eq!(counter(&m, &m.sweep_failed, "ct"), 1);
+        assert_eq!(counter(&m.sweep_failed, "ct"), 1);
         assert_eq!(
-            counter(&m, &m.requests_throttled, "ct"),
+            counter(&m.requests_throttled, "ct"),
             6,
             "no requests, no count"
         );
@@ -235,8 +240,8 @@ mod tests {
             lookback_hours: 24,
         }
         .emit(&m);
-        assert_eq!(counter(&m, &m.sweep_completed, "ct"), 1);
-        assert_eq!(counter(&m, &m.sweep_requests, "ct"), 5);
-        assert_eq!(counter(&m, &m.late_events, "ct"), 2);
+        assert_eq!(counter(&m.sweep_completed, "ct"), 1);
+        assert_eq!(counter(&m.sweep_requests, "ct"), 5);
+        assert_eq!(counter(&m.late_events, "ct"), 2);
     }
 }

@@ -77,6 +77,41 @@ fn code_only(text: &str) -> String {
                     prev = c;
                 }
             }
+            // A character literal holding a quote: `'"'` or `'\"'`.
+            '\'' if chars.peek() == Some(&'"') || chars.peek() == Some(&'\\') => {
+                out.push(c);
+                for c in chars.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                }
+                out.push('\'');
+            }
+            // A raw string: `r"…"`, `r#"…"#` (it may hold quotes).
+            'r' if matches!(chars.peek(), Some('"' | '#')) && !out.ends_with(is_ident_char) => {
+                let mut hashes = 0;
+                while chars.peek() == Some(&'#') {
+                    chars.next();
+                    hashes += 1;
+                }
+                if chars.next() != Some('"') {
+                    // `r#ident` (a raw identifier), not a string.
+                    out.push('r');
+                    continue;
+                }
+                let mut run: Option<usize> = None;
+                for c in chars.by_ref() {
+                    run = match (c, run) {
+                        ('"', _) => Some(0),
+                        ('#', Some(n)) => Some(n + 1),
+                        _ => None,
+                    };
+                    if run == Some(hashes) {
+                        break;
+                    }
+                }
+                out.push_str("\"\"");
+            }
             '"' => {
                 let mut escaped = false;
                 for c in chars.by_ref() {
@@ -94,6 +129,10 @@ fn code_only(text: &str) -> String {
         }
     }
     strip_cfg_test(&out)
+}
+
+fn is_ident_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
 }
 
 /// Drops each item that follows `#[cfg(test)]`, up to its matching closing brace (or `;`).
@@ -250,10 +289,11 @@ fn the_layering_test_sees_an_import() {
          // crate::notify in a comment\n\
          fn f() { crate::state::open(); let s = \"crate::admin\"; }\n\
          #[cfg(test)]\nmod tests { use crate::cmd::x; fn g() { {} } }\n\
-         fn h() { crate::source::x(); }",
+         fn h() { crate::source::x(); }\n\
+         fn q() { let a = '\"'; let b = r#\"one \" quote\"#; crate::config::x(); }",
     );
     let names = named_modules(&code);
-    let expected: BTreeSet<String> = ["time", "engine", "state", "source"]
+    let expected: BTreeSet<String> = ["time", "engine", "state", "source", "config"]
         .into_iter()
         .map(String::from)
         .collect();

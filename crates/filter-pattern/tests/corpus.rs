@@ -287,19 +287,22 @@ fn semantics_text() -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
+/// The section number at the start of `rest` (the text after a `§`): `4.3. Terms` → `4.3`.
+fn section_number(rest: &str) -> String {
+    rest.chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect::<String>()
+        .trim_end_matches('.')
+        .to_owned()
+}
+
 /// The section numbers of the semantics document: headings `## §4 …`, `### §4.3 …`.
 fn document_sections() -> BTreeSet<String> {
     semantics_text()
         .lines()
         .filter(|l| l.starts_with('#'))
         .filter_map(|l| l.trim_start_matches('#').trim_start().strip_prefix('§'))
-        .map(|rest| {
-            rest.chars()
-                .take_while(|c| c.is_ascii_digit() || *c == '.')
-                .collect::<String>()
-                .trim_end_matches('.')
-                .to_owned()
-        })
+        .map(section_number)
         .filter(|n| !n.is_empty())
         .collect()
 }
@@ -313,13 +316,7 @@ fn cited_sections(source: &str) -> Vec<String> {
     source[at..]
         .split('§')
         .skip(1)
-        .map(|rest| {
-            rest.chars()
-                .take_while(|c| c.is_ascii_digit() || *c == '.')
-                .collect::<String>()
-                .trim_end_matches('.')
-                .to_owned()
-        })
+        .map(section_number)
         .filter(|n| !n.is_empty())
         .collect()
 }

@@ -92,7 +92,7 @@ impl Outbox {
                 Err(err) => {
                     self.state_error(name, &err, "read a delivery");
                     report.state_errors += 1;
-                    return Err(now.saturating_add(ms(self.backoff.delay(1, 1.0))));
+                    return Err(now.saturating_add(ms(self.backoff.ceiling(1))));
                 }
             };
             let limit = if e.is_retryable() {
@@ -143,7 +143,7 @@ impl Outbox {
             }
         }
         if e.is_retryable() {
-            retry_at.or(Some(now.saturating_add(ms(self.backoff.delay(1, 1.0)))))
+            retry_at.or(Some(now.saturating_add(ms(self.backoff.ceiling(1)))))
         } else {
             None
         }
