@@ -83,12 +83,14 @@ pub fn classify_service(code: Option<&str>, status: u16) -> RetryClass {
     }
 }
 
-/// The requests one call took: the first, the retries, the throttled replies.
+/// The requests one call took: the first, the retries, the throttled replies, and the time
+/// spent retrying (from the first failed reply to the reply that ended the call).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CallStats {
     pub requests: u64,
     pub retries: u64,
     pub throttled: u64,
+    pub retry_time: Duration,
 }
 
 impl CallStats {
@@ -96,16 +98,54 @@ impl CallStats {
         self.requests += o.requests;
         self.retries += o.retries;
         self.throttled += o.throttled;
+        self.retry_time += o.retry_time;
+    }
+}
+
+/// How much time one fetch (a poll, a sweep) may spend retrying failed requests, summed over
+/// all its requests (`retry_budget_secs` of a source): a fetch whose budget is spent counts as
+/// failed at once, so that consecutive failures — and the "cannot see" notice — come at a
+/// pace the configuration states, not after an unbounded series of backoffs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryBudget {
+    total: Duration,
+    spent: Duration,
+}
+
+impl RetryBudget {
+    pub fn new(total: Duration) -> RetryBudget {
+        RetryBudget {
+            total,
+            spent: Duration::ZERO,
+        }
+    }
+
+    /// What is left of the budget.
+    pub fn left(&self) -> Duration {
+        self.total.saturating_sub(self.spent)
+    }
+
+    /// The whole budget.
+    pub fn total(&self) -> Duration {
+        self.total
+    }
+
+    fn spend(&mut self, d: Duration) {
+        self.spent = self.spent.saturating_add(d);
     }
 }
 
 /// Calls `call` (one paced AWS request) until it succeeds, retrying what [`classify`] calls
-/// retryable with [`backoff`]; counts requests, retries and throttles into `stats`. On final
-/// failure returns the class and a one-line description of the last error.
+/// retryable with [`Backoff::AWS`] — at most `max_retries` times, and only while the next wait
+/// fits in what is left of `budget` (time from the first failed reply on; the time is taken
+/// out of the budget). Counts requests, retries, throttles and retry time into `stats`. On
+/// final failure returns the class and a one-line description of the last error (saying so
+/// when the budget ended the retries).
 pub async fn send_with_retries<T, E, Fut>(
     source_id: &str,
     operation: &str,
     max_retries: usize,
+    budget: &mut RetryBudget,
     stats: &mut CallStats,
     call: impl FnMut() -> Fut,
 ) -> Result<T, (RetryClass, String)>
@@ -115,8 +155,12 @@ where
 {
     use backon::Retryable;
     let mut attempts = CallStats::default();
+    let first_failure = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let waits = Backoff::AWS
+        .retries(max_retries)
+        .within(budget.left(), first_failure.clone());
     let result = call
-        .retry(backoff(max_retries))
+        .retry(waits)
         .sleep(tokio::time::sleep)
         .when(|e| classify(e).is_retryable())
         .notify(|e, after| {
@@ -128,6 +172,13 @@ where
             tracing::warn!(source = %source_id, operation, retry_in_ms = after.as_millis() as u64, error = %crate::aws::error_text(e), "Request failed; retrying");
         })
         .await;
+    let started = *first_failure
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(started) = started {
+        attempts.retry_time = started.elapsed();
+    }
+    budget.spend(attempts.retry_time);
     stats.add(attempts);
     stats.requests += 1;
     result.map_err(|e| {
@@ -135,7 +186,15 @@ where
         if class == RetryClass::Throttled {
             stats.throttled += 1;
         }
-        (class, crate::aws::error_text(&e))
+        let mut text = crate::aws::error_text(&e);
+        if class.is_retryable() && (attempts.retries as usize) < max_retries {
+            text.push_str(&format!(
+                " (retry budget of {} s spent after {} retries)",
+                budget.total().as_secs_f64(),
+                attempts.retries
+            ));
+        }
+        (class, text)
     })
 }
 
@@ -216,6 +275,19 @@ pub struct Retries {
     attempt: u32,
 }
 
+impl Retries {
+    /// Only the waits that end within `budget` of the first failure: the first call of
+    /// `next` (made right after the first failed attempt) records that instant in
+    /// `first_failure`; a wait that would end past the budget ends the retries instead.
+    pub fn within(self, budget: Duration, first_failure: SharedInstant) -> Within {
+        Within {
+            retries: self,
+            budget,
+            first_failure,
+        }
+    }
+}
+
 impl Iterator for Retries {
     type Item = Duration;
 
@@ -226,6 +298,37 @@ impl Iterator for Retries {
         self.left -= 1;
         self.attempt = self.attempt.saturating_add(1);
         Some(self.backoff.draw(self.attempt))
+    }
+}
+
+/// The instant of a call's first failure, shared between its wait iterator and the caller.
+pub type SharedInstant = std::sync::Arc<std::sync::Mutex<Option<Instant>>>;
+
+/// [`Retries`] bounded by a time budget (see [`Retries::within`]).
+#[derive(Debug, Clone)]
+pub struct Within {
+    retries: Retries,
+    budget: Duration,
+    first_failure: SharedInstant,
+}
+
+impl Iterator for Within {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        let started = *self
+            .first_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert(now);
+        let wait = self.retries.next()?;
+        // Room for the wait and the retried request's own reply: a wait that ends exactly at
+        // the budget would leave no time for the request it waits for.
+        if now.duration_since(started) + wait >= self.budget {
+            return None;
+        }
+        Some(wait)
     }
 }
 
@@ -398,6 +501,141 @@ mod tests {
         // Without a regular fetch, a low-priority request goes at once (its slot is free).
         rl.acquire_as(Priority::Low).await;
         assert_eq!(start.elapsed(), Duration::from_millis(2200));
+    }
+
+    type LookupError = aws_sdk_cloudtrail::operation::lookup_events::LookupEventsError;
+
+    /// A reply of `status` with error `code`, as the SDK hands it over.
+    fn service_error(code: &str, status: u16) -> SdkError<LookupError, HttpResponse> {
+        let meta = aws_smithy_types::error::ErrorMetadata::builder()
+            .code(code)
+            .build();
+        let raw = HttpResponse::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(status).unwrap(),
+            aws_smithy_types::body::SdkBody::empty(),
+        );
+        SdkError::service_error(LookupError::generic(meta), raw)
+    }
+
+    /// Fails every attempt with `err()` after `reply` of (paused) time; returns the result,
+    /// the attempts made and the time it took.
+    async fn always_failing(
+        budget: &mut RetryBudget,
+        max_retries: usize,
+        reply: Duration,
+        err: fn() -> SdkError<LookupError, HttpResponse>,
+    ) -> (Result<(), (RetryClass, String)>, CallStats, Duration) {
+        let mut stats = CallStats::default();
+        let started = Instant::now();
+        let result = send_with_retries(
+            "s",
+            "LookupEvents",
+            max_retries,
+            budget,
+            &mut stats,
+            || async move {
+                tokio::time::sleep(reply).await;
+                Err::<(), _>(err())
+            },
+        )
+        .await;
+        (result, stats, started.elapsed())
+    }
+
+    /// Issue 18: a request that is throttled on every attempt gives up once the retry budget
+    /// would be exceeded, well before its six retries (which could take up to 63 s of waits),
+    /// and says why; the time is taken from the fetch's budget.
+    #[tokio::test(start_paused = true)]
+    async fn retries_stop_at_the_budget_and_say_so() {
+        for _ in 0..50 {
+            let mut budget = RetryBudget::new(Duration::from_secs(3));
+            let (result, stats, took) =
+                always_failing(&mut budget, 6, Duration::from_millis(10), || {
+                    service_error("ThrottlingException", 400)
+                })
+                .await;
+            let (class, message) = result.unwrap_err();
+            assert_eq!(class, RetryClass::Throttled);
+            // The budget bounds the waits; the last retried request's reply may end after it.
+            assert!(stats.retry_time < Duration::from_millis(3010), "{took:?}");
+            assert_eq!(stats.retry_time, took - Duration::from_millis(10));
+            assert_eq!(stats.requests, stats.retries + 1);
+            assert_eq!(stats.throttled, stats.requests);
+            if stats.retries < 6 {
+                assert!(
+                    message.contains("retry budget of 3 s spent after"),
+                    "{message}"
+                );
+            }
+            assert_eq!(
+                budget.left(),
+                Duration::from_secs(3).saturating_sub(stats.retry_time)
+            );
+        }
+    }
+
+    /// The budget is per fetch: a second request of the same fetch has only what is left, and
+    /// one that finds it spent fails after its first failed attempt.
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_is_shared_by_the_requests_of_a_fetch() {
+        let mut budget = RetryBudget::new(Duration::from_secs(20));
+        let mut spent = Duration::ZERO;
+        let mut requests = 0;
+        while budget.left() > Duration::ZERO && requests < 100 {
+            let (result, stats, _) = always_failing(&mut budget, 6, Duration::ZERO, || {
+                service_error("InternalFailure", 500)
+            })
+            .await;
+            assert_eq!(result.unwrap_err().0, RetryClass::Transient);
+            spent += stats.retry_time;
+            requests += 1;
+            if stats.retries == 0 {
+                break;
+            }
+        }
+        assert!(spent <= Duration::from_secs(20), "{spent:?}");
+        // Once the budget is (nearly) gone, a failure is final at once.
+        let mut empty = RetryBudget::new(Duration::ZERO);
+        let (result, stats, took) = always_failing(&mut empty, 6, Duration::ZERO, || {
+            SdkError::timeout_error("timed out")
+        })
+        .await;
+        assert_eq!(result.unwrap_err().0, RetryClass::Transient);
+        assert_eq!((stats.requests, stats.retries), (1, 0));
+        assert_eq!(took, Duration::ZERO);
+    }
+
+    /// A permanent error is never retried, whatever the budget; a success after retries
+    /// reports the time they took.
+    #[tokio::test(start_paused = true)]
+    async fn permanent_errors_are_not_retried_and_successes_count_their_retry_time() {
+        let mut budget = RetryBudget::new(Duration::from_secs(20));
+        let (result, stats, _) = always_failing(&mut budget, 6, Duration::ZERO, || {
+            service_error("AccessDeniedException", 400)
+        })
+        .await;
+        assert_eq!(result.unwrap_err().0, RetryClass::Permanent);
+        assert_eq!((stats.requests, stats.retries), (1, 0));
+        assert_eq!(budget.left(), Duration::from_secs(20));
+        let mut stats = CallStats::default();
+        let mut n = 0;
+        let started = Instant::now();
+        let ok = send_with_retries("s", "LookupEvents", 6, &mut budget, &mut stats, || {
+            n += 1;
+            let fail = n <= 2;
+            async move {
+                if fail {
+                    Err(service_error("ThrottlingException", 400))
+                } else {
+                    Ok(7)
+                }
+            }
+        })
+        .await;
+        assert_eq!(ok, Ok(7));
+        assert_eq!((stats.requests, stats.retries, stats.throttled), (3, 2, 2));
+        assert_eq!(stats.retry_time, started.elapsed());
+        assert_eq!(budget.left(), Duration::from_secs(20) - stats.retry_time);
     }
 
     #[test]

@@ -4,12 +4,22 @@ use std::time::Duration;
 
 pub const REGION: &str = "us-east-1";
 pub const OVERLAP: Duration = Duration::from_secs(20 * 60);
+/// What one poll (or sweep) of a source may spend retrying failed requests before it counts
+/// as failed (`retry_budget_secs`).
+pub const RETRY_BUDGET: Duration = Duration::from_secs(20);
+/// The longest retry budget: an hour, far beyond any use (the bound on the blind notice grows
+/// with it).
+pub const MAX_RETRY_BUDGET: Duration = Duration::from_secs(3600);
 pub const INITIAL_LOOKBACK: Duration = Duration::from_secs(60 * 60);
 /// Every minute, at second 0.
 pub const SCHEDULE: &str = "0 * * * * *";
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 pub const BLIND_AFTER_FAILURES: u32 = 3;
 pub const BLIND_AFTER: Duration = Duration::from_secs(10 * 60);
+/// While a channel fails, it is probed (side-effect free) at most this far apart.
+pub const CHANNEL_PROBE: Duration = Duration::from_secs(15);
+/// The longest probe interval one may configure.
+pub const MAX_CHANNEL_PROBE: Duration = Duration::from_secs(300);
 pub const ADMIN_LISTEN: &str = "127.0.0.1:9464";
 pub const CATCHUP_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 /// Time between reconciliation sweeps of a source.

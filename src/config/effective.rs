@@ -51,6 +51,7 @@ pub fn to_toml(cfg: &Config) -> String {
                 "max_requests_per_sec".into(),
                 Value::Float(s.max_requests_per_sec),
             );
+            t.insert("retry_budget_secs".into(), secs(s.retry_budget));
             match &s.schedule {
                 Schedule::Cron(c) => t.insert("schedule".into(), c.as_str().into()),
                 Schedule::Every(d) => t.insert("poll_interval_secs".into(), secs(*d)),
@@ -172,6 +173,7 @@ pub fn to_toml(cfg: &Config) -> String {
         i64::from(d.blind_after_failures).into(),
     );
     daemon.insert("blind_after_secs".into(), secs(d.blind_after));
+    daemon.insert("channel_probe_secs".into(), secs(d.channel_probe));
     root.insert("daemon".into(), daemon.into());
 
     let mut admin = Table::new();

@@ -59,6 +59,8 @@ pub struct DaemonConfig {
     pub heartbeat_schedule: Option<String>,
     pub blind_after_failures: u32,
     pub blind_after: Duration,
+    /// The longest wait between two probes of a failing channel.
+    pub channel_probe: Duration,
 }
 
 impl Default for DaemonConfig {
@@ -69,6 +71,7 @@ impl Default for DaemonConfig {
             heartbeat_schedule: None,
             blind_after_failures: defaults::BLIND_AFTER_FAILURES,
             blind_after: defaults::BLIND_AFTER,
+            channel_probe: defaults::CHANNEL_PROBE,
         }
     }
 }
@@ -105,6 +108,8 @@ pub struct SourceConfig {
     pub region: String,
     pub overlap: Duration,
     pub max_requests_per_sec: f64,
+    /// What one fetch may spend retrying failed requests before it counts as failed.
+    pub retry_budget: Duration,
     pub schedule: Schedule,
     pub catchup_window: Duration,
     /// Time between reconciliation sweeps; `None`: no sweep.

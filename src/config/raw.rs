@@ -52,6 +52,10 @@ pub struct RawDaemon {
     /// A source without a successful poll for this long is reported as "rolewatch cannot
     /// see", even while a poll is still retrying (default 600).
     pub blind_after_secs: Option<u64>,
+    /// While a channel is failing, it is probed with its side-effect-free check (SMTP:
+    /// connect, TLS, AUTH, NOOP; SNS: GetTopicAttributes) at most this many seconds apart;
+    /// when a probe succeeds, every pending alert of the channel is due at once (default 15).
+    pub channel_probe_secs: Option<u64>,
 }
 
 /// `[admin]`
@@ -96,6 +100,9 @@ pub struct RawSource {
     pub overlap_secs: Option<u64>,
     /// Client-side request rate limit.
     pub max_requests_per_sec: Option<f64>,
+    /// Seconds one poll (or sweep) may spend retrying failed requests, summed over its
+    /// requests, before it counts as failed (default 20).
+    pub retry_budget_secs: Option<u64>,
     /// When to poll: a 6-field cron expression with seconds, in UTC (default
     /// `0 * * * * *`, every minute at second 0). Exclusive with `poll_interval_secs`.
     pub schedule: Option<String>,

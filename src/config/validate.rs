@@ -61,6 +61,7 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
             trail: None,
             overlap_secs: None,
             max_requests_per_sec: None,
+            retry_budget_secs: None,
             schedule: None,
             poll_interval_secs: None,
             catchup_window_secs: None,
@@ -202,6 +203,27 @@ fn validate_source(
                 format!("{rps} is out of range: more than 0 and at most {max_rps} (the API's limit, shared with every other caller)"),
             );
     }
+    let retry_budget = match s.retry_budget_secs {
+        None => defaults::RETRY_BUDGET,
+        Some(0) => {
+            problem(
+                key("retry_budget_secs"),
+                "must be at least 1: a poll needs time for at least one retry".into(),
+            );
+            defaults::RETRY_BUDGET
+        }
+        Some(v) if v > defaults::MAX_RETRY_BUDGET.as_secs() => {
+            problem(
+                key("retry_budget_secs"),
+                format!(
+                    "{v} is more than {} (one hour)",
+                    defaults::MAX_RETRY_BUDGET.as_secs()
+                ),
+            );
+            defaults::RETRY_BUDGET
+        }
+        Some(v) => Duration::from_secs(v),
+    };
     let overlap = Duration::from_secs(s.overlap_secs.unwrap_or(defaults::OVERLAP.as_secs()));
     if overlap > Duration::from_secs(24 * 3600) {
         problem(key("overlap_secs"), "is more than one day".into());
@@ -298,6 +320,7 @@ fn validate_source(
         region,
         overlap,
         max_requests_per_sec: rps,
+        retry_budget,
         schedule,
         catchup_window,
         sweep_interval,
@@ -490,6 +513,18 @@ fn validate_daemon(raw: &raw::RawDaemon, problems: &mut Vec<Problem>) -> DaemonC
         });
     };
     let mut d = DaemonConfig::default();
+    match raw.channel_probe_secs {
+        Some(0) => problem("channel_probe_secs", "must be at least 1".into()),
+        Some(v) if v > defaults::MAX_CHANNEL_PROBE.as_secs() => problem(
+            "channel_probe_secs",
+            format!(
+                "{v} is more than {} (five minutes): a channel that is back would wait that long",
+                defaults::MAX_CHANNEL_PROBE.as_secs()
+            ),
+        ),
+        Some(v) => d.channel_probe = Duration::from_secs(v),
+        None => {}
+    }
     match raw.shutdown_grace_secs {
         Some(0) => problem("shutdown_grace_secs", "must be at least 1".into()),
         Some(v) if v > 3600 => problem("shutdown_grace_secs", format!("{v} is more than an hour")),

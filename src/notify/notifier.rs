@@ -164,7 +164,7 @@ impl Notifier {
             Notifier::Sns(n) => n.check().await,
             Notifier::Smtp(n) => n.check().await,
             #[cfg(test)]
-            Notifier::Fake(_) => Ok(()),
+            Notifier::Fake(n) => n.check(),
         }
     }
 }

@@ -9,7 +9,7 @@ use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
 use aws_sdk_cloudtrail::Client;
 use aws_smithy_types::DateTime;
 
-use super::{check_record, FetchStats, Page, SourceError};
+use super::{check_record, FetchStats, Page, Progress, SourceError};
 use crate::aws::retry::{send_with_retries, CallStats, Priority, RateLimiter, RetryClass};
 use crate::config::SourceConfig;
 use crate::event::Window;
@@ -90,8 +90,9 @@ impl CloudTrailSource {
         token: Option<String>,
         window: Window,
         priority: Priority,
-        stats: &mut FetchStats,
+        progress: &mut Progress,
     ) -> Result<(Page, Option<String>), SourceError> {
+        let Progress { budget, stats } = progress;
         let Some((key, value)) = self.lookups.get(query) else {
             return Ok((Page::default(), None));
         };
@@ -114,7 +115,15 @@ impl CloudTrailSource {
                 .await
         };
         let mut calls = CallStats::default();
-        let sent = send_with_retries(&self.id, "LookupEvents", MAX_RETRIES, &mut calls, call).await;
+        let sent = send_with_retries(
+            &self.id,
+            "LookupEvents",
+            MAX_RETRIES,
+            budget,
+            &mut calls,
+            call,
+        )
+        .await;
         stats.add_calls(calls);
         let out = match sent {
             Ok(out) => out,

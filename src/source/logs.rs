@@ -11,7 +11,7 @@ use aws_config::SdkConfig;
 use aws_sdk_cloudwatchlogs::Client;
 use backon::Retryable;
 
-use super::{check_record, FetchStats, Page, SourceError};
+use super::{check_record, FetchStats, Page, Progress, SourceError};
 use crate::aws::error_text;
 use crate::aws::retry::{
     backoff, classify, send_with_retries, CallStats, Priority, RateLimiter, RetryClass,
@@ -135,9 +135,10 @@ impl LogsSource {
         token: Option<String>,
         window: Window,
         priority: Priority,
-        stats: &mut FetchStats,
+        progress: &mut Progress,
         delivered: &mut HashSet<String>,
     ) -> Result<(Page, Option<String>), SourceError> {
+        let Progress { budget, stats } = progress;
         let Some(pattern) = self.patterns.get(query) else {
             return Ok((Page::default(), None));
         };
@@ -156,8 +157,15 @@ impl LogsSource {
                 .await
         };
         let mut calls = CallStats::default();
-        let sent =
-            send_with_retries(&self.id, "FilterLogEvents", MAX_RETRIES, &mut calls, call).await;
+        let sent = send_with_retries(
+            &self.id,
+            "FilterLogEvents",
+            MAX_RETRIES,
+            budget,
+            &mut calls,
+            call,
+        )
+        .await;
         stats.add_calls(calls);
         let out = match sent {
             Ok(out) => out,

@@ -17,8 +17,7 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 
-use crate::aws::retry::RetryClass;
-use crate::aws::retry::{Priority, RegularFetch};
+use crate::aws::retry::{Priority, RegularFetch, RetryBudget, RetryClass};
 use crate::config::{SourceConfig, SourceKind};
 use crate::event::{BadEvent, RawEvent, RecordHeader, Window};
 
@@ -40,6 +39,8 @@ pub struct FetchStats {
     pub retries: u64,
     pub events: u64,
     pub bad: u64,
+    /// Time spent retrying failed requests (what the fetch took of its retry budget).
+    pub retry_time: Duration,
 }
 
 impl FetchStats {
@@ -48,6 +49,7 @@ impl FetchStats {
         self.requests += c.requests;
         self.retries += c.retries;
         self.throttled += c.throttled;
+        self.retry_time += c.retry_time;
     }
 
     pub fn add(&mut self, o: FetchStats) {
@@ -56,6 +58,7 @@ impl FetchStats {
         self.retries += o.retries;
         self.events += o.events;
         self.bad += o.bad;
+        self.retry_time += o.retry_time;
     }
 }
 
@@ -83,7 +86,14 @@ impl fmt::Display for SourceError {
 impl std::error::Error for SourceError {}
 
 /// A configured source.
-pub enum Source {
+pub struct Source {
+    api: Api,
+    /// What one fetch may spend on retries (`retry_budget_secs`).
+    retry_budget: Duration,
+}
+
+/// The API a source reads.
+enum Api {
     CloudTrail(cloudtrail::CloudTrailSource),
     Logs(logs::LogsSource),
 }
@@ -96,28 +106,32 @@ impl Source {
         event_names: Option<Vec<String>>,
         patterns: Vec<String>,
     ) -> Source {
-        match &cfg.kind {
+        let api = match &cfg.kind {
             SourceKind::CloudTrail => {
-                Source::CloudTrail(cloudtrail::CloudTrailSource::new(cfg, sdk, event_names))
+                Api::CloudTrail(cloudtrail::CloudTrailSource::new(cfg, sdk, event_names))
             }
             SourceKind::CloudWatchLogs { .. } => {
-                Source::Logs(logs::LogsSource::new(cfg, sdk, patterns))
+                Api::Logs(logs::LogsSource::new(cfg, sdk, patterns))
             }
+        };
+        Source {
+            api,
+            retry_budget: cfg.retry_budget,
         }
     }
 
     pub fn id(&self) -> &str {
-        match self {
-            Source::CloudTrail(s) => s.id(),
-            Source::Logs(s) => s.id(),
+        match &self.api {
+            Api::CloudTrail(s) => s.id(),
+            Api::Logs(s) => s.id(),
         }
     }
 
     /// `cloudtrail` or `cloudwatch_logs`.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Source::CloudTrail(_) => "cloudtrail",
-            Source::Logs(_) => "cloudwatch_logs",
+        match &self.api {
+            Api::CloudTrail(_) => "cloudtrail",
+            Api::Logs(_) => "cloudwatch_logs",
         }
     }
 
@@ -127,9 +141,9 @@ impl Source {
     ///
     /// A [`SourceError`] when the retention cannot be read.
     pub async fn retention(&self) -> Result<Option<Duration>, SourceError> {
-        match self {
-            Source::CloudTrail(_) => Ok(Some(crate::config::defaults::CLOUDTRAIL_RETENTION)),
-            Source::Logs(s) => s.retention().await,
+        match &self.api {
+            Api::CloudTrail(_) => Ok(Some(crate::config::defaults::CLOUDTRAIL_RETENTION)),
+            Api::Logs(s) => s.retention().await,
         }
     }
 
@@ -137,9 +151,9 @@ impl Source {
     /// [`Pages::next_page`]; a [`Priority::Low`] fetch (the sweep) yields every request slot
     /// to regular ones. Nothing is requested until the first page is asked for.
     pub fn pages(&self, window: Window, priority: Priority) -> Pages<'_> {
-        let limiter = match self {
-            Source::CloudTrail(s) => s.limiter(),
-            Source::Logs(s) => s.limiter(),
+        let limiter = match &self.api {
+            Api::CloudTrail(s) => s.limiter(),
+            Api::Logs(s) => s.limiter(),
         };
         Pages {
             source: self,
@@ -149,17 +163,27 @@ impl Source {
             query: 0,
             token: None,
             done: false,
-            stats: FetchStats::default(),
+            progress: Progress {
+                budget: RetryBudget::new(self.retry_budget),
+                stats: FetchStats::default(),
+            },
             delivered: HashSet::new(),
         }
     }
 
     fn queries(&self) -> usize {
-        match self {
-            Source::CloudTrail(s) => s.queries(),
-            Source::Logs(s) => s.queries(),
+        match &self.api {
+            Api::CloudTrail(s) => s.queries(),
+            Api::Logs(s) => s.queries(),
         }
     }
+}
+
+/// What a fetch has spent so far: its retry budget, its counters.
+pub(crate) struct Progress {
+    /// What is left of the fetch's retry budget, shared by all its requests.
+    pub budget: RetryBudget,
+    pub stats: FetchStats,
 }
 
 /// A fetch in progress: the caller pulls pages ([`Pages::next_page`]) and decides what to do
@@ -174,7 +198,8 @@ pub struct Pages<'a> {
     query: usize,
     token: Option<String>,
     done: bool,
-    stats: FetchStats,
+    /// What is left of the fetch's retry budget, shared by all its requests.
+    progress: Progress,
     /// EventIDs already handed over (CloudWatch Logs: several patterns can return one record).
     delivered: HashSet<String>,
 }
@@ -192,24 +217,24 @@ impl Pages<'_> {
             return Ok(None);
         }
         let token = self.token.take();
-        let fetched = match self.source {
-            Source::CloudTrail(s) => {
+        let fetched = match &self.source.api {
+            Api::CloudTrail(s) => {
                 s.page(
                     self.query,
                     token,
                     self.window,
                     self.priority,
-                    &mut self.stats,
+                    &mut self.progress,
                 )
                 .await
             }
-            Source::Logs(s) => {
+            Api::Logs(s) => {
                 s.page(
                     self.query,
                     token,
                     self.window,
                     self.priority,
-                    &mut self.stats,
+                    &mut self.progress,
                     &mut self.delivered,
                 )
                 .await
@@ -232,7 +257,7 @@ impl Pages<'_> {
 
     /// The counters of the fetch so far.
     pub fn stats(&self) -> FetchStats {
-        self.stats
+        self.progress.stats
     }
 }
 

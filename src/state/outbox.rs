@@ -55,6 +55,30 @@ impl State {
         .map_err(sqlite(&self.path, "read due alerts"))
     }
 
+    /// Makes every pending delivery on `channel` due at once, in the order the alerts were
+    /// detected (each row's next attempt goes back to its alert's detection time, or
+    /// `now_ms` if that is later, so that a row retried early does not fall behind newer
+    /// ones): the channel answered its probe after failing, so nothing waits out the backoff
+    /// of earlier failures. Returns how many pending rows the channel has.
+    ///
+    /// # Errors
+    ///
+    /// [`StateError`] when the update fails.
+    pub fn make_due(&mut self, channel: &str, now_ms: i64) -> Result<usize, StateError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE deliveries
+                 SET next_attempt_ms = min(?2, coalesce((SELECT a.detected_ms FROM alerts a
+                                                        WHERE a.id = deliveries.alert_id), ?2))
+                 WHERE channel = ?1 AND status = 'pending'",
+            )
+            .and_then(|mut stmt| stmt.execute(params![channel, now_ms]))
+            .map_err(sqlite(
+                &self.path,
+                "make a channel's pending deliveries due",
+            ))
+    }
+
     /// The earliest `next_attempt_ms` of any pending delivery, on any channel: when the
     /// outbox has work next. `None` when nothing is pending.
     ///

@@ -277,3 +277,126 @@ fn an_invalid_schedule_is_a_config_error_naming_the_key() {
     );
     assert!(err.contains("daemon.log_format"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------
+// The bound on the "cannot see" notice (issue 18): blind_after_failures consecutive failed
+// polls, each bounded by the retry budget.
+// ---------------------------------------------------------------------------------------
+
+/// How the source fails in [`blind_notice_within_its_bound`].
+#[derive(Clone, Copy, Debug)]
+enum Failure {
+    /// HTTP 400 `ThrottlingException` on every request.
+    Throttled,
+    /// HTTP 503 on every request.
+    ServerError,
+    /// Nothing listens on the endpoint.
+    Refused,
+}
+
+const BOUND_RETRY_BUDGET_SECS: u64 = 4;
+/// After a failed poll, the next one comes this soon until the source is blind.
+const BOUND_CONFIRM_PAUSE_SECS: u64 = 1;
+const BOUND_FAILURES: u64 = 3;
+
+/// Starts `rolewatch run` against a source that fails in `how` from its first request, and
+/// returns the time from the start of the process (before its first request) to the
+/// "cannot see" notice on stdout, which must be within the README's bound:
+/// `failures × (retry_budget + slot + request) + (failures − 1) × 1 s`, with a request slot
+/// (0.55 s at 2 requests/s) and a fast failing request taken as 1 s together — whatever the
+/// schedule: the source keeps the default, every minute, which alone would put two minutes
+/// between three failed polls.
+fn blind_notice_within_its_bound(how: Failure) -> Duration {
+    let server = LookupServer::start();
+    match how {
+        Failure::Throttled => {
+            server.faults(json!({"throttle_next": 1_000_000}));
+        }
+        Failure::ServerError => {
+            server.faults(json!({"error_5xx_next": 1_000_000, "status_5xx": 503}));
+        }
+        Failure::Refused => {}
+    }
+    let setup = Setup::new();
+    let config = setup.config(&format!(
+        "[[source]]\ntype = \"cloudtrail\"\nname = \"ct\"\nmax_requests_per_sec = 2\n\
+         retry_budget_secs = {BOUND_RETRY_BUDGET_SECS}\n\
+         sweep_interval_secs = 0\n\n[admin]\nenabled = false\n\n\
+         [daemon]\nshutdown_grace_secs = 5\nblind_after_failures = {BOUND_FAILURES}\nblind_after_secs = 600\n"
+    ));
+    let mut cmd = command(Some(&server), None);
+    if let Failure::Refused = how {
+        cmd.env(
+            "AWS_ENDPOINT_URL_CLOUDTRAIL",
+            format!("http://127.0.0.1:{}", free_port()),
+        );
+    }
+    cmd.args(["run", "--config"]).arg(&config);
+    let started = Instant::now();
+    let daemon = Daemon::spawn(cmd);
+    let bound = Duration::from_secs(
+        BOUND_FAILURES * (BOUND_RETRY_BUDGET_SECS + 1)
+            + (BOUND_FAILURES - 1) * BOUND_CONFIRM_PAUSE_SECS,
+    );
+    daemon.wait_for(
+        bound + Duration::from_secs(10),
+        "the cannot-see notice",
+        |d| !notices(d, "rolewatch-source-blind").is_empty(),
+    );
+    let took = started.elapsed();
+    let blind = &notices(&daemon, "rolewatch-source-blind")[0];
+    let err = daemon.stderr_text();
+    let (status, _, _) = daemon.stop("-TERM");
+    assert_eq!(status.code(), Some(0));
+    eprintln!("{how:?}: the cannot-see notice came {took:?} after the start (bound {bound:?})");
+    assert!(
+        took <= bound,
+        "{how:?}: {took:?} > {bound:?}; {blind}\n{err}"
+    );
+    // After exactly the configured number of failed polls, each ended by its budget (or by
+    // its retries) with the error of its last request.
+    let text = blind["notice"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("rolewatch cannot see: source ct failing since "),
+        "{blind}"
+    );
+    let failed: Vec<Value> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event"] == "poll_failed")
+        .collect();
+    assert!(failed.len() >= 3, "{err}");
+    let what = match how {
+        Failure::Throttled => "Throttling",
+        Failure::ServerError => "503",
+        Failure::Refused => "onnect",
+    };
+    assert!(
+        failed[0].to_string().contains(what),
+        "{how:?}: {:#}",
+        failed[0]
+    );
+    if let Failure::Throttled | Failure::ServerError = how {
+        let stats = server.stats();
+        assert!(
+            stats["requests_total"].as_u64().unwrap_or(0) >= 6,
+            "retried within the budget: {stats}"
+        );
+    }
+    took
+}
+
+#[test]
+fn the_cannot_see_notice_comes_within_its_bound_when_throttled() {
+    blind_notice_within_its_bound(Failure::Throttled);
+}
+
+#[test]
+fn the_cannot_see_notice_comes_within_its_bound_on_5xx() {
+    blind_notice_within_its_bound(Failure::ServerError);
+}
+
+#[test]
+fn the_cannot_see_notice_comes_within_its_bound_when_connections_are_refused() {
+    blind_notice_within_its_bound(Failure::Refused);
+}

@@ -930,6 +930,225 @@ fn sns_5xx_then_recovery_delivers_exactly_once() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Recovery in seconds (issue 18): a channel that is back gets its alerts within the probe
+// interval, not after the backoff of its oldest row.
+// ---------------------------------------------------------------------------------------
+
+/// The probe interval of these tests, and the down time: long enough for the rows' delivery
+/// backoff (2 s doubling to 5 min, full jitter) to have grown well past the probe interval.
+const PROBE_SECS: u64 = 5;
+const DOWN_FOR: Duration = Duration::from_secs(30);
+
+/// A proxy in front of moto that drops every connection unanswered while it is down (what a
+/// dead endpoint looks like to the SDK); once up it forwards, and records when the first
+/// Publish got through and how many GetTopicAttributes (the probe) it saw.
+struct SwitchProxy {
+    port: u16,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    probes: Arc<AtomicUsize>,
+    published: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl SwitchProxy {
+    fn start(upstream: u16) -> SwitchProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = listener.local_addr().unwrap().port();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let probes = Arc::new(AtomicUsize::new(0));
+        let published = Arc::new(Mutex::new(Vec::new()));
+        let (d, pr, pu) = (down.clone(), probes.clone(), published.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                if d.load(Ordering::SeqCst) {
+                    drop(stream);
+                    continue;
+                }
+                let (pr, pu) = (pr.clone(), pu.clone());
+                std::thread::spawn(move || {
+                    let _ = switch_connection(stream, upstream, &pr, &pu);
+                });
+            }
+        });
+        SwitchProxy {
+            port,
+            down,
+            probes,
+            published,
+        }
+    }
+
+    fn up(&self) -> Instant {
+        self.down.store(false, Ordering::SeqCst);
+        Instant::now()
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+fn switch_connection(
+    mut stream: TcpStream,
+    upstream: u16,
+    probes: &AtomicUsize,
+    published: &Mutex<Vec<Instant>>,
+) -> std::io::Result<()> {
+    let Some(request) = read_request(&stream)? else {
+        return Ok(());
+    };
+    let body = String::from_utf8_lossy(&request.body).into_owned();
+    if body.contains("Action=GetTopicAttributes") {
+        probes.fetch_add(1, Ordering::SeqCst);
+    }
+    let r = request.forward(upstream)?;
+    if body.contains("Action=Publish") && r.status == 200 {
+        published.lock().unwrap().push(Instant::now());
+    }
+    let ct = r.header("Content-Type").unwrap_or("text/xml").to_owned();
+    write!(
+        stream,
+        "HTTP/1.1 {} X\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        r.status,
+        r.body.len()
+    )?;
+    stream.write_all(&r.body)?;
+    stream.flush()
+}
+
+/// The `[daemon]` table of these tests.
+fn probe_settings() -> String {
+    format!("[daemon]\nchannel_probe_secs = {PROBE_SECS}\n")
+}
+
+#[test]
+fn sns_that_is_back_gets_every_pending_alert_within_the_probe_interval() {
+    let moto = Moto::start();
+    let lookup = LookupServer::start();
+    let topic = topic_with_queues(&moto, "rolewatch-probe");
+    let proxy = SwitchProxy::start(moto.port());
+    matching_event(&lookup, "ev-probe-sns-1");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &probe_settings(), &sns_channel(&topic.arn));
+    let mut cmd = rolewatch_cmd(
+        &["run", "--config", config.to_str().unwrap()],
+        Some(&lookup),
+        Some(&moto),
+    );
+    cmd.env("AWS_ENDPOINT_URL_SNS", proxy.endpoint());
+    let mut run = Running::spawn(cmd);
+    assert!(
+        wait_until(Duration::from_secs(20), || run
+            .stderr()
+            .contains("alert_delivery_failed")),
+        "{}",
+        run.stderr()
+    );
+    std::thread::sleep(DOWN_FOR / 2);
+    // A new alert while the channel is down.
+    matching_event(&lookup, "ev-probe-sns-2");
+    std::thread::sleep(DOWN_FOR / 2);
+    assert!(
+        run.stderr().contains("channel_probe_failed"),
+        "{}",
+        run.stderr()
+    );
+    let up = proxy.up();
+    assert!(
+        wait_until(Duration::from_secs(PROBE_SECS + 10), || proxy
+            .published
+            .lock()
+            .unwrap()
+            .len()
+            >= 2),
+        "not delivered after the endpoint came back; stderr:\n{}",
+        run.stderr()
+    );
+    let first = proxy.published.lock().unwrap()[0] - up;
+    eprintln!("sns: first pending alert delivered {first:?} after the endpoint came back");
+    assert!(
+        first <= Duration::from_secs(PROBE_SECS + 2),
+        "{first:?} after the endpoint came back"
+    );
+    assert!(proxy.probes.load(Ordering::SeqCst) >= 1);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(run.terminate(), Some(0), "{}", run.stderr());
+    let raw = drain_queue(&moto, &topic.raw);
+    let mut ids: Vec<String> = raw
+        .iter()
+        .map(|m| {
+            let alert: Value = serde_json::from_str(m["Body"].as_str().unwrap()).unwrap();
+            alert["event_id"].as_str().unwrap_or_default().to_owned()
+        })
+        .filter(|id| id.starts_with("ev-probe"))
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["ev-probe-sns-1", "ev-probe-sns-2"],
+        "each exactly once"
+    );
+    assert!(
+        run.stderr().contains("channel_probe_succeeded"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn an_smtp_relay_that_is_back_gets_every_pending_alert_within_the_probe_interval() {
+    let lookup = LookupServer::start();
+    matching_event(&lookup, "ev-probe-smtp-1");
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &probe_settings(), &plaintext_smtp_channel(port));
+    let mut run = Running::spawn(rolewatch_cmd(
+        &["run", "--config", config.to_str().unwrap()],
+        Some(&lookup),
+        None,
+    ));
+    assert!(
+        wait_until(Duration::from_secs(20), || run
+            .stderr()
+            .contains("alert_delivery_failed")),
+        "{}",
+        run.stderr()
+    );
+    std::thread::sleep(DOWN_FOR / 2);
+    matching_event(&lookup, "ev-probe-smtp-2");
+    std::thread::sleep(DOWN_FOR / 2);
+    assert!(
+        run.stderr().contains("channel_probe_failed"),
+        "{}",
+        run.stderr()
+    );
+    // The relay comes back: it listens once `start` returns.
+    let smtp = SmtpServer::start(SmtpOptions {
+        port: Some(port),
+        ..SmtpOptions::default()
+    });
+    let up = Instant::now();
+    smtp.wait_for(1, Duration::from_secs(PROBE_SECS + 10));
+    let first = up.elapsed();
+    eprintln!("smtp: first pending alert delivered {first:?} after the relay came back");
+    assert!(
+        first <= Duration::from_secs(PROBE_SECS + 2),
+        "{first:?} after the relay came back"
+    );
+    let messages = smtp.wait_for(2, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(run.terminate(), Some(0), "{}", run.stderr());
+    assert_eq!(smtp.messages().len(), 2, "each exactly once");
+    // In detection order.
+    assert!(part(&messages[0], "text/plain").contains("ev-probe-smtp-1"));
+    assert!(part(&messages[1], "text/plain").contains("ev-probe-smtp-2"));
+    assert!(
+        run.stderr().contains("channel_probe_succeeded"),
+        "{}",
+        run.stderr()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
 // Hostile fields end to end (issue 11).
 // ---------------------------------------------------------------------------------------
 

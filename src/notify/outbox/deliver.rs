@@ -1,6 +1,8 @@
 //! Delivering what is due on one channel: render, send, and record the outcome — delivered
 //! only after the channel accepted, otherwise failed with its next attempt (full-jitter
-//! backoff) or given up after the channel's limit.
+//! backoff) or given up after the channel's limit. A channel that is down is probed first
+//! (side-effect free); only a successful probe lets the pass send, and makes every pending
+//! row of the channel due at once.
 
 use std::sync::atomic::Ordering;
 
@@ -14,9 +16,17 @@ impl Outbox {
         let ch = &self.channels[i];
         let name = ch.notifier.name();
         let now = self.clock.now_ms();
-        if lock(&self.health)[i].resting_until_ms > now {
+        let down = {
+            let h = &lock(&self.health)[i];
+            if h.resting_until_ms > now {
+                return;
+            }
+            h.down
+        };
+        if down && !self.probe(i).await {
             return;
         }
+        let now = self.clock.now_ms();
         let wait = ms(self.analysis_wait);
         let due = match self.state.with(|s| s.due_alerts(name, now, wait, BATCH)) {
             Ok(d) => d,
@@ -48,7 +58,12 @@ impl Outbox {
                     }
                     self.counters[i].delivered.fetch_add(1, Ordering::Relaxed);
                     report.delivered += 1;
-                    lock(&self.health)[i].episode.succeeded();
+                    {
+                        let mut h = lock(&self.health);
+                        h[i].episode.succeeded();
+                        h[i].down = false;
+                        h[i].failed_probes = 0;
+                    }
                     tracing::info!(
                         event = "alert_delivered",
                         channel = name,
@@ -63,11 +78,74 @@ impl Outbox {
                 Err(e) => {
                     report.failed += 1;
                     let rest = self.record_failure(i, &stored, &e, now, report);
+                    if e.is_retryable() {
+                        // Down: no more sends until a probe says it answers again.
+                        let mut h = lock(&self.health);
+                        h[i].down = true;
+                        h[i].resting_until_ms =
+                            now.saturating_add(ms(self.probe_wait(h[i].failed_probes)));
+                        return;
+                    }
                     if let Some(until) = rest {
                         lock(&self.health)[i].resting_until_ms = until;
                         return;
                     }
                 }
+            }
+        }
+    }
+
+    /// Probes channel `i`, which is down: true when it answered (it is up again and every
+    /// pending row of it is due now); else it rests until the next probe, and the failure
+    /// counts towards its failure episode.
+    async fn probe(&self, i: usize) -> bool {
+        let name = self.channels[i].notifier.name();
+        let result = self.channels[i].notifier.check().await;
+        let now = self.clock.now_ms();
+        match result {
+            Ok(()) => {
+                let made_due = match self.state.with(|s| s.make_due(name, now)) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.state_error(name, &e, "make the pending alerts due");
+                        0
+                    }
+                };
+                let failed_probes = {
+                    let mut h = lock(&self.health);
+                    h[i].down = false;
+                    std::mem::take(&mut h[i].failed_probes)
+                };
+                tracing::info!(
+                    event = "channel_probe_succeeded",
+                    channel = name,
+                    failed_probes,
+                    made_due,
+                    "A channel that was down answers its probe: its pending alerts are due now"
+                );
+                true
+            }
+            Err(e) => {
+                self.counters[i]
+                    .probes_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                let wait = {
+                    let mut h = lock(&self.health);
+                    h[i].failed_probes = h[i].failed_probes.saturating_add(1);
+                    h[i].episode.failed(&e.to_string(), now);
+                    let wait = self.probe_wait(h[i].failed_probes);
+                    h[i].resting_until_ms = now.saturating_add(ms(wait));
+                    wait
+                };
+                tracing::warn!(
+                    event = "channel_probe_failed",
+                    channel = name,
+                    class = e.class(),
+                    next_probe_in_ms = ms(wait),
+                    error = %e,
+                    "A channel that is down still fails its probe"
+                );
+                false
             }
         }
     }

@@ -8,8 +8,16 @@
 //! A failed attempt is recorded with [`State::mark_failed`] and a retry time from
 //! [`Backoff::DELIVERY`] (exponential in the row's attempts, full jitter). Retryable errors are retried
 //! forever unless `retry_max_attempts` says otherwise; permanent ones are given up after
-//! `permanent_max_attempts`. After a retryable failure the channel rests until that retry
-//! time: a relay that is down is not hammered once per pending alert.
+//! `permanent_max_attempts`.
+//!
+//! After a retryable failure the channel is *down*: it is not sent to (a relay that is down
+//! is not hammered once per pending alert) but **probed** with its side-effect-free check
+//! ([`Notifier::check`]: SMTP connect/TLS/AUTH/NOOP/QUIT, SNS GetTopicAttributes) 1 s after
+//! the failure, then at doubling intervals capped at `channel_probe_secs`
+//! ([`Outbox::with_probe_interval`]). When a probe succeeds, every pending row of the channel
+//! is due at once, in detection order ([`State::make_due`]), and the same pass sends them: a
+//! channel that is back gets its alerts within one probe interval, never after the
+//! exponential backoff of its oldest row, and new alerts never wait behind that backoff.
 //!
 //! A channel that keeps failing (three failures in a row, or an alert waiting more than ten
 //! minutes after a failure) starts a *failure episode*: logged at ERROR, counted, and
@@ -53,6 +61,10 @@ pub const TICK: Duration = Duration::from_secs(1);
 
 /// The longest the outbox sleeps with nothing pending (a safety net: new alerts wake it).
 pub const IDLE_TICK: Duration = Duration::from_secs(60);
+
+/// The first probe of a channel that is down comes this long after the failure; each failed
+/// probe doubles the wait, up to the probe interval.
+pub const FIRST_PROBE: Duration = Duration::from_secs(1);
 
 /// How long a new alert waits for its analysis: the analysis' IAM budget and some margin.
 pub const ANALYSIS_WAIT: Duration = Duration::from_secs(15);
@@ -103,6 +115,8 @@ pub struct ChannelCounters {
     pub failing: AtomicBool,
     /// `channel_notice_sent`: notices about other channels this channel carried.
     pub notices_sent: AtomicU64,
+    /// `channel_probe_failed`: probes of this channel, while down, that failed.
+    pub probes_failed: AtomicU64,
 }
 
 /// What one pass (or a drain) did.
@@ -135,8 +149,12 @@ impl PassReport {
 
 #[derive(Debug, Default)]
 struct Health {
-    /// No attempt before this time (unix ms): set after a retryable failure.
+    /// No attempt (send or probe) before this time (unix ms).
     resting_until_ms: i64,
+    /// A retryable failure made the channel down: the next attempt is a probe.
+    down: bool,
+    /// Failed probes since the channel went down.
+    failed_probes: u32,
     /// Failures in a row and the failing episode.
     episode: Episode,
 }
@@ -161,6 +179,8 @@ pub struct Outbox {
     counters: Vec<ChannelCounters>,
     /// How long a new alert is held back for its analysis (zero: not at all).
     analysis_wait: Duration,
+    /// The longest wait between two probes of a channel that is down.
+    probe_interval: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -181,7 +201,25 @@ impl Outbox {
             notices: Mutex::new(Vec::new()),
             counters: (0..n).map(|_| ChannelCounters::default()).collect(),
             analysis_wait: Duration::ZERO,
+            probe_interval: crate::config::defaults::CHANNEL_PROBE,
         }
+    }
+
+    /// Sets the longest wait between two probes of a channel that is down
+    /// (`channel_probe_secs`).
+    #[must_use]
+    pub fn with_probe_interval(mut self, interval: Duration) -> Outbox {
+        self.probe_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The wait before the next probe of a channel after `failed_probes` failed ones:
+    /// [`FIRST_PROBE`] doubling, capped at the probe interval. No jitter: the wait is short
+    /// and a probe sends nothing.
+    fn probe_wait(&self, failed_probes: u32) -> Duration {
+        FIRST_PROBE
+            .saturating_mul(1u32 << failed_probes.min(20))
+            .min(self.probe_interval)
     }
 
     /// Holds each new alert back until its analysis is recorded (the state's due alerts say
@@ -296,13 +334,26 @@ impl Outbox {
             return TICK;
         }
         let now = self.clock.now_ms();
-        match self.state.with(|s| s.next_attempt_ms()) {
-            Ok(Some(t)) if t > now => {
+        // A channel that is down is probed when its rest ends, even with nothing due.
+        let probe = lock(&self.health)
+            .iter()
+            .filter(|h| h.down)
+            .map(|h| h.resting_until_ms)
+            .min();
+        let next = match self.state.with(|s| s.next_attempt_ms()) {
+            Ok(t) => match (t, probe) {
+                (Some(t), Some(p)) => Some(t.min(p)),
+                (t, p) => t.or(p),
+            },
+            Err(_) => Some(now),
+        };
+        match next {
+            Some(t) if t > now => {
                 Duration::from_millis(u64::try_from(t - now).unwrap_or(0)).clamp(TICK, IDLE_TICK)
             }
             // Due but not sent: waiting for its analysis or for a resting channel.
-            Ok(Some(_)) | Err(_) => TICK,
-            Ok(None) => IDLE_TICK,
+            Some(_) => TICK,
+            None => IDLE_TICK,
         }
     }
 }
@@ -326,12 +377,20 @@ pub(crate) mod tests {
     pub struct FakeNotifier {
         name: String,
         script: Mutex<VecDeque<Result<(), SendError>>>,
+        /// Answers of the probe (`check`), `Ok` when empty; each probe is counted.
+        probes: Mutex<VecDeque<Result<(), SendError>>>,
+        pub probed: AtomicU64,
         pub accepted: Mutex<Vec<Alert>>,
     }
 
     impl FakeNotifier {
         pub fn name(&self) -> &str {
             &self.name
+        }
+
+        pub fn check(&self) -> Result<(), SendError> {
+            self.probed.fetch_add(1, Ordering::Relaxed);
+            lock(&self.probes).pop_front().unwrap_or(Ok(()))
         }
 
         pub async fn send(&self, alert: &Alert) -> Result<super::super::Delivered, SendError> {
@@ -344,21 +403,40 @@ pub(crate) mod tests {
     }
 
     fn fake(name: &str, script: Vec<Result<(), SendError>>, policy: DeliveryPolicy) -> Channel {
+        fake_probed(name, script, vec![], policy)
+    }
+
+    fn fake_probed(
+        name: &str,
+        script: Vec<Result<(), SendError>>,
+        probes: Vec<Result<(), SendError>>,
+        policy: DeliveryPolicy,
+    ) -> Channel {
         Channel {
             notifier: Notifier::Fake(FakeNotifier {
                 name: name.to_owned(),
                 script: Mutex::new(script.into()),
+                probes: Mutex::new(probes.into()),
+                probed: AtomicU64::new(0),
                 accepted: Mutex::new(Vec::new()),
             }),
             policy,
         }
     }
 
-    fn accepted(o: &Outbox, i: usize) -> Vec<Alert> {
+    fn fake_of(o: &Outbox, i: usize) -> &FakeNotifier {
         match &o.channels[i].notifier {
-            Notifier::Fake(f) => lock(&f.accepted).clone(),
+            Notifier::Fake(f) => f,
             _ => unreachable!(),
         }
+    }
+
+    fn accepted(o: &Outbox, i: usize) -> Vec<Alert> {
+        lock(&fake_of(o, i).accepted).clone()
+    }
+
+    fn probed(o: &Outbox, i: usize) -> u64 {
+        fake_of(o, i).probed.load(Ordering::Relaxed)
     }
 
     struct Setup {
@@ -581,5 +659,112 @@ pub(crate) mod tests {
         s.clock.set(T0 + 11 * 60_000);
         let r = s.outbox.pass().await;
         assert_eq!(r.failing, vec!["mail".to_owned()]);
+    }
+
+    /// Issue 18: a channel that is down is probed, not sent to: 1 s after the failure, then
+    /// at doubling waits capped at the probe interval — never at the row's exponential
+    /// backoff (which reaches minutes).
+    #[tokio::test]
+    async fn a_down_channel_is_probed_at_doubling_waits_capped_at_the_interval() {
+        let s = setup(
+            vec![fake_probed(
+                "mail",
+                vec![down()],
+                (0..8).map(|_| down()).collect(),
+                DeliveryPolicy::default(),
+            )],
+            &["e1"],
+        );
+        let outbox = s.outbox;
+        let outbox = outbox.with_probe_interval(Duration::from_secs(15));
+        assert_eq!(outbox.pass().await.failed, 1);
+        assert_eq!(probed(&outbox, 0), 0);
+        // Probes at +1, +3, +7, +15, then every 15 s: +30, +45.
+        let mut t = 0;
+        for (k, wait) in [1_000, 2_000, 4_000, 8_000, 15_000, 15_000]
+            .iter()
+            .enumerate()
+        {
+            s.clock.set(T0 + t + wait - 1);
+            assert_eq!(outbox.next_pause(), TICK);
+            outbox.pass().await;
+            assert_eq!(probed(&outbox, 0), k as u64, "not before its time ({k})");
+            t += wait;
+            s.clock.set(T0 + t);
+            let r = outbox.pass().await;
+            assert_eq!(probed(&outbox, 0), k as u64 + 1, "probe {k} at +{t} ms");
+            assert_eq!(r.delivered + r.failed, 0, "a failed probe sends nothing");
+        }
+        assert_eq!(accepted(&outbox, 0).len(), 0);
+        assert_eq!(outbox.counters[0].probes_failed.load(Ordering::Relaxed), 6);
+        // The failed probes count towards the failure episode.
+        assert!(outbox.counters[0].failing.load(Ordering::Relaxed));
+    }
+
+    /// When the probe succeeds, every pending row is due at once — whatever its backoff —
+    /// and goes out in detection order in the same pass, new alerts included.
+    #[tokio::test]
+    async fn a_successful_probe_makes_every_pending_row_due_at_once_in_order() {
+        let s = setup(
+            vec![fake_probed(
+                "mail",
+                vec![down(), down(), down()],
+                vec![Ok(()), Ok(()), down()],
+                DeliveryPolicy::default(),
+            )],
+            &["e1", "e2", "e3"],
+        );
+        // Three failures, with probes that pass but sends that fail: the rows' backoffs grow
+        // (2 s, 4 s, 8 s ceilings), the channel does not wait for them.
+        for k in 0..3 {
+            s.clock.set(T0 + k * 1_000);
+            let r = s.outbox.pass().await;
+            assert_eq!(r.failed, 1, "pass {k}");
+        }
+        assert_eq!(delivery(&s, 1, "mail").attempts, 3);
+        // A probe fails (+1 s), then the relay is back: the next probe (+2 s) succeeds.
+        s.clock.set(T0 + 3_000);
+        s.outbox.pass().await;
+        assert_eq!(probed(&s.outbox, 0), 3);
+        s.clock.set(T0 + 5_000);
+        let r = s.outbox.pass().await;
+        assert_eq!(probed(&s.outbox, 0), 4);
+        assert_eq!(r.delivered, 3, "{r:?}");
+        let ids: Vec<String> = accepted(&s.outbox, 0)
+            .iter()
+            .map(|a| a.event_id.clone())
+            .collect();
+        assert_eq!(ids, ["e1", "e2", "e3"]);
+        assert_eq!(delivery(&s, 1, "mail").status, DeliveryStatus::Delivered);
+        // Up again: the next failure starts from the first probe wait.
+        assert_eq!(lock(&s.outbox.health)[0].failed_probes, 0);
+        assert!(!lock(&s.outbox.health)[0].down);
+    }
+
+    /// With nothing due (the rows' backoffs far ahead), the loop still wakes for the probe.
+    #[tokio::test]
+    async fn the_loop_wakes_for_the_probe_of_a_down_channel() {
+        let s = setup(
+            vec![fake_probed(
+                "mail",
+                vec![down()],
+                vec![down(), down(), down(), down(), down()],
+                DeliveryPolicy::default(),
+            )],
+            &["e1"],
+        );
+        let outbox = s.outbox.with_probe_interval(Duration::from_secs(5));
+        outbox.pass().await;
+        // Push the row's next attempt an hour ahead: only the probe is due.
+        s.state
+            .with(|st| st.mark_failed(1, "mail", "down", Some(T0 + 3_600_000)))
+            .unwrap();
+        for _ in 0..4 {
+            s.clock.set(T0 + 600_000 + 1);
+            outbox.pass().await;
+        }
+        let rest = lock(&outbox.health)[0].resting_until_ms;
+        s.clock.set(rest - 4_000);
+        assert_eq!(outbox.next_pause(), Duration::from_secs(4));
     }
 }

@@ -51,6 +51,9 @@ mod watch;
 /// How often the blind check runs besides after each poll (it catches a poll that hangs).
 const WATCH_TICK: Duration = Duration::from_secs(1);
 
+/// After a failed poll of a source not yet reported blind, the next poll comes this soon.
+pub const CONFIRM_PAUSE: Duration = Duration::from_secs(1);
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // The critical sections are plain updates or one SQLite transaction.
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -147,7 +150,8 @@ impl Daemon {
         let analysis = crate::intel::worker::for_daemon(cfg, &sdk, state.clone(), clock.clone());
         let outbox = Arc::new(
             Outbox::new(channels, state.clone(), clock.clone())
-                .with_analysis_wait(outbox::ANALYSIS_WAIT),
+                .with_analysis_wait(outbox::ANALYSIS_WAIT)
+                .with_probe_interval(cfg.daemon.channel_probe),
         );
         let channel_names = outbox.channel_names();
         let now = clock.now_ms();
@@ -267,16 +271,49 @@ impl Daemon {
         let this = Arc::clone(self);
         let sweeps = tracker.clone();
         tracker.spawn(async move {
-            let polled = {
-                let _busy = Busy(&this.sources[i].busy);
-                this.poll(i).await
-            };
-            // Right after a successful poll (the first one included) is when a due sweep
-            // starts; after a failed one the source is not worth a sweep yet.
-            if polled && !this.stop_sweeps.is_cancelled() {
-                this.sweep_if_due(i, &sweeps);
+            loop {
+                let polled = {
+                    let _busy = Busy(&this.sources[i].busy);
+                    this.poll(i).await
+                };
+                // Right after a successful poll (the first one included) is when a due sweep
+                // starts; after a failed one the source is not worth a sweep yet.
+                if polled {
+                    if !this.stop_sweeps.is_cancelled() {
+                        this.sweep_if_due(i, &sweeps);
+                    }
+                    return;
+                }
+                // A failed poll is confirmed at once, not at the next tick: until the source
+                // is reported blind, the next poll starts CONFIRM_PAUSE later (or a tick's
+                // poll does, whichever comes first), so the notice comes within
+                // N × (retry budget + one request) + (N − 1) × CONFIRM_PAUSE.
+                if !this.confirming(i) {
+                    return;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(CONFIRM_PAUSE) => {}
+                    () = this.stop_sweeps.cancelled() => return,
+                }
+                if this.sources[i]
+                    .busy
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+                {
+                    // A scheduled tick polls it already.
+                    return;
+                }
             }
         });
+    }
+
+    /// Whether source `i` failed but is not reported blind yet: its failure is confirmed by
+    /// polling again at once rather than on its schedule.
+    fn confirming(&self, i: usize) -> bool {
+        let h = &lock(&self.health)[i];
+        h.blind_since_ms().is_none()
+            && h.episode.consecutive_failures > 0
+            && h.episode.consecutive_failures < self.policy.failures
     }
 
     /// Records the heartbeat notice: what rolewatch saw since it started.
