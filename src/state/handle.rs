@@ -13,6 +13,8 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::Backend;
+#[cfg(test)]
 use super::State;
 use crate::config::Config;
 
@@ -23,7 +25,7 @@ pub struct Store {
 }
 
 struct Inner {
-    state: Mutex<State>,
+    state: Mutex<Box<dyn Backend>>,
     /// Held, never read: dropping it releases the lock.
     _lock: Option<std::fs::File>,
 }
@@ -38,10 +40,10 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Wraps an open state (tests, commands that hold the lock themselves).
-    pub fn new(state: State) -> Store {
+    pub fn new(state: impl Backend + 'static) -> Store {
         Store {
             inner: Arc::new(Inner {
-                state: Mutex::new(state),
+                state: Mutex::new(Box::new(state)),
                 _lock: None,
             }),
         }
@@ -57,14 +59,14 @@ impl Store {
         let (state, lock) = super::open_locked(cfg)?;
         Ok(Store {
             inner: Arc::new(Inner {
-                state: Mutex::new(state),
+                state: Mutex::new(Box::new(state) as Box<dyn Backend>),
                 _lock: Some(lock),
             }),
         })
     }
 
     /// Runs `f` on the state, off the async worker threads' schedule (see the module doc).
-    pub fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+    pub fn with<T>(&self, f: impl FnOnce(&mut dyn Backend) -> T) -> T {
         let run = || {
             // A panic while holding the lock cannot leave SQLite inconsistent (every write is
             // one transaction), so a poisoned lock is still usable.
@@ -73,7 +75,7 @@ impl Store {
                 .state
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            f(&mut state)
+            f(state.as_mut())
         };
         match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {

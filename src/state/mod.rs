@@ -10,13 +10,16 @@
 //! accepted the alert ([`State::mark_delivered`]), so a crash can cause a resend, never a loss.
 //!
 //! The module is synchronous (rusqlite); async code reaches it only through [`Store`], which
-//! runs each call off the async worker threads' schedule (`block_in_place`). It never
+//! runs each call off the async worker threads' schedule (`block_in_place`) and hands it the
+//! state as a [`Backend`] (the trait the pipeline compiles against; SQLite is its one
+//! implementation). It never
 //! reads the clock: every timestamp is an argument, in unix milliseconds.
 //!
 //! Opening never silently recreates a file: one that is not a SQLite database, is corrupt, is
 //! some other program's database, has a newer schema or cannot be read and written is an error
 //! that names the file and what to do (see [`StateError`]). The schema lives in [`schema`].
 
+mod backend;
 mod error;
 mod handle;
 mod intel;
@@ -40,6 +43,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
+pub use backend::Backend;
 use error::sqlite;
 pub use error::StateError;
 pub use handle::Store;

@@ -333,3 +333,48 @@ fn no_library_code_ends_the_process() {
         .collect();
     assert!(offenders.is_empty(), "process::exit in {offenders:?}");
 }
+
+/// The pipeline knows the state only as the `state::Backend` trait the store hands out: no
+/// module outside `src/state/` (commands aside: `doctor` inspects the SQLite file itself)
+/// names the SQLite type `State`, so a second backend needs no change of the stages.
+#[test]
+fn only_the_state_module_names_the_sqlite_state() {
+    let mut files = Vec::new();
+    rust_files(&src_dir(), &mut files);
+    let mut offenders = Vec::new();
+    for path in files {
+        let rel = path
+            .strip_prefix(src_dir())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if rel.starts_with("state/") || rel.starts_with("cmd/") {
+            continue;
+        }
+        if rel.ends_with("tests.rs") {
+            continue;
+        }
+        let code = code_only(&std::fs::read_to_string(&path).unwrap());
+        let whole = |text: &str, at: usize, len: usize| {
+            !text[at + len..].chars().next().is_some_and(is_ident_char)
+        };
+        // `crate::state::State` (or `state::State` after a `use crate;`), and `State` in a
+        // `use crate::state::{…}` group.
+        let by_path = code
+            .match_indices("state::State")
+            .any(|(at, m)| whole(&code, at, m.len()));
+        let in_group = code.match_indices("crate::state::{").any(|(at, m)| {
+            let group = &code[at + m.len()..];
+            let group = &group[..group.find('}').unwrap_or(group.len())];
+            group.split(',').any(|item| item.trim() == "State")
+        });
+        let names_state = by_path || in_group;
+        if names_state {
+            offenders.push(rel);
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "these modules name state::State instead of the Backend trait: {offenders:?}"
+    );
+}
