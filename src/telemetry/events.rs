@@ -1,7 +1,8 @@
 //! Notable runtime events as values: each [`emit`](PollCompleted::emit) writes the log line
 //! with `event = NAME` and bumps the metric of the same name (`rolewatch_NAME_total`), so
-//! that the log and `/metrics` cannot drift apart. The poll and sweep outcomes live here;
-//! the fields are plain numbers and text, so any stage can emit them.
+//! that the log and `/metrics` cannot drift apart: the poll and sweep outcomes, a source's
+//! sight (blind, recovered) and each delivery attempt's outcome. The fields are plain numbers
+//! and text, so any stage can emit them.
 
 use std::fmt::Display;
 
@@ -169,9 +170,235 @@ impl SweepFailed<'_> {
     }
 }
 
+/// `source_blind`: a source failed too often in a row, or has not been read for too long.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceBlind<'a> {
+    pub source: &'a str,
+    /// Failing since, RFC 3339.
+    pub since: &'a str,
+    pub failures: u32,
+    pub error: &'a str,
+    /// The notice's one-line summary.
+    pub summary: &'a str,
+}
+
+impl SourceBlind<'_> {
+    pub const NAME: &'static str = "source_blind";
+
+    /// Logs at ERROR and counts it (`source_blind`).
+    pub fn emit(&self, m: &Metrics) {
+        tracing::error!(
+            event = Self::NAME,
+            source = %self.source,
+            since = %self.since,
+            failures = self.failures,
+            error = %self.error,
+            "rolewatch cannot see: {}", self.summary
+        );
+        m.source_blind
+            .get_or_create(&metrics::source(self.source))
+            .inc();
+    }
+}
+
+/// `source_recovered`: a blind source is read again.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceRecovered<'a> {
+    pub source: &'a str,
+    pub blind_for_ms: i64,
+    pub summary: &'a str,
+}
+
+impl SourceRecovered<'_> {
+    pub const NAME: &'static str = "source_recovered";
+
+    /// Logs at WARN and counts it (`source_recovered`).
+    pub fn emit(&self, m: &Metrics) {
+        tracing::warn!(
+            event = Self::NAME,
+            source = %self.source,
+            blind_for_ms = self.blind_for_ms,
+            "rolewatch sees again: {}", self.summary
+        );
+        m.source_recovered
+            .get_or_create(&metrics::source(self.source))
+            .inc();
+    }
+}
+
+/// What became of one delivery attempt.
+#[derive(Clone, Copy)]
+pub enum Outcome<'a> {
+    /// The channel accepted it; `receipt` is its own id (SNS MessageId, SMTP Message-ID).
+    Delivered { receipt: &'a str, delay_ms: i64 },
+    /// It failed and will be retried.
+    Failed {
+        attempts: u32,
+        class: &'static str,
+        retry_in_ms: i64,
+        error: &'a dyn Display,
+    },
+    /// It failed and is given up on.
+    Abandoned {
+        attempts: u32,
+        class: &'static str,
+        error: &'a dyn Display,
+    },
+}
+
+/// `alert_delivered`, `alert_delivery_failed`, `alert_delivery_abandoned`: one attempt at
+/// delivering an alert through a channel; counted as
+/// `rolewatch_alert_deliveries_total{channel, outcome}`.
+#[derive(Clone, Copy)]
+pub struct Delivery<'a> {
+    pub channel: &'a str,
+    pub alert_id: i64,
+    pub rule: &'a str,
+    pub event_id: &'a str,
+    pub outcome: Outcome<'a>,
+}
+
+impl Delivery<'_> {
+    /// The log event's name.
+    pub fn name(&self) -> &'static str {
+        match self.outcome {
+            Outcome::Delivered { .. } => "alert_delivered",
+            Outcome::Failed { .. } => "alert_delivery_failed",
+            Outcome::Abandoned { .. } => "alert_delivery_abandoned",
+        }
+    }
+
+    /// The `outcome` label.
+    pub fn label(&self) -> &'static str {
+        match self.outcome {
+            Outcome::Delivered { .. } => "delivered",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Abandoned { .. } => "abandoned",
+        }
+    }
+
+    /// Logs the attempt (INFO, WARN, ERROR) and counts it.
+    pub fn emit(&self, m: &Metrics) {
+        let event = self.name();
+        let (channel, alert_id, rule, event_id) =
+            (self.channel, self.alert_id, self.rule, self.event_id);
+        match self.outcome {
+            Outcome::Delivered { receipt, delay_ms } => tracing::info!(
+                event,
+                channel,
+                alert_id,
+                rule = %rule,
+                event_id = %event_id,
+                receipt,
+                delay_ms,
+                "Delivered an alert"
+            ),
+            Outcome::Failed {
+                attempts,
+                class,
+                retry_in_ms,
+                error,
+            } => tracing::warn!(
+                event,
+                channel,
+                alert_id,
+                event_id = %event_id,
+                attempts,
+                class,
+                retry_in_ms,
+                error = %error,
+                "Delivering an alert failed; it will be retried"
+            ),
+            Outcome::Abandoned {
+                attempts,
+                class,
+                error,
+            } => tracing::error!(
+                event,
+                channel,
+                alert_id,
+                rule = %rule,
+                event_id = %event_id,
+                attempts,
+                class,
+                error = %error,
+                "Gave up delivering an alert through this channel: fix the channel, the alert stays in the state's history"
+            ),
+        }
+        m.alert_deliveries
+            .get_or_create(&vec![
+                ("channel".to_owned(), channel.to_owned()),
+                ("outcome".to_owned(), self.label().to_owned()),
+            ])
+            .inc();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sight_and_deliveries_count_under_their_names() {
+        let m = Metrics::new();
+        SourceBlind {
+            source: "ct",
+            since: "2026-12-03T08:00:00Z",
+            failures: 3,
+            error: "503",
+            summary: "source ct failing",
+        }
+        .emit(&m);
+        SourceRecovered {
+            source: "ct",
+            blind_for_ms: 5,
+            summary: "source ct",
+        }
+        .emit(&m);
+        assert_eq!(counter(&m.source_blind, "ct"), 1);
+        assert_eq!(counter(&m.source_recovered, "ct"), 1);
+        let err = "connection refused";
+        for outcome in [
+            Outcome::Delivered {
+                receipt: "m-1",
+                delay_ms: 3,
+            },
+            Outcome::Failed {
+                attempts: 1,
+                class: "retryable",
+                retry_in_ms: 2000,
+                error: &err,
+            },
+            Outcome::Failed {
+                attempts: 2,
+                class: "retryable",
+                retry_in_ms: 4000,
+                error: &err,
+            },
+            Outcome::Abandoned {
+                attempts: 3,
+                class: "permanent",
+                error: &err,
+            },
+        ] {
+            Delivery {
+                channel: "mail",
+                alert_id: 1,
+                rule: "documented",
+                event_id: "e",
+                outcome,
+            }
+            .emit(&m);
+        }
+        let text = m.encode().unwrap();
+        for line in [
+            "rolewatch_alert_deliveries_total{channel=\"mail\",outcome=\"delivered\"} 1",
+            "rolewatch_alert_deliveries_total{channel=\"mail\",outcome=\"failed\"} 2",
+            "rolewatch_alert_deliveries_total{channel=\"mail\",outcome=\"abandoned\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+    }
 
     fn counter(family: &metrics::CounterFamily, source: &str) -> u64 {
         family.get_or_create(&metrics::source(source)).get()

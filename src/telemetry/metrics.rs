@@ -206,15 +206,6 @@ impl Metrics {
         }
     }
 
-    /// Raises a counter that mirrors an external monotonic count to `value`.
-    pub fn mirror(family: &CounterFamily, labels: &Labels, value: u64) {
-        let c = family.get_or_create(labels);
-        let have = c.get();
-        if value > have {
-            c.inc_by(value - have);
-        }
-    }
-
     /// The text exposition.
     ///
     /// # Errors
@@ -235,14 +226,12 @@ mod tests {
     fn counters_are_named_after_their_log_events() {
         let m = Metrics::new();
         m.poll_failed.get_or_create(&source("ct")).inc();
-        Metrics::mirror(
-            &m.alert_deliveries,
-            &vec![
+        m.alert_deliveries
+            .get_or_create(&vec![
                 ("channel".into(), "stdout".into()),
                 ("outcome".into(), "delivered".into()),
-            ],
-            3,
-        );
+            ])
+            .inc_by(3);
         m.outbox_pending.set(2.0);
         m.late_events.get_or_create(&source("ct")).inc();
         m.event_lateness_seconds

@@ -10,6 +10,7 @@ use super::{lock, ms, Outbox, PassReport, BATCH};
 use crate::notify::alert::Alert;
 use crate::notify::notifier::SendError;
 use crate::state::{StateError, StoredAlert};
+use crate::telemetry::events::{Delivery, Outcome};
 
 impl Outbox {
     pub(super) async fn deliver_channel(&self, i: usize, report: &mut PassReport) {
@@ -64,16 +65,17 @@ impl Outbox {
                         h[i].down = false;
                         h[i].failed_probes = 0;
                     }
-                    tracing::info!(
-                        event = "alert_delivered",
-                        channel = name,
-                        alert_id = stored.id,
-                        rule = %stored.rule,
-                        event_id = %stored.event_id,
-                        receipt = delivered.receipt.as_deref().unwrap_or(""),
-                        delay_ms = now.saturating_sub(stored.detected_ms),
-                        "Delivered an alert"
-                    );
+                    Delivery {
+                        channel: name,
+                        alert_id: stored.id,
+                        rule: &stored.rule,
+                        event_id: &stored.event_id,
+                        outcome: Outcome::Delivered {
+                            receipt: delivered.receipt.as_deref().unwrap_or(""),
+                            delay_ms: now.saturating_sub(stored.detected_ms),
+                        },
+                    }
+                    .emit(&self.metrics);
                 }
                 Err(e) => {
                     report.failed += 1;
@@ -190,36 +192,31 @@ impl Outbox {
             Ok(r) => r,
             Err(next) => return Some(next),
         };
-        match retry_at {
+        let outcome = match retry_at {
             None => {
                 self.counters[i].abandoned.fetch_add(1, Ordering::Relaxed);
                 report.abandoned += 1;
-                tracing::error!(
-                    event = "alert_delivery_abandoned",
-                    channel = name,
-                    alert_id = stored.id,
-                    rule = %stored.rule,
-                    event_id = %stored.event_id,
+                Outcome::Abandoned {
                     attempts,
-                    class = e.class(),
-                    error = %e,
-                    "Gave up delivering an alert through this channel: fix the channel, the alert stays in the state's history"
-                );
+                    class: e.class(),
+                    error: e,
+                }
             }
-            Some(at) => {
-                tracing::warn!(
-                    event = "alert_delivery_failed",
-                    channel = name,
-                    alert_id = stored.id,
-                    event_id = %stored.event_id,
-                    attempts,
-                    class = e.class(),
-                    retry_in_ms = at.saturating_sub(now),
-                    error = %e,
-                    "Delivering an alert failed; it will be retried"
-                );
-            }
+            Some(at) => Outcome::Failed {
+                attempts,
+                class: e.class(),
+                retry_in_ms: at.saturating_sub(now),
+                error: e,
+            },
+        };
+        Delivery {
+            channel: name,
+            alert_id: stored.id,
+            rule: &stored.rule,
+            event_id: &stored.event_id,
+            outcome,
         }
+        .emit(&self.metrics);
         if e.is_retryable() {
             retry_at.or(Some(now.saturating_add(ms(self.backoff.ceiling(1)))))
         } else {

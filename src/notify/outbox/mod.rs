@@ -42,6 +42,7 @@ use crate::notify::alert::Alert;
 use crate::notify::notifier::{BuildError, Notifier};
 use crate::state::Store;
 use crate::telemetry::episode::Episode;
+use crate::telemetry::metrics::Metrics;
 use crate::time::Clock;
 
 mod deliver;
@@ -181,6 +182,8 @@ pub struct Outbox {
     analysis_wait: Duration,
     /// The longest wait between two probes of a channel that is down.
     probe_interval: Duration,
+    /// Where each delivery attempt is counted (`rolewatch_alert_deliveries_total`).
+    metrics: Arc<Metrics>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -202,7 +205,16 @@ impl Outbox {
             counters: (0..n).map(|_| ChannelCounters::default()).collect(),
             analysis_wait: Duration::ZERO,
             probe_interval: crate::config::defaults::CHANNEL_PROBE,
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// Counts the delivery attempts in `metrics` (the daemon's `/metrics`) instead of a
+    /// registry of its own.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Outbox {
+        self.metrics = metrics;
+        self
     }
 
     /// Sets the longest wait between two probes of a channel that is down

@@ -105,7 +105,7 @@ pub struct Daemon {
     admin: AdminConfig,
     policy: BlindPolicy,
     health: Mutex<Vec<SourceHealth>>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
 }
 
 impl Daemon {
@@ -148,8 +148,10 @@ impl Daemon {
             .collect::<Vec<_>>();
         let channels = outbox::build_channels(&cfg.channels, Some(&sdk))?;
         let analysis = crate::intel::worker::for_daemon(cfg, &sdk, state.clone(), clock.clone());
+        let metrics = Arc::new(Metrics::new());
         let outbox = Arc::new(
             Outbox::new(channels, state.clone(), clock.clone())
+                .with_metrics(metrics.clone())
                 .with_analysis_wait(outbox::ANALYSIS_WAIT)
                 .with_probe_interval(cfg.daemon.channel_probe),
         );
@@ -184,7 +186,7 @@ impl Daemon {
                 stale_after: cfg.daemon.blind_after,
             },
             health: Mutex::new(health),
-            metrics: Metrics::new(),
+            metrics,
         })
     }
 

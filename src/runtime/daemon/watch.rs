@@ -6,8 +6,9 @@ use std::sync::atomic::Ordering;
 use super::{lock, Daemon};
 use crate::notify::synthetic::{self, Notice};
 use crate::state::{FoundBy, NewAlert, Origin};
+use crate::telemetry::events::{SourceBlind, SourceRecovered};
 use crate::telemetry::health::Transition;
-use crate::telemetry::metrics::{self, Metrics};
+use crate::telemetry::metrics;
 use crate::time::format_rfc3339_ms;
 
 impl Daemon {
@@ -15,34 +16,31 @@ impl Daemon {
     pub(super) fn report(&self, i: usize, t: Transition) {
         let id = &self.sources[i].cfg.id;
         let now = self.clock.now_ms();
-        let labels = metrics::source(id);
         let notice = match t {
             Transition::Blind {
                 since_ms,
                 failures,
                 reason,
             } => {
-                self.metrics.source_blind.get_or_create(&labels).inc();
                 let n = synthetic::source_blind(id, since_ms, &reason, failures, now);
-                tracing::error!(
-                    event = "source_blind",
-                    source = %id,
-                    since = %format_rfc3339_ms(since_ms),
+                SourceBlind {
+                    source: id,
+                    since: &format_rfc3339_ms(since_ms),
                     failures,
-                    error = %reason,
-                    "rolewatch cannot see: {}", n.summary
-                );
+                    error: &reason,
+                    summary: &n.summary,
+                }
+                .emit(&self.metrics);
                 n
             }
             Transition::Recovered { since_ms } => {
-                self.metrics.source_recovered.get_or_create(&labels).inc();
                 let n = synthetic::source_recovered(id, since_ms, now);
-                tracing::warn!(
-                    event = "source_recovered",
-                    source = %id,
-                    blind_for_ms = now.saturating_sub(since_ms),
-                    "rolewatch sees again: {}", n.summary
-                );
+                SourceRecovered {
+                    source: id,
+                    blind_for_ms: now.saturating_sub(since_ms),
+                    summary: &n.summary,
+                }
+                .emit(&self.metrics);
                 n
             }
         };
@@ -155,19 +153,13 @@ impl Daemon {
             }
         });
         for (name, c) in self.outbox.counters() {
-            for (outcome, n) in [
-                ("delivered", c.delivered.load(Ordering::Relaxed)),
-                ("failed", c.failed.load(Ordering::Relaxed)),
-                ("abandoned", c.abandoned.load(Ordering::Relaxed)),
-            ] {
-                Metrics::mirror(
-                    &m.alert_deliveries,
-                    &vec![
-                        ("channel".to_owned(), name.to_owned()),
-                        ("outcome".to_owned(), outcome.to_owned()),
-                    ],
-                    n,
-                );
+            // Every channel shows its three outcomes from the start, zero or not (the
+            // deliveries themselves count when they happen, `telemetry::events::Delivery`).
+            for outcome in ["delivered", "failed", "abandoned"] {
+                drop(m.alert_deliveries.get_or_create(&vec![
+                    ("channel".to_owned(), name.to_owned()),
+                    ("outcome".to_owned(), outcome.to_owned()),
+                ]));
             }
             m.channel_is_failing
                 .get_or_create(&vec![("channel".to_owned(), name.to_owned())])
