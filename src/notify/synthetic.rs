@@ -3,9 +3,9 @@
 //! own sight: a source it cannot read ("rolewatch cannot see"), its recovery, a coverage gap,
 //! and the optional heartbeat.
 //!
-//! Channel notices are sent directly (see [`super::outbox`]); the sight notices are
-//! [`Notice`]s, recorded in the state like any alert (one outbox row per channel) so that they
-//! survive a restart and are retried on a channel that is down.
+//! Every notice is a [`Notice`], recorded in the state like any alert (one outbox row per
+//! channel; a channel's own notices go to the other channels) so that it survives a restart
+//! and is retried on a channel that is down. Only the `notify-test` alert is sent directly.
 //!
 //! They are ordinary [`Alert`]s (built from a stored-alert shape with a small synthetic
 //! record), so every channel renders them with the same code as real ones. What sets them
@@ -103,6 +103,26 @@ pub struct Notice {
 impl Notice {
     /// The source id of every notice.
     pub const SOURCE: &'static str = "rolewatch";
+
+    /// The notice as the state records it: an alert of its own, with outbox rows for the
+    /// channels the caller names.
+    pub fn new_alert(&self, now_ms: i64) -> crate::state::NewAlert<'_> {
+        crate::state::NewAlert {
+            rule: self.rule,
+            rules: vec![self.rule],
+            severity: self.severity,
+            origin: crate::state::Origin::Notice,
+            found_by: crate::state::FoundBy::Notice,
+            change_key: None,
+            dedup_key: None,
+            event_id: &self.event_id,
+            event_name: self.event_name,
+            event_time_ms: now_ms,
+            source_id: Notice::SOURCE,
+            record: &self.record,
+            channels: None,
+        }
+    }
 
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -268,60 +288,50 @@ pub fn test_alert(now_ms: i64) -> Alert {
     )
 }
 
-/// The notice that `channel` keeps failing, sent through the other channels.
+/// The notice that `channel` keeps failing, recorded for the other channels.
 pub fn channel_failing(
     channel: &str,
     since_ms: i64,
     error: &str,
     pending: u64,
     now_ms: i64,
-) -> Alert {
-    let event_id = format!("rolewatch-channel-failing-{channel}-{since_ms}");
-    let record = json!({
-        "eventVersion": "1.10",
-        "eventTime": format_rfc3339_ms(now_ms),
-        "eventSource": "rolewatch",
-        "eventName": "ChannelFailing",
-        "eventID": event_id,
-        "userIdentity": { "type": "rolewatch", "userName": format!("rolewatch on {}", hostname()) },
-        "requestParameters": { "roleName": format!("channel {channel}"), "channel": channel, "pendingAlerts": pending, "failingSince": format_rfc3339_ms(since_ms) },
-        "errorCode": "ChannelFailing",
-        "errorMessage": format!("channel `{channel}` has been failing since {}: {error}", format_rfc3339_ms(since_ms)),
-    });
-    Alert::from_stored(
-        &stored(
-            FAILING_RULE,
-            "high",
-            event_id,
-            "ChannelFailing",
-            now_ms,
-            record,
+) -> Notice {
+    Notice::new(
+        FAILING_RULE,
+        "high",
+        format!("rolewatch-channel-failing-{channel}-{since_ms}"),
+        "ChannelFailing",
+        &format!("channel {channel}"),
+        format!(
+            "channel `{channel}` has been failing since {}: {error}",
+            format_rfc3339_ms(since_ms)
         ),
+        json!({
+            "errorCode": "ChannelFailing",
+            "rolewatchChannel": channel,
+            "rolewatchPendingAlerts": pending,
+            "rolewatchFailingSince": format_rfc3339_ms(since_ms),
+        }),
         now_ms,
     )
 }
 
-/// The notice that `channel` delivers again.
-pub fn channel_recovered(channel: &str, since_ms: i64, now_ms: i64) -> Alert {
-    let event_id = format!("rolewatch-channel-recovered-{channel}-{since_ms}");
-    let record = json!({
-        "eventVersion": "1.10",
-        "eventTime": format_rfc3339_ms(now_ms),
-        "eventSource": "rolewatch",
-        "eventName": "ChannelRecovered",
-        "eventID": event_id,
-        "userIdentity": { "type": "rolewatch", "userName": format!("rolewatch on {}", hostname()) },
-        "requestParameters": { "roleName": format!("channel {channel}"), "channel": channel, "failingSince": format_rfc3339_ms(since_ms) },
-    });
-    Alert::from_stored(
-        &stored(
-            RECOVERED_RULE,
-            "info",
-            event_id,
-            "ChannelRecovered",
-            now_ms,
-            record,
+/// The notice that `channel` delivers again, recorded for the other channels.
+pub fn channel_recovered(channel: &str, since_ms: i64, now_ms: i64) -> Notice {
+    Notice::new(
+        RECOVERED_RULE,
+        "info",
+        format!("rolewatch-channel-recovered-{channel}-{since_ms}"),
+        "ChannelRecovered",
+        &format!("channel {channel}"),
+        format!(
+            "channel `{channel}` delivers again (failing since {})",
+            format_rfc3339_ms(since_ms)
         ),
+        json!({
+            "rolewatchChannel": channel,
+            "rolewatchFailingSince": format_rfc3339_ms(since_ms),
+        }),
         now_ms,
     )
 }
@@ -371,7 +381,20 @@ mod tests {
 
     #[test]
     fn failing_notice_names_the_channel_and_the_error() {
-        let a = channel_failing("mail", 1_000, "connection refused", 3, 2_000);
+        let as_alert = |n: &Notice| {
+            let stored = stored(
+                n.rule,
+                n.severity,
+                n.event_id.clone(),
+                n.event_name,
+                2_000,
+                serde_json::from_str(&n.record).unwrap(),
+            );
+            Alert::from_stored(&stored, 2_000)
+        };
+        let n = channel_failing("mail", 1_000, "connection refused", 3, 2_000);
+        assert_eq!((n.rule, n.severity), (FAILING_RULE, "high"));
+        let a = as_alert(&n);
         assert!(a.failed);
         assert!(a
             .action
@@ -380,6 +403,13 @@ mod tests {
             .unwrap()
             .contains("connection refused"));
         assert!(banner(&a).is_some());
-        assert!(banner(&channel_recovered("mail", 1_000, 3_000)).is_some());
+        let r = channel_recovered("mail", 1_000, 3_000);
+        assert_eq!((r.rule, r.severity), (RECOVERED_RULE, "info"));
+        assert!(banner(&as_alert(&r)).is_some());
+        // One notice per episode: recording it twice stores it once.
+        assert_eq!(
+            n.event_id,
+            channel_failing("mail", 1_000, "timeout", 9, 5_000).event_id
+        );
     }
 }

@@ -1,11 +1,12 @@
 //! A channel's failure episode: failing after repeated failures or a long wait, the notice
-//! about it through the other channels, and the notice when it recovers.
+//! about it for the other channels, and the notice when it recovers — both recorded in the
+//! state with outbox rows for every other channel, like the sources' notices, so they are
+//! delivered, retried and kept across restarts like any alert.
 
 use std::sync::atomic::Ordering;
 
-use super::{lock, Notice, Outbox, FAILING_AFTER_FAILURES, FAILING_AFTER_WAIT, NOTICE_ATTEMPTS};
-use crate::notify::alert::Alert;
-use crate::notify::synthetic;
+use super::{lock, Outbox, FAILING_AFTER_FAILURES, FAILING_AFTER_WAIT};
+use crate::notify::synthetic::{self, Notice};
 use crate::telemetry::episode::Threshold;
 
 impl Outbox {
@@ -53,8 +54,8 @@ impl Outbox {
                     error = %last_error,
                     "A channel keeps failing: alerts wait in the outbox until it works again; the other channels are told"
                 );
-                let alert = synthetic::channel_failing(name, since, &last_error, pending, now);
-                self.queue_notices(i, &alert);
+                let notice = synthetic::channel_failing(name, since, &last_error, pending, now);
+                self.record_channel_notice(i, &notice);
             }
             true if failures == 0 => {
                 let Some(since) = lock(&self.health)[i].episode.close_if_recovered() else {
@@ -67,79 +68,47 @@ impl Outbox {
                     failing_for_ms = now.saturating_sub(since),
                     "A failing channel delivers again"
                 );
-                // A "failing" notice not sent yet is dropped with its recovery: nothing to say.
-                let mut notices = lock(&self.notices);
-                let unsent: Vec<usize> = notices
-                    .iter()
-                    .filter(|n| n.about == i)
-                    .map(|n| n.via)
-                    .collect();
-                notices.retain(|n| n.about != i);
-                drop(notices);
-                let alert = synthetic::channel_recovered(name, since, now);
-                self.queue_notices_except(i, &alert, &unsent);
+                let notice = synthetic::channel_recovered(name, since, now);
+                self.record_channel_notice(i, &notice);
             }
             _ => {}
         }
     }
 
-    pub(super) fn queue_notices(&self, about: usize, alert: &Alert) {
-        self.queue_notices_except(about, alert, &[]);
-    }
-
-    pub(super) fn queue_notices_except(&self, about: usize, alert: &Alert, skip: &[usize]) {
-        let mut notices = lock(&self.notices);
-        for via in 0..self.channels.len() {
-            if via != about && !skip.contains(&via) {
-                notices.push(Notice {
-                    via,
-                    about,
-                    alert: alert.clone(),
-                    attempts: 0,
-                });
-            }
+    /// Records a notice about channel `about` in the state, with an outbox row for every
+    /// other channel (none: nobody to tell, as with a single channel).
+    fn record_channel_notice(&self, about: usize, notice: &Notice) {
+        let now = self.clock.now_ms();
+        let others: Vec<&str> = self
+            .channels
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != about)
+            .map(|(_, c)| c.notifier.name())
+            .collect();
+        if others.is_empty() {
+            return;
         }
-    }
-
-    pub(super) async fn send_notices(&self) {
-        let queued = std::mem::take(&mut *lock(&self.notices));
-        let mut keep = Vec::new();
-        for mut n in queued {
-            let via = &self.channels[n.via];
-            let result = via.notifier.send(&n.alert).await;
-            let about = self.channels[n.about].notifier.name();
-            match result {
-                Ok(_) => {
-                    self.counters[n.via]
-                        .notices_sent
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(
-                        event = "channel_notice_sent",
-                        channel = via.notifier.name(),
-                        about,
-                        rule = %n.alert.rule,
-                        "Told on-call about another channel"
-                    );
-                }
-                Err(e) => {
-                    n.attempts += 1;
-                    tracing::warn!(
-                        event = "channel_notice_failed",
-                        channel = via.notifier.name(),
-                        about,
-                        attempts = n.attempts,
-                        error = %e,
-                        "Cannot send a notice about another channel"
-                    );
-                    if n.attempts < NOTICE_ATTEMPTS {
-                        keep.push(n);
-                    }
-                }
-            }
+        let channel = self.channels[about].notifier.name();
+        match self
+            .state
+            .with(|s| s.record_notice(&notice.new_alert(now), &others, now))
+        {
+            Ok(_) => tracing::info!(
+                event = "channel_notice_recorded",
+                channel,
+                rule = notice.rule,
+                via = ?others,
+                "Recorded a notice about a channel for the other channels"
+            ),
+            Err(e) => tracing::error!(
+                event = "notice_not_recorded",
+                channel,
+                rule = notice.rule,
+                error = %e,
+                "Cannot record a notice about a channel in the state, so it cannot be sent: {}",
+                notice.summary
+            ),
         }
-        // Notices queued while these were being sent come after.
-        let mut notices = lock(&self.notices);
-        keep.append(&mut notices);
-        *notices = keep;
     }
 }

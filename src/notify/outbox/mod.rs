@@ -22,9 +22,9 @@
 //! A channel that keeps failing (three failures in a row, or an alert waiting more than ten
 //! minutes after a failure) starts a *failure episode*: logged at ERROR, counted, and
 //! reported once through the other channels as a synthetic "channel X is failing" alert;
-//! the first delivery after that ends the episode with a recovery notice. Those notices are
-//! sent directly, not through the outbox: they describe the present, and a notice that
-//! cannot be sent is retried on the next passes for as long as the episode lasts.
+//! the first delivery after that ends the episode with a recovery notice. Those notices go
+//! through the state like the sources' notices ([`State::record_notice`], one outbox row per
+//! other channel): delivered, retried and kept across restarts like any alert.
 //!
 //! Here: the outbox, its passes and its loop; [`deliver`]: one channel's due alerts and
 //! their outcome; [`health`]: a channel's failure episode and the notices about it.
@@ -38,7 +38,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aws::retry::Backoff;
 use crate::config::{ChannelConfig, DeliveryPolicy};
-use crate::notify::alert::Alert;
 use crate::notify::notifier::{BuildError, Notifier};
 use crate::state::Store;
 use crate::telemetry::episode::Episode;
@@ -69,9 +68,6 @@ pub const FIRST_PROBE: Duration = Duration::from_secs(1);
 
 /// How long a new alert waits for its analysis: the analysis' IAM budget and some margin.
 pub const ANALYSIS_WAIT: Duration = Duration::from_secs(15);
-
-/// Attempts at sending one notice about a channel before it is dropped.
-const NOTICE_ATTEMPTS: u32 = 20;
 
 /// A channel and when to give up on it.
 #[derive(Debug)]
@@ -114,8 +110,6 @@ pub struct ChannelCounters {
     pub failing_episodes: AtomicU64,
     /// Whether the channel is in a failure episode now.
     pub failing: AtomicBool,
-    /// `channel_notice_sent`: notices about other channels this channel carried.
-    pub notices_sent: AtomicU64,
     /// `channel_probe_failed`: probes of this channel, while down, that failed.
     pub probes_failed: AtomicU64,
 }
@@ -160,15 +154,6 @@ struct Health {
     episode: Episode,
 }
 
-struct Notice {
-    /// Index of the channel that carries it.
-    via: usize,
-    /// Index of the channel it is about.
-    about: usize,
-    alert: Alert,
-    attempts: u32,
-}
-
 /// The delivery loop of every channel.
 pub struct Outbox {
     channels: Vec<Channel>,
@@ -176,7 +161,6 @@ pub struct Outbox {
     clock: Arc<dyn Clock>,
     backoff: Backoff,
     health: Mutex<Vec<Health>>,
-    notices: Mutex<Vec<Notice>>,
     counters: Vec<ChannelCounters>,
     /// How long a new alert is held back for its analysis (zero: not at all).
     analysis_wait: Duration,
@@ -201,7 +185,6 @@ impl Outbox {
             clock,
             backoff: Backoff::DELIVERY,
             health: Mutex::new((0..n).map(|_| Health::default()).collect()),
-            notices: Mutex::new(Vec::new()),
             counters: (0..n).map(|_| ChannelCounters::default()).collect(),
             analysis_wait: Duration::ZERO,
             probe_interval: crate::config::defaults::CHANNEL_PROBE,
@@ -276,7 +259,6 @@ impl Outbox {
             self.deliver_channel(i, &mut report).await;
             self.update_health(i);
         }
-        self.send_notices().await;
         report.failing = self
             .channels
             .iter()
@@ -341,10 +323,6 @@ impl Outbox {
     /// How long the outbox may sleep after a pass: until the next pending delivery is due,
     /// between [`TICK`] and [`IDLE_TICK`].
     fn next_pause(&self) -> Duration {
-        if !lock(&self.notices).is_empty() {
-            // A notice about a failing channel to retry.
-            return TICK;
-        }
         let now = self.clock.now_ms();
         // A channel that is down is probed when its rest ends, even with nothing due.
         let probe = lock(&self.health)
@@ -379,6 +357,7 @@ pub(crate) mod tests {
     use std::collections::VecDeque;
 
     use super::*;
+    use crate::notify::alert::Alert;
     use crate::notify::notifier::SendError;
     use crate::notify::synthetic;
     use crate::state::{DeliveryStatus, NewAlert, PollCommit, State};
@@ -643,7 +622,8 @@ pub(crate) mod tests {
         // The script is exhausted: the mail channel works again.
         s.clock.set(T0 + 3_600_000);
         let r = s.outbox.pass().await;
-        assert_eq!(r.delivered, 1);
+        // The mail alert, and the recovery notice through sns: notices are outbox rows too.
+        assert_eq!(r.delivered, 2);
         assert!(r.failing.is_empty());
         let sns = accepted(&s.outbox, 1);
         assert_eq!(

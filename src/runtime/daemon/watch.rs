@@ -5,7 +5,6 @@ use std::sync::atomic::Ordering;
 
 use super::{lock, Daemon};
 use crate::notify::synthetic::{self, Notice};
-use crate::state::{FoundBy, NewAlert, Origin};
 use crate::telemetry::events::{SourceBlind, SourceRecovered};
 use crate::telemetry::health::Transition;
 use crate::telemetry::metrics;
@@ -51,21 +50,7 @@ impl Daemon {
     pub(super) fn record_notice(&self, n: &Notice) {
         let now = self.clock.now_ms();
         let channels: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
-        let alert = NewAlert {
-            rule: n.rule,
-            rules: vec![n.rule],
-            severity: n.severity,
-            origin: Origin::Notice,
-            found_by: FoundBy::Notice,
-            change_key: None,
-            dedup_key: None,
-            event_id: &n.event_id,
-            event_name: n.event_name,
-            event_time_ms: now,
-            source_id: Notice::SOURCE,
-            record: &n.record,
-            channels: None,
-        };
+        let alert = n.new_alert(now);
         if let Err(e) = self.state.with(|s| s.record_notice(&alert, &channels, now)) {
             tracing::error!(
                 event = "notice_not_recorded",
