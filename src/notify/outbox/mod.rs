@@ -42,7 +42,7 @@ use crate::notify::notifier::{BuildError, Notifier};
 use crate::state::Store;
 use crate::telemetry::episode::Episode;
 use crate::telemetry::metrics::Metrics;
-use crate::time::Clock;
+use crate::time::{ms, Clock};
 
 mod deliver;
 mod health;
@@ -346,10 +346,6 @@ impl Outbox {
             None => IDLE_TICK,
         }
     }
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
