@@ -110,6 +110,15 @@ impl SourceHealth {
         })
     }
 
+    /// Whether the last poll failed and the source is not reported blind yet: the daemon
+    /// then polls again at once (after a short pause) rather than on its schedule, so that
+    /// `policy.failures` failures in a row take the retry budget each, not the interval.
+    pub fn confirming(&self, policy: &BlindPolicy) -> bool {
+        self.episode.open_since_ms.is_none()
+            && self.episode.consecutive_failures > 0
+            && self.episode.consecutive_failures < policy.failures
+    }
+
     /// Blind since, while blind.
     pub fn blind_since_ms(&self) -> Option<i64> {
         self.episode.open_since_ms
@@ -173,6 +182,33 @@ mod tests {
             })
         );
         assert_eq!(h.success(T0 + 361_000), None);
+    }
+
+    /// Issue 18: failures are confirmed at once until the notice, then the schedule rules.
+    #[test]
+    fn a_failure_is_confirmed_at_once_until_the_source_is_blind() {
+        let mut h = SourceHealth::new(T0);
+        assert!(!h.confirming(&POLICY), "nothing failed");
+        h.failure("503", T0 + 1_000, &POLICY);
+        assert!(h.confirming(&POLICY));
+        h.failure("503", T0 + 2_000, &POLICY);
+        assert!(h.confirming(&POLICY));
+        assert!(h.failure("503", T0 + 3_000, &POLICY).is_some(), "blind");
+        assert!(!h.confirming(&POLICY), "blind: back to the schedule");
+        h.failure("503", T0 + 4_000, &POLICY);
+        assert!(!h.confirming(&POLICY));
+        h.success(T0 + 5_000);
+        assert!(!h.confirming(&POLICY));
+        // One failure after a success starts confirming again.
+        h.failure("503", T0 + 6_000, &POLICY);
+        assert!(h.confirming(&POLICY));
+        let one = BlindPolicy {
+            failures: 1,
+            stale_after: Duration::from_secs(600),
+        };
+        let mut h = SourceHealth::new(T0);
+        h.failure("x", T0, &one);
+        assert!(!h.confirming(&one), "one failure is already the notice");
     }
 
     #[test]

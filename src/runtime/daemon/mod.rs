@@ -312,10 +312,7 @@ impl Daemon {
     /// Whether source `i` failed but is not reported blind yet: its failure is confirmed by
     /// polling again at once rather than on its schedule.
     fn confirming(&self, i: usize) -> bool {
-        let h = &lock(&self.health)[i];
-        h.blind_since_ms().is_none()
-            && h.episode.consecutive_failures > 0
-            && h.episode.consecutive_failures < self.policy.failures
+        lock(&self.health)[i].confirming(&self.policy)
     }
 
     /// Records the heartbeat notice: what rolewatch saw since it started.
