@@ -206,6 +206,36 @@ impl Metrics {
         }
     }
 
+    /// Creates every per-source series of `source` at zero, so that `/metrics` shows them
+    /// before anything happened: an alert rule on `increase(…)` or a dashboard panel then has
+    /// a series to read from the start (a counter that appears only on its first increment
+    /// hides that increment from `increase`).
+    pub fn init_source(&self, source: &str) {
+        let labels = self::source(source);
+        for family in [
+            &self.poll_completed,
+            &self.poll_failed,
+            &self.poll_skipped,
+            &self.requests_throttled,
+            &self.request_retries,
+            &self.events_seen,
+            &self.events_malformed,
+            &self.rule_matches,
+            &self.alerts_recorded,
+            &self.coverage_gap,
+            &self.source_blind,
+            &self.source_recovered,
+            &self.sweep_completed,
+            &self.sweep_failed,
+            &self.sweep_requests,
+            &self.late_events,
+        ] {
+            drop(family.get_or_create(&labels));
+        }
+        drop(self.event_lateness_seconds.get_or_create(&labels));
+        drop(self.source_is_blind.get_or_create(&labels));
+    }
+
     /// The text exposition.
     ///
     /// # Errors

@@ -687,3 +687,124 @@ fn demo_shows_the_alert_on_stdout_and_through_sns() {
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "scripts/demo left {left:?}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Alerts on the watcher (issue 16 §3): Prometheus rules and a Grafana dashboard.
+// ---------------------------------------------------------------------------------------
+
+/// `promtool`, from Debian's `prometheus` package (scripts/test installs it).
+fn promtool() -> Command {
+    let ok = Command::new("promtool")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "promtool is not installed: scripts/test installs it (Debian package `prometheus`)"
+    );
+    let mut cmd = Command::new("promtool");
+    cmd.current_dir(repo_root().join("deploy/prometheus"));
+    cmd
+}
+
+#[test]
+fn prometheus_alert_rules_pass_promtool_check_and_their_unit_tests() {
+    for args in [
+        &["check", "rules", "rolewatch-alerts.yml"][..],
+        &["test", "rules", "rolewatch-alerts.test.yml"][..],
+    ] {
+        let out = promtool().args(args).output().expect("promtool runs");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The metric families a running `rolewatch run` exposes on `/metrics` (OpenMetrics `# TYPE`
+/// lines: counter families without `_total`).
+fn exposed_families() -> BTreeSet<String> {
+    use crate::support::{free_port, http, Daemon, LookupServer, Setup};
+    let server = LookupServer::start();
+    let setup = Setup::new();
+    let port = free_port();
+    let config = setup.config(&format!(
+        "[[source]]\ntype = \"cloudtrail\"\nname = \"ct\"\nsweep_interval_secs = 0\n\n\
+         [admin]\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let daemon = Daemon::start(&server, &config);
+    let text = std::cell::RefCell::new(String::new());
+    daemon.wait_for(
+        Duration::from_secs(30),
+        "/metrics after a poll",
+        |_| match http(port, "GET", "/metrics", &[], b"") {
+            Ok(r) if r.status == 200 => {
+                let body = String::from_utf8_lossy(&r.body).into_owned();
+                let done = body.contains("rolewatch_poll_completed_total{source=\"ct\"} 1");
+                *text.borrow_mut() = body;
+                done
+            }
+            _ => false,
+        },
+    );
+    let text = text.into_inner();
+    let (status, _, err) = daemon.stop("-TERM");
+    assert!(status.success(), "{err}");
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every `rolewatch_…` name in `text`, as its family (without a sample suffix).
+fn queried_families(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (at, _) in text.match_indices("rolewatch_") {
+        let name: String = text[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let family = ["_total", "_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(&name)
+            .to_owned();
+        out.insert(family);
+    }
+    out
+}
+
+#[test]
+fn the_dashboard_and_the_alert_rules_query_only_metrics_rolewatch_exposes() {
+    let dashboard = json_file("deploy/grafana/rolewatch-dashboard.json");
+    assert_eq!(dashboard["title"], "rolewatch");
+    let mut exprs = String::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        assert!(panel["title"].is_string(), "{panel}");
+        for target in panel["targets"].as_array().expect("targets") {
+            exprs.push_str(target["expr"].as_str().expect("an expr"));
+            exprs.push('\n');
+        }
+    }
+    let dashboard_families = queried_families(&exprs);
+    let rules_families = queried_families(&read("deploy/prometheus/rolewatch-alerts.yml"));
+    assert!(dashboard_families.len() >= 15, "{dashboard_families:?}");
+    assert!(rules_families.len() >= 5, "{rules_families:?}");
+    let exposed = exposed_families();
+    assert!(exposed.contains("rolewatch_poll_completed"), "{exposed:?}");
+    for (what, families) in [
+        ("the dashboard", &dashboard_families),
+        ("the alert rules", &rules_families),
+    ] {
+        let missing: Vec<&String> = families.difference(&exposed).collect();
+        assert!(
+            missing.is_empty(),
+            "{what} queries metrics /metrics does not have: {missing:?}\nexposed: {exposed:?}"
+        );
+    }
+}

@@ -149,6 +149,9 @@ impl Daemon {
         let channels = outbox::build_channels(&cfg.channels, Some(&sdk))?;
         let analysis = crate::intel::worker::for_daemon(cfg, &sdk, state.clone(), clock.clone());
         let metrics = Arc::new(Metrics::new());
+        for slot in &sources {
+            metrics.init_source(&slot.cfg.id);
+        }
         let outbox = Arc::new(
             Outbox::new(channels, state.clone(), clock.clone())
                 .with_metrics(metrics.clone())
