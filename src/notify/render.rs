@@ -329,12 +329,27 @@ fn change_view(alert: &Alert) -> (Vec<Row>, Option<String>) {
         }
         (c, _) => c.to_string(),
     };
+    let class = match &a.via {
+        Some(via) => format!("{class}, via {via}"),
+        None => class,
+    };
     row(&mut rows, "Actor class", Some(&class));
     row(
         &mut rows,
         "Verdict",
         Some(&a.verdict.as_str().to_uppercase()),
     );
+    if let Some(since) = &a.since_baseline {
+        row(
+            &mut rows,
+            "Since baseline",
+            Some(&format!(
+                "{} ({})",
+                since.verdict.as_str().to_uppercase(),
+                since.compared
+            )),
+        );
+    }
     row(
         &mut rows,
         "Severity",

@@ -108,6 +108,7 @@ fn analysis_of(case: &str) -> Option<crate::intel::Analysis> {
     let blank = |verdict: Verdict, severity: &str, why: &str| Analysis {
         actor_class: ActorClass::Yours,
         allowlisted: false,
+        via: None,
         verdict,
         severity: severity.to_owned(),
         rule_severity: "high".to_owned(),
@@ -117,6 +118,7 @@ fn analysis_of(case: &str) -> Option<crate::intel::Analysis> {
         flags: Vec::new(),
         statements: Vec::new(),
         diff_unavailable: None,
+        since_baseline: None,
         baseline: None,
     };
     let baseline = |taken_ms: i64, differences: &[&str]| {

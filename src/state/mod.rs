@@ -43,6 +43,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use error::sqlite;
 pub use error::StateError;
 pub use handle::Store;
+pub use intel::LastKnownRow;
 pub use model::*;
 pub use open::{open_locked, state_path};
 
