@@ -14,10 +14,12 @@ use serde_json::Value;
 use super::actor::{self, ActorClass};
 use super::baseline::{self, decode_document, Baseline};
 use super::iam::{IamError, IamReader};
+use super::known::{self, Applied, LastKnown, Target};
 use super::policy::{self, Policy, StatementChange, Verdict};
 use crate::config::VendorConfig;
 use crate::rules::Severity;
 use crate::state::StoredAlert;
+use crate::time::display_rfc3339_ms;
 
 /// How long all IAM calls of one analysis may take together.
 pub const DEFAULT_BUDGET: Duration = Duration::from_secs(10);
@@ -76,12 +78,26 @@ pub struct BaselineNote {
     pub unavailable: Option<String>,
 }
 
+/// The verdict of the change against the baseline: the alert's second line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinceBaseline {
+    pub verdict: Verdict,
+    /// What was compared with what, e.g. "the new default version v1 (GetPolicyVersion)
+    /// against the baseline's default version v1 (taken 2026-12-01T00:00:00Z)".
+    pub compared: String,
+}
+
 /// The analysis of one alert, stored with it and shown by every channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Analysis {
     pub actor_class: ActorClass,
     /// The caller matched `[vendor] allowed_principals`.
     pub allowlisted: bool,
+    /// How the caller acted when a service made the call with its credentials: "the
+    /// console", "CloudFormation", … (see [`actor::via`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// The verdict against the moment before the change (the last known state).
     pub verdict: Verdict,
     /// The final severity (see [`actor::final_severity`]).
     pub severity: String,
@@ -89,7 +105,7 @@ pub struct Analysis {
     pub rule_severity: String,
     pub severity_reason: String,
     /// What was compared with what, e.g. "the new version v4 (from the event) against the
-    /// default version v3 (GetPolicyVersion)".
+    /// last known default version v3 (the baseline of 2026-12-01T00:00:00Z)".
     pub compared: Option<String>,
     /// Why the verdict.
     pub reasons: Vec<String>,
@@ -100,15 +116,37 @@ pub struct Analysis {
     pub statements: Vec<StatementChange>,
     /// `Some(reason)` when the diff could not be made.
     pub diff_unavailable: Option<String>,
+    /// The same change judged against the baseline instead of the moment before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_baseline: Option<SinceBaseline>,
     pub baseline: Option<BaselineNote>,
 }
 
-/// A before/after pair to compare.
+/// What an alert is compared with.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Before<'a> {
+    /// The last known state of the role (see [`known`](super::known)).
+    pub last_known: Option<&'a LastKnown>,
+    /// The newest baseline.
+    pub baseline: Option<&'a Baseline>,
+}
+
+/// An analysis, and the last known state after the change.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub analysis: Analysis,
+    /// `Some` when the change made a new last known state (applied, or marked incomplete).
+    pub last_known: Option<LastKnown>,
+}
+
+/// A before/after pair to compare, and what the change made of its target.
 struct Docs {
     before: Policy,
     after: Policy,
     compared: String,
     trust: bool,
+    /// A sentence that says why when the documents alone do not.
+    note: Option<String>,
 }
 
 /// Why no diff could be made: a sentence for the alert.
@@ -128,12 +166,10 @@ fn parse_doc(text: &str, what: &str) -> Result<Policy, Unavailable> {
     Policy::parse_text(text).map_err(|e| Unavailable(format!("{what}: {e}")))
 }
 
-fn baseline_doc(v: Option<&Value>, what: &str) -> Result<Policy, Unavailable> {
+fn stored_doc(v: Option<&Value>, what: &str, when: &str) -> Result<Policy, Unavailable> {
     match v {
         Some(v) => Policy::parse(v).map_err(|e| Unavailable(format!("{what}: {e}"))),
-        None => Err(Unavailable(format!(
-            "{what} could not be read when the baseline was taken"
-        ))),
+        None => Err(Unavailable(format!("{what} could not be read ({when})"))),
     }
 }
 
@@ -179,30 +215,135 @@ fn parse_severity(s: &str) -> Severity {
     .unwrap_or(Severity::High)
 }
 
+/// A snapshot a change is judged against, and how to name it in a sentence.
+struct Side<'a> {
+    snap: &'a Baseline,
+    /// "the last known" / "the baseline's"
+    poss: &'static str,
+    /// "the last known state (the baseline of T)" / "the baseline of T"
+    noun: String,
+    /// "(the baseline of T)" / "(taken T)"
+    when: String,
+    /// True for the moment before: an inline policy deleted that it does not hold is an
+    /// unknown document (against the baseline, it is nothing: the role had none then).
+    strict: bool,
+}
+
+impl<'a> Side<'a> {
+    fn last_known(k: &'a LastKnown) -> Side<'a> {
+        Side {
+            snap: &k.role,
+            poss: "the last known",
+            noun: format!("the last known state ({})", k.provenance()),
+            when: format!("({})", k.provenance()),
+            strict: true,
+        }
+    }
+
+    fn baseline(b: &'a Baseline) -> Side<'a> {
+        Side {
+            snap: b,
+            poss: "the baseline's",
+            noun: format!("the baseline of {}", display_rfc3339_ms(b.taken_ms)),
+            when: format!("(taken {})", display_rfc3339_ms(b.taken_ms)),
+            strict: false,
+        }
+    }
+
+    /// The target's document in this snapshot and how to say so. `deleted`: the change
+    /// removed the target (what it was must be known, nothing stands for it).
+    fn before(&self, target: &Target, deleted: bool) -> Result<(Policy, String), Unavailable> {
+        let (poss, noun, when) = (self.poss, &self.noun, &self.when);
+        match target {
+            Target::DefaultVersion { arn } => match self.snap.managed(arn) {
+                Some(p) => {
+                    let v = p.default_version_id.as_deref().unwrap_or("?");
+                    let what = format!("{poss} default version {v}");
+                    Ok((stored_doc(p.document.as_ref(), &what, noun)?, format!("{what} {when}")))
+                }
+                None => Err(Unavailable(format!("{noun} does not hold the policy {arn}"))),
+            },
+            Target::Attachment { arn, .. } => {
+                match self.snap.attached.iter().find(|p| &p.arn == arn) {
+                    Some(p) => {
+                        let v = p.default_version_id.as_deref().unwrap_or("?");
+                        let what = format!("the policy as attached in {noun} (default version {v})");
+                        Ok((stored_doc(p.document.as_ref(), &what, noun)?, what))
+                    }
+                    None => Ok((
+                        Policy::empty(),
+                        format!("nothing (it is not attached in {noun})"),
+                    )),
+                }
+            }
+            Target::Inline { name, .. } => match self.snap.inline(name) {
+                Some(p) => {
+                    let what = format!("{poss} inline policy {name}");
+                    Ok((stored_doc(p.document.as_ref(), &what, noun)?, format!("{what} {when}")))
+                }
+                None if deleted && self.strict => Err(Unavailable(format!(
+                    "{noun} has no inline policy {name}: its document before the deletion is unknown"
+                ))),
+                None => Ok((
+                    Policy::empty(),
+                    format!("nothing ({noun} has no inline policy {name})"),
+                )),
+            },
+            Target::Trust { .. } => {
+                let what = format!("{poss} trust policy");
+                Ok((
+                    stored_doc(self.snap.trust_policy.as_ref(), &what, noun)?,
+                    format!("{what} {when}"),
+                ))
+            }
+        }
+    }
+}
+
+/// What a change made, found out from the event and IAM.
+struct Change {
+    docs: Result<Docs, Unavailable>,
+    /// What the change made of its target, for the last known state; `None` when it changes
+    /// nothing there (a failed call, a version not set as default, a deleted version) or
+    /// could not be found out (then `docs` says why).
+    applied: Option<Applied>,
+    /// The target and its document after the change, for the comparison with the baseline.
+    after: Option<(Target, Policy, bool, String)>,
+}
+
 impl<R: IamReader> Analyzer<R> {
-    /// Analyses one stored alert against `baseline` (the latest snapshot, if any). Never
-    /// fails: what cannot be found out is said in the analysis. All IAM calls together take
-    /// at most the budget.
+    /// Analyses one stored alert against `baseline` (the latest snapshot, if any), which is
+    /// also taken as the moment before the change. Never fails: what cannot be found out is
+    /// said in the analysis. All IAM calls together take at most the budget.
     pub async fn analyze(
         &self,
         stored: &StoredAlert,
         baseline: Option<&Baseline>,
         now_ms: i64,
     ) -> Analysis {
-        self.analyze_within(stored, baseline, now_ms, self.budget, None)
+        let known = baseline.map(LastKnown::from_baseline);
+        let before = Before {
+            last_known: known.as_ref(),
+            baseline,
+        };
+        self.analyze_within(stored, before, now_ms, self.budget, None)
             .await
+            .analysis
     }
 
-    /// [`Analyzer::analyze`] with another budget (the worker shortens it while IAM does not
-    /// answer, so that a backlog of alerts is not held for the full budget each).
+    /// Analyses one stored alert against the moment before it (`before.last_known`, when
+    /// it is from before the change) and the baseline, with another budget (the worker
+    /// shortens it while IAM does not answer, so that a backlog of alerts is not held for
+    /// the full budget each); `offline` says why no IAM call is to be made. Returns the
+    /// analysis and the last known state after the change.
     pub async fn analyze_within(
         &self,
         stored: &StoredAlert,
-        baseline: Option<&Baseline>,
+        before: Before<'_>,
         now_ms: i64,
         budget: Duration,
         offline: Option<&str>,
-    ) -> Analysis {
+    ) -> Outcome {
         let record: Value = serde_json::from_str(&stored.record).unwrap_or(Value::Null);
         let (actor_class, allowlisted) = actor::classify(&record, &self.vendor);
         let event = record
@@ -211,6 +352,21 @@ impl<R: IamReader> Analyzer<R> {
             .unwrap_or(&stored.event_name)
             .to_owned();
         let failed = record.get("errorCode").is_some_and(|c| !c.is_null());
+        let (event_id, event_time) = (stored.event_id.as_str(), stored.event_time_ms);
+        // The moment before: the last known state, when it is from before this change and
+        // whole; otherwise why there is none.
+        let prior: Result<&LastKnown, String> = match before.last_known {
+            None => Err("no baseline was taken and no change recorded before this one".to_owned()),
+            Some(k) if !k.is_before(event_id, event_time) => Err(format!(
+                "the last known state ({}) is not older than the change",
+                k.provenance()
+            )),
+            Some(k) => match &k.incomplete {
+                Some(why) => Err(format!("the last known state is incomplete: {why}")),
+                None => Ok(k),
+            },
+        };
+        let base = before.baseline.filter(|b| b.taken_ms < event_time);
         let mut flags = Vec::new();
         if let Some(arn) = rp(&record, "policyArn").filter(|a| is_high_risk_managed(a)) {
             if event.ends_with("RolePolicy") {
@@ -228,6 +384,7 @@ impl<R: IamReader> Analyzer<R> {
         let mut a = Analysis {
             actor_class,
             allowlisted,
+            via: actor::via(&record),
             verdict: Verdict::Unknown,
             severity: String::new(),
             rule_severity: stored.severity.clone(),
@@ -237,9 +394,12 @@ impl<R: IamReader> Analyzer<R> {
             flags: Vec::new(),
             statements: Vec::new(),
             diff_unavailable: None,
+            since_baseline: None,
             baseline: None,
         };
         let mut any_widening = false;
+        let mut last_known = None;
+        let analysed_kind = ANALYSED.contains(&event.as_str());
         if failed {
             a.verdict = Verdict::Unchanged;
             a.reasons
@@ -249,17 +409,23 @@ impl<R: IamReader> Analyzer<R> {
             a.diff_unavailable = Some(reason.to_owned());
         } else {
             let work = async {
-                let docs = self.documents(&event, &record, baseline).await;
+                let change = self
+                    .change(
+                        &event,
+                        &record,
+                        prior.as_ref().map(|k| *k).map_err(String::as_str),
+                    )
+                    .await;
                 let current = baseline::snapshot(&self.iam, &self.vendor, now_ms).await;
-                (docs, current)
+                (change, current)
             };
             match tokio::time::timeout(budget, work).await {
                 Err(_) => {
                     a.diff_unavailable =
                         Some(format!("{TIMEOUT_PREFIX} {} s", budget.as_secs_f64()));
                 }
-                Ok((docs, current)) => {
-                    match docs {
+                Ok((change, current)) => {
+                    match change.docs {
                         Ok(d) => {
                             let diff = policy::diff(&d.before, &d.after);
                             if d.trust {
@@ -268,12 +434,26 @@ impl<R: IamReader> Analyzer<R> {
                             a.verdict = diff.verdict;
                             any_widening = diff.any_widening;
                             a.reasons = diff.reasons;
+                            a.reasons.extend(d.note);
                             a.statements = diff.statements;
                             a.compared = Some(d.compared);
                         }
                         Err(Unavailable(reason)) => a.diff_unavailable = Some(reason),
                     }
-                    a.baseline = Some(match (baseline, current) {
+                    if let (Some(b), Some((target, after, deleted, label))) = (base, &change.after)
+                    {
+                        a.since_baseline = Some(since_baseline(b, target, after, *deleted, label));
+                    }
+                    if let (Ok(k), Some(c)) = (&prior, &change.applied) {
+                        last_known = Some(known::apply(
+                            k,
+                            c,
+                            event_id,
+                            event_time,
+                            &self.vendor.policy_name,
+                        ));
+                    }
+                    a.baseline = Some(match (before.baseline, current) {
                         (Some(b), Ok(now)) => BaselineNote {
                             taken_ms: Some(b.taken_ms),
                             differences: baseline::differences(b, &now),
@@ -307,50 +487,125 @@ impl<R: IamReader> Analyzer<R> {
                 }
             }
         }
+        if !failed && last_known.is_none() && analysed_kind && event != "DeletePolicyVersion" {
+            if let (Ok(k), Some(why)) = (&prior, a.diff_unavailable.as_deref()) {
+                // The change happened, what it made is unknown: nothing is compared with
+                // this state any more until the next baseline.
+                last_known = Some(known::incomplete(k, event_id, event_time, why));
+            }
+        }
         if a.diff_unavailable.is_some() && a.verdict == Verdict::Unknown {
             a.reasons
                 .push("the documents could not be compared: see why below".to_owned());
         }
         a.flags = flags;
-        let base = parse_severity(&stored.severity);
-        let (sev, why) =
-            actor::final_severity(base, actor_class, allowlisted, a.verdict, any_widening);
+        let base_severity = parse_severity(&stored.severity);
+        let (sev, why) = actor::final_severity(
+            base_severity,
+            actor_class,
+            allowlisted,
+            a.verdict,
+            any_widening,
+        );
         a.severity = sev.as_str().to_owned();
         a.severity_reason = why;
-        a
+        Outcome {
+            analysis: a,
+            last_known,
+        }
+    }
+
+    /// What the change `event` made, judged against `prior` (the moment before, when known).
+    async fn change(&self, event: &str, record: &Value, prior: Result<&LastKnown, &str>) -> Change {
+        let mut applied = None;
+        let mut after = None;
+        let docs = self
+            .documents(event, record, prior, &mut applied, &mut after)
+            .await;
+        Change {
+            docs,
+            applied,
+            after,
+        }
     }
 
     async fn documents(
         &self,
         event: &str,
         record: &Value,
-        baseline: Option<&Baseline>,
+        prior: Result<&LastKnown, &str>,
+        applied: &mut Option<Applied>,
+        after_out: &mut Option<(Target, Policy, bool, String)>,
     ) -> Result<Docs, Unavailable> {
         let need = |k: &str| {
             rp(record, k)
                 .ok_or_else(|| Unavailable(format!("the event has no requestParameters.{k}")))
         };
-        let no_baseline = |what: &str| {
-            Unavailable(format!(
-                "the previous {what} is unknown: no baseline was taken before the change"
-            ))
-        };
+        let side = prior.ok().map(Side::last_known);
+        let why_none = prior.err().unwrap_or_default();
+        let no_prior =
+            |what: &str| Unavailable(format!("the previous {what} is unknown: {why_none}"));
+        let value_of = |p: &str| baseline::decode_document(p);
         match event {
             "CreatePolicyVersion" => {
                 let arn = need("policyArn")?;
                 let new_version = record
                     .pointer("/responseElements/policyVersion/versionId")
                     .and_then(Value::as_str);
-                let after = match event_document(record) {
-                    Some(doc) => parse_doc(&doc, "the new document")?,
+                let text = match event_document(record) {
+                    Some(doc) => doc,
                     None => {
                         let v = new_version.ok_or_else(|| {
                             Unavailable("the event has neither the document nor the version".into())
                         })?;
-                        parse_doc(&self.iam.policy_version(arn, v).await?, "the new document")?
+                        self.iam.policy_version(arn, v).await?
                     }
                 };
+                let after = parse_doc(&text, "the new document")?;
                 let new_label = new_version.unwrap_or("?");
+                let said = record
+                    .pointer("/requestParameters/setAsDefault")
+                    .and_then(Value::as_bool)
+                    .or_else(|| {
+                        record
+                            .pointer("/responseElements/policyVersion/isDefaultVersion")
+                            .and_then(Value::as_bool)
+                    });
+                let effective = match said {
+                    Some(d) => d,
+                    None => Some(self.iam.default_version(arn).await?.as_str()) == new_version,
+                };
+                let target = Target::DefaultVersion {
+                    arn: arn.to_owned(),
+                };
+                let what = if effective {
+                    format!("the new default version {new_label} (from the event)")
+                } else {
+                    format!("the new version {new_label} (from the event, not the default)")
+                };
+                if effective {
+                    if let Some(v) = new_version {
+                        *applied = Some(Applied {
+                            target: target.clone(),
+                            document: value_of(&text),
+                            version: Some(v.to_owned()),
+                            present: true,
+                        });
+                    }
+                    *after_out = Some((target.clone(), after.clone(), false, what.clone()));
+                }
+                if let Some(s) = &side {
+                    if let Ok((before, label)) = s.before(&target, false) {
+                        return Ok(Docs {
+                            before,
+                            after,
+                            compared: format!("{what} against {label}"),
+                            trust: false,
+                            note: None,
+                        });
+                    }
+                }
+                // No earlier state holds the policy: IAM says what the default is (or was).
                 let default = self.iam.default_version(arn).await?;
                 if Some(default.as_str()) != new_version {
                     let before = parse_doc(
@@ -361,27 +616,15 @@ impl<R: IamReader> Analyzer<R> {
                         before,
                         after,
                         compared: format!(
-                            "the new version {new_label} (from the event) against the default version {default} (GetPolicyVersion)"
+                            "{what} against the default version {default} (GetPolicyVersion)"
                         ),
                         trust: false,
+                        note: None,
                     });
-                }
-                if let Some(p) = baseline.and_then(|b| b.managed(arn)) {
-                    if p.default_version_id.as_deref() != new_version {
-                        return Ok(Docs {
-                            before: baseline_doc(p.document.as_ref(), "the baseline's default version")?,
-                            after,
-                            compared: format!(
-                                "the new default version {new_label} (from the event) against the baseline's default version {}",
-                                p.default_version_id.as_deref().unwrap_or("?")
-                            ),
-                            trust: false,
-                        });
-                    }
                 }
                 let prev = new_version
                     .and_then(previous_version)
-                    .ok_or_else(|| no_baseline("default version"))?;
+                    .ok_or_else(|| no_prior("default version"))?;
                 let before = parse_doc(
                     &self.iam.policy_version(arn, &prev).await?,
                     "the previous version",
@@ -390,108 +633,266 @@ impl<R: IamReader> Analyzer<R> {
                     before,
                     after,
                     compared: format!(
-                        "the new default version {new_label} (from the event) against version {prev}, assumed to be the previous default (no baseline)"
+                        "{what} against version {prev}, assumed to be the previous default (no earlier state of the policy: {})",
+                        if why_none.is_empty() { "the last known state does not hold it" } else { why_none }
                     ),
                     trust: false,
+                    note: None,
                 })
             }
             "SetDefaultPolicyVersion" => {
                 let arn = need("policyArn")?;
                 let v = need("versionId")?;
-                let after = parse_doc(&self.iam.policy_version(arn, v).await?, "the new default")?;
-                let p = baseline
-                    .and_then(|b| b.managed(arn))
-                    .filter(|p| p.default_version_id.as_deref() != Some(v))
-                    .ok_or_else(|| no_baseline("default version"))?;
-                Ok(Docs {
-                    before: baseline_doc(p.document.as_ref(), "the baseline's default version")?,
-                    after,
-                    compared: format!(
-                        "the new default version {v} (GetPolicyVersion) against the baseline's default version {}",
-                        p.default_version_id.as_deref().unwrap_or("?")
+                let target = Target::DefaultVersion {
+                    arn: arn.to_owned(),
+                };
+                let (text, what) = match self.iam.policy_version(arn, v).await {
+                    Ok(text) => (
+                        text,
+                        format!("the new default version {v} (GetPolicyVersion)"),
                     ),
+                    Err(e) => {
+                        // The version may be gone by now; the last known state may hold it.
+                        let held = prior
+                            .ok()
+                            .map(|k| &k.role)
+                            .and_then(|b| b.managed(arn))
+                            .filter(|p| p.default_version_id.as_deref() == Some(v))
+                            .and_then(|p| p.document.as_ref());
+                        match held {
+                            Some(doc) => (
+                                doc.to_string(),
+                                format!("the new default version {v} (as last known)"),
+                            ),
+                            None => return Err(e.into()),
+                        }
+                    }
+                };
+                let after = parse_doc(&text, "the new default")?;
+                *applied = Some(Applied {
+                    target: target.clone(),
+                    document: value_of(&text),
+                    version: Some(v.to_owned()),
+                    present: true,
+                });
+                *after_out = Some((target.clone(), after.clone(), false, what.clone()));
+                let s = side.ok_or_else(|| no_prior("default version"))?;
+                let (before, label) = s.before(&target, false)?;
+                let already = s
+                    .snap
+                    .managed(arn)
+                    .is_some_and(|p| p.default_version_id.as_deref() == Some(v));
+                Ok(Docs {
+                    before,
+                    after,
+                    compared: format!("{what} against {label}"),
                     trust: false,
+                    note: already.then(|| format!("{v} was already the default version")),
+                })
+            }
+            "DeletePolicyVersion" => {
+                let _ = need("policyArn")?;
+                let v = need("versionId")?;
+                Ok(Docs {
+                    before: Policy::empty(),
+                    after: Policy::empty(),
+                    compared: format!("the deleted version {v}, which was not the default"),
+                    trust: false,
+                    note: Some(format!(
+                        "IAM deletes only a version that is not the default: deleting {v} did not change what the policy allows"
+                    )),
                 })
             }
             "AttachRolePolicy" | "DetachRolePolicy" => {
                 let arn = need("policyArn")?;
+                let role = rp(record, "roleName").unwrap_or(&self.vendor.role_name);
+                let target = Target::Attachment {
+                    role: role.to_owned(),
+                    arn: arn.to_owned(),
+                };
+                let attach = event == "AttachRolePolicy";
+                let held = side
+                    .as_ref()
+                    .and_then(|s| s.snap.attached.iter().find(|p| p.arn == arn));
+                if !attach {
+                    *applied = Some(Applied {
+                        target: target.clone(),
+                        document: None,
+                        version: None,
+                        present: false,
+                    });
+                    *after_out = Some((
+                        target.clone(),
+                        Policy::empty(),
+                        true,
+                        "nothing (detached)".to_owned(),
+                    ));
+                    if let (Some(s), Some(_)) = (&side, held) {
+                        let (before, label) = s.before(&target, true)?;
+                        return Ok(Docs {
+                            before,
+                            after: Policy::empty(),
+                            compared: format!("nothing (detached) against {label}"),
+                            trust: false,
+                            note: None,
+                        });
+                    }
+                }
                 let v = self.iam.default_version(arn).await?;
-                let doc = parse_doc(&self.iam.policy_version(arn, &v).await?, "the policy")?;
+                let text = self.iam.policy_version(arn, &v).await?;
+                let doc = parse_doc(&text, "the policy")?;
                 let label = format!("the policy's default version {v} (GetPolicyVersion)");
-                Ok(if event == "AttachRolePolicy" {
-                    Docs {
-                        before: Policy::empty(),
+                if attach {
+                    *applied = Some(Applied {
+                        target: target.clone(),
+                        document: value_of(&text),
+                        version: Some(v.clone()),
+                        present: true,
+                    });
+                    *after_out = Some((
+                        target.clone(),
+                        doc.clone(),
+                        false,
+                        format!("{label}, attached"),
+                    ));
+                    let (before, against) = match &side {
+                        Some(s) => s.before(&target, false)?,
+                        None => (
+                            Policy::empty(),
+                            format!("nothing (no earlier state of the role: {why_none})"),
+                        ),
+                    };
+                    return Ok(Docs {
+                        before,
                         after: doc,
-                        compared: format!("{label}, newly attached, against nothing"),
+                        compared: format!("{label}, attached, against {against}"),
                         trust: false,
-                    }
-                } else {
-                    Docs {
-                        before: doc,
-                        after: Policy::empty(),
-                        compared: format!("{label}, detached, against nothing"),
-                        trust: false,
-                    }
+                        note: None,
+                    });
+                }
+                let why = match &side {
+                    Some(s) => format!("{} does not have it attached", s.noun),
+                    None => format!("no earlier state of the role: {why_none}"),
+                };
+                Ok(Docs {
+                    before: doc,
+                    after: Policy::empty(),
+                    compared: format!("nothing (detached) against {label} ({why})"),
+                    trust: false,
+                    note: None,
                 })
             }
             "PutRolePolicy" | "DeleteRolePolicy" => {
                 let role = need("roleName")?;
                 let name = need("policyName")?;
-                let b = baseline
-                    .filter(|b| b.role_name == role)
-                    .ok_or_else(|| no_baseline("inline document"))?;
-                let before = match b.inline(name) {
-                    Some(p) => baseline_doc(p.document.as_ref(), "the baseline's inline document")?,
-                    None => Policy::empty(),
+                let target = Target::Inline {
+                    role: role.to_owned(),
+                    name: name.to_owned(),
                 };
-                let after = if event == "DeleteRolePolicy" {
-                    Policy::empty()
+                let deleted = event == "DeleteRolePolicy";
+                let (after, text, what) = if deleted {
+                    (
+                        Policy::empty(),
+                        None,
+                        format!("nothing (the inline policy {name} was deleted)"),
+                    )
                 } else {
-                    match event_document(record) {
-                        Some(doc) => parse_doc(&doc, "the new inline document")?,
-                        None => parse_doc(
-                            &self.iam.inline_policy(role, name).await?,
-                            "the new inline document",
-                        )?,
-                    }
+                    let (text, from) = match event_document(record) {
+                        Some(doc) => (doc, "from the event"),
+                        None => (self.iam.inline_policy(role, name).await?, "GetRolePolicy"),
+                    };
+                    (
+                        parse_doc(&text, "the new inline document")?,
+                        Some(text),
+                        format!("the inline policy {name} ({from})"),
+                    )
                 };
+                *applied = Some(Applied {
+                    target: target.clone(),
+                    document: text.as_deref().and_then(value_of),
+                    version: None,
+                    present: !deleted,
+                });
+                *after_out = Some((target.clone(), after.clone(), deleted, what.clone()));
+                let s = side
+                    .filter(|s| s.snap.role_name == role)
+                    .ok_or_else(|| no_prior("inline document"))?;
+                let (before, label) = s.before(&target, deleted)?;
                 Ok(Docs {
                     before,
                     after,
-                    compared: format!(
-                        "the inline policy {name} {} against the baseline's",
-                        if event == "DeleteRolePolicy" {
-                            "(deleted)"
-                        } else {
-                            "(from the event)"
-                        }
-                    ),
+                    compared: format!("{what} against {label}"),
                     trust: false,
+                    note: None,
                 })
             }
             "UpdateAssumeRolePolicy" => {
                 let role = need("roleName")?;
-                let after = match event_document(record) {
-                    Some(doc) => parse_doc(&doc, "the new trust policy")?,
-                    None => {
-                        parse_doc(&self.iam.role(role).await?.trust_policy, "the trust policy")?
-                    }
+                let target = Target::Trust {
+                    role: role.to_owned(),
                 };
-                let b = baseline
-                    .filter(|b| b.role_name == role)
-                    .ok_or_else(|| no_baseline("trust policy"))?;
+                let (text, from) = match event_document(record) {
+                    Some(doc) => (doc, "from the event"),
+                    None => (self.iam.role(role).await?.trust_policy, "GetRole"),
+                };
+                let after = parse_doc(&text, "the new trust policy")?;
+                let what = format!("the new trust policy ({from})");
+                *applied = Some(Applied {
+                    target: target.clone(),
+                    document: value_of(&text),
+                    version: None,
+                    present: true,
+                });
+                *after_out = Some((target.clone(), after.clone(), false, what.clone()));
+                let s = side
+                    .filter(|s| s.snap.role_name == role)
+                    .ok_or_else(|| no_prior("trust policy"))?;
+                let (before, label) = s.before(&target, false)?;
                 Ok(Docs {
-                    before: baseline_doc(b.trust_policy.as_ref(), "the baseline's trust policy")?,
+                    before,
                     after,
-                    compared: "the new trust policy (from the event) against the baseline's"
-                        .to_owned(),
+                    compared: format!("{what} against {label}"),
                     trust: true,
+                    note: None,
                 })
             }
             other => Err(Unavailable(format!(
                 "rolewatch does not analyse {other} events"
             ))),
         }
+    }
+}
+
+/// The event kinds whose change the analysis judges (the rest are `unknown`).
+const ANALYSED: &[&str] = &[
+    "CreatePolicyVersion",
+    "SetDefaultPolicyVersion",
+    "DeletePolicyVersion",
+    "AttachRolePolicy",
+    "DetachRolePolicy",
+    "PutRolePolicy",
+    "DeleteRolePolicy",
+    "UpdateAssumeRolePolicy",
+];
+
+/// The change's target after it (`after`, named `label`) against the baseline `b`.
+fn since_baseline(
+    b: &Baseline,
+    target: &Target,
+    after: &Policy,
+    deleted: bool,
+    label: &str,
+) -> SinceBaseline {
+    let side = Side::baseline(b);
+    match side.before(target, deleted) {
+        Ok((before, against)) => SinceBaseline {
+            verdict: policy::diff(&before, after).verdict,
+            compared: format!("{label} against {against}"),
+        },
+        Err(Unavailable(why)) => SinceBaseline {
+            verdict: Verdict::Unknown,
+            compared: format!("not compared: {why}"),
+        },
     }
 }
 

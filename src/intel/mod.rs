@@ -7,6 +7,8 @@
 //! * [`iam`]: the read-only IAM calls, behind the [`iam::IamReader`] trait.
 //! * [`baseline`]: the snapshot of the role kept in the state, and how the role differs
 //!   from it.
+//! * [`known`]: the last known state of the role (the baseline with every analysed change
+//!   since applied): what each change is judged against.
 //! * [`analysis`]: one alert's [`analysis::Analysis`], all IAM calls bounded by a budget.
 //! * [`worker`]: analyses new alerts and takes the baseline, beside the poll loop.
 
@@ -14,6 +16,7 @@ pub mod actor;
 pub mod analysis;
 pub mod baseline;
 pub mod iam;
+pub mod known;
 pub mod policy;
 pub mod worker;
 

@@ -188,9 +188,10 @@ pub fn event(name: &str, actor_arn: &str, params: Value, response: Value) -> Sto
         severity: "medium".into(),
         event_id: format!("ev-{name}"),
         event_name: name.into(),
-        event_time_ms: 0,
+        // After the baselines the tests take (at 1000).
+        event_time_ms: 1_500,
         source_id: "t".into(),
-        detected_ms: 0,
+        detected_ms: 1_500,
         record: record.to_string(),
         ..StoredAlert::default()
     }
@@ -227,10 +228,9 @@ async fn create_policy_version_against_the_previous_default() {
     assert_eq!(out.severity, "high");
     assert_eq!(out.actor_class.as_str(), "vendor");
     assert!(
-        out.compared
-            .as_deref()
-            .unwrap()
-            .contains("baseline's default version v1"),
+        out.compared.as_deref().unwrap().contains(
+            "against the last known default version v1 (the baseline of 1970-01-01T00:00:01Z)"
+        ),
         "{out:?}"
     );
     assert_eq!(out.statements.len(), 1);
@@ -334,6 +334,8 @@ async fn inline_and_trust() {
     let out = a.analyze(&ev, Some(&b), 2000).await;
     assert_eq!(out.verdict, Verdict::Widened);
     assert_eq!(out.statements[0].change, "added");
+    // Deleting it without knowing it was added: its document before is unknown, and the
+    // alert says so truthfully.
     let ev = event(
         "DeleteRolePolicy",
         VENDOR_ARN,
@@ -341,10 +343,10 @@ async fn inline_and_trust() {
         Value::Null,
     );
     let out = a.analyze(&ev, Some(&b), 2000).await;
+    assert_eq!(out.verdict, Verdict::Unknown, "{out:?}");
     assert_eq!(
-        out.verdict,
-        Verdict::Unchanged,
-        "it was not in the baseline: {out:?}"
+        out.diff_unavailable.as_deref(),
+        Some("the last known state (the baseline of 1970-01-01T00:00:01Z) has no inline policy extra: its document before the deletion is unknown")
     );
 
     let new_trust = json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": ["arn:aws:iam::406882777402:root", "arn:aws:iam::999988887777:root"]}, "Action": "sts:AssumeRole"}]});
@@ -505,4 +507,350 @@ async fn a_failed_baseline_waits_before_the_next_try() {
     clock.set(1_000_000 + 300_000);
     worker.baseline_if_due().await;
     assert!(calls(&worker) > first, "tried again after 5 minutes");
+}
+
+/// `ev` as the change `id` at `time_ms`.
+fn at(mut ev: StoredAlert, id: &str, time_ms: i64) -> StoredAlert {
+    ev.event_id = id.to_owned();
+    ev.event_time_ms = time_ms;
+    ev
+}
+
+/// Runs `ev` against `known` and the baseline `b`, as the worker does; returns the analysis
+/// and the last known state after it.
+async fn step(
+    a: &Analyzer<FakeIam>,
+    ev: &StoredAlert,
+    known: &crate::intel::known::LastKnown,
+    b: &Baseline,
+) -> (
+    crate::intel::Analysis,
+    Option<crate::intel::known::LastKnown>,
+) {
+    let out = a
+        .analyze_within(
+            ev,
+            super::analysis::Before {
+                last_known: Some(known),
+                baseline: Some(b),
+            },
+            ev.event_time_ms + 100,
+            a.budget,
+            None,
+        )
+        .await;
+    (out.analysis, out.last_known)
+}
+
+/// Regression (issue 17): the vendor narrowed its policy (v1 → v2, info), then set v1 as
+/// the default again, regaining the removed action. That alert said `unknown` with the false
+/// reason "no baseline was taken before the change" (the baseline's default was v1 too) and
+/// went out at the rule's severity. Against the moment before, it widened.
+#[tokio::test]
+async fn setting_the_baselines_version_back_is_judged_against_the_moment_before() {
+    use crate::intel::known::LastKnown;
+    let mut iam = fake();
+    let b = base(&iam).await;
+    let narrow = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]});
+    iam.versions
+        .insert((POLICY_ARN.into(), "v2".into()), enc(&narrow));
+    iam.defaults.insert(POLICY_ARN.into(), "v1".into());
+    let a = analyzer(iam);
+    let known = LastKnown::from_baseline(&b);
+
+    let ev = at(
+        event(
+            "CreatePolicyVersion",
+            VENDOR_ARN,
+            json!({"policyArn": POLICY_ARN, "policyDocument": narrow.to_string(), "setAsDefault": true}),
+            json!({"policyVersion": {"versionId": "v2", "isDefaultVersion": true}}),
+        ),
+        "narrow",
+        2_000,
+    );
+    let (out, known) = step(&a, &ev, &known, &b).await;
+    assert_eq!(
+        (out.verdict, out.severity.as_str()),
+        (Verdict::Narrowed, "info"),
+        "{out:?}"
+    );
+    assert_eq!(
+        out.compared.as_deref(),
+        Some("the new default version v2 (from the event) against the last known default version v1 (the baseline of 1970-01-01T00:00:01Z)")
+    );
+    assert_eq!(
+        out.reasons,
+        ["grants less (Allow removed or restricted): Allow ec2:describe* on *"]
+    );
+    let known = known.expect("the change is applied");
+    assert_eq!(
+        known
+            .role
+            .managed(POLICY_ARN)
+            .unwrap()
+            .default_version_id
+            .as_deref(),
+        Some("v2")
+    );
+    assert_eq!(known.from_event.as_deref(), Some("narrow"));
+
+    // The default set back to v1, the baseline's version: widened against v2.
+    let set_v1 = |id: &str, t: i64| {
+        at(
+            event(
+                "SetDefaultPolicyVersion",
+                VENDOR_ARN,
+                json!({"policyArn": POLICY_ARN, "versionId": "v1"}),
+                Value::Null,
+            ),
+            id,
+            t,
+        )
+    };
+    let (out, after_back) = step(&a, &set_v1("back", 3_000), &known, &b).await;
+    assert_eq!(
+        (out.verdict, out.severity.as_str()),
+        (Verdict::Widened, "high"),
+        "{out:?}"
+    );
+    assert_eq!(
+        out.compared.as_deref(),
+        Some("the new default version v1 (GetPolicyVersion) against the last known default version v2 (after the change of 1970-01-01T00:00:02Z)")
+    );
+    assert_eq!(
+        out.reasons,
+        ["grants more (new Allow): Allow ec2:describe* on *"]
+    );
+    assert_eq!(out.diff_unavailable, None);
+    assert!(out.severity_reason.starts_with("access widened"), "{out:?}");
+    assert_eq!(
+        out.since_baseline,
+        Some(super::analysis::SinceBaseline {
+            verdict: Verdict::Unchanged,
+            compared: "the new default version v1 (GetPolicyVersion) against the baseline's default version v1 (taken 1970-01-01T00:00:01Z)".into(),
+        })
+    );
+    let after_back = after_back.unwrap();
+
+    // v1 again: unchanged, and the reason says why.
+    let (out, _) = step(&a, &set_v1("again", 4_000), &after_back, &b).await;
+    assert_eq!(out.verdict, Verdict::Unchanged, "{out:?}");
+    assert_eq!(out.reasons, ["v1 was already the default version"]);
+
+    // The same second as the change before it: still judged against it.
+    let (out, _) = step(&a, &set_v1("same-second", 3_000), &after_back, &b).await;
+    assert_eq!(out.verdict, Verdict::Unchanged, "{out:?}");
+
+    // A change older than the last known state: no false comparison.
+    let (out, last) = step(&a, &set_v1("older", 1_900), &known, &b).await;
+    assert_eq!(out.verdict, Verdict::Unknown, "{out:?}");
+    assert_eq!(
+        out.diff_unavailable.as_deref(),
+        Some("the previous default version is unknown: the last known state (after the change of 1970-01-01T00:00:02Z) is not older than the change")
+    );
+    assert!(last.is_none(), "the last known state is left as it is");
+}
+
+/// Deleting an inline policy added after the baseline narrows; against the baseline (which
+/// had none) nothing changed.
+#[tokio::test]
+async fn deleting_an_inline_policy_added_after_the_baseline_is_narrowed() {
+    use crate::intel::known::LastKnown;
+    let iam = fake();
+    let b = base(&iam).await;
+    let a = analyzer(iam);
+    let doc =
+        json!({"Statement": [{"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}]});
+    let put = at(
+        event(
+            "PutRolePolicy",
+            ALICE,
+            json!({"roleName": "astronomer-remote-management", "policyName": "extra", "policyDocument": doc.to_string()}),
+            Value::Null,
+        ),
+        "put",
+        2_000,
+    );
+    let (out, known) = step(&a, &put, &LastKnown::from_baseline(&b), &b).await;
+    assert_eq!(
+        (out.verdict, out.severity.as_str()),
+        (Verdict::Widened, "high")
+    );
+    assert_eq!(
+        out.compared.as_deref(),
+        Some("the inline policy extra (from the event) against nothing (the last known state (the baseline of 1970-01-01T00:00:01Z) has no inline policy extra)")
+    );
+    let delete = at(
+        event(
+            "DeleteRolePolicy",
+            VENDOR_ARN,
+            json!({"roleName": "astronomer-remote-management", "policyName": "extra"}),
+            Value::Null,
+        ),
+        "delete",
+        3_000,
+    );
+    let (out, known) = step(&a, &delete, &known.unwrap(), &b).await;
+    assert_eq!(
+        (out.verdict, out.severity.as_str()),
+        (Verdict::Narrowed, "info"),
+        "{out:?}"
+    );
+    assert_eq!(
+        out.compared.as_deref(),
+        Some("nothing (the inline policy extra was deleted) against the last known inline policy extra (after the change of 1970-01-01T00:00:02Z)")
+    );
+    assert_eq!(
+        out.reasons,
+        ["grants less (Allow removed or restricted): Allow iam:passrole on *"]
+    );
+    assert_eq!(
+        out.since_baseline.as_ref().map(|s| s.verdict),
+        Some(Verdict::Unchanged)
+    );
+    assert!(known.unwrap().role.inline.is_empty());
+}
+
+/// Replaced trust, attach and detach, and a deleted version, each against the moment before.
+#[tokio::test]
+async fn each_kind_against_the_moment_before() {
+    use crate::intel::known::LastKnown;
+    let iam = fake();
+    let b = base(&iam).await;
+    let a = analyzer(iam);
+    let admin = "arn:aws:iam::aws:policy/AdministratorAccess";
+    let attach = at(
+        event(
+            "AttachRolePolicy",
+            ALICE,
+            json!({"roleName": "astronomer-remote-management", "policyArn": admin}),
+            Value::Null,
+        ),
+        "attach",
+        2_000,
+    );
+    let (out, known) = step(&a, &attach, &LastKnown::from_baseline(&b), &b).await;
+    assert_eq!(out.verdict, Verdict::Widened);
+    assert_eq!(
+        out.compared.as_deref(),
+        Some("the policy's default version v1 (GetPolicyVersion), attached, against nothing (it is not attached in the last known state (the baseline of 1970-01-01T00:00:01Z))")
+    );
+    let known = known.unwrap();
+    assert_eq!(known.role.attached.len(), 2);
+    // Attached again: it already was.
+    let again = at(attach.clone(), "attach-again", 2_500);
+    let (out, _) = step(&a, &again, &known, &b).await;
+    assert_eq!(out.verdict, Verdict::Unchanged, "{out:?}");
+    let detach = at(
+        event(
+            "DetachRolePolicy",
+            VENDOR_ARN,
+            json!({"roleName": "astronomer-remote-management", "policyArn": admin}),
+            Value::Null,
+        ),
+        "detach",
+        3_000,
+    );
+    let (out, known) = step(&a, &detach, &known, &b).await;
+    assert_eq!(
+        (out.verdict, out.severity.as_str()),
+        (Verdict::Narrowed, "info")
+    );
+    assert_eq!(
+        out.compared.as_deref(),
+        Some("nothing (detached) against the policy as attached in the last known state (after the change of 1970-01-01T00:00:02Z) (default version v1)")
+    );
+    let known = known.unwrap();
+    assert_eq!(known.role.attached.len(), 1);
+
+    let open = json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::406882777402:root"}, "Action": "sts:AssumeRole"}]});
+    let mut trust_ev = at(
+        event(
+            "UpdateAssumeRolePolicy",
+            ALICE,
+            json!({"roleName": "astronomer-remote-management", "policyDocument": open.to_string()}),
+            Value::Null,
+        ),
+        "trust",
+        4_000,
+    );
+    let mut r: Value = serde_json::from_str(&trust_ev.record).unwrap();
+    r["userIdentity"]["invokedBy"] = json!("signin.amazonaws.com");
+    trust_ev.record = r.to_string();
+    let (out, known) = step(&a, &trust_ev, &known, &b).await;
+    assert_eq!(
+        (
+            out.verdict,
+            out.severity.as_str(),
+            out.actor_class.as_str(),
+            out.via.as_deref()
+        ),
+        (Verdict::Widened, "high", "yours", Some("the console")),
+        "{out:?}"
+    );
+    assert_eq!(
+        out.compared.as_deref(),
+        Some("the new trust policy (from the event) against the last known trust policy (after the change of 1970-01-01T00:00:03Z)")
+    );
+    assert!(
+        out.flags.iter().any(|f| f.contains("sts:ExternalId")),
+        "{out:?}"
+    );
+    let known = known.unwrap();
+
+    let delete_version = at(
+        event(
+            "DeletePolicyVersion",
+            VENDOR_ARN,
+            json!({"policyArn": POLICY_ARN, "versionId": "v2"}),
+            Value::Null,
+        ),
+        "delete-version",
+        5_000,
+    );
+    let (out, after) = step(&a, &delete_version, &known, &b).await;
+    assert_eq!(
+        (out.verdict, out.severity.as_str()),
+        (Verdict::Unchanged, "medium"),
+        "{out:?}"
+    );
+    assert_eq!(
+        out.reasons,
+        ["IAM deletes only a version that is not the default: deleting v2 did not change what the policy allows"]
+    );
+    assert!(after.is_none(), "nothing to apply");
+
+    // A change that cannot be read leaves the state incomplete, and the next change says so.
+    let a_denied = analyzer(FakeIam {
+        deny: true,
+        ..fake()
+    });
+    let put = at(
+        event(
+            "PutRolePolicy",
+            VENDOR_ARN,
+            json!({"roleName": "astronomer-remote-management", "policyName": "x"}),
+            Value::Null,
+        ),
+        "put-unreadable",
+        6_000,
+    );
+    let (out, known) = step(&a_denied, &put, &known, &b).await;
+    assert!(
+        out.diff_unavailable
+            .as_deref()
+            .unwrap()
+            .starts_with("no IAM read access"),
+        "{out:?}"
+    );
+    let known = known.unwrap();
+    assert!(known.incomplete.is_some());
+    let (out, _) = step(&a, &at(trust_ev.clone(), "trust-2", 7_000), &known, &b).await;
+    assert_eq!(out.verdict, Verdict::Unknown);
+    assert!(
+        out.diff_unavailable.as_deref().unwrap().starts_with(
+            "the previous trust policy is unknown: the last known state is incomplete: the change of 1970-01-01T00:00:06Z could not be read (no IAM read access"
+        ),
+        "{out:?}"
+    );
 }

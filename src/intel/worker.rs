@@ -14,10 +14,11 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::analysis::Analyzer;
+use super::analysis::{Analyzer, Before};
 use super::baseline::{self, Baseline};
 use super::iam::IamReader;
-use crate::state::{Store, StoredAlert};
+use super::known::LastKnown;
+use crate::state::{LastKnownRow, Store, StoredAlert};
 use crate::time::Clock;
 
 /// How often a baseline is taken.
@@ -89,6 +90,34 @@ impl<R: IamReader> Worker<R> {
             Ok(None) => None,
             Err(e) => {
                 tracing::warn!(error = %e, "Cannot read the baseline");
+                None
+            }
+        }
+    }
+
+    /// The last known state of the role in the state.
+    pub fn last_known(&self) -> Option<LastKnown> {
+        let row = self
+            .state
+            .with(|s| s.last_known(&self.analyzer.vendor.role_name));
+        match row {
+            Ok(Some(row)) => match serde_json::from_str(&row.snapshot) {
+                Ok(role) => Some(LastKnown {
+                    role: Baseline {
+                        taken_ms: row.as_of_ms,
+                        ..role
+                    },
+                    from_event: row.from_event,
+                    incomplete: row.incomplete,
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Cannot read the last known state of the role");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot read the last known state of the role");
                 None
             }
         }
@@ -173,15 +202,21 @@ impl<R: IamReader> Worker<R> {
             }
         };
         let baseline = self.latest_baseline();
+        // Each change is judged against the state the ones before it left (the state hands
+        // them out oldest first).
+        let mut known = self.last_known();
         let mut n = 0;
         let mut budget = self.analyzer.budget;
         let mut offline: Option<String> = None;
         for stored in due.iter().filter(|s| !is_own_notice(s)) {
             // A baseline taken after the event already holds the change: it is no "before".
-            let before = baseline
-                .as_ref()
-                .filter(|b| b.taken_ms < stored.event_time_ms);
-            let a = self
+            let before = Before {
+                last_known: known.as_ref(),
+                baseline: baseline
+                    .as_ref()
+                    .filter(|b| b.taken_ms < stored.event_time_ms),
+            };
+            let outcome = self
                 .analyzer
                 .analyze_within(
                     stored,
@@ -191,6 +226,7 @@ impl<R: IamReader> Worker<R> {
                     offline.as_deref(),
                 )
                 .await;
+            let a = outcome.analysis;
             if offline.is_none() {
                 if let Some(why) = a.iam_failure() {
                     // IAM is down or denied: the rest of this pass makes no calls.
@@ -207,12 +243,27 @@ impl<R: IamReader> Worker<R> {
                     continue;
                 }
             };
-            if let Err(e) = self
-                .state
-                .with(|s| s.put_analysis(stored.id, &json, self.clock.now_ms()))
-            {
+            let row = outcome.last_known.as_ref().and_then(|k| {
+                let snapshot = serde_json::to_string(&k.role).ok()?;
+                Some(LastKnownRow {
+                    as_of_ms: k.as_of_ms(),
+                    from_event: k.from_event.clone(),
+                    incomplete: k.incomplete.clone(),
+                    snapshot,
+                })
+            });
+            let role = &self.analyzer.vendor.role_name;
+            let now = self.clock.now_ms();
+            let recorded = self.state.with(|s| match &row {
+                Some(row) => s.put_analysis_and_last_known(stored.id, &json, now, role, row),
+                None => s.put_analysis(stored.id, &json, now),
+            });
+            if let Err(e) = recorded {
                 tracing::error!(alert_id = stored.id, error = %e, "Cannot record an analysis");
                 continue;
+            }
+            if outcome.last_known.is_some() {
+                known = outcome.last_known;
             }
             n += 1;
             tracing::info!(

@@ -329,6 +329,10 @@ fn change_view(alert: &Alert) -> (Vec<Row>, Option<String>) {
         }
         (c, _) => c.to_string(),
     };
+    let class = match &a.via {
+        Some(via) => format!("{class}, via {via}"),
+        None => class,
+    };
     row(&mut rows, "Actor class", Some(&class));
     row(
         &mut rows,
@@ -351,6 +355,18 @@ fn change_view(alert: &Alert) -> (Vec<Row>, Option<String>) {
         );
     }
     row(&mut rows, "Compared", a.compared.as_deref());
+    // The verdict's second line: the same change judged against the baseline.
+    if let Some(since) = &a.since_baseline {
+        row(
+            &mut rows,
+            "Since baseline",
+            Some(&format!(
+                "{} ({})",
+                since.verdict.as_str().to_uppercase(),
+                since.compared
+            )),
+        );
+    }
     for r in a.reasons.iter().take(MAX_REASON_ROWS) {
         row(&mut rows, "Why", Some(r));
     }
@@ -369,7 +385,7 @@ fn change_view(alert: &Alert) -> (Vec<Row>, Option<String>) {
         };
         row(&mut rows, "Baseline", Some(&base));
         for d in b.differences.iter().take(MAX_REASON_ROWS) {
-            row(&mut rows, "Since baseline", Some(d));
+            row(&mut rows, "Now differs", Some(d));
         }
     }
     let mut block = String::new();

@@ -75,7 +75,7 @@ fn cases() -> Vec<Case> {
             send_delay_ms: 3 * 3_600_000 + 125_000,
         },
         Case {
-            name: "assumed-role-invoked-by-service",
+            name: "assumed-role-via-cloudformation",
             record: fixture_line("third-party.jsonl", 6),
             send_delay_ms: 1_500,
         },
@@ -103,11 +103,12 @@ fn alert_of(i: usize, case: &Case) -> Alert {
 /// pure diff, with the documents IAM would have returned).
 fn analysis_of(case: &str) -> Option<crate::intel::Analysis> {
     use crate::intel::actor::ActorClass;
-    use crate::intel::analysis::{Analysis, BaselineNote};
+    use crate::intel::analysis::{Analysis, BaselineNote, SinceBaseline};
     use crate::intel::policy::{diff, Policy, Verdict};
     let blank = |verdict: Verdict, severity: &str, why: &str| Analysis {
         actor_class: ActorClass::Yours,
         allowlisted: false,
+        via: None,
         verdict,
         severity: severity.to_owned(),
         rule_severity: "high".to_owned(),
@@ -117,6 +118,7 @@ fn analysis_of(case: &str) -> Option<crate::intel::Analysis> {
         flags: Vec::new(),
         statements: Vec::new(),
         diff_unavailable: None,
+        since_baseline: None,
         baseline: None,
     };
     let baseline = |taken_ms: i64, differences: &[&str]| {
@@ -137,12 +139,18 @@ fn analysis_of(case: &str) -> Option<crate::intel::Analysis> {
                 {"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
             .unwrap();
             let d = diff(&before, &after);
+            // A chain: v3 was set as default after the baseline (which had v2), and v4 is
+            // judged against v3, the moment before; the baseline is the second line.
             Some(Analysis {
-                compared: Some("the new default version v4 (from the event) against the baseline's default version v3".to_owned()),
+                compared: Some("the new default version v4 (from the event) against the last known default version v3 (after the change of 2025-03-01T12:00:00Z)".to_owned()),
+                since_baseline: Some(SinceBaseline {
+                    verdict: Verdict::Widened,
+                    compared: "the new default version v4 (from the event) against the baseline's default version v2 (taken 2025-03-01T00:00:00Z)".to_owned(),
+                }),
                 reasons: d.reasons,
                 statements: d.statements,
                 baseline: baseline(1_740_787_200_000, &[
-                    "default version of arn:aws:iam::111122223333:policy/AstronomerCrossAccountRole: v3 → v4 (widened)",
+                    "default version of arn:aws:iam::111122223333:policy/AstronomerCrossAccountRole: v2 → v4 (widened)",
                 ]),
                 ..blank(Verdict::Widened, "high", "access widened: at least high (rule: high)")
             })
@@ -165,11 +173,13 @@ fn analysis_of(case: &str) -> Option<crate::intel::Analysis> {
             reasons: vec!["the call failed: nothing changed (someone tried)".to_owned()],
             ..blank(Verdict::Unchanged, "high", "changed by a principal outside allowed_principals: at least high (rule: high)")
         }),
-        "assumed-role-invoked-by-service" => Some(Analysis {
-            actor_class: ActorClass::AwsService,
+        // A person's session acting through CloudFormation: the person's class, "via".
+        "assumed-role-via-cloudformation" => Some(Analysis {
+            actor_class: ActorClass::Yours,
+            via: Some("CloudFormation".to_owned()),
             diff_unavailable: Some("no IAM read access (GetPolicy: User: arn:aws:sts::111122223333:assumed-role/rolewatch/i-0abc is not authorized to perform: iam:GetPolicy)".to_owned()),
             reasons: vec!["the documents could not be compared: see why below".to_owned()],
-            ..blank(Verdict::Unknown, "high", "the rule's severity (high)")
+            ..blank(Verdict::Unknown, "high", "changed by a principal outside allowed_principals: at least high (rule: high)")
         }),
         _ => None,
     }
@@ -822,4 +832,26 @@ fn long_target_and_actor_share_the_subject_and_failed_survives() {
     assert!(subject.starts_with("[CRITICAL] AttachRolePolicy on astronomer-remote-management-"));
     assert!(subject.ends_with("... (FAILED)"), "{subject}");
     assert!(subject.contains(" by uuu"), "{subject}");
+}
+
+/// The golden cases' actor class and "via" are what the classifier says of their records, so
+/// the goldens cannot show a class the analysis would never give.
+#[test]
+fn golden_actor_classes_are_the_classifiers() {
+    use crate::config::VendorConfig;
+    use crate::intel::actor::{classify, via};
+    let vendor = VendorConfig::default();
+    for (i, case) in cases().iter().enumerate() {
+        let Some(a) = analysis_of(case.name) else {
+            continue;
+        };
+        let record: serde_json::Value = serde_json::from_str(&case.record).expect("record");
+        assert_eq!(
+            classify(&record, &vendor).0,
+            a.actor_class,
+            "case {i}: {}",
+            case.name
+        );
+        assert_eq!(via(&record), a.via, "case {i}: {}", case.name);
+    }
 }

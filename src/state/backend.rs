@@ -13,8 +13,8 @@
 use std::collections::HashSet;
 
 use super::{
-    Committed, Cursor, Delivery, Gap, NewAlert, PollCommit, State, StateError, StateStats,
-    StoredAlert,
+    Committed, Cursor, Delivery, Gap, LastKnownRow, NewAlert, PollCommit, State, StateError,
+    StateStats, StoredAlert,
 };
 
 /// The state as the pipeline uses it. [`State`] (SQLite) is the one implementation today;
@@ -77,6 +77,15 @@ pub trait Backend: Send {
         analysis: &str,
         now_ms: i64,
     ) -> Result<(), StateError>;
+    fn put_analysis_and_last_known(
+        &mut self,
+        alert_id: i64,
+        analysis: &str,
+        now_ms: i64,
+        role_name: &str,
+        last_known: &LastKnownRow,
+    ) -> Result<(), StateError>;
+    fn last_known(&self, role_name: &str) -> Result<Option<LastKnownRow>, StateError>;
     fn analysis(&self, alert_id: i64) -> Result<Option<String>, StateError>;
     fn unanalysed_alerts(&self, limit: usize) -> Result<Vec<StoredAlert>, StateError>;
     fn put_baseline(
@@ -195,5 +204,18 @@ impl Backend for State {
     }
     fn latest_baseline(&self, role_name: &str) -> Result<Option<(i64, String)>, StateError> {
         State::latest_baseline(self, role_name)
+    }
+    fn put_analysis_and_last_known(
+        &mut self,
+        alert_id: i64,
+        analysis: &str,
+        now_ms: i64,
+        role_name: &str,
+        last_known: &LastKnownRow,
+    ) -> Result<(), StateError> {
+        State::put_analysis_and_last_known(self, alert_id, analysis, now_ms, role_name, last_known)
+    }
+    fn last_known(&self, role_name: &str) -> Result<Option<LastKnownRow>, StateError> {
+        State::last_known(self, role_name)
     }
 }

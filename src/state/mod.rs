@@ -47,6 +47,7 @@ pub use backend::Backend;
 use error::sqlite;
 pub use error::StateError;
 pub use handle::Store;
+pub use intel::LastKnownRow;
 pub use model::*;
 pub use open::{open_locked, state_path};
 

@@ -134,6 +134,26 @@ pub const MIGRATIONS: &[&str] = &[
         last_ms   INTEGER NOT NULL
     ) STRICT;
     ",
+    // v5: the last known state of each watched role — its attached policies with their
+    // default documents, inline policies and trust policy, in the shape of a baseline — as
+    // of `as_of_ms`: the newest baseline with every analysed change since applied
+    // (`from_event` names the last one; NULL for a baseline as taken). Each change is judged
+    // against it. `incomplete` says why it no longer describes the role (a change could not
+    // be read); the next baseline replaces it. Seeded from each role's newest baseline.
+    "
+    CREATE TABLE last_known (
+        role_name  TEXT    PRIMARY KEY NOT NULL CHECK (role_name <> ''),
+        as_of_ms   INTEGER NOT NULL,
+        from_event TEXT,
+        incomplete TEXT,
+        snapshot   TEXT    NOT NULL
+    ) STRICT;
+
+    INSERT INTO last_known (role_name, as_of_ms, snapshot)
+    SELECT role_name, taken_ms, snapshot FROM baselines b
+    WHERE id = (SELECT id FROM baselines WHERE role_name = b.role_name
+                ORDER BY taken_ms DESC, id DESC LIMIT 1);
+    ",
 ];
 
 /// The newest schema version this binary knows.
@@ -334,6 +354,62 @@ mod tests {
                 "INSERT INTO alerts (rule, severity, event_id, event_name, event_time_ms,
                                      source_id, detected_ms, record, change_key)
                  VALUES ('x', 'high', 'e1', 'A', 1, 's', 2, '{}', '111122223333/e1')",
+                []
+            )
+            .is_err());
+    }
+
+    /// v4 → v5 adds the last known state of each role, seeded from its newest baseline, and
+    /// keeps everything else.
+    #[test]
+    fn v5_seeds_the_last_known_state_from_the_newest_baseline() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        assert_eq!(migrate_to(&mut conn, 4).unwrap(), 4);
+        conn.execute_batch(
+            r#"INSERT INTO baselines (role_name, taken_ms, snapshot)
+               VALUES ('vendor', 10, '{"t":10}'), ('vendor', 30, '{"t":30}'),
+                      ('vendor', 20, '{"t":20}'), ('other', 5, '{"t":5}');
+               INSERT INTO alerts (rule, severity, event_id, event_name, event_time_ms,
+                                   source_id, detected_ms, record)
+               VALUES ('r', 'high', 'e1', 'AttachRolePolicy', 1, 's', 2, '{}');"#,
+        )
+        .unwrap();
+        assert_eq!(migrate_to(&mut conn, 5).unwrap(), 5);
+        type Row = (String, i64, Option<String>, Option<String>, String);
+        let rows: Vec<Row> = conn
+            .prepare(
+                "SELECT role_name, as_of_ms, from_event, incomplete, snapshot FROM last_known
+                 ORDER BY role_name",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                ("other".into(), 5, None, None, r#"{"t":5}"#.into()),
+                ("vendor".into(), 30, None, None, r#"{"t":30}"#.into()),
+            ]
+        );
+        let alerts: i64 = conn
+            .query_row("SELECT count(*) FROM alerts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(alerts, 1);
+        // One row per role; an empty role name is refused.
+        assert!(conn
+            .execute(
+                "INSERT INTO last_known (role_name, as_of_ms, snapshot) VALUES ('vendor', 1, '{}')",
+                []
+            )
+            .is_err());
+        assert!(conn
+            .execute(
+                "INSERT INTO last_known (role_name, as_of_ms, snapshot) VALUES ('', 1, '{}')",
                 []
             )
             .is_err());

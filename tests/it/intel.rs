@@ -145,7 +145,12 @@ async fn every_event_kind_against_moto_iam() {
         json!({"policyVersion": {"versionId": "v3", "isDefaultVersion": false}}),
         4_000,
     );
-    let a = analyzer.analyze(&ev, Some(&base), 5_000).await;
+    // The moment before this change is the role after v2 (this test does not chain the
+    // last known state: `a_chain_of_changes_is_judged_against_the_moment_before_each` does).
+    let after_v2 = baseline::snapshot(&analyzer.iam, &vendor, 3_500)
+        .await
+        .unwrap();
+    let a = analyzer.analyze(&ev, Some(&after_v2), 5_000).await;
     assert_eq!(a.verdict, Verdict::Narrowed, "{a:#?}");
     assert!(
         a.compared
@@ -349,4 +354,348 @@ async fn attaching_administrator_access_is_flagged_with_its_document() {
         shown.contains("\"*\""),
         "the statement allows every action: {shown}"
     );
+}
+
+/// One step of the chain: a change made in moto's IAM, and its CloudTrail record.
+struct Step {
+    id: &'static str,
+    event: &'static str,
+    identity: Value,
+    params: Value,
+    response: Value,
+    /// Verdict and final severity the alert must carry (rule severity: medium).
+    verdict: &'static str,
+    severity: &'static str,
+    /// The start of the `compared` text: what the change was judged against.
+    compared: &'static str,
+    /// The verdict since the baseline, when the change has one.
+    since_baseline: Option<&'static str>,
+}
+
+fn vendor_identity() -> Value {
+    json!({"type": "AssumedRole", "principalId": "AROAEXAMPLEVENDOR123:astro-ops",
+        "arn": VENDOR_SESSION, "accountId": "123456789012",
+        "sessionContext": {"sessionIssuer": {"type": "Role",
+            "arn": format!("arn:aws:iam::123456789012:role/{ROLE}"),
+            "accountId": "123456789012", "userName": ROLE},
+            "attributes": {"mfaAuthenticated": "false"}}})
+}
+
+fn alice_cli() -> Value {
+    json!({"type": "AssumedRole", "principalId": "AROAEXAMPLEADMIN1234:alice", "arn": ALICE,
+        "accountId": "123456789012",
+        "sessionContext": {"sessionIssuer": {"type": "Role",
+            "arn": "arn:aws:iam::123456789012:role/admin", "accountId": "123456789012",
+            "userName": "admin"}}})
+}
+
+fn alice_console() -> Value {
+    json!({"type": "IAMUser", "principalId": "AIDAEXAMPLEALICE1234",
+        "arn": "arn:aws:iam::123456789012:user/alice", "accountId": "123456789012",
+        "userName": "alice", "invokedBy": "signin.amazonaws.com",
+        "sessionContext": {"sessionIssuer": {}, "webIdFederationData": {},
+            "attributes": {"creationDate": "2026-12-01T09:00:00Z", "mfaAuthenticated": "true"}}})
+}
+
+/// A role's snapshot as compared: the role, its trust policy, its attached policies (by
+/// ARN) and inline policies (by name) with their documents, the vendor's policy.
+fn comparable(snapshot: &Value) -> Value {
+    let sorted = |key: &str, by: &str| {
+        let mut items = snapshot[key].as_array().cloned().unwrap_or_default();
+        items.sort_by_key(|p| p[by].as_str().unwrap_or_default().to_owned());
+        Value::Array(items)
+    };
+    json!({
+        "role_name": snapshot["role_name"],
+        "role_arn": snapshot["role_arn"],
+        "trust_policy": snapshot["trust_policy"],
+        "attached": sorted("attached", "arn"),
+        "inline": sorted("inline", "name"),
+        "managed_policy": snapshot["managed_policy"],
+    })
+}
+
+/// Issue 17: a chain of changes — narrow, widen back (to the baseline's version), attach,
+/// detach, replace the trust policy (at the console), delete a version, set an old version —
+/// made in moto's IAM, their CloudTrail records served one by one to `rolewatch once`
+/// through the LookupEvents server. Each alert's verdict and severity follow from the
+/// document just before and just after the change (the baseline comparison is the second
+/// line), and the last known state left in the state is what `rolewatch baseline` reads.
+#[test]
+fn a_chain_of_changes_is_judged_against_the_moment_before_each() {
+    use crate::support::{
+        cloudtrail_record, lines, now_ms, now_secs, open_state, run_with, LookupServer, Setup,
+    };
+    use crate::{assert_exit, stderr, stdout};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let moto = Moto::start();
+    let server = LookupServer::start();
+    // v1 allows s3:PutObject too; the baseline's default is v2.
+    let v2 = doc(&["ec2:Describe*", "s3:GetObject"]);
+    let v3 = doc(&["s3:GetObject"]);
+    let extra_doc = doc(&["iam:PassRole"]);
+    let (admin, policy_arn, extra_arn) = rt.block_on(async {
+        let (_, admin, policy_arn) =
+            vendor_role(&moto, &["ec2:Describe*", "s3:GetObject", "s3:PutObject"]).await;
+        admin
+            .create_policy_version()
+            .policy_arn(&policy_arn)
+            .policy_document(v2.to_string())
+            .set_as_default(true)
+            .send()
+            .await
+            .unwrap();
+        let extra_arn = admin
+            .create_policy()
+            .policy_name("Extra")
+            .policy_document(extra_doc.to_string())
+            .send()
+            .await
+            .unwrap()
+            .policy()
+            .and_then(|p| p.arn())
+            .unwrap()
+            .to_owned();
+        (admin, policy_arn, extra_arn)
+    });
+
+    let setup = Setup::new();
+    let config = setup.config(
+        "[[source]]\ntype = \"cloudtrail\"\nname = \"ct\"\nmax_requests_per_sec = 2\n\n\
+         [[rule]]\npack = \"complete\"\nseverity = \"medium\"",
+    );
+    let out = run_with(None, Some(&moto), &["baseline", "--record"], &config);
+    assert_exit(&out, 0);
+    let baseline_ms = now_ms();
+
+    let steps = [
+        Step {
+            id: "1-narrow",
+            event: "CreatePolicyVersion",
+            identity: vendor_identity(),
+            params: json!({"policyArn": policy_arn, "policyDocument": v3.to_string(), "setAsDefault": true}),
+            response: json!({"policyVersion": {"versionId": "v3", "isDefaultVersion": true}}),
+            verdict: "narrowed",
+            severity: "info",
+            compared: "the new default version v3 (from the event) against the last known default version v2 (the baseline of ",
+            since_baseline: Some("narrowed"),
+        },
+        Step {
+            id: "2-widen-back",
+            event: "SetDefaultPolicyVersion",
+            identity: vendor_identity(),
+            params: json!({"policyArn": policy_arn, "versionId": "v2"}),
+            response: Value::Null,
+            verdict: "widened",
+            severity: "high",
+            compared: "the new default version v2 (GetPolicyVersion) against the last known default version v3 (after the change of ",
+            since_baseline: Some("unchanged"),
+        },
+        Step {
+            id: "3-attach",
+            event: "AttachRolePolicy",
+            identity: alice_cli(),
+            params: json!({"roleName": ROLE, "policyArn": extra_arn}),
+            response: Value::Null,
+            verdict: "widened",
+            severity: "high",
+            compared: "the policy's default version v1 (GetPolicyVersion), attached, against nothing (it is not attached in the last known state (after the change of ",
+            since_baseline: Some("widened"),
+        },
+        Step {
+            id: "4-detach",
+            event: "DetachRolePolicy",
+            identity: vendor_identity(),
+            params: json!({"roleName": ROLE, "policyArn": extra_arn}),
+            response: Value::Null,
+            verdict: "narrowed",
+            severity: "info",
+            compared: "nothing (detached) against the policy as attached in the last known state (after the change of ",
+            since_baseline: Some("unchanged"),
+        },
+        Step {
+            id: "5-trust",
+            event: "UpdateAssumeRolePolicy",
+            identity: alice_console(),
+            params: json!({"roleName": ROLE, "policyDocument": trust(false).to_string()}),
+            response: Value::Null,
+            verdict: "widened",
+            severity: "high",
+            compared: "the new trust policy (from the event) against the last known trust policy (after the change of ",
+            since_baseline: Some("widened"),
+        },
+        Step {
+            id: "6-delete-version",
+            event: "DeletePolicyVersion",
+            identity: vendor_identity(),
+            params: json!({"policyArn": policy_arn, "versionId": "v3"}),
+            response: Value::Null,
+            verdict: "unchanged",
+            severity: "medium",
+            compared: "the deleted version v3, which was not the default",
+            since_baseline: None,
+        },
+        Step {
+            id: "7-old-version",
+            event: "SetDefaultPolicyVersion",
+            identity: vendor_identity(),
+            params: json!({"policyArn": policy_arn, "versionId": "v1"}),
+            response: Value::Null,
+            verdict: "widened",
+            severity: "high",
+            compared: "the new default version v1 (GetPolicyVersion) against the last known default version v2 (after the change of ",
+            since_baseline: Some("widened"),
+        },
+    ];
+    let mut last_secs = baseline_ms / 1000;
+    for step in &steps {
+        // Make the change in IAM.
+        rt.block_on(async {
+            let p = &step.params;
+            let s = |k: &str| p[k].as_str().unwrap().to_owned();
+            match step.event {
+                "CreatePolicyVersion" => admin
+                    .create_policy_version()
+                    .policy_arn(s("policyArn"))
+                    .policy_document(s("policyDocument"))
+                    .set_as_default(true)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:?}")),
+                "SetDefaultPolicyVersion" => admin
+                    .set_default_policy_version()
+                    .policy_arn(s("policyArn"))
+                    .version_id(s("versionId"))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:?}")),
+                "AttachRolePolicy" => admin
+                    .attach_role_policy()
+                    .role_name(ROLE)
+                    .policy_arn(s("policyArn"))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:?}")),
+                "DetachRolePolicy" => admin
+                    .detach_role_policy()
+                    .role_name(ROLE)
+                    .policy_arn(s("policyArn"))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:?}")),
+                "UpdateAssumeRolePolicy" => admin
+                    .update_assume_role_policy()
+                    .role_name(ROLE)
+                    .policy_document(s("policyDocument"))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:?}")),
+                "DeletePolicyVersion" => admin
+                    .delete_policy_version()
+                    .policy_arn(s("policyArn"))
+                    .version_id(s("versionId"))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:?}")),
+                other => panic!("no such step {other}"),
+            }
+            .unwrap_or_else(|e| panic!("{}: {e:?}", step.id));
+        });
+        // Each change in a later second than the one before it (CloudTrail's times have
+        // seconds), and not in the future.
+        while now_secs() <= last_secs {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let t = now_secs();
+        last_secs = t;
+        let mut record = cloudtrail_record(step.id, step.event, t);
+        record["userIdentity"] = step.identity.clone();
+        record["requestParameters"] = step.params.clone();
+        record["responseElements"] = step.response.clone();
+        record["recipientAccountId"] = json!("123456789012");
+        server.add_events(&[record]);
+        let out = run_with(Some(&server), Some(&moto), &["once"], &config);
+        assert_exit(&out, 0);
+        let printed = lines(&out);
+        assert_eq!(
+            printed.len(),
+            1,
+            "{}: {}\n{}",
+            step.id,
+            stdout(&out),
+            stderr(&out)
+        );
+        let alert = &printed[0];
+        assert_eq!(alert["event_id"], step.id, "{alert}");
+        let a = &alert["analysis"];
+        assert_eq!(
+            (a["verdict"].as_str(), a["severity"].as_str()),
+            (Some(step.verdict), Some(step.severity)),
+            "{}: {a:#}",
+            step.id
+        );
+        assert_eq!(alert["severity"], step.severity, "{}", step.id);
+        assert!(
+            a["compared"]
+                .as_str()
+                .is_some_and(|c| c.starts_with(step.compared)),
+            "{}: {a:#}",
+            step.id
+        );
+        assert_eq!(
+            a["since_baseline"]["verdict"].as_str(),
+            step.since_baseline,
+            "{}: {a:#}",
+            step.id
+        );
+        assert!(a["diff_unavailable"].is_null(), "{}: {a:#}", step.id);
+        let reasons = serde_json::to_string(&a["reasons"]).unwrap();
+        assert!(!reasons.contains("no baseline"), "{}: {reasons}", step.id);
+        match step.id {
+            "2-widen-back" => {
+                assert_eq!(
+                    a["reasons"],
+                    json!(["grants more (new Allow): Allow ec2:describe* on *"])
+                );
+                assert_eq!(a["baseline"]["differences"], json!([]), "{a:#}");
+            }
+            "5-trust" => {
+                assert_eq!(
+                    (a["actor_class"].as_str(), a["via"].as_str()),
+                    (Some("yours"), Some("the console"))
+                );
+                assert!(a["flags"].to_string().contains("sts:ExternalId"), "{a:#}");
+            }
+            "7-old-version" => assert_eq!(
+                a["reasons"],
+                json!(["grants more (new Allow): Allow s3:putobject on *"])
+            ),
+            _ => {}
+        }
+    }
+
+    // The last known state is the role as IAM has it now.
+    let known = open_state(&setup.state_path())
+        .last_known(ROLE)
+        .unwrap()
+        .expect("a last known state");
+    assert_eq!(known.from_event.as_deref(), Some("7-old-version"));
+    assert_eq!(known.incomplete, None);
+    let out = run_with(None, Some(&moto), &["baseline"], &config);
+    assert_exit(&out, 0);
+    let now: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let held: Value = serde_json::from_str(&known.snapshot).unwrap();
+    assert_eq!(comparable(&held), comparable(&now));
+    assert_eq!(now["managed_policy"]["default_version_id"], "v1", "{now:#}");
+    assert_eq!(now["trust_policy"], trust(false));
 }
