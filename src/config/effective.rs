@@ -156,6 +156,44 @@ pub fn to_toml(cfg: &Config) -> String {
     );
     root.insert("vendor".into(), vendor.into());
 
+    if !cfg.expect.is_empty() {
+        let entries = cfg
+            .expect
+            .iter()
+            .map(|e| {
+                let mut t = Table::new();
+                t.insert("description".into(), e.description.as_str().into());
+                t.insert(
+                    "from".into(),
+                    crate::time::format_rfc3339_ms(e.from_ms).into(),
+                );
+                t.insert(
+                    "until".into(),
+                    crate::time::format_rfc3339_ms(e.until_ms).into(),
+                );
+                if !e.event_names.is_empty() {
+                    t.insert("event_names".into(), strings(&e.event_names));
+                }
+                let optional = [
+                    ("policy", &e.policy),
+                    ("default_version", &e.default_version),
+                    ("document_sha256", &e.document_sha256),
+                    ("actor_class", &e.actor_class),
+                ];
+                for (k, v) in optional {
+                    if let Some(v) = v {
+                        t.insert(k.into(), v.as_str().into());
+                    }
+                }
+                if !e.principals.is_empty() {
+                    t.insert("principals".into(), strings(&e.principals));
+                }
+                Value::Table(t)
+            })
+            .collect::<Vec<_>>();
+        root.insert("expect".into(), entries.into());
+    }
+
     let d = &cfg.daemon;
     let mut daemon = Table::new();
     daemon.insert("shutdown_grace_secs".into(), secs(d.shutdown_grace));

@@ -6,6 +6,7 @@ pub mod channel;
 pub mod defaults;
 pub mod effective;
 mod error;
+pub mod expect;
 mod load;
 mod model;
 pub mod raw;
@@ -17,6 +18,7 @@ pub use channel::{
     SmtpTls, SnsChannelConfig,
 };
 pub use error::{ConfigError, Problem};
+pub use expect::Expectation;
 pub use load::{load, load_with_env, ENV_PREFIX};
 pub use model::{
     AdminConfig, Config, DaemonConfig, LogFormat, Schedule, SourceConfig, SourceKind, StateConfig,

@@ -19,6 +19,8 @@ pub struct Config {
     pub channels: Vec<ChannelConfig>,
     /// The vendor's role, policy and account (`[vendor]`).
     pub vendor: VendorConfig,
+    /// Changes announced in advance (`[[expect]]`).
+    pub expect: Vec<super::Expectation>,
     pub daemon: DaemonConfig,
     pub admin: AdminConfig,
 }

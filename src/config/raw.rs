@@ -25,6 +25,9 @@ pub struct RawConfig {
     /// The vendor's role, policy and account, and your own automation (`[vendor]`).
     #[serde(default)]
     pub vendor: super::vendor::RawVendor,
+    /// Changes announced in advance (`[[expect]]`).
+    #[serde(default, rename = "expect")]
+    pub expect: Vec<super::expect::RawExpect>,
     /// How `rolewatch run` behaves as a service: shutdown, logs, watching itself.
     #[serde(default)]
     pub daemon: RawDaemon,

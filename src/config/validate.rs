@@ -78,6 +78,7 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
     }
 
     let vendor = vendor::validate(raw.vendor, &mut problems);
+    let expect = super::expect::validate(raw.expect, &mut problems);
     let channels = channel::validate(raw.channels, &mut problems);
     let channel_names: HashSet<&str> = channels.iter().map(|c| c.name.as_str()).collect();
 
@@ -119,6 +120,7 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
         rules,
         channels,
         vendor,
+        expect,
         daemon,
         admin,
     })

@@ -13,10 +13,11 @@ use serde_json::Value;
 
 use super::actor::{self, ActorClass};
 use super::baseline::{self, decode_document, Baseline};
+use super::expect::{self, ExpectedNote};
 use super::iam::{IamError, IamReader};
 use super::known::{self, Applied, LastKnown, Target};
 use super::policy::{self, Policy, StatementChange, Verdict};
-use crate::config::VendorConfig;
+use crate::config::{Expectation, VendorConfig};
 use crate::rules::Severity;
 use crate::state::StoredAlert;
 use crate::time::display_rfc3339_ms;
@@ -120,6 +121,9 @@ pub struct Analysis {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since_baseline: Option<SinceBaseline>,
     pub baseline: Option<BaselineNote>,
+    /// The `[[expect]]` entry the change matched (see [`expect`](super::expect)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<ExpectedNote>,
 }
 
 /// What an alert is compared with.
@@ -184,6 +188,8 @@ pub struct Analyzer<R> {
     pub iam: R,
     pub vendor: VendorConfig,
     pub budget: Duration,
+    /// Changes announced in advance (`[[expect]]`).
+    pub expect: Vec<Expectation>,
 }
 
 fn rp<'a>(record: &'a Value, key: &str) -> Option<&'a str> {
@@ -396,7 +402,11 @@ impl<R: IamReader> Analyzer<R> {
             diff_unavailable: None,
             since_baseline: None,
             baseline: None,
+            expected: None,
         };
+        // What the change set, for `[[expect]]`.
+        let mut set_document: Option<Value> = None;
+        let mut set_version: Option<String> = None;
         let mut any_widening = false;
         let mut last_known = None;
         let analysed_kind = ANALYSED.contains(&event.as_str());
@@ -443,6 +453,10 @@ impl<R: IamReader> Analyzer<R> {
                     if let (Some(b), Some((target, after, deleted, label))) = (base, &change.after)
                     {
                         a.since_baseline = Some(since_baseline(b, target, after, *deleted, label));
+                    }
+                    if let Some(c) = change.applied.as_ref().filter(|c| c.present) {
+                        set_document.clone_from(&c.document);
+                        set_version.clone_from(&c.version);
                     }
                     if let (Ok(k), Some(c)) = (&prior, &change.applied) {
                         last_known = Some(known::apply(
@@ -509,6 +523,48 @@ impl<R: IamReader> Analyzer<R> {
         );
         a.severity = sev.as_str().to_owned();
         a.severity_reason = why;
+        if !failed && !self.expect.is_empty() {
+            let from_event = || event_document(&record).and_then(|t| baseline::decode_document(&t));
+            let document = set_document.or_else(from_event);
+            let version = set_version.or_else(|| match event.as_str() {
+                "SetPolicyVersion" => rp(&record, "versionId").map(str::to_owned),
+                _ => None,
+            });
+            let text = |p: &str| record.pointer(p).and_then(Value::as_str).unwrap_or("");
+            let facts = expect::Facts {
+                event_name: &event,
+                event_time_ms: event_time,
+                policy_arn: rp(&record, "policyArn"),
+                policy_name: rp(&record, "policyName"),
+                new_version: version.as_deref(),
+                new_document: document.as_ref(),
+                actor_class,
+                principal_arns: [
+                    text("/userIdentity/arn"),
+                    text("/userIdentity/sessionContext/sessionIssuer/arn"),
+                ],
+                verdict: a.verdict,
+                any_widening,
+            };
+            if let Some(note) = expect::judge(&self.expect, &facts) {
+                match &note.beyond {
+                    None => {
+                        a.severity_reason = format!(
+                            "expected ({}): info (without it: {}, {})",
+                            note.description, a.severity, a.severity_reason
+                        );
+                        a.severity = Severity::Info.as_str().to_owned();
+                    }
+                    Some(beyond) => {
+                        a.severity_reason = format!(
+                            "{}; expected ({}), but {beyond}",
+                            a.severity_reason, note.description
+                        );
+                    }
+                }
+                a.expected = Some(note);
+            }
+        }
         Outcome {
             analysis: a,
             last_known,

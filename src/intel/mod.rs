@@ -9,12 +9,14 @@
 //!   from it.
 //! * [`known`]: the last known state of the role (the baseline with every analysed change
 //!   since applied): what each change is judged against.
+//! * [`expect`]: whether a change is one `[[expect]]` announced, and stays within it. Pure.
 //! * [`analysis`]: one alert's [`analysis::Analysis`], all IAM calls bounded by a budget.
 //! * [`worker`]: analyses new alerts and takes the baseline, beside the poll loop.
 
 pub mod actor;
 pub mod analysis;
 pub mod baseline;
+pub mod expect;
 pub mod iam;
 pub mod known;
 pub mod policy;

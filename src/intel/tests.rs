@@ -173,6 +173,7 @@ fn analyzer(iam: FakeIam) -> Analyzer<FakeIam> {
         iam,
         vendor: VendorConfig::default(),
         budget: std::time::Duration::from_secs(10),
+        expect: Vec::new(),
     }
 }
 
@@ -439,6 +440,7 @@ async fn a_stuck_iam_costs_the_budget_and_no_more() {
         iam: Stuck,
         vendor: VendorConfig::default(),
         budget: std::time::Duration::from_secs(10),
+        expect: Vec::new(),
     };
     let ev = event(
         "AttachRolePolicy",
@@ -853,4 +855,100 @@ async fn each_kind_against_the_moment_before() {
         ),
         "{out:?}"
     );
+}
+
+/// `[[expect]]` in the analysis: an announced widening naming its document is `info`,
+/// marked; one that does not name the document keeps its severity and says why; outside the
+/// window, or another actor, nothing changes.
+#[tokio::test]
+async fn an_announced_change_is_marked_expected() {
+    use crate::config::Expectation;
+    use crate::intel::expect::document_sha256;
+    let wide = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["ec2:*", "s3:GetObject"], "Resource": "*"}]});
+    let b = base(&fake()).await;
+    let after = || {
+        let mut iam = fake();
+        iam.defaults.insert(POLICY_ARN.into(), "v2".into());
+        iam.versions
+            .insert((POLICY_ARN.into(), "v2".into()), enc(&wide));
+        iam
+    };
+    let ev = event(
+        "CreatePolicyVersion",
+        VENDOR_ARN,
+        json!({"policyArn": POLICY_ARN, "policyDocument": wide.to_string(), "setAsDefault": true}),
+        json!({"policyVersion": {"versionId": "v2", "isDefaultVersion": true}}),
+    );
+    let entry = Expectation {
+        description: "vendor notice: v2 adds ec2:*".into(),
+        from_ms: 1_000,
+        until_ms: 2_000,
+        event_names: vec!["CreatePolicyVersion".into()],
+        policy: Some("AstronomerCrossAccountRole".into()),
+        default_version: Some("v2".into()),
+        document_sha256: None,
+        actor_class: Some("vendor".into()),
+        principals: Vec::new(),
+    };
+    let with = |e: Vec<Expectation>| Analyzer {
+        expect: e,
+        ..analyzer(after())
+    };
+
+    // Naming the document: within the announcement.
+    let pinned = Expectation {
+        document_sha256: Some(document_sha256(&wide)),
+        ..entry.clone()
+    };
+    let out = with(vec![pinned]).analyze(&ev, Some(&b), 2000).await;
+    assert_eq!(out.verdict, Verdict::Widened);
+    assert_eq!(out.severity, "info", "{out:?}");
+    let note = out.expected.as_ref().expect("marked");
+    assert_eq!(note.description, "vendor notice: v2 adds ec2:*");
+    assert_eq!(note.beyond, None);
+    assert!(
+        out.severity_reason
+            .starts_with("expected (vendor notice: v2 adds ec2:*): info (without it: high,"),
+        "{}",
+        out.severity_reason
+    );
+
+    // Not naming it: marked, but a widening keeps its severity.
+    let out = with(vec![entry.clone()]).analyze(&ev, Some(&b), 2000).await;
+    assert_eq!(out.severity, "high", "{out:?}");
+    let note = out.expected.as_ref().expect("marked");
+    assert!(note.beyond.as_deref().is_some_and(|w| w.contains("widens")));
+    assert!(
+        out.severity_reason.contains("but it widens access"),
+        "{}",
+        out.severity_reason
+    );
+
+    // Another document than the one named: not the announced change.
+    let other = Expectation {
+        document_sha256: Some(document_sha256(&read_only())),
+        ..entry.clone()
+    };
+    let out = with(vec![other]).analyze(&ev, Some(&b), 2000).await;
+    assert_eq!(
+        (out.expected.is_none(), out.severity.as_str()),
+        (true, "high")
+    );
+
+    // Outside the window; and someone else than the vendor.
+    let later = Expectation {
+        from_ms: 1_600,
+        ..entry.clone()
+    };
+    let out = with(vec![later]).analyze(&ev, Some(&b), 2000).await;
+    assert!(out.expected.is_none(), "{out:?}");
+    let by_alice = event(
+        "CreatePolicyVersion",
+        ALICE,
+        json!({"policyArn": POLICY_ARN, "policyDocument": wide.to_string(), "setAsDefault": true}),
+        json!({"policyVersion": {"versionId": "v2", "isDefaultVersion": true}}),
+    );
+    let out = with(vec![entry]).analyze(&by_alice, Some(&b), 2000).await;
+    assert!(out.expected.is_none(), "{out:?}");
+    assert_eq!(out.severity, "high");
 }

@@ -49,6 +49,7 @@ pub fn for_daemon(
             iam: super::iam::AwsIam::new(sdk),
             vendor: cfg.vendor.clone(),
             budget: super::analysis::DEFAULT_BUDGET,
+            expect: cfg.expect.clone(),
         },
         state,
         clock,

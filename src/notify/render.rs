@@ -72,7 +72,14 @@ pub fn subject(alert: &Alert) -> String {
     let verdict = alert
         .analysis
         .as_ref()
-        .map(|a| format!("{} ", a.verdict.as_str().to_uppercase()))
+        .map(|a| {
+            let expected = if a.expected.is_some() {
+                "EXPECTED "
+            } else {
+                ""
+            };
+            format!("{expected}{} ", a.verdict.as_str().to_uppercase())
+        })
         .unwrap_or_default();
     let head = format!("[{severity}] {verdict}{event}");
     let failed = if alert.failed { " (FAILED)" } else { "" };
@@ -339,6 +346,16 @@ fn change_view(alert: &Alert) -> (Vec<Row>, Option<String>) {
         "Verdict",
         Some(&a.verdict.as_str().to_uppercase()),
     );
+    if let Some(e) = &a.expected {
+        let text = match &e.beyond {
+            None => format!("{} (window {})", e.description, e.window),
+            Some(beyond) => format!(
+                "{} (window {}); severity not lowered: {beyond}",
+                e.description, e.window
+            ),
+        };
+        row(&mut rows, "Expected", Some(&text));
+    }
     row(
         &mut rows,
         "Severity",

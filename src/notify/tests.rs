@@ -90,6 +90,11 @@ fn cases() -> Vec<Case> {
                 .to_owned(),
             send_delay_ms: 0,
         },
+        Case {
+            name: "expected-change",
+            record: fixture_line("astronomer-synthetic.jsonl", 2),
+            send_delay_ms: 1_500,
+        },
     ]
 }
 
@@ -119,6 +124,7 @@ fn analysis_of(case: &str) -> Option<crate::intel::Analysis> {
         statements: Vec::new(),
         diff_unavailable: None,
         since_baseline: None,
+        expected: None,
         baseline: None,
     };
     let baseline = |taken_ms: i64, differences: &[&str]| {
@@ -169,6 +175,17 @@ fn analysis_of(case: &str) -> Option<crate::intel::Analysis> {
                 ..blank(Verdict::Widened, "high", "access widened: at least high (rule: high)")
             })
         }
+        // An announced change ([[expect]] naming the document): marked, severity info.
+        "expected-change" => Some(Analysis {
+            compared: Some("the new default version v4 (from the event) against the last known default version v3 (the baseline of 2025-03-01T00:00:00Z)".to_owned()),
+            reasons: vec!["grants more (new Allow): Allow ec2:CreateVolume on *".to_owned()],
+            expected: Some(crate::intel::expect::ExpectedNote {
+                description: "Astronomer notice of 2025-02-14 (ticket OPS-4711): v4 adds ec2:CreateVolume".to_owned(),
+                window: "2025-03-01T00:00:00Z – 2025-03-03T00:00:00Z".to_owned(),
+                beyond: None,
+            }),
+            ..blank(Verdict::Widened, "info", "expected (Astronomer notice of 2025-02-14 (ticket OPS-4711): v4 adds ec2:CreateVolume): info (without it: high, access widened: at least high (rule: high))")
+        }),
         "failed-access-denied" => Some(Analysis {
             reasons: vec!["the call failed: nothing changed (someone tried)".to_owned()],
             ..blank(Verdict::Unchanged, "high", "changed by a principal outside allowed_principals: at least high (rule: high)")
@@ -264,6 +281,7 @@ fn golden_cases_say_what_on_call_needs() {
             "[HIGH] UNKNOWN AttachRolePolicy on LambdaFunctionRole-1111 by example-user",
             "[HIGH] AttachRolePolicy on stratus-red-team-malicious-iam-role by christophe",
             "[HIGH] AttachRolePolicy by unknown",
+            "[INFO] EXPECTED WIDENED CreatePolicyVersion on AstronomerCrossAccountRole by jane.doe@example.com",
         ]
     );
 

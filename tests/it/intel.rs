@@ -79,6 +79,7 @@ async fn every_event_kind_against_moto_iam() {
         iam: AwsIam::new(&sdk),
         vendor: vendor.clone(),
         budget: Duration::from_secs(10),
+        expect: Vec::new(),
     };
     let base = baseline::snapshot(&analyzer.iam, &vendor, 1_000)
         .await
@@ -288,6 +289,7 @@ async fn without_iam_the_diff_is_unavailable() {
         iam: AwsIam::new(&sdk),
         vendor: VendorConfig::default(),
         budget: Duration::from_secs(10),
+        expect: Vec::new(),
     };
     let ev = event(
         "CreatePolicyVersion",
@@ -314,6 +316,7 @@ async fn attaching_administrator_access_is_flagged_with_its_document() {
         iam: AwsIam::new(&sdk),
         vendor: VendorConfig::default(),
         budget: Duration::from_secs(10),
+        expect: Vec::new(),
     };
     let base = baseline::snapshot(&analyzer.iam, &analyzer.vendor, 1_000)
         .await
