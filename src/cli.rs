@@ -73,6 +73,14 @@ pub enum Command {
     /// baseline in the state (after you approved a change). Exit status: 0 when the role was
     /// read, 1 when not, 78 on an invalid configuration.
     Baseline(BaselineArgs),
+    /// Record a change the vendor announced (`[[expect]]`), hash a policy document for it, or
+    /// list the entries and their windows.
+    ///
+    /// An alert for a change that matches an entry is still recorded and delivered, marked
+    /// EXPECTED with the entry's description; it goes out at severity `info` unless it widens
+    /// access beyond what the entry names (see the README, "Expected changes").
+    #[command(subcommand)]
+    Expect(ExpectCommand),
     /// Check the environment this configuration needs, read-only: AWS credentials and the
     /// caller's identity, each source reachable, each named trail's status (logging, delivery
     /// errors), each channel (SNS topic and its subscriptions, pending ones flagged; SMTP
@@ -124,6 +132,80 @@ pub struct BaselineArgs {
     /// holds the state's lock).
     #[arg(long)]
     pub record: bool,
+}
+
+/// `rolewatch expect …`
+#[derive(Debug, Subcommand)]
+pub enum ExpectCommand {
+    /// Append an `[[expect]]` entry to the configuration file (checked first: the file is
+    /// rewritten only when the whole configuration stays valid), or print it with `--print`.
+    /// Exit status: 0 when added (or printed), 2 on a usage error, 78 when the entry or the
+    /// configuration would be invalid.
+    Add(Box<ExpectAddArgs>),
+    /// Print the SHA-256 of a policy document in the canonical form `document_sha256`
+    /// compares (keys sorted, no blanks): a JSON policy, a percent-encoded one, or the output
+    /// of `aws iam get-policy-version` (its `PolicyVersion.Document`). Exit status: 0, or 1
+    /// when the file is not a policy document.
+    Hash {
+        /// The policy document file (`-` for standard input).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// List the configured entries: window, state (active, upcoming, past) and what each
+    /// names. Exit status: 0, or 78 on an invalid configuration.
+    List {
+        /// The configuration file (TOML).
+        #[arg(long, value_name = "FILE", env = "ROLEWATCH_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Arguments of `rolewatch expect add`.
+#[derive(Debug, Args)]
+pub struct ExpectAddArgs {
+    /// The configuration file to append to (TOML).
+    #[arg(long, value_name = "FILE", env = "ROLEWATCH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print the entry on stdout instead of adding it to the file.
+    #[arg(long)]
+    pub print: bool,
+    /// What was announced, by whom and where (shown in the alert), e.g.
+    /// "Astronomer notice of 2026-11-26, ticket OPS-4711: adds ec2:CreateVolume".
+    #[arg(long, value_name = "TEXT")]
+    pub description: String,
+    /// Start of the window, RFC 3339 (default: now).
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// End of the window, RFC 3339.
+    #[arg(
+        long,
+        value_name = "TIME",
+        conflicts_with = "days",
+        required_unless_present = "days"
+    )]
+    pub until: Option<String>,
+    /// Length of the window in days from `--from` (at most 90).
+    #[arg(long, value_name = "N")]
+    pub days: Option<u32>,
+    /// A CloudTrail event name the announcement covers (repeatable; default: any).
+    #[arg(long = "event", value_name = "NAME")]
+    pub events: Vec<String>,
+    /// The policy changed: a managed policy's name or ARN, or an inline policy's name.
+    #[arg(long, value_name = "NAME|ARN")]
+    pub policy: Option<String>,
+    /// The version that becomes the default, e.g. v5.
+    #[arg(long, value_name = "VERSION")]
+    pub default_version: Option<String>,
+    /// The announced policy document (as for `rolewatch expect hash`): its hash is recorded,
+    /// and a widening to exactly that document goes out as `info`.
+    #[arg(long, value_name = "FILE")]
+    pub document: Option<PathBuf>,
+    /// Who makes the change: vendor (default), yours, aws-service, or any.
+    #[arg(long, value_name = "CLASS", default_value = "vendor")]
+    pub actor_class: String,
+    /// An ARN glob of the principal making the change (repeatable).
+    #[arg(long = "principal", value_name = "GLOB")]
+    pub principals: Vec<String>,
 }
 
 /// Arguments of `rolewatch healthcheck`.

@@ -59,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => cmd::run::run(&args),
         Command::Once(args) => cmd::once::run(&args),
         Command::Baseline(args) => cmd::baseline::main(&args),
+        Command::Expect(c) => cmd::expect::main(&c),
         Command::Doctor(args) => cmd::doctor::main(&args),
         Command::NotifyTest(args) => cmd::notify_test::main(&args),
         Command::ValidateConfig(args) => cmd::validate_config::run(&args),

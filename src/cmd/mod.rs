@@ -9,11 +9,13 @@
 //! * [`doctor`]: read-only checks of credentials, sources, trails, channels, state and role.
 //! * [`notify_test`]: one synthetic alert through every channel.
 //! * [`baseline`]: the role's snapshot now, optionally recorded as the new baseline.
+//! * [`expect`]: `[[expect]]` entries added, documents hashed, entries listed.
 //! * [`healthcheck`]: the container probe of `/healthz` or `/readyz`.
 
 pub mod baseline;
 pub mod check;
 pub mod doctor;
+pub mod expect;
 pub mod healthcheck;
 pub mod notify_test;
 pub mod once;

@@ -273,6 +273,13 @@ mod tests {
             channels = ["sns"]
             [vendor]
             allowed_principals = ["arn:aws:iam::111122223333:role/ci-*"]
+            [[expect]]
+            description = "vendor notice"
+            from = "2026-12-10T00:00:00Z"
+            until = "2026-12-12T00:00:00Z"
+            event_names = ["CreatePolicyVersion"]
+            default_version = "v5"
+            principals = ["arn:aws:sts::*:assumed-role/astronomer-remote-management/*"]
             [daemon]
             heartbeat_schedule = "0 0 9 * * *"
             [admin]
@@ -296,5 +303,7 @@ mod tests {
         assert!(text.contains("password_env = \"SMTP_PASSWORD\""), "{text}");
         assert!(text.contains("channels = [\"sns\"]"), "{text}");
         assert!(text.contains("enabled = false"), "{text}");
+        assert!(text.contains("[[expect]]"), "{text}");
+        assert!(text.contains("until = \"2026-12-12T00:00:00Z\""), "{text}");
     }
 }

@@ -702,3 +702,196 @@ fn a_chain_of_changes_is_judged_against_the_moment_before_each() {
     assert_eq!(now["managed_policy"]["default_version_id"], "v1", "{now:#}");
     assert_eq!(now["trust_policy"], trust(false));
 }
+
+/// Issue 16 part 2: a change the vendor announced, recorded with `rolewatch expect add`
+/// (the announced document hashed from a file), is delivered marked EXPECTED at `info`; the
+/// same kind of change outside the entry's window is unaffected. Real binary, moto IAM and
+/// the LookupEvents server.
+#[test]
+fn an_announced_change_goes_out_expected_and_one_outside_the_window_does_not() {
+    use crate::support::{cloudtrail_record, lines, now_secs, run_with, LookupServer, Setup};
+    use crate::{assert_exit, stderr, stdout};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let moto = Moto::start();
+    let server = LookupServer::start();
+    let (admin, policy_arn) = rt.block_on(async {
+        let (_, admin, policy_arn) = vendor_role(&moto, &["s3:GetObject"]).await;
+        (admin, policy_arn)
+    });
+    let body = "[[source]]\ntype = \"cloudtrail\"\nname = \"ct\"\nmax_requests_per_sec = 2\n\n\
+                [[rule]]\npack = \"complete\"\nseverity = \"medium\"";
+    let fmt = |secs: i64| {
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs as u64))
+            .to_string()
+    };
+    // The vendor widens its policy to `doc` (after a baseline); the alert `once` prints.
+    let widen = |id: &str, doc: &Value, config: &std::path::Path| {
+        let out = run_with(None, Some(&moto), &["baseline", "--record"], config);
+        assert_exit(&out, 0);
+        let version = rt.block_on(async {
+            admin
+                .create_policy_version()
+                .policy_arn(&policy_arn)
+                .policy_document(doc.to_string())
+                .set_as_default(true)
+                .send()
+                .await
+                .unwrap()
+                .policy_version()
+                .and_then(|v| v.version_id())
+                .unwrap()
+                .to_owned()
+        });
+        let t = now_secs();
+        let mut record = cloudtrail_record(id, "CreatePolicyVersion", t);
+        record["userIdentity"] = vendor_identity();
+        record["requestParameters"] = json!({"policyArn": policy_arn,
+            "policyDocument": doc.to_string(), "setAsDefault": true});
+        record["responseElements"] =
+            json!({"policyVersion": {"versionId": version, "isDefaultVersion": true}});
+        record["recipientAccountId"] = json!("123456789012");
+        server.add_events(&[record]);
+        let out = run_with(Some(&server), Some(&moto), &["once"], config);
+        assert_exit(&out, 0);
+        let printed: Vec<Value> = lines(&out)
+            .into_iter()
+            .filter(|a| a["event_id"] == id)
+            .collect();
+        assert_eq!(printed.len(), 1, "{}\n{}", stdout(&out), stderr(&out));
+        printed[0].clone()
+    };
+
+    // Outside the window: the entry starts tomorrow.
+    let later = Setup::new();
+    let config = later.config(body);
+    let out = run_with(
+        None,
+        None,
+        &[
+            "expect",
+            "add",
+            "--description",
+            "vendor notice: widening next week",
+            "--from",
+            &fmt(now_secs() + 86_400),
+            "--days",
+            "7",
+            "--event",
+            "CreatePolicyVersion",
+            "--policy",
+            "AstronomerCrossAccountRole",
+        ],
+        &config,
+    );
+    assert_exit(&out, 0);
+    let v2 = doc(&["s3:GetObject", "s3:PutObject"]);
+    let alert = widen("outside-window", &v2, &config);
+    let a = &alert["analysis"];
+    assert_eq!(
+        (a["verdict"].as_str(), alert["severity"].as_str()),
+        (Some("widened"), Some("high")),
+        "{a:#}"
+    );
+    assert!(a["expected"].is_null(), "{a:#}");
+
+    // Inside the window, naming the document: EXPECTED at info.
+    let now = Setup::new();
+    let config = now.config(body);
+    let v3 = doc(&["s3:GetObject", "s3:PutObject", "ec2:CreateVolume"]);
+    // As `aws iam get-policy-version` prints it, keys in another order and blanks.
+    let announced = now.path("announced.json");
+    std::fs::write(
+        &announced,
+        serde_json::to_string_pretty(
+            &json!({"PolicyVersion": {"Document": v3, "VersionId": "v3"}}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let before = std::fs::read_to_string(&config).unwrap();
+    // A window that ends before it starts: refused, naming the key; the file unchanged.
+    let out = run_with(
+        None,
+        None,
+        &[
+            "expect",
+            "add",
+            "--description",
+            "bad",
+            "--from",
+            &fmt(now_secs()),
+            "--until",
+            &fmt(now_secs() - 60),
+            "--event",
+            "CreatePolicyVersion",
+        ],
+        &config,
+    );
+    assert_exit(&out, 78);
+    assert!(stderr(&out).contains("expect[0].until"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
+    let out = run_with(
+        None,
+        None,
+        &[
+            "expect",
+            "add",
+            "--description",
+            "Astronomer notice OPS-4711: adds ec2:CreateVolume",
+            "--from",
+            &fmt(now_secs() - 3_600),
+            "--days",
+            "2",
+            "--event",
+            "CreatePolicyVersion",
+            "--policy",
+            "AstronomerCrossAccountRole",
+            "--document",
+            announced.to_str().unwrap(),
+        ],
+        &config,
+    );
+    assert_exit(&out, 0);
+    let hash = crate::support::command(None, None)
+        .args(["expect", "hash"])
+        .arg(&announced)
+        .output()
+        .unwrap();
+    assert_exit(&hash, 0);
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(written.starts_with(&before), "appended, not rewritten");
+    assert!(
+        written.contains(&format!("document_sha256 = \"{}\"", stdout(&hash).trim())),
+        "{written}"
+    );
+    let list = run_with(None, None, &["expect", "list"], &config);
+    assert_exit(&list, 0);
+    assert!(
+        stdout(&list).starts_with("expect[0] active"),
+        "{}",
+        stdout(&list)
+    );
+
+    let alert = widen("inside-window", &v3, &config);
+    let a = &alert["analysis"];
+    assert_eq!(
+        (a["verdict"].as_str(), alert["severity"].as_str()),
+        (Some("widened"), Some("info")),
+        "{a:#}"
+    );
+    assert_eq!(
+        a["expected"]["description"], "Astronomer notice OPS-4711: adds ec2:CreateVolume",
+        "{a:#}"
+    );
+    assert!(a["expected"]["beyond"].is_null(), "{a:#}");
+    assert!(
+        a["severity_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("without it: high")),
+        "{a:#}"
+    );
+}
