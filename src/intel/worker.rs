@@ -19,6 +19,8 @@ use super::baseline::{self, Baseline};
 use super::iam::IamReader;
 use super::known::LastKnown;
 use crate::state::{LastKnownRow, Store, StoredAlert};
+use crate::telemetry::events::{AlertAnalysed, BaselineFailed, BaselineTaken};
+use crate::telemetry::metrics::Metrics;
 use crate::time::Clock;
 
 /// How often a baseline is taken.
@@ -43,17 +45,21 @@ pub fn for_daemon(
     sdk: &aws_config::SdkConfig,
     state: Store,
     clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
 ) -> Arc<Worker<super::iam::AwsIam>> {
-    Arc::new(Worker::new(
-        Analyzer {
-            iam: super::iam::AwsIam::new(sdk),
-            vendor: cfg.vendor.clone(),
-            budget: super::analysis::DEFAULT_BUDGET,
-            expect: cfg.expect.clone(),
-        },
-        state,
-        clock,
-    ))
+    Arc::new(
+        Worker::new(
+            Analyzer {
+                iam: super::iam::AwsIam::new(sdk),
+                vendor: cfg.vendor.clone(),
+                budget: super::analysis::DEFAULT_BUDGET,
+                expect: cfg.expect.clone(),
+            },
+            state,
+            clock,
+        )
+        .with_metrics(metrics),
+    )
 }
 
 /// rolewatch's own notices (origin `notice`): nothing to analyse.
@@ -69,6 +75,8 @@ pub struct Worker<R> {
     clock: Arc<dyn Clock>,
     /// After a failed baseline, none is tried before this time (unix ms).
     baseline_retry_ms: std::sync::atomic::AtomicI64,
+    /// Where the worker's events count (a private registry when none is given).
+    metrics: Arc<Metrics>,
 }
 
 impl<R: IamReader> Worker<R> {
@@ -78,7 +86,16 @@ impl<R: IamReader> Worker<R> {
             state,
             clock,
             baseline_retry_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// Counts the worker's events (`alert_analysed`, `baseline_taken`, `baseline_failed`)
+    /// into `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The newest baseline in the state.
@@ -147,14 +164,13 @@ impl<R: IamReader> Worker<R> {
         self.state
             .with(|s| s.put_baseline(&b.role_name, b.taken_ms, &json))
             .map_err(|e| e.to_string())?;
-        tracing::info!(
-            event = "baseline_taken",
-            role = %b.role_name,
-            attached = b.attached.len(),
-            inline = b.inline.len(),
-            problems = b.problems.len(),
-            "Took a baseline of the vendor's role"
-        );
+        BaselineTaken {
+            role: &b.role_name,
+            attached: b.attached.len(),
+            inline: b.inline.len(),
+            problems: b.problems.len(),
+        }
+        .emit(&self.metrics);
         Ok(b)
     }
 
@@ -188,7 +204,11 @@ impl<R: IamReader> Worker<R> {
                     self.clock.now_ms().saturating_add(retry),
                     std::sync::atomic::Ordering::Relaxed,
                 );
-                tracing::warn!(event = "baseline_failed", error = %e, retry_in_secs = BASELINE_RETRY.as_secs(), "Cannot take a baseline of the vendor's role; alerts say so and go out with what the events tell");
+                BaselineFailed {
+                    error: &e,
+                    retry_in_secs: BASELINE_RETRY.as_secs(),
+                }
+                .emit(&self.metrics);
             }
         }
     }
@@ -267,16 +287,16 @@ impl<R: IamReader> Worker<R> {
                 known = outcome.last_known;
             }
             n += 1;
-            tracing::info!(
-                event = "alert_analysed",
-                alert_id = stored.id,
-                event_id = %stored.event_id,
-                actor_class = %a.actor_class,
-                verdict = %a.verdict,
-                severity = %a.severity,
-                diff_unavailable = a.diff_unavailable.as_deref().unwrap_or(""),
-                "Analysed an alert"
-            );
+            AlertAnalysed {
+                alert_id: stored.id,
+                event_id: &stored.event_id,
+                actor_class: a.actor_class.as_str(),
+                verdict: a.verdict.as_str(),
+                severity: &a.severity,
+                diff_unavailable: a.diff_unavailable.as_deref(),
+                expected: a.expected.as_ref().map(|e| e.description.as_str()),
+            }
+            .emit(&self.metrics);
         }
         n
     }

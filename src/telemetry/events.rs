@@ -1,8 +1,9 @@
 //! Notable runtime events as values: each [`emit`](PollCompleted::emit) writes the log line
 //! with `event = NAME` and bumps the metric of the same name (`rolewatch_NAME_total`), so
 //! that the log and `/metrics` cannot drift apart: the poll and sweep outcomes, a source's
-//! sight (blind, recovered) and each delivery attempt's outcome. The fields are plain numbers
-//! and text, so any stage can emit them.
+//! sight (blind, recovered), each delivery attempt's outcome, each recorded change analysis
+//! and each baseline taken or failed. The fields are plain numbers and text, so any stage
+//! can emit them.
 
 use std::fmt::Display;
 
@@ -334,6 +335,93 @@ impl Delivery<'_> {
     }
 }
 
+/// `alert_analysed`: the change analysis of an alert was recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertAnalysed<'a> {
+    pub alert_id: i64,
+    pub event_id: &'a str,
+    pub actor_class: &'a str,
+    pub verdict: &'a str,
+    pub severity: &'a str,
+    /// Why the documents could not be compared, if they could not.
+    pub diff_unavailable: Option<&'a str>,
+    /// The `[[expect]]` entry it matched.
+    pub expected: Option<&'a str>,
+}
+
+impl AlertAnalysed<'_> {
+    pub const NAME: &'static str = "alert_analysed";
+
+    /// Logs the analysis and counts it by verdict, severity and expected.
+    pub fn emit(&self, m: &Metrics) {
+        tracing::info!(
+            event = Self::NAME,
+            alert_id = self.alert_id,
+            event_id = %self.event_id,
+            actor_class = %self.actor_class,
+            verdict = %self.verdict,
+            severity = %self.severity,
+            diff_unavailable = self.diff_unavailable.unwrap_or(""),
+            expected = self.expected.unwrap_or(""),
+            "Analysed an alert"
+        );
+        let labels = vec![
+            ("verdict".to_owned(), self.verdict.to_owned()),
+            ("severity".to_owned(), self.severity.to_owned()),
+            ("expected".to_owned(), self.expected.is_some().to_string()),
+        ];
+        m.alert_analysed.get_or_create(&labels).inc();
+    }
+}
+
+/// `baseline_taken`: a baseline of the vendor's role is in the state.
+#[derive(Debug, Clone, Copy)]
+pub struct BaselineTaken<'a> {
+    pub role: &'a str,
+    pub attached: usize,
+    pub inline: usize,
+    pub problems: usize,
+}
+
+impl BaselineTaken<'_> {
+    pub const NAME: &'static str = "baseline_taken";
+
+    /// Logs the baseline and counts it.
+    pub fn emit(&self, m: &Metrics) {
+        tracing::info!(
+            event = Self::NAME,
+            role = %self.role,
+            attached = self.attached,
+            inline = self.inline,
+            problems = self.problems,
+            "Took a baseline of the vendor's role"
+        );
+        m.baseline_taken.inc();
+    }
+}
+
+/// `baseline_failed`: the role could not be read for a baseline.
+#[derive(Debug, Clone, Copy)]
+pub struct BaselineFailed<'a> {
+    pub error: &'a str,
+    pub retry_in_secs: u64,
+}
+
+impl BaselineFailed<'_> {
+    pub const NAME: &'static str = "baseline_failed";
+
+    /// Logs the failure (WARN) and counts it.
+    pub fn emit(&self, m: &Metrics) {
+        tracing::warn!(
+            event = Self::NAME,
+            error = %self.error,
+            retry_in_secs = self.retry_in_secs,
+            "Cannot take a baseline of the vendor's role; alerts say so and go out with what the events tell"
+        );
+        m.baseline_failed.inc();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,5 +558,43 @@ mod tests {
         assert_eq!(counter(&m.sweep_completed, "ct"), 1);
         assert_eq!(counter(&m.sweep_requests, "ct"), 5);
         assert_eq!(counter(&m.late_events, "ct"), 2);
+    }
+
+    #[test]
+    fn analyses_and_baselines_count_under_their_names() {
+        let m = Metrics::new();
+        let analysed = |verdict, severity, expected| AlertAnalysed {
+            alert_id: 1,
+            event_id: "e",
+            actor_class: "vendor",
+            verdict,
+            severity,
+            diff_unavailable: None,
+            expected,
+        };
+        analysed("widened", "high", None).emit(&m);
+        analysed("widened", "info", Some("vendor notice")).emit(&m);
+        analysed("widened", "info", Some("vendor notice")).emit(&m);
+        BaselineTaken {
+            role: "r",
+            attached: 1,
+            inline: 0,
+            problems: 0,
+        }
+        .emit(&m);
+        BaselineFailed {
+            error: "denied",
+            retry_in_secs: 300,
+        }
+        .emit(&m);
+        let text = m.encode().unwrap();
+        for line in [
+            "rolewatch_alert_analysed_total{verdict=\"widened\",severity=\"high\",expected=\"false\"} 1",
+            "rolewatch_alert_analysed_total{verdict=\"widened\",severity=\"info\",expected=\"true\"} 2",
+            "rolewatch_baseline_taken_total 1",
+            "rolewatch_baseline_failed_total 1",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
     }
 }

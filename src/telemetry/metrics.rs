@@ -61,6 +61,9 @@ pub struct Metrics {
     pub late_events: CounterFamily,
     pub event_lateness_seconds: HistogramFamily,
     pub alert_deliveries: CounterFamily,
+    pub alert_analysed: CounterFamily,
+    pub baseline_taken: Counter,
+    pub baseline_failed: Counter,
     pub source_lag_seconds: GaugeFamily,
     pub last_success_timestamp_seconds: GaugeFamily,
     pub source_is_blind: GaugeFamily,
@@ -121,6 +124,10 @@ impl Metrics {
             "alert_deliveries",
             "Delivery attempts by channel and outcome (delivered, failed, abandoned)",
         );
+        let alert_analysed = counter(
+            "alert_analysed",
+            "Alerts whose change analysis was recorded, by verdict, severity and expected (an [[expect]] entry matched)",
+        );
         let sweep_completed = counter(
             "sweep_completed",
             "Reconciliation sweeps that read their whole lookback",
@@ -142,6 +149,18 @@ impl Metrics {
             "heartbeat_sent",
             "Heartbeats recorded",
             heartbeat_sent.clone(),
+        );
+        let baseline_taken = Counter::default();
+        registry.register(
+            "baseline_taken",
+            "Baselines of the vendor's role taken into the state",
+            baseline_taken.clone(),
+        );
+        let baseline_failed = Counter::default();
+        registry.register(
+            "baseline_failed",
+            "Baselines that could not be taken (IAM down or denied)",
+            baseline_failed.clone(),
         );
         let event_lateness_seconds = HistogramFamily::new_with_constructor(lateness_histogram);
         registry.register(
@@ -197,6 +216,9 @@ impl Metrics {
             late_events,
             event_lateness_seconds,
             alert_deliveries,
+            alert_analysed,
+            baseline_taken,
+            baseline_failed,
             source_lag_seconds,
             last_success_timestamp_seconds,
             source_is_blind,

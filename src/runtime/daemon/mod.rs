@@ -147,8 +147,14 @@ impl Daemon {
             })
             .collect::<Vec<_>>();
         let channels = outbox::build_channels(&cfg.channels, Some(&sdk))?;
-        let analysis = crate::intel::worker::for_daemon(cfg, &sdk, state.clone(), clock.clone());
         let metrics = Arc::new(Metrics::new());
+        let analysis = crate::intel::worker::for_daemon(
+            cfg,
+            &sdk,
+            state.clone(),
+            clock.clone(),
+            metrics.clone(),
+        );
         for slot in &sources {
             metrics.init_source(&slot.cfg.id);
         }
