@@ -65,7 +65,8 @@ async fn overdue(grace: Duration) -> Duration {
 pub struct Stages<'a> {
     /// Intake: no new ticks.
     pub scheduler: JobScheduler,
-    /// Intake: sweeps under way stop at their next request.
+    /// Intake: sweeps under way stop at their next request, fixed-interval schedules stop
+    /// ticking.
     pub sweeps: &'a CancellationToken,
     /// Polls in flight, allowed to finish.
     pub polls: &'a TaskTracker,

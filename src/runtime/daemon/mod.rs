@@ -2,9 +2,10 @@
 //! the configured channels (via the state's outbox, [`crate::notify::outbox`]), until SIGTERM
 //! or SIGINT; and `rolewatch once`.
 //!
-//! Scheduling is `tokio-cron-scheduler`: one job per source (its cron `schedule`, or a fixed
-//! `poll_interval_secs`), plus the optional heartbeat and, under systemd, the watchdog ping —
-//! which therefore stops when the scheduler stops. A tick spawns the poll on a task tracker;
+//! Scheduling: a cron `schedule` is a `tokio-cron-scheduler` job (wall-clock times), as are
+//! the optional heartbeat and, under systemd, the watchdog ping — which therefore stops when
+//! the scheduler stops; a fixed `poll_interval_secs` ticks on tokio's clock
+//! ([`schedule::every`], tested under paused time). A tick spawns the poll on a task tracker;
 //! a tick that finds the source's previous poll still running is skipped and counted
 //! (`poll_skipped`), so one source never polls twice at once and a slow source does not hold
 //! up another. Every source is also polled once right at the start.
@@ -22,7 +23,7 @@
 //! sweep of one source and its counters; [`watch`]: blind/recovered reports, readiness and the
 //! metrics text.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -46,7 +47,10 @@ use crate::telemetry::metrics::{self, Metrics};
 use crate::time::Clock;
 
 mod passes;
+mod schedule;
 mod watch;
+
+use schedule::Gate;
 
 /// How often the blind check runs besides after each poll (it catches a poll that hangs).
 const WATCH_TICK: Duration = Duration::from_secs(1);
@@ -63,23 +67,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Slot {
     cfg: SourceConfig,
     source: Arc<Source>,
-    /// Set while a poll of this source runs.
-    busy: AtomicBool,
+    /// Held while a poll of this source runs.
+    busy: Gate,
     /// How long the source keeps events, read before its first poll.
     retention: tokio::sync::OnceCell<Option<Duration>>,
     /// Unix ms of the last two scheduled ticks (for the interval of a cron schedule).
     ticks: Mutex<(Option<i64>, Option<i64>)>,
-    /// Set while a reconciliation sweep of this source runs.
-    sweeping: AtomicBool,
-}
-
-/// Clears a slot's busy flag when the poll ends, however it ends.
-struct Busy<'a>(&'a AtomicBool);
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
+    /// Held while a reconciliation sweep of this source runs.
+    sweeping: Gate,
 }
 
 /// The running service: state, engine and sources, ready to poll.
@@ -140,10 +135,10 @@ impl Daemon {
             .map(|(sc, source)| Slot {
                 cfg: sc,
                 source: Arc::new(source),
-                busy: AtomicBool::new(false),
+                busy: Gate::default(),
                 retention: tokio::sync::OnceCell::new(),
                 ticks: Mutex::new((None, None)),
-                sweeping: AtomicBool::new(false),
+                sweeping: Gate::default(),
             })
             .collect::<Vec<_>>();
         let channels = outbox::build_channels(&cfg.channels, Some(&sdk))?;
@@ -263,11 +258,7 @@ impl Daemon {
                 }
             }
         }
-        if slot
-            .busy
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        if !slot.busy.try_enter() {
             self.metrics
                 .poll_skipped
                 .get_or_create(&metrics::source(&slot.cfg.id))
@@ -284,7 +275,7 @@ impl Daemon {
         tracker.spawn(async move {
             loop {
                 let polled = {
-                    let _busy = Busy(&this.sources[i].busy);
+                    let _busy = this.sources[i].busy.held();
                     this.poll(i).await
                 };
                 // Right after a successful poll (the first one included) is when a due sweep
@@ -306,11 +297,7 @@ impl Daemon {
                     () = tokio::time::sleep(CONFIRM_PAUSE) => {}
                     () = this.stop_sweeps.cancelled() => return,
                 }
-                if this.sources[i]
-                    .busy
-                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                    .is_err()
-                {
+                if !this.sources[i].busy.try_enter() {
                     // A scheduled tick polls it already.
                     return;
                 }
@@ -410,21 +397,34 @@ impl Daemon {
             .await
             .context("cannot create the scheduler")?;
         for i in 0..self.sources.len() {
-            let (this, tracker) = (self.clone(), tracker.clone());
-            let run = move |_id, _sched| -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-                this.tick(i, &tracker, true);
-                Box::pin(async {})
-            };
             let sc = &self.sources[i].cfg;
-            let job = match &sc.schedule {
-                Schedule::Cron(expr) => Job::new_async(expr.as_str(), run),
-                Schedule::Every(d) => Job::new_repeated_async(*d, run),
+            match &sc.schedule {
+                Schedule::Cron(expr) => {
+                    let (this, tracker) = (self.clone(), tracker.clone());
+                    let run = move |_id,
+                                    _sched|
+                          -> std::pin::Pin<
+                        Box<dyn std::future::Future<Output = ()> + Send>,
+                    > {
+                        this.tick(i, &tracker, true);
+                        Box::pin(async {})
+                    };
+                    let job = Job::new_async(expr.as_str(), run).with_context(|| {
+                        format!("cannot schedule source {} ({})", sc.id, sc.schedule)
+                    })?;
+                    sched
+                        .add(job)
+                        .await
+                        .context("cannot add a job to the scheduler")?;
+                }
+                // On tokio's clock: stops with the intake at shutdown (`stop_sweeps`).
+                Schedule::Every(d) => {
+                    let (this, tracker) = (self.clone(), tracker.clone());
+                    tokio::spawn(schedule::every(*d, self.stop_sweeps.clone(), move || {
+                        this.tick(i, &tracker, true);
+                    }));
+                }
             }
-            .with_context(|| format!("cannot schedule source {} ({})", sc.id, sc.schedule))?;
-            sched
-                .add(job)
-                .await
-                .context("cannot add a job to the scheduler")?;
             tracing::info!(source = %sc.id, schedule = %sc.schedule, "Scheduled");
         }
         if let Some(expr) = &self.settings.heartbeat_schedule {

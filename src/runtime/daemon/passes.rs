@@ -1,13 +1,12 @@
 //! One pass of one source, as the daemon runs it: a poll (window → fetch → engine → state) or a
 //! reconciliation sweep, their outcome counted and their health recorded.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::task::TaskTracker;
 
-use super::{lock, Busy, Daemon};
+use super::{lock, Daemon};
 use crate::config::SourceConfig;
 use crate::runtime::poll::{
     poll_source, sweep_due, sweep_source, PollContext, PollError, PollOutcome,
@@ -187,16 +186,12 @@ impl Daemon {
             return;
         }
         let slot = &self.sources[i];
-        if slot
-            .sweeping
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        if !slot.sweeping.try_enter() {
             return;
         }
         let this = Arc::clone(self);
         tracker.spawn(async move {
-            let _busy = Busy(&this.sources[i].sweeping);
+            let _busy = this.sources[i].sweeping.held();
             tokio::select! {
                 _ = this.sweep(i) => {}
                 () = this.stop_sweeps.cancelled() => {
