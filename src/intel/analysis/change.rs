@@ -1,160 +1,28 @@
-//! One alert's analysis: the actor class, what changed (before and after documents, fetched
-//! through [`IamReader`]), the verdict, the final severity, and how the role differs from the
-//! baseline. Every IAM call together is bounded by the analyzer's budget; on any failure the
-//! analysis says `diff unavailable: <reason>` and keeps what the event itself tells.
-//!
-//! Why one file of ~520 lines: one analysis per event kind, each a short function over the
-//! same IAM reader and budget.
+//! What a change made: for each event kind, the documents before and after it (from the
+//! event, the last known state, the baseline or IAM), what it made of its target for the
+//! last known state, and the same change against the baseline.
 
-use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::actor::{self, ActorClass};
-use super::baseline::{self, decode_document, Baseline};
-use super::expect::{self, ExpectedNote};
-use super::iam::{IamError, IamReader};
-use super::known::{self, Applied, LastKnown, Target};
-use super::policy::{self, Policy, StatementChange, Verdict};
-use crate::config::{Expectation, VendorConfig};
-use crate::rules::Severity;
-use crate::state::StoredAlert;
+use super::super::baseline::{self, Baseline};
+use super::super::iam::{IamError, IamReader};
+use super::super::known::{Applied, LastKnown, Target};
+use super::super::policy::{self, Policy, Verdict};
+use super::{Analyzer, SinceBaseline};
 use crate::time::display_rfc3339_ms;
 
-/// How long all IAM calls of one analysis may take together.
-pub const DEFAULT_BUDGET: Duration = Duration::from_secs(10);
-
-/// How a baseline note begins when IAM could not be read.
-pub const IAM_FAILED_PREFIX: &str = "the role could not be read:";
-
-/// How a timed-out analysis begins its `diff_unavailable`.
-pub const TIMEOUT_PREFIX: &str = "IAM did not answer within";
-
-/// AWS-managed policies whose attachment is flagged as high risk (matched by name under
-/// `arn:aws:iam::aws:policy/`, any path, any partition).
-pub const HIGH_RISK_MANAGED: &[&str] = &[
-    "AdministratorAccess",
-    "AdministratorAccess-Amplify",
-    "AdministratorAccess-AWSElasticBeanstalk",
-    "PowerUserAccess",
-    "IAMFullAccess",
-    "AWSOrganizationsFullAccess",
-    "AWSCloudTrail_FullAccess",
-    "AWSCloudFormationFullAccess",
-    "AWSLambda_FullAccess",
-    "AmazonEC2FullAccess",
-    "AmazonS3FullAccess",
-    "AWSKeyManagementServicePowerUser",
-    "SecretsManagerReadWrite",
-    "AWSSSOMasterAccountAdministrator",
-    "AWSSSODirectoryAdministrator",
-    "SystemAdministrator",
-    "NetworkAdministrator",
-    "DatabaseAdministrator",
-];
-
-/// True for an AWS-managed policy in [`HIGH_RISK_MANAGED`].
-#[must_use]
-pub fn is_high_risk_managed(arn: &str) -> bool {
-    let Some(rest) = arn
-        .strip_prefix("arn:")
-        .and_then(|r| r.split_once(":iam::aws:policy/"))
-        .map(|(_, p)| p)
-    else {
-        return false;
-    };
-    let name = rest.rsplit('/').next().unwrap_or(rest);
-    HIGH_RISK_MANAGED.contains(&name)
-}
-
-/// How the role differs from the baseline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BaselineNote {
-    /// When the baseline was taken (unix ms); `None` when there is none.
-    pub taken_ms: Option<i64>,
-    /// One sentence per difference; empty when the role matches the baseline.
-    pub differences: Vec<String>,
-    /// Why the comparison could not be made.
-    pub unavailable: Option<String>,
-}
-
-/// The verdict of the change against the baseline: the alert's second line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SinceBaseline {
-    pub verdict: Verdict,
-    /// What was compared with what, e.g. "the new default version v1 (GetPolicyVersion)
-    /// against the baseline's default version v1 (taken 2026-12-01T00:00:00Z)".
-    pub compared: String,
-}
-
-/// The analysis of one alert, stored with it and shown by every channel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Analysis {
-    pub actor_class: ActorClass,
-    /// The caller matched `[vendor] allowed_principals`.
-    pub allowlisted: bool,
-    /// How the caller acted when a service made the call with its credentials: "the
-    /// console", "CloudFormation", … (see [`actor::via`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub via: Option<String>,
-    /// The verdict against the moment before the change (the last known state).
-    pub verdict: Verdict,
-    /// The final severity (see [`actor::final_severity`]).
-    pub severity: String,
-    /// The rule's severity, the base.
-    pub rule_severity: String,
-    pub severity_reason: String,
-    /// What was compared with what, e.g. "the new version v4 (from the event) against the
-    /// last known default version v3 (the baseline of 2026-12-01T00:00:00Z)".
-    pub compared: Option<String>,
-    /// Why the verdict.
-    pub reasons: Vec<String>,
-    /// What on-call must not miss: a high-risk AWS-managed policy, a removed external ID, a
-    /// new principal, a version not set as default.
-    pub flags: Vec<String>,
-    /// Statement by statement.
-    pub statements: Vec<StatementChange>,
-    /// `Some(reason)` when the diff could not be made.
-    pub diff_unavailable: Option<String>,
-    /// The same change judged against the baseline instead of the moment before.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub since_baseline: Option<SinceBaseline>,
-    pub baseline: Option<BaselineNote>,
-    /// The `[[expect]]` entry the change matched (see [`expect`](super::expect)).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expected: Option<ExpectedNote>,
-}
-
-/// What an alert is compared with.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Before<'a> {
-    /// The last known state of the role (see [`known`](super::known)).
-    pub last_known: Option<&'a LastKnown>,
-    /// The newest baseline.
-    pub baseline: Option<&'a Baseline>,
-}
-
-/// An analysis, and the last known state after the change.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub analysis: Analysis,
-    /// `Some` when the change made a new last known state (applied, or marked incomplete).
-    pub last_known: Option<LastKnown>,
-}
-
 /// A before/after pair to compare, and what the change made of its target.
-struct Docs {
-    before: Policy,
-    after: Policy,
-    compared: String,
-    trust: bool,
+pub(super) struct Docs {
+    pub(super) before: Policy,
+    pub(super) after: Policy,
+    pub(super) compared: String,
+    pub(super) trust: bool,
     /// A sentence that says why when the documents alone do not.
-    note: Option<String>,
+    pub(super) note: Option<String>,
 }
 
 /// Why no diff could be made: a sentence for the alert.
-struct Unavailable(String);
+pub(super) struct Unavailable(pub(super) String);
 
 impl From<IamError> for Unavailable {
     fn from(e: IamError) -> Self {
@@ -166,7 +34,7 @@ impl From<IamError> for Unavailable {
     }
 }
 
-fn parse_doc(text: &str, what: &str) -> Result<Policy, Unavailable> {
+pub(super) fn parse_doc(text: &str, what: &str) -> Result<Policy, Unavailable> {
     Policy::parse_text(text).map_err(|e| Unavailable(format!("{what}: {e}")))
 }
 
@@ -183,16 +51,7 @@ fn previous_version(v: &str) -> Option<String> {
     (n > 1).then(|| format!("v{}", n - 1))
 }
 
-/// The analyzer: the IAM reader, the vendor's names and the time budget.
-pub struct Analyzer<R> {
-    pub iam: R,
-    pub vendor: VendorConfig,
-    pub budget: Duration,
-    /// Changes announced in advance (`[[expect]]`).
-    pub expect: Vec<Expectation>,
-}
-
-fn rp<'a>(record: &'a Value, key: &str) -> Option<&'a str> {
+pub(super) fn rp<'a>(record: &'a Value, key: &str) -> Option<&'a str> {
     record
         .pointer(&format!("/requestParameters/{key}"))
         .and_then(Value::as_str)
@@ -200,25 +59,12 @@ fn rp<'a>(record: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 /// The `policyDocument` of the request, as text.
-fn event_document(record: &Value) -> Option<String> {
+pub(super) fn event_document(record: &Value) -> Option<String> {
     match record.pointer("/requestParameters/policyDocument")? {
         Value::String(s) => Some(s.clone()),
         v @ Value::Object(_) => Some(v.to_string()),
         _ => None,
     }
-}
-
-fn parse_severity(s: &str) -> Severity {
-    [
-        Severity::Info,
-        Severity::Low,
-        Severity::Medium,
-        Severity::High,
-        Severity::Critical,
-    ]
-    .into_iter()
-    .find(|v| v.as_str() == s)
-    .unwrap_or(Severity::High)
 }
 
 /// A snapshot a change is judged against, and how to name it in a sentence.
@@ -307,272 +153,24 @@ impl<'a> Side<'a> {
 }
 
 /// What a change made, found out from the event and IAM.
-struct Change {
-    docs: Result<Docs, Unavailable>,
+pub(super) struct Change {
+    pub(super) docs: Result<Docs, Unavailable>,
     /// What the change made of its target, for the last known state; `None` when it changes
     /// nothing there (a failed call, a version not set as default, a deleted version) or
     /// could not be found out (then `docs` says why).
-    applied: Option<Applied>,
+    pub(super) applied: Option<Applied>,
     /// The target and its document after the change, for the comparison with the baseline.
-    after: Option<(Target, Policy, bool, String)>,
+    pub(super) after: Option<(Target, Policy, bool, String)>,
 }
 
 impl<R: IamReader> Analyzer<R> {
-    /// Analyses one stored alert against `baseline` (the latest snapshot, if any), which is
-    /// also taken as the moment before the change. Never fails: what cannot be found out is
-    /// said in the analysis. All IAM calls together take at most the budget.
-    pub async fn analyze(
-        &self,
-        stored: &StoredAlert,
-        baseline: Option<&Baseline>,
-        now_ms: i64,
-    ) -> Analysis {
-        let known = baseline.map(LastKnown::from_baseline);
-        let before = Before {
-            last_known: known.as_ref(),
-            baseline,
-        };
-        self.analyze_within(stored, before, now_ms, self.budget, None)
-            .await
-            .analysis
-    }
-
-    /// Analyses one stored alert against the moment before it (`before.last_known`, when
-    /// it is from before the change) and the baseline, with another budget (the worker
-    /// shortens it while IAM does not answer, so that a backlog of alerts is not held for
-    /// the full budget each); `offline` says why no IAM call is to be made. Returns the
-    /// analysis and the last known state after the change.
-    pub async fn analyze_within(
-        &self,
-        stored: &StoredAlert,
-        before: Before<'_>,
-        now_ms: i64,
-        budget: Duration,
-        offline: Option<&str>,
-    ) -> Outcome {
-        let record: Value = serde_json::from_str(&stored.record).unwrap_or(Value::Null);
-        let (actor_class, allowlisted) = actor::classify(&record, &self.vendor);
-        let event = record
-            .get("eventName")
-            .and_then(Value::as_str)
-            .unwrap_or(&stored.event_name)
-            .to_owned();
-        let failed = record.get("errorCode").is_some_and(|c| !c.is_null());
-        let (event_id, event_time) = (stored.event_id.as_str(), stored.event_time_ms);
-        // The moment before: the last known state, when it is from before this change and
-        // whole; otherwise why there is none.
-        let prior: Result<&LastKnown, String> = match before.last_known {
-            None => Err("no baseline was taken and no change recorded before this one".to_owned()),
-            Some(k) if !k.is_before(event_id, event_time) => Err(format!(
-                "the last known state ({}) is not older than the change",
-                k.provenance()
-            )),
-            Some(k) => match &k.incomplete {
-                Some(why) => Err(format!("the last known state is incomplete: {why}")),
-                None => Ok(k),
-            },
-        };
-        let base = before.baseline.filter(|b| b.taken_ms < event_time);
-        let mut flags = Vec::new();
-        if let Some(arn) = rp(&record, "policyArn").filter(|a| is_high_risk_managed(a)) {
-            if event.ends_with("RolePolicy") {
-                flags.push(format!("high-risk AWS-managed policy: {arn}"));
-            }
-        }
-        if event == "CreatePolicyVersion"
-            && record.pointer("/requestParameters/setAsDefault") == Some(&Value::Bool(false))
-        {
-            flags.push(
-                "not set as default: the new version takes effect only once it becomes the default"
-                    .to_owned(),
-            );
-        }
-        let mut a = Analysis {
-            actor_class,
-            allowlisted,
-            via: actor::via(&record),
-            verdict: Verdict::Unknown,
-            severity: String::new(),
-            rule_severity: stored.severity.clone(),
-            severity_reason: String::new(),
-            compared: None,
-            reasons: Vec::new(),
-            flags: Vec::new(),
-            statements: Vec::new(),
-            diff_unavailable: None,
-            since_baseline: None,
-            baseline: None,
-            expected: None,
-        };
-        // What the change set, for `[[expect]]`.
-        let mut set_document: Option<Value> = None;
-        let mut set_version: Option<String> = None;
-        let mut any_widening = false;
-        let mut last_known = None;
-        let analysed_kind = ANALYSED.contains(&event.as_str());
-        if failed {
-            a.verdict = Verdict::Unchanged;
-            a.reasons
-                .push("the call failed: nothing changed (someone tried)".to_owned());
-        } else if let Some(reason) = offline {
-            // IAM failed for an earlier alert of this batch: no call is made.
-            a.diff_unavailable = Some(reason.to_owned());
-        } else {
-            let work = async {
-                let change = self
-                    .change(
-                        &event,
-                        &record,
-                        prior.as_ref().map(|k| *k).map_err(String::as_str),
-                    )
-                    .await;
-                let current = baseline::snapshot(&self.iam, &self.vendor, now_ms).await;
-                (change, current)
-            };
-            match tokio::time::timeout(budget, work).await {
-                Err(_) => {
-                    a.diff_unavailable =
-                        Some(format!("{TIMEOUT_PREFIX} {} s", budget.as_secs_f64()));
-                }
-                Ok((change, current)) => {
-                    match change.docs {
-                        Ok(d) => {
-                            let diff = policy::diff(&d.before, &d.after);
-                            if d.trust {
-                                flags.extend(policy::trust_flags(&d.before, &d.after));
-                            }
-                            a.verdict = diff.verdict;
-                            any_widening = diff.any_widening;
-                            a.reasons = diff.reasons;
-                            a.reasons.extend(d.note);
-                            a.statements = diff.statements;
-                            a.compared = Some(d.compared);
-                        }
-                        Err(Unavailable(reason)) => a.diff_unavailable = Some(reason),
-                    }
-                    if let (Some(b), Some((target, after, deleted, label))) = (base, &change.after)
-                    {
-                        a.since_baseline = Some(since_baseline(b, target, after, *deleted, label));
-                    }
-                    if let Some(c) = change.applied.as_ref().filter(|c| c.present) {
-                        set_document.clone_from(&c.document);
-                        set_version.clone_from(&c.version);
-                    }
-                    if let (Ok(k), Some(c)) = (&prior, &change.applied) {
-                        last_known = Some(known::apply(
-                            k,
-                            c,
-                            event_id,
-                            event_time,
-                            &self.vendor.policy_name,
-                        ));
-                    }
-                    a.baseline = Some(match (before.baseline, current) {
-                        (Some(b), Ok(now)) => BaselineNote {
-                            taken_ms: Some(b.taken_ms),
-                            differences: baseline::differences(b, &now),
-                            unavailable: None,
-                        },
-                        (b, Err(e)) => BaselineNote {
-                            taken_ms: b.map(|b| b.taken_ms),
-                            differences: Vec::new(),
-                            unavailable: Some(format!(
-                                "{IAM_FAILED_PREFIX} {}",
-                                Unavailable::from(e).0
-                            )),
-                        },
-                        (None, Ok(_)) => BaselineNote {
-                            taken_ms: None,
-                            differences: Vec::new(),
-                            unavailable: Some("no baseline has been taken yet".to_owned()),
-                        },
-                    });
-                }
-            }
-            if a.diff_unavailable.is_some() {
-                // What the event alone says.
-                if event == "AttachRolePolicy"
-                    && rp(&record, "policyArn").is_some_and(is_high_risk_managed)
-                {
-                    a.verdict = Verdict::Widened;
-                    any_widening = true;
-                    a.reasons
-                        .push("a high-risk AWS-managed policy was attached".to_owned());
-                }
-            }
-        }
-        if !failed && last_known.is_none() && analysed_kind && event != "DeletePolicyVersion" {
-            if let (Ok(k), Some(why)) = (&prior, a.diff_unavailable.as_deref()) {
-                // The change happened, what it made is unknown: nothing is compared with
-                // this state any more until the next baseline.
-                last_known = Some(known::incomplete(k, event_id, event_time, why));
-            }
-        }
-        if a.diff_unavailable.is_some() && a.verdict == Verdict::Unknown {
-            a.reasons
-                .push("the documents could not be compared: see why below".to_owned());
-        }
-        a.flags = flags;
-        let base_severity = parse_severity(&stored.severity);
-        let (sev, why) = actor::final_severity(
-            base_severity,
-            actor_class,
-            allowlisted,
-            a.verdict,
-            any_widening,
-        );
-        a.severity = sev.as_str().to_owned();
-        a.severity_reason = why;
-        if !failed && !self.expect.is_empty() {
-            let from_event = || event_document(&record).and_then(|t| baseline::decode_document(&t));
-            let document = set_document.or_else(from_event);
-            let version = set_version.or_else(|| match event.as_str() {
-                "SetPolicyVersion" => rp(&record, "versionId").map(str::to_owned),
-                _ => None,
-            });
-            let text = |p: &str| record.pointer(p).and_then(Value::as_str).unwrap_or("");
-            let facts = expect::Facts {
-                event_name: &event,
-                event_time_ms: event_time,
-                policy_arn: rp(&record, "policyArn"),
-                policy_name: rp(&record, "policyName"),
-                new_version: version.as_deref(),
-                new_document: document.as_ref(),
-                actor_class,
-                principal_arns: [
-                    text("/userIdentity/arn"),
-                    text("/userIdentity/sessionContext/sessionIssuer/arn"),
-                ],
-                verdict: a.verdict,
-                any_widening,
-            };
-            if let Some(note) = expect::judge(&self.expect, &facts) {
-                match &note.beyond {
-                    None => {
-                        a.severity_reason = format!(
-                            "expected ({}): info (without it: {}, {})",
-                            note.description, a.severity, a.severity_reason
-                        );
-                        a.severity = Severity::Info.as_str().to_owned();
-                    }
-                    Some(beyond) => {
-                        a.severity_reason = format!(
-                            "{}; expected ({}), but {beyond}",
-                            a.severity_reason, note.description
-                        );
-                    }
-                }
-                a.expected = Some(note);
-            }
-        }
-        Outcome {
-            analysis: a,
-            last_known,
-        }
-    }
-
     /// What the change `event` made, judged against `prior` (the moment before, when known).
-    async fn change(&self, event: &str, record: &Value, prior: Result<&LastKnown, &str>) -> Change {
+    pub(super) async fn change(
+        &self,
+        event: &str,
+        record: &Value,
+        prior: Result<&LastKnown, &str>,
+    ) -> Change {
         let mut applied = None;
         let mut after = None;
         let docs = self
@@ -919,20 +517,8 @@ impl<R: IamReader> Analyzer<R> {
     }
 }
 
-/// The event kinds whose change the analysis judges (the rest are `unknown`).
-const ANALYSED: &[&str] = &[
-    "CreatePolicyVersion",
-    "SetDefaultPolicyVersion",
-    "DeletePolicyVersion",
-    "AttachRolePolicy",
-    "DetachRolePolicy",
-    "PutRolePolicy",
-    "DeleteRolePolicy",
-    "UpdateAssumeRolePolicy",
-];
-
 /// The change's target after it (`after`, named `label`) against the baseline `b`.
-fn since_baseline(
+pub(super) fn since_baseline(
     b: &Baseline,
     target: &Target,
     after: &Policy,
@@ -949,31 +535,5 @@ fn since_baseline(
             verdict: Verdict::Unknown,
             compared: format!("not compared: {why}"),
         },
-    }
-}
-
-/// Decodes a document for display (URL-encoded or not); re-exported for the baseline printer.
-#[must_use]
-pub fn document_value(text: &str) -> Option<Value> {
-    decode_document(text)
-}
-
-impl Analysis {
-    /// Why IAM looks unusable after this analysis (it timed out, or the role could not be
-    /// read): the worker then spares the rest of its batch the calls.
-    #[must_use]
-    pub fn iam_failure(&self) -> Option<String> {
-        if let Some(r) = self
-            .diff_unavailable
-            .as_deref()
-            .filter(|r| r.starts_with(TIMEOUT_PREFIX))
-        {
-            return Some(r.to_owned());
-        }
-        self.baseline
-            .as_ref()
-            .and_then(|b| b.unavailable.as_deref())
-            .filter(|u| u.starts_with(IAM_FAILED_PREFIX))
-            .map(str::to_owned)
     }
 }
