@@ -22,8 +22,10 @@
 //! * Teams (Adaptive Card markdown, a CommonMark subset): every ASCII punctuation character
 //!   that markdown gives a meaning (`\ ` * _ [ ] ( ) # + - . ! | ~ < > &` and `{ }`) is
 //!   backslash-escaped, so an event field shows as typed: no link, no emphasis, no list.
-//! * Amazon Q Developer `client-markdown` (rendered as Slack or Teams markdown): `&`, `<`,
-//!   `>` as for Slack, and `* _ ~ `` ` `` backslash-escaped.
+//! * Amazon Q Developer `client-markdown` (rendered as Slack or Teams markdown): in the
+//!   title and description `&`, `<`, `>` as for Slack, and `* _ ~ `` ` `` backslash-escaped;
+//!   the metadata (identifiers, not markdown) gets the `&`, `<`, `>` escape only, keywords
+//!   and the event type keep only letters, digits and `-_.:`.
 //! * PagerDuty: plain JSON strings; `summary` at most 1,024 characters, as the API requires.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -471,7 +473,13 @@ pub fn chatbot(alert: &Alert) -> Value {
         next_steps.push(format!("Review the role in the IAM console: {url}"));
     }
     next_steps.push("If nobody expected this change, revert it and find who made it".to_owned());
-    let keyword = |s: &str| sanitize::ascii_line(s, 40);
+    // Keywords and the event type: letters, digits and `-_.:` only.
+    let keyword = |s: &str| -> String {
+        sanitize::ascii_line(s, 40)
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "-_.:".contains(*c))
+            .collect()
+    };
     let mut keywords = vec![keyword(&alert.severity)];
     if let Some(e) = alert.action.event_name.as_deref() {
         keywords.push(keyword(e));
@@ -482,10 +490,10 @@ pub fn chatbot(alert: &Alert) -> Value {
     keywords.retain(|k| !k.is_empty());
     let mut related = Vec::new();
     if let Some(arn) = alert.action.policy_arn.as_deref() {
-        related.push(clean(arn));
+        related.push(slack_escape(&clean(arn)));
     }
     if let Some(arn) = alert.actor.arn.as_deref() {
-        related.push(clean(arn));
+        related.push(slack_escape(&clean(arn)));
     }
     json!({
         "version": "1.0",
@@ -500,21 +508,21 @@ pub fn chatbot(alert: &Alert) -> Value {
         },
         "metadata": {
             "threadId": alert.dedup_key,
-            "summary": sanitize::ascii_line(&head, 100),
+            "summary": slack_escape(&sanitize::ascii_line(&head, 100)),
             "eventType": alert
                 .action
                 .event_name
                 .as_deref()
-                .map(|e| sanitize::ascii_line(e, 64))
+                .map(keyword)
                 .filter(|e| !e.is_empty())
                 .unwrap_or_else(|| "rolewatch-alert".to_owned()),
             "relatedResources": related,
             "additionalContext": {
                 "alert_id": alert.id.to_string(),
                 "dedup_key": alert.dedup_key,
-                "severity": clean(&alert.severity),
-                "rule": clean(&alert.rule),
-                "event_id": clean(&alert.event_id),
+                "severity": slack_escape(&clean(&alert.severity)),
+                "rule": slack_escape(&clean(&alert.rule)),
+                "event_id": slack_escape(&clean(&alert.event_id)),
             },
         },
     })

@@ -67,9 +67,11 @@ impl SecretUrl {
         match uri.scheme_str() {
             Some("https") if !host.is_empty() => {}
             Some("http") if is_loopback_host(host) => {}
-            Some("http") => return Err(format!(
+            Some("http") => {
+                return Err(format!(
                 "the {what} is http:// to {host}: only https:// (http:// only to a loopback host)"
-            )),
+            ))
+            }
             _ => return Err(format!("the {what} is not an https:// URL")),
         }
         Ok(SecretUrl {
