@@ -935,4 +935,128 @@ mod tests {
         }]);
         assert!(p[0].starts_with("channel[0].retry_max_attempts"), "{p:?}");
     }
+
+    #[test]
+    fn webhook_and_pagerduty_keys() {
+        let (c, p) = check(vec![RawChannel {
+            url_env: Some("SLACK_WEBHOOK_URL".into()),
+            format: Some("slack".into()),
+            signing_secret_file: Some("/run/secrets/hmac".into()),
+            ..raw("webhook")
+        }]);
+        assert!(p.is_empty(), "{p:?}");
+        let ChannelKind::Webhook(w) = &c[0].kind else {
+            panic!("not a webhook")
+        };
+        assert_eq!(w.format, WebhookFormat::Slack);
+        assert_eq!(w.url, PasswordSource::Env("SLACK_WEBHOOK_URL".into()));
+        assert_eq!(w.timeout, DEFAULT_HTTP_TIMEOUT);
+        assert!(w.signing_secret.is_some());
+        let (_, p) = check(vec![raw("webhook")]);
+        assert!(p[0].starts_with("channel[0].url_env: is required"), "{p:?}");
+        let (_, p) = check(vec![RawChannel {
+            url_env: Some("A".into()),
+            url_file: Some("/f".into()),
+            format: Some("discord".into()),
+            timeout_secs: Some(0),
+            ..raw("webhook")
+        }]);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(
+            p.iter().any(|m| m.starts_with("channel[0].url_file")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|m| m.starts_with("channel[0].format")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|m| m.starts_with("channel[0].timeout_secs")),
+            "{p:?}"
+        );
+
+        let (c, p) = check(vec![RawChannel {
+            routing_key_env: Some("PD_ROUTING_KEY".into()),
+            ..raw("pagerduty")
+        }]);
+        assert!(p.is_empty(), "{p:?}");
+        let ChannelKind::PagerDuty(pd) = &c[0].kind else {
+            panic!("not pagerduty")
+        };
+        assert_eq!(pd.events_url, PAGERDUTY_EVENTS_URL);
+        for (url, ok) in [
+            ("https://events.eu.pagerduty.com/v2/enqueue", true),
+            ("http://127.0.0.1:8080/v2/enqueue", true),
+            ("http://[::1]:8080/x", true),
+            ("http://events.pagerduty.com/v2/enqueue", false),
+            ("ftp://x", false),
+            ("https://", false),
+        ] {
+            let (_, p) = check(vec![RawChannel {
+                routing_key_env: Some("K".into()),
+                events_url: Some(url.into()),
+                ..raw("pagerduty")
+            }]);
+            assert_eq!(p.is_empty(), ok, "{url}: {p:?}");
+        }
+        // Keys of one type on another.
+        let (_, p) = check(vec![RawChannel {
+            url_env: Some("U".into()),
+            routing_key_env: Some("K".into()),
+            ..raw("pagerduty")
+        }]);
+        assert!(
+            p[0].starts_with("channel[0].url_env: applies only to `type = \"webhook\"`"),
+            "{p:?}"
+        );
+        let (_, p) = check(vec![RawChannel {
+            timeout_secs: Some(5),
+            ..raw("stdout")
+        }]);
+        assert!(p[0].starts_with("channel[0].timeout_secs"), "{p:?}");
+    }
+
+    #[test]
+    fn sns_format() {
+        let arn = "arn:aws:sns:eu-west-1:123456789012:chat";
+        let (c, p) = check(vec![RawChannel {
+            topic_arn: Some(arn.into()),
+            format: Some("chatbot".into()),
+            ..raw("sns")
+        }]);
+        assert!(p.is_empty(), "{p:?}");
+        let ChannelKind::Sns(s) = &c[0].kind else {
+            panic!("not sns")
+        };
+        assert_eq!(s.format, SnsFormat::Chatbot);
+        let (_, p) = check(vec![RawChannel {
+            topic_arn: Some(arn.into()),
+            format: Some("slack".into()),
+            ..raw("sns")
+        }]);
+        assert!(p[0].starts_with("channel[0].format"), "{p:?}");
+    }
+
+    /// The example configuration shows every channel key.
+    #[test]
+    fn the_example_config_lists_every_channel_key() {
+        let example = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/rolewatch.toml"
+        ))
+        .unwrap();
+        let common = [
+            "type",
+            "name",
+            "retry_max_attempts",
+            "permanent_max_attempts",
+        ];
+        let keys = keys(&RawChannel::default());
+        for k in keys.iter().map(|(k, _, _)| *k).chain(common) {
+            assert!(
+                example.contains(&format!("# {k} = ")),
+                "{k} is not in the example"
+            );
+        }
+    }
 }

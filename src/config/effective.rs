@@ -257,6 +257,23 @@ mod tests {
             to = ["oncall@example.com"]
             subject_prefix = "[prod]"
             [[channel]]
+            type = "webhook"
+            name = "slack"
+            format = "slack"
+            url_file = "/run/secrets/slack-url"
+            signing_secret_env = "HOOK_SECRET"
+            timeout_secs = 5
+            ca_file = "/etc/ca.pem"
+            [[channel]]
+            type = "pagerduty"
+            routing_key_env = "PD_KEY"
+            events_url = "https://events.eu.pagerduty.com/v2/enqueue"
+            [[channel]]
+            type = "sns"
+            name = "chat"
+            format = "chatbot"
+            topic_arn = "arn:aws:sns:eu-west-1:111122223333:chat"
+            [[channel]]
             type = "sns"
             topic_arn = "arn:aws:sns:eu-west-1:111122223333:alerts"
             retry_max_attempts = 100

@@ -440,3 +440,28 @@ async fn the_probe_connects_and_handshakes_without_sending() {
     assert!(e.to_string().contains("https://127.0.0.1:"), "{e}");
     assert_no_secret(&e.to_string());
 }
+
+/// `notify-test` sends its marked synthetic alert through the webhook.
+#[test]
+fn notify_test_reaches_the_webhook() {
+    let ca = TestCa::new();
+    let hook = WebhookServer::start(WebhookOptions {
+        tls: Some(ca.server()),
+        ..WebhookOptions::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &webhook_channel("hook", "slack", "HOOK_URL", &ca.ca(), ""),
+    );
+    let out = command(None, None)
+        .env("HOOK_URL", hook.url(true, URL_SECRET))
+        .args(["notify-test", "--config"])
+        .arg(&config)
+        .output()
+        .expect("rolewatch runs");
+    assert_exit(&out, 0);
+    let s = body(&hook.wait_for(1, Duration::from_secs(10))[0]);
+    assert!(s["text"].as_str().unwrap().contains("TEST"), "{s:#}");
+    assert_no_secret(&format!("{}{}", stdout(&out), stderr(&out)));
+}
