@@ -227,6 +227,14 @@ fn strings(items: &[String]) -> Value {
     Value::Array(items.iter().map(|s| Value::from(s.as_str())).collect())
 }
 
+/// `<key>_env` or `<key>_file`: where a secret is, never the secret.
+fn secret(t: &mut Table, key: &str, source: &PasswordSource) {
+    match source {
+        PasswordSource::Env(v) => t.insert(format!("{key}_env"), v.as_str().into()),
+        PasswordSource::File(p) => t.insert(format!("{key}_file"), p.display().to_string().into()),
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,12 +316,4 @@ mod tests {
         assert!(text.contains("channels = [\"sns\"]"), "{text}");
         assert!(text.contains("enabled = false"), "{text}");
     }
-}
-
-/// `<key>_env` or `<key>_file`: where a secret is, never the secret.
-fn secret(t: &mut Table, key: &str, source: &PasswordSource) {
-    match source {
-        PasswordSource::Env(v) => t.insert(format!("{key}_env"), v.as_str().into()),
-        PasswordSource::File(p) => t.insert(format!("{key}_file"), p.display().to_string().into()),
-    };
 }

@@ -232,7 +232,7 @@ impl HttpClient {
                 .headers()
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                .and_then(|v| parse_retry_after(v, wall_clock()));
             let body = Limited::new(resp.into_body(), MAX_REPLY_BYTES)
                 .collect()
                 .await
@@ -302,6 +302,13 @@ impl HttpClient {
             ))),
         }
     }
+}
+
+/// Now, through the crate's clock.
+fn wall_clock() -> SystemTime {
+    use crate::time::Clock;
+    let ms = u64::try_from(crate::time::SystemClock.now_ms()).unwrap_or(0);
+    SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
 }
 
 /// The error and its causes, `: `-joined (hyper's own text is only "client error").

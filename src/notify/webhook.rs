@@ -122,10 +122,13 @@ impl WebhookNotifier {
             header_value(&alert.dedup_key)?,
         )];
         if let Some(secret) = &self.signing_secret {
-            let ts = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs())
-                .to_string();
+            let ts = {
+                use crate::time::Clock;
+                crate::time::SystemClock
+                    .now_ms()
+                    .div_euclid(1000)
+                    .to_string()
+            };
             let sig = signature(secret.expose().as_bytes(), &ts, &body);
             headers.push((
                 HeaderName::from_static(TIMESTAMP_HEADER),

@@ -337,7 +337,6 @@ fn pagerduty_gets_a_trigger_with_the_dedup_key_and_a_400_is_not_retried() {
             // PagerDuty quoting the event back: the routing key must not reach the logs.
             json!({"status": 400, "body": format!("{{\"status\":\"invalid event\",\"errors\":[\"bad routing_key {ROUTING_KEY}\"]}}")}),
         ],
-        ..WebhookOptions::default()
     });
     let lookup = LookupServer::start();
     attach_event(&lookup, "ev-pd-1", "astronomer-remote-management");
