@@ -86,7 +86,7 @@ impl SecretUrl {
     ///
     /// As [`Secret::load`] and [`SecretUrl::parse`].
     pub fn load(source: &PasswordSource, what: &str) -> Result<SecretUrl, String> {
-        let secret = Secret::load(source).map_err(|e| format!("{what}: {e}"))?;
+        let secret = Secret::load_named(source, "url")?;
         SecretUrl::parse(secret.expose(), what)
     }
 

@@ -50,8 +50,7 @@ impl PagerDutyNotifier {
     ///
     /// A routing key or `ca_file` that cannot be read; never the key itself.
     pub fn new(name: &str, cfg: &PagerDutyChannelConfig) -> Result<PagerDutyNotifier, String> {
-        let routing_key =
-            Secret::load(&cfg.routing_key).map_err(|e| format!("routing key: {e}"))?;
+        let routing_key = Secret::load_named(&cfg.routing_key, "routing_key")?;
         Ok(PagerDutyNotifier {
             name: name.to_owned(),
             url: SecretUrl::parse(&cfg.events_url, "events_url")?,

@@ -94,7 +94,7 @@ impl WebhookNotifier {
         let signing_secret = cfg
             .signing_secret
             .as_ref()
-            .map(|s| Secret::load(s).map_err(|e| format!("signing secret: {e}")))
+            .map(|s| Secret::load_named(s, "signing_secret"))
             .transpose()?;
         Ok(WebhookNotifier {
             name: name.to_owned(),
@@ -175,5 +175,31 @@ mod tests {
             sig,
             "v1=1cdd0650c8be1cb0974b1788d458b1e781206cfef59b85faafc582d2e182c57e"
         );
+    }
+
+    #[test]
+    fn build_errors_name_the_key_never_the_url() {
+        use crate::config::PasswordSource;
+        let cfg = |url: PasswordSource| WebhookChannelConfig {
+            url,
+            format: WebhookFormat::Json,
+            signing_secret: None,
+            timeout: std::time::Duration::from_secs(1),
+            ca_file: None,
+        };
+        let err = WebhookNotifier::new(
+            "hook",
+            &cfg(PasswordSource::Env(
+                "ROLEWATCH_TEST_SURELY_UNSET_URL".into(),
+            )),
+        )
+        .unwrap_err();
+        assert!(err.contains("(url_env) is not set"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("url");
+        std::fs::write(&file, "http://hooks.example.com/services/SECRETPATH\n").unwrap();
+        let err = WebhookNotifier::new("hook", &cfg(PasswordSource::File(file))).unwrap_err();
+        assert!(err.contains("only https://"), "{err}");
+        assert!(!err.contains("SECRETPATH"), "{err}");
     }
 }
