@@ -4,11 +4,19 @@
 //!
 //! Keys, by type:
 //!
-//! - every channel: `type` (`stdout`, `sns` or `smtp`), `name` (default: the type; the outbox
+//! - every channel: `type` (`stdout`, `sns`, `smtp`, `webhook` or `pagerduty`), `name` (default: the type; the outbox
 //!   keys deliveries by it, so renaming a channel re-sends nothing and forgets its pending
 //!   rows), `retry_max_attempts` (retryable errors; default: retry forever),
 //!   `permanent_max_attempts` (errors a retry will not fix; default 5).
-//! - `sns`: `topic_arn` (required), `region` (default: the ARN's region).
+//! - `sns`: `topic_arn` (required), `region` (default: the ARN's region), `format` (`alert`,
+//!   the default, or `chatbot`: the custom-notification JSON of Amazon Q Developer in chat
+//!   applications).
+//! - `webhook`: one of `url_env` or `url_file` (required; the URL is a secret), `format`
+//!   (`json`, the default, `slack` or `teams`), optionally one of `signing_secret_env` or
+//!   `signing_secret_file` (HMAC-SHA256 signature headers), `timeout_secs` (default 10),
+//!   `ca_file`.
+//! - `pagerduty`: one of `routing_key_env` or `routing_key_file` (required), `events_url`
+//!   (default `https://events.pagerduty.com/v2/enqueue`), `timeout_secs`, `ca_file`.
 //! - `smtp`: `host` (required), `port` (default 587 for `starttls`, 465 for `implicit`, 25
 //!   for `none`), `tls` (`starttls`, the default, `implicit`, or `none` — only with
 //!   `allow_plaintext = true` and a loopback host), `username` with one of `password_env` (the
@@ -20,6 +28,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use lettre::message::Mailbox;
 
@@ -73,15 +82,21 @@ pub enum ChannelKind {
     Sns(SnsChannelConfig),
     /// Email through an SMTP relay.
     Smtp(SmtpChannelConfig),
+    /// An HTTPS POST (alert JSON, Slack or Teams).
+    Webhook(WebhookChannelConfig),
+    /// PagerDuty Events API v2.
+    PagerDuty(PagerDutyChannelConfig),
 }
 
 impl ChannelKind {
-    /// `stdout`, `sns` or `smtp`, as in the file.
+    /// `stdout`, `sns`, `smtp`, `webhook` or `pagerduty`, as in the file.
     pub fn type_name(&self) -> &'static str {
         match self {
             ChannelKind::Stdout => "stdout",
             ChannelKind::Sns(_) => "sns",
             ChannelKind::Smtp(_) => "smtp",
+            ChannelKind::Webhook(_) => "webhook",
+            ChannelKind::PagerDuty(_) => "pagerduty",
         }
     }
 }
@@ -90,6 +105,68 @@ impl ChannelKind {
 pub struct SnsChannelConfig {
     pub topic_arn: String,
     pub region: String,
+    pub format: SnsFormat,
+}
+
+/// What an SNS message holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnsFormat {
+    /// The alert's JSON by default, text for email, the subject for SMS.
+    Alert,
+    /// The custom-notification JSON that Amazon Q Developer in chat applications (formerly
+    /// AWS Chatbot) renders in Slack, Teams and Chime.
+    Chatbot,
+}
+
+/// The default connect and total timeout of one webhook or PagerDuty request.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// PagerDuty's Events API v2.
+pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
+/// The payload a webhook gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// The alert's JSON, as the stdout channel prints it.
+    Json,
+    /// A Slack incoming-webhook message (`text` and Block Kit `blocks`).
+    Slack,
+    /// A Microsoft Teams message with an Adaptive Card (Workflows or incoming webhook).
+    Teams,
+}
+
+impl WebhookFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookFormat::Json => "json",
+            WebhookFormat::Slack => "slack",
+            WebhookFormat::Teams => "teams",
+        }
+    }
+}
+
+/// An HTTPS POST per alert. The URL is a secret (Slack and Teams URLs carry the credential):
+/// only where it is is configured here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookChannelConfig {
+    pub url: PasswordSource,
+    pub format: WebhookFormat,
+    /// Signs each body with HMAC-SHA256 when set.
+    pub signing_secret: Option<PasswordSource>,
+    pub timeout: Duration,
+    /// Extra trusted CA certificates (PEM).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// PagerDuty Events API v2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PagerDutyChannelConfig {
+    /// Where the integration's routing key (a secret) is.
+    pub routing_key: PasswordSource,
+    pub events_url: String,
+    pub timeout: Duration,
+    /// Extra trusted CA certificates (PEM).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// How the SMTP connection is protected.
@@ -157,34 +234,28 @@ pub fn validate(raw: Vec<RawChannel>, problems: &mut Vec<Problem>) -> Vec<Channe
             });
         };
         let kind = match c.kind.as_str() {
-            "stdout" => {
-                for (k, set) in sns_keys(&c).into_iter().chain(smtp_keys(&c)) {
-                    if set {
-                        problem(k, "applies only to `type = \"sns\"` or `\"smtp\"`".into());
+            t @ ("stdout" | "sns" | "smtp" | "webhook" | "pagerduty") => {
+                for (k, set, types) in keys(&c) {
+                    if set && !types.contains(&t) {
+                        let names: Vec<String> =
+                            types.iter().map(|t| format!("`type = \"{t}\"`")).collect();
+                        problem(k, format!("applies only to {}", names.join(" or ")));
                     }
                 }
-                Some(ChannelKind::Stdout)
-            }
-            "sns" => {
-                for (k, set) in smtp_keys(&c) {
-                    if set {
-                        problem(k, "applies only to `type = \"smtp\"`".into());
-                    }
+                match t {
+                    "stdout" => Some(ChannelKind::Stdout),
+                    "sns" => sns(&c, &mut problem).map(ChannelKind::Sns),
+                    "smtp" => smtp(&c, &mut problem).map(ChannelKind::Smtp),
+                    "webhook" => webhook(&c, &mut problem).map(ChannelKind::Webhook),
+                    _ => pagerduty(&c, &mut problem).map(ChannelKind::PagerDuty),
                 }
-                sns(&c, &mut problem).map(ChannelKind::Sns)
-            }
-            "smtp" => {
-                for (k, set) in sns_keys(&c) {
-                    if set {
-                        problem(k, "applies only to `type = \"sns\"`".into());
-                    }
-                }
-                smtp(&c, &mut problem).map(ChannelKind::Smtp)
             }
             other => {
                 problem(
                     "type",
-                    format!("`{other}` is not a channel type: use `stdout`, `sns` or `smtp`"),
+                    format!(
+                        "`{other}` is not a channel type: use `stdout`, `sns`, `smtp`, `webhook` or `pagerduty`"
+                    ),
                 );
                 None
             }
@@ -227,27 +298,203 @@ pub fn validate(raw: Vec<RawChannel>, problems: &mut Vec<Problem>) -> Vec<Channe
     out
 }
 
-fn sns_keys(c: &RawChannel) -> [(&'static str, bool); 2] {
+/// Every type-specific key: whether it is set, and the types it applies to.
+fn keys(c: &RawChannel) -> [(&'static str, bool, &'static [&'static str]); 22] {
+    const SNS: &[&str] = &["sns"];
+    const SMTP: &[&str] = &["smtp"];
+    const WEBHOOK: &[&str] = &["webhook"];
+    const PAGERDUTY: &[&str] = &["pagerduty"];
+    const HTTP: &[&str] = &["webhook", "pagerduty"];
+    const TLS: &[&str] = &["smtp", "webhook", "pagerduty"];
+    const FORMAT: &[&str] = &["sns", "webhook"];
     [
-        ("topic_arn", c.topic_arn.is_some()),
-        ("region", c.region.is_some()),
+        ("topic_arn", c.topic_arn.is_some(), SNS),
+        ("region", c.region.is_some(), SNS),
+        ("format", c.format.is_some(), FORMAT),
+        ("host", c.host.is_some(), SMTP),
+        ("port", c.port.is_some(), SMTP),
+        ("tls", c.tls.is_some(), SMTP),
+        ("allow_plaintext", c.allow_plaintext.is_some(), SMTP),
+        ("username", c.username.is_some(), SMTP),
+        ("password_env", c.password_env.is_some(), SMTP),
+        ("password_file", c.password_file.is_some(), SMTP),
+        ("ca_file", c.ca_file.is_some(), TLS),
+        ("from", c.from.is_some(), SMTP),
+        ("to", c.to.is_some(), SMTP),
+        ("subject_prefix", c.subject_prefix.is_some(), SMTP),
+        ("url_env", c.url_env.is_some(), WEBHOOK),
+        ("url_file", c.url_file.is_some(), WEBHOOK),
+        (
+            "signing_secret_env",
+            c.signing_secret_env.is_some(),
+            WEBHOOK,
+        ),
+        (
+            "signing_secret_file",
+            c.signing_secret_file.is_some(),
+            WEBHOOK,
+        ),
+        ("timeout_secs", c.timeout_secs.is_some(), HTTP),
+        ("routing_key_env", c.routing_key_env.is_some(), PAGERDUTY),
+        ("routing_key_file", c.routing_key_file.is_some(), PAGERDUTY),
+        ("events_url", c.events_url.is_some(), PAGERDUTY),
     ]
 }
 
-fn smtp_keys(c: &RawChannel) -> [(&'static str, bool); 11] {
-    [
-        ("host", c.host.is_some()),
-        ("port", c.port.is_some()),
-        ("tls", c.tls.is_some()),
-        ("allow_plaintext", c.allow_plaintext.is_some()),
-        ("username", c.username.is_some()),
-        ("password_env", c.password_env.is_some()),
-        ("password_file", c.password_file.is_some()),
-        ("ca_file", c.ca_file.is_some()),
-        ("from", c.from.is_some()),
-        ("to", c.to.is_some()),
-        ("subject_prefix", c.subject_prefix.is_some()),
-    ]
+/// A secret named by `<key>_env` or `<key>_file`: exactly one when `required`.
+fn secret(
+    key: &str,
+    env: Option<&String>,
+    file: Option<&PathBuf>,
+    required: bool,
+    problem: &mut impl FnMut(&str, String),
+) -> Result<Option<PasswordSource>, ()> {
+    match (env, file) {
+        (Some(_), Some(_)) => {
+            problem(
+                &format!("{key}_file"),
+                format!("give the {key} in one place: `{key}_env` or `{key}_file`"),
+            );
+            Err(())
+        }
+        (Some(v), None) if v.is_empty() || v.contains('=') || v.contains('\0') => {
+            problem(
+                &format!("{key}_env"),
+                "must be the name of an environment variable".into(),
+            );
+            Err(())
+        }
+        (Some(v), None) => Ok(Some(PasswordSource::Env(v.clone()))),
+        (None, Some(f)) if f.as_os_str().is_empty() => {
+            problem(&format!("{key}_file"), "must not be empty".into());
+            Err(())
+        }
+        (None, Some(f)) => Ok(Some(PasswordSource::File(f.clone()))),
+        (None, None) if required => {
+            problem(
+                &format!("{key}_env"),
+                format!("is required: set `{key}_env` (an environment variable) or `{key}_file`"),
+            );
+            Err(())
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// `timeout_secs`: 1 to 300, default [`DEFAULT_HTTP_TIMEOUT`].
+fn timeout(c: &RawChannel, problem: &mut impl FnMut(&str, String)) -> Result<Duration, ()> {
+    match c.timeout_secs {
+        None => Ok(DEFAULT_HTTP_TIMEOUT),
+        Some(n) if (1..=300).contains(&n) => Ok(Duration::from_secs(n)),
+        Some(_) => {
+            problem("timeout_secs", "must be 1 to 300".into());
+            Err(())
+        }
+    }
+}
+
+fn ca_file(c: &RawChannel, problem: &mut impl FnMut(&str, String)) -> Result<Option<PathBuf>, ()> {
+    match &c.ca_file {
+        Some(f) if f.as_os_str().is_empty() => {
+            problem("ca_file", "must not be empty".into());
+            Err(())
+        }
+        f => Ok(f.clone()),
+    }
+}
+
+fn webhook(c: &RawChannel, problem: &mut impl FnMut(&str, String)) -> Option<WebhookChannelConfig> {
+    let url = secret(
+        "url",
+        c.url_env.as_ref(),
+        c.url_file.as_ref(),
+        true,
+        problem,
+    );
+    let signing = secret(
+        "signing_secret",
+        c.signing_secret_env.as_ref(),
+        c.signing_secret_file.as_ref(),
+        false,
+        problem,
+    );
+    let format = match c.format.as_deref() {
+        None | Some("json") => Some(WebhookFormat::Json),
+        Some("slack") => Some(WebhookFormat::Slack),
+        Some("teams") => Some(WebhookFormat::Teams),
+        Some(other) => {
+            problem(
+                "format",
+                format!("`{other}` is not one of `json`, `slack`, `teams`"),
+            );
+            None
+        }
+    };
+    let timeout = timeout(c, problem);
+    let ca_file = ca_file(c, problem);
+    Some(WebhookChannelConfig {
+        url: url.ok()??,
+        format: format?,
+        signing_secret: signing.ok()?,
+        timeout: timeout.ok()?,
+        ca_file: ca_file.ok()?,
+    })
+}
+
+fn pagerduty(
+    c: &RawChannel,
+    problem: &mut impl FnMut(&str, String),
+) -> Option<PagerDutyChannelConfig> {
+    let key = secret(
+        "routing_key",
+        c.routing_key_env.as_ref(),
+        c.routing_key_file.as_ref(),
+        true,
+        problem,
+    );
+    let events_url = match c.events_url.as_deref() {
+        None => Some(PAGERDUTY_EVENTS_URL.to_owned()),
+        Some(u) if http_url_ok(u) => Some(u.to_owned()),
+        Some(u) => {
+            problem(
+                "events_url",
+                format!("`{u}` is not an https:// URL (http:// only to a loopback host)"),
+            );
+            None
+        }
+    };
+    let timeout = timeout(c, problem);
+    let ca_file = ca_file(c, problem);
+    Some(PagerDutyChannelConfig {
+        routing_key: key.ok()??,
+        events_url: events_url?,
+        timeout: timeout.ok()?,
+        ca_file: ca_file.ok()?,
+    })
+}
+
+/// An `https://` URL, or `http://` to a loopback host (a test receiver), printable ASCII.
+pub fn http_url_ok(u: &str) -> bool {
+    if !u.bytes().all(|b| b.is_ascii_graphic()) {
+        return false;
+    }
+    let Some((scheme, rest)) = u.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    if host.is_empty() {
+        return false;
+    }
+    match scheme {
+        "https" => true,
+        "http" => is_loopback_host(host),
+        _ => false,
+    }
 }
 
 fn sns(c: &RawChannel, problem: &mut impl FnMut(&str, String)) -> Option<SnsChannelConfig> {
@@ -276,9 +523,21 @@ fn sns(c: &RawChannel, problem: &mut impl FnMut(&str, String)) -> Option<SnsChan
             return None;
         }
     };
+    let format = match c.format.as_deref() {
+        None | Some("alert") => SnsFormat::Alert,
+        Some("chatbot") => SnsFormat::Chatbot,
+        Some(other) => {
+            problem(
+                "format",
+                format!("`{other}` is not one of `alert`, `chatbot`"),
+            );
+            return None;
+        }
+    };
     Some(SnsChannelConfig {
         topic_arn: arn.to_owned(),
         region,
+        format,
     })
 }
 
@@ -675,5 +934,129 @@ mod tests {
             ..raw("stdout")
         }]);
         assert!(p[0].starts_with("channel[0].retry_max_attempts"), "{p:?}");
+    }
+
+    #[test]
+    fn webhook_and_pagerduty_keys() {
+        let (c, p) = check(vec![RawChannel {
+            url_env: Some("SLACK_WEBHOOK_URL".into()),
+            format: Some("slack".into()),
+            signing_secret_file: Some("/run/secrets/hmac".into()),
+            ..raw("webhook")
+        }]);
+        assert!(p.is_empty(), "{p:?}");
+        let ChannelKind::Webhook(w) = &c[0].kind else {
+            panic!("not a webhook")
+        };
+        assert_eq!(w.format, WebhookFormat::Slack);
+        assert_eq!(w.url, PasswordSource::Env("SLACK_WEBHOOK_URL".into()));
+        assert_eq!(w.timeout, DEFAULT_HTTP_TIMEOUT);
+        assert!(w.signing_secret.is_some());
+        let (_, p) = check(vec![raw("webhook")]);
+        assert!(p[0].starts_with("channel[0].url_env: is required"), "{p:?}");
+        let (_, p) = check(vec![RawChannel {
+            url_env: Some("A".into()),
+            url_file: Some("/f".into()),
+            format: Some("discord".into()),
+            timeout_secs: Some(0),
+            ..raw("webhook")
+        }]);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(
+            p.iter().any(|m| m.starts_with("channel[0].url_file")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|m| m.starts_with("channel[0].format")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|m| m.starts_with("channel[0].timeout_secs")),
+            "{p:?}"
+        );
+
+        let (c, p) = check(vec![RawChannel {
+            routing_key_env: Some("PD_ROUTING_KEY".into()),
+            ..raw("pagerduty")
+        }]);
+        assert!(p.is_empty(), "{p:?}");
+        let ChannelKind::PagerDuty(pd) = &c[0].kind else {
+            panic!("not pagerduty")
+        };
+        assert_eq!(pd.events_url, PAGERDUTY_EVENTS_URL);
+        for (url, ok) in [
+            ("https://events.eu.pagerduty.com/v2/enqueue", true),
+            ("http://127.0.0.1:8080/v2/enqueue", true),
+            ("http://[::1]:8080/x", true),
+            ("http://events.pagerduty.com/v2/enqueue", false),
+            ("ftp://x", false),
+            ("https://", false),
+        ] {
+            let (_, p) = check(vec![RawChannel {
+                routing_key_env: Some("K".into()),
+                events_url: Some(url.into()),
+                ..raw("pagerduty")
+            }]);
+            assert_eq!(p.is_empty(), ok, "{url}: {p:?}");
+        }
+        // Keys of one type on another.
+        let (_, p) = check(vec![RawChannel {
+            url_env: Some("U".into()),
+            routing_key_env: Some("K".into()),
+            ..raw("pagerduty")
+        }]);
+        assert!(
+            p[0].starts_with("channel[0].url_env: applies only to `type = \"webhook\"`"),
+            "{p:?}"
+        );
+        let (_, p) = check(vec![RawChannel {
+            timeout_secs: Some(5),
+            ..raw("stdout")
+        }]);
+        assert!(p[0].starts_with("channel[0].timeout_secs"), "{p:?}");
+    }
+
+    #[test]
+    fn sns_format() {
+        let arn = "arn:aws:sns:eu-west-1:123456789012:chat";
+        let (c, p) = check(vec![RawChannel {
+            topic_arn: Some(arn.into()),
+            format: Some("chatbot".into()),
+            ..raw("sns")
+        }]);
+        assert!(p.is_empty(), "{p:?}");
+        let ChannelKind::Sns(s) = &c[0].kind else {
+            panic!("not sns")
+        };
+        assert_eq!(s.format, SnsFormat::Chatbot);
+        let (_, p) = check(vec![RawChannel {
+            topic_arn: Some(arn.into()),
+            format: Some("slack".into()),
+            ..raw("sns")
+        }]);
+        assert!(p[0].starts_with("channel[0].format"), "{p:?}");
+    }
+
+    /// The example configuration shows every channel key.
+    #[test]
+    fn the_example_config_lists_every_channel_key() {
+        let example = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/rolewatch.toml"
+        ))
+        .unwrap();
+        let common = [
+            "type",
+            "name",
+            "retry_max_attempts",
+            "permanent_max_attempts",
+        ];
+        let keys = keys(&RawChannel::default());
+        for k in keys.iter().map(|(k, _, _)| *k).chain(common) {
+            assert!(
+                example.contains(&format!("# {k} = ")),
+                "{k} is not in the example"
+            );
+        }
     }
 }

@@ -95,6 +95,38 @@ pub fn to_toml(cfg: &Config) -> String {
                 ChannelKind::Sns(s) => {
                     t.insert("topic_arn".into(), s.topic_arn.as_str().into());
                     t.insert("region".into(), s.region.as_str().into());
+                    if s.format == super::SnsFormat::Chatbot {
+                        t.insert("format".into(), "chatbot".into());
+                    }
+                }
+                ChannelKind::Webhook(w) => {
+                    secret(&mut t, "url", &w.url);
+                    t.insert("format".into(), w.format.as_str().into());
+                    if let Some(s) = &w.signing_secret {
+                        secret(&mut t, "signing_secret", s);
+                    }
+                    t.insert(
+                        "timeout_secs".into(),
+                        i64::try_from(w.timeout.as_secs())
+                            .unwrap_or(i64::MAX)
+                            .into(),
+                    );
+                    if let Some(ca) = &w.ca_file {
+                        t.insert("ca_file".into(), ca.display().to_string().into());
+                    }
+                }
+                ChannelKind::PagerDuty(p) => {
+                    secret(&mut t, "routing_key", &p.routing_key);
+                    t.insert("events_url".into(), p.events_url.as_str().into());
+                    t.insert(
+                        "timeout_secs".into(),
+                        i64::try_from(p.timeout.as_secs())
+                            .unwrap_or(i64::MAX)
+                            .into(),
+                    );
+                    if let Some(ca) = &p.ca_file {
+                        t.insert("ca_file".into(), ca.display().to_string().into());
+                    }
                 }
                 ChannelKind::Smtp(s) => {
                     t.insert("host".into(), s.host.as_str().into());
@@ -233,6 +265,14 @@ fn strings(items: &[String]) -> Value {
     Value::Array(items.iter().map(|s| Value::from(s.as_str())).collect())
 }
 
+/// `<key>_env` or `<key>_file`: where a secret is, never the secret.
+fn secret(t: &mut Table, key: &str, source: &PasswordSource) {
+    match source {
+        PasswordSource::Env(v) => t.insert(format!("{key}_env"), v.as_str().into()),
+        PasswordSource::File(p) => t.insert(format!("{key}_file"), p.display().to_string().into()),
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +302,23 @@ mod tests {
             from = "Rolewatch <rolewatch@example.com>"
             to = ["oncall@example.com"]
             subject_prefix = "[prod]"
+            [[channel]]
+            type = "webhook"
+            name = "slack"
+            format = "slack"
+            url_file = "/run/secrets/slack-url"
+            signing_secret_env = "HOOK_SECRET"
+            timeout_secs = 5
+            ca_file = "/etc/ca.pem"
+            [[channel]]
+            type = "pagerduty"
+            routing_key_env = "PD_KEY"
+            events_url = "https://events.eu.pagerduty.com/v2/enqueue"
+            [[channel]]
+            type = "sns"
+            name = "chat"
+            format = "chatbot"
+            topic_arn = "arn:aws:sns:eu-west-1:111122223333:chat"
             [[channel]]
             type = "sns"
             topic_arn = "arn:aws:sns:eu-west-1:111122223333:alerts"

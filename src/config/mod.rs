@@ -14,8 +14,9 @@ mod validate;
 pub mod vendor;
 
 pub use channel::{
-    ChannelConfig, ChannelKind, DeliveryPolicy, PasswordSource, SmtpAuth, SmtpChannelConfig,
-    SmtpTls, SnsChannelConfig,
+    is_loopback_host, ChannelConfig, ChannelKind, DeliveryPolicy, PagerDutyChannelConfig,
+    PasswordSource, SmtpAuth, SmtpChannelConfig, SmtpTls, SnsChannelConfig, SnsFormat,
+    WebhookChannelConfig, WebhookFormat,
 };
 pub use error::{ConfigError, Problem};
 pub use expect::Expectation;

@@ -148,7 +148,7 @@ pub struct RawRule {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawChannel {
-    /// `stdout`, `sns` or `smtp`.
+    /// `stdout`, `sns`, `smtp`, `webhook` or `pagerduty`.
     #[serde(rename = "type")]
     pub kind: String,
     /// A stable, unique name (default: the type); the outbox keys deliveries by it.
@@ -179,6 +179,25 @@ pub struct RawChannel {
     pub to: Option<Vec<String>>,
     /// `smtp`: text put before every subject, e.g. `[rolewatch prod]`.
     pub subject_prefix: Option<String>,
+    /// `sns`: `alert` (default) or `chatbot`; `webhook`: `json` (default), `slack` or `teams`.
+    pub format: Option<String>,
+    /// `webhook`: the environment variable holding the URL (a secret).
+    pub url_env: Option<String>,
+    /// `webhook`: the file holding the URL (a secret).
+    pub url_file: Option<PathBuf>,
+    /// `webhook`: the environment variable holding the HMAC signing secret.
+    pub signing_secret_env: Option<String>,
+    /// `webhook`: the file holding the HMAC signing secret.
+    pub signing_secret_file: Option<PathBuf>,
+    /// `webhook`, `pagerduty`: connect and total timeout of one request (default 10).
+    pub timeout_secs: Option<u64>,
+    /// `pagerduty`: the environment variable holding the integration's routing key.
+    pub routing_key_env: Option<String>,
+    /// `pagerduty`: the file holding the routing key.
+    pub routing_key_file: Option<PathBuf>,
+    /// `pagerduty`: the Events API v2 enqueue URL (default
+    /// `https://events.pagerduty.com/v2/enqueue`; for tests or the EU service region).
+    pub events_url: Option<String>,
     /// Attempts for retryable errors before giving up (default: no limit).
     pub retry_max_attempts: Option<u32>,
     /// Attempts for errors a retry will not fix (default 5).

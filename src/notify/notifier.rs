@@ -11,9 +11,11 @@ use std::fmt;
 use aws_config::SdkConfig;
 
 use super::alert::Alert;
+use super::pagerduty::PagerDutyNotifier;
 use super::smtp::SmtpNotifier;
 use super::sns::SnsNotifier;
 use super::stdout::StdoutNotifier;
+use super::webhook::WebhookNotifier;
 use crate::config::{ChannelConfig, ChannelKind};
 
 /// Why a channel did not accept an alert.
@@ -22,6 +24,8 @@ use crate::config::{ChannelConfig, ChannelKind};
 pub struct SendError {
     retryable: bool,
     message: String,
+    /// The channel asked not to be tried again before this long (HTTP 429 `Retry-After`).
+    retry_after: Option<std::time::Duration>,
 }
 
 impl SendError {
@@ -30,6 +34,7 @@ impl SendError {
         SendError {
             retryable: true,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -38,7 +43,21 @@ impl SendError {
         SendError {
             retryable: false,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, with the wait the channel asked for (the outbox never tries the row,
+    /// nor the channel, before it).
+    #[must_use]
+    pub fn with_retry_after(mut self, wait: std::time::Duration) -> SendError {
+        self.retry_after = Some(wait);
+        self
+    }
+
+    /// The wait the channel asked for, if any.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after
     }
 
     pub fn is_retryable(&self) -> bool {
@@ -75,6 +94,8 @@ pub enum Notifier {
     Stdout(StdoutNotifier),
     Sns(Box<SnsNotifier>),
     Smtp(Box<SmtpNotifier>),
+    Webhook(Box<WebhookNotifier>),
+    PagerDuty(Box<PagerDutyNotifier>),
     /// A scripted channel for the outbox's unit tests.
     #[cfg(test)]
     Fake(super::outbox::tests::FakeNotifier),
@@ -112,6 +133,12 @@ impl Notifier {
             ChannelKind::Smtp(s) => {
                 Notifier::Smtp(Box::new(SmtpNotifier::new(&cfg.name, s).map_err(fail)?))
             }
+            ChannelKind::Webhook(w) => {
+                Notifier::Webhook(Box::new(WebhookNotifier::new(&cfg.name, w).map_err(fail)?))
+            }
+            ChannelKind::PagerDuty(p) => Notifier::PagerDuty(Box::new(
+                PagerDutyNotifier::new(&cfg.name, p).map_err(fail)?,
+            )),
         })
     }
 
@@ -121,17 +148,21 @@ impl Notifier {
             Notifier::Stdout(n) => n.name(),
             Notifier::Sns(n) => n.name(),
             Notifier::Smtp(n) => n.name(),
+            Notifier::Webhook(n) => n.name(),
+            Notifier::PagerDuty(n) => n.name(),
             #[cfg(test)]
             Notifier::Fake(n) => n.name(),
         }
     }
 
-    /// `stdout`, `sns` or `smtp`.
+    /// `stdout`, `sns`, `smtp`, `webhook` or `pagerduty`.
     pub fn type_name(&self) -> &'static str {
         match self {
             Notifier::Stdout(_) => "stdout",
             Notifier::Sns(_) => "sns",
             Notifier::Smtp(_) => "smtp",
+            Notifier::Webhook(_) => "webhook",
+            Notifier::PagerDuty(_) => "pagerduty",
             #[cfg(test)]
             Notifier::Fake(_) => "fake",
         }
@@ -147,13 +178,16 @@ impl Notifier {
             Notifier::Stdout(n) => n.send(alert),
             Notifier::Sns(n) => n.send(alert).await,
             Notifier::Smtp(n) => n.send(alert).await,
+            Notifier::Webhook(n) => n.send(alert).await,
+            Notifier::PagerDuty(n) => n.send(alert).await,
             #[cfg(test)]
             Notifier::Fake(n) => n.send(alert).await,
         }
     }
 
     /// Checks that the channel is reachable and would accept a message, without sending one
-    /// (SNS: GetTopicAttributes; SMTP: connect, TLS, AUTH, NOOP, QUIT).
+    /// (SNS: GetTopicAttributes; SMTP: connect, TLS, AUTH, NOOP, QUIT; webhook and PagerDuty:
+    /// DNS, TCP connect and the TLS handshake with the receiver, no request).
     ///
     /// # Errors
     ///
@@ -163,6 +197,8 @@ impl Notifier {
             Notifier::Stdout(_) => Ok(()),
             Notifier::Sns(n) => n.check().await,
             Notifier::Smtp(n) => n.check().await,
+            Notifier::Webhook(n) => n.check().await,
+            Notifier::PagerDuty(n) => n.check().await,
             #[cfg(test)]
             Notifier::Fake(n) => n.check(),
         }

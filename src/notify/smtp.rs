@@ -64,30 +64,40 @@ impl Secret {
     /// When the variable is unset or empty, or the file cannot be read or is empty. The
     /// message names the variable or file, never the content.
     pub fn load(source: &PasswordSource) -> Result<Secret, String> {
+        Secret::load_named(source, "password")
+    }
+
+    /// Reads the secret of the keys `<key>_env` / `<key>_file` (`password`, `url`,
+    /// `routing_key`, `signing_secret`); errors name those keys.
+    ///
+    /// # Errors
+    ///
+    /// As [`Secret::load`].
+    pub fn load_named(source: &PasswordSource, key: &str) -> Result<Secret, String> {
+        let what = key.replace('_', " ");
         match source {
             PasswordSource::Env(var) => match std::env::var(var) {
                 Ok(v) if !v.is_empty() => Ok(Secret(v)),
                 Ok(_) => Err(format!(
-                    "the environment variable {var} (password_env) is empty"
+                    "the environment variable {var} ({key}_env) is empty"
                 )),
                 Err(std::env::VarError::NotPresent) => Err(format!(
-                    "the environment variable {var} (password_env) is not set"
+                    "the environment variable {var} ({key}_env) is not set"
                 )),
                 Err(std::env::VarError::NotUnicode(_)) => Err(format!(
-                    "the environment variable {var} (password_env) is not UTF-8"
+                    "the environment variable {var} ({key}_env) is not UTF-8"
                 )),
             },
             PasswordSource::File(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    format!("cannot read the password file {} ({e})", path.display())
-                })?;
-                // Editors and `echo` add a newline; a password does not end with one.
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read the {what} file {} ({e})", path.display()))?;
+                // Editors and `echo` add a newline; a secret does not end with one.
                 let text = text
                     .strip_suffix('\n')
                     .map(|t| t.strip_suffix('\r').unwrap_or(t))
                     .unwrap_or(&text);
                 if text.is_empty() {
-                    return Err(format!("the password file {} is empty", path.display()));
+                    return Err(format!("the {what} file {} is empty", path.display()));
                 }
                 Ok(Secret(text.to_owned()))
             }

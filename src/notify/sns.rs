@@ -10,6 +10,10 @@
 //!   (`record_cut`, `record_head`).
 //! - **MessageAttributes** `severity`, `rule`, `event_name`, `account_id`, `dedup_key`
 //!   (String, printable ASCII, bounded, no `=?`) so that subscribers can use filter policies.
+//! - **`format = "chatbot"`**: the message is instead the custom-notification JSON of Amazon
+//!   Q Developer in chat applications (formerly AWS Chatbot; [`super::chat::chatbot`]),
+//!   without `MessageStructure`, so that the topic's chat configuration renders it in
+//!   Slack or Teams with no webhook secret at all; subject and attributes as above.
 //! - **FIFO topics** (`….fifo`) get `MessageDeduplicationId = dedup_key`: SNS then drops a
 //!   resend after a crash within its five-minute window.
 //!
@@ -30,7 +34,7 @@ use super::notifier::{dedup_key, Delivered, SendError};
 use super::sanitize::{self, SUBJECT_MAX_CHARS};
 use super::{render, synthetic};
 use crate::aws::retry::{backoff, classify};
-use crate::config::SnsChannelConfig;
+use crate::config::{SnsChannelConfig, SnsFormat};
 
 /// SNS's limit on a message, attributes included (262,144 bytes).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
@@ -48,6 +52,7 @@ pub struct SnsNotifier {
     name: String,
     topic_arn: String,
     fifo: bool,
+    format: SnsFormat,
     client: Client,
 }
 
@@ -61,6 +66,9 @@ pub struct Publication {
     pub dedup_key: String,
     /// Whether the record had to be cut to fit.
     pub record_cut: bool,
+    /// `MessageStructure = json` (the alert format); the chatbot format sends one message to
+    /// every subscriber.
+    pub structured: bool,
 }
 
 impl SnsNotifier {
@@ -74,6 +82,7 @@ impl SnsNotifier {
             name: name.to_owned(),
             topic_arn: cfg.topic_arn.clone(),
             fifo: cfg.topic_arn.ends_with(".fifo"),
+            format: cfg.format,
             client: Client::from_conf(conf),
         }
     }
@@ -89,7 +98,10 @@ impl SnsNotifier {
     /// A [`SendError`] classified by [`classify`] (throttling, 5xx, timeouts and connection
     /// failures are retryable; authorization and validation errors are not).
     pub async fn send(&self, alert: &Alert) -> Result<Delivered, SendError> {
-        let p = publication(alert)?;
+        let p = match self.format {
+            SnsFormat::Alert => publication(alert)?,
+            SnsFormat::Chatbot => chatbot_publication(alert)?,
+        };
         let mut attributes = HashMap::new();
         for (k, v) in &p.attributes {
             let value = MessageAttributeValue::builder()
@@ -105,7 +117,7 @@ impl SnsNotifier {
                 .publish()
                 .topic_arn(&self.topic_arn)
                 .subject(&p.subject)
-                .message_structure("json")
+                .set_message_structure(p.structured.then(|| "json".to_owned()))
                 .message(&p.message)
                 .set_message_attributes(Some(attributes.clone()));
             if self.fifo {
@@ -240,6 +252,7 @@ pub fn publication(alert: &Alert) -> Result<Publication, SendError> {
             attributes,
             dedup_key: key,
             record_cut: false,
+            structured: true,
         });
     }
 
@@ -294,6 +307,33 @@ pub fn publication(alert: &Alert) -> Result<Publication, SendError> {
         attributes,
         dedup_key: key,
         record_cut: true,
+        structured: true,
+    })
+}
+
+/// The Publish of `format = "chatbot"`: the custom-notification JSON of Amazon Q Developer
+/// in chat applications ([`super::chat::chatbot`]) as the message, the same subject and
+/// message attributes as the alert format (so filter policies keep working).
+///
+/// # Errors
+///
+/// Permanent, when the JSON cannot be written or (it cannot: every part is bounded) it does
+/// not fit.
+pub fn chatbot_publication(alert: &Alert) -> Result<Publication, SendError> {
+    let base = publication(alert)?;
+    let message = serde_json::to_string(&super::chat::chatbot(alert))
+        .map_err(|e| SendError::permanent(format!("cannot write the chatbot notification: {e}")))?;
+    if message.len() + base.subject.len() + SAFETY_BYTES > MAX_MESSAGE_BYTES {
+        return Err(SendError::permanent(format!(
+            "the chatbot notification does not fit in an SNS message ({} bytes)",
+            message.len()
+        )));
+    }
+    Ok(Publication {
+        message,
+        record_cut: false,
+        structured: false,
+        ..base
     })
 }
 

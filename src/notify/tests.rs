@@ -209,7 +209,148 @@ fn renderings(alert: &Alert) -> Vec<(&'static str, String)> {
         ("txt", render::text(alert)),
         ("html", render::html(alert)),
         ("json", json),
+        ("webhook.json", pretty(&webhook_json(alert))),
+        ("slack.json", pretty(&super::chat::slack(alert))),
+        ("teams.json", pretty(&super::chat::teams(alert))),
+        (
+            "pagerduty.json",
+            pretty(&super::pagerduty::event(alert, "ROUTING_KEY_PLACEHOLDER")),
+        ),
+        (
+            "chatbot.json",
+            pretty(
+                &serde_json::from_str(
+                    &super::sns::chatbot_publication(alert)
+                        .expect("chatbot")
+                        .message,
+                )
+                .expect("chatbot JSON"),
+            ),
+        ),
     ]
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).expect("json") + "\n"
+}
+
+/// The body of a `format = "json"` webhook, parsed.
+fn webhook_json(alert: &Alert) -> Value {
+    let body = super::webhook::body(alert, crate::config::WebhookFormat::Json).expect("body");
+    serde_json::from_slice(&body).expect("webhook JSON")
+}
+
+/// Every string of a chat payload: clean (no control, line-break, bidi or invisible
+/// character), bounded, and escaped for its medium.
+fn check_chat_strings(v: &Value, path: &str, check: &dyn Fn(&str, &str)) {
+    match v {
+        Value::String(s) => {
+            assert!(
+                s.chars().count() <= 4_100,
+                "{path}: {} chars",
+                s.chars().count()
+            );
+            let ok = |c: char| c == '\n' || (!is_control_or_break(c) && !is_bidi_or_invisible(c));
+            assert!(s.chars().all(ok), "{path}: {s:?}");
+            check(path, s);
+        }
+        Value::Object(map) => map
+            .iter()
+            .for_each(|(k, v)| check_chat_strings(v, &format!("{path}/{k}"), check)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| check_chat_strings(v, &format!("{path}/{i}"), check)),
+        _ => {}
+    }
+}
+
+/// True when every character of `set` in `s` is backslash-escaped.
+fn all_escaped(s: &str, set: &str) -> bool {
+    let mut escaped = false;
+    for c in s.chars() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        if c == '\\' {
+            escaped = true;
+            continue;
+        }
+        if set.contains(c) {
+            return false;
+        }
+    }
+    true
+}
+
+/// The chat, paging and chatbot payloads of an alert cannot be injected into.
+fn check_chat_payloads(alert: &Alert) {
+    let is_url = |path: &str| path.ends_with("/url") || path.ends_with("/href");
+    // Slack: no `<` or `>` but in a link (so no <!channel>, <@U…>, <url|label>); `&` only
+    // as an entity.
+    let slack = super::chat::slack(alert);
+    // `plain_text` objects (the header, button labels) are never parsed by Slack.
+    let mut plain = Vec::new();
+    for (i, b) in slack["blocks"].as_array().unwrap().iter().enumerate() {
+        if b["text"]["type"] == "plain_text" {
+            plain.push(format!("/blocks/{i}/text/text"));
+        }
+        for (j, e) in b["elements"].as_array().into_iter().flatten().enumerate() {
+            if e["text"]["type"] == "plain_text" {
+                plain.push(format!("/blocks/{i}/elements/{j}/text/text"));
+            }
+        }
+    }
+    check_chat_strings(&slack, "", &|path, s| {
+        if !is_url(path) && !plain.iter().any(|p| p == path) {
+            assert!(!s.contains(['<', '>']), "slack {path}: {s:?}");
+            for (i, _) in s.match_indices('&') {
+                let rest = &s[i..];
+                assert!(
+                    ["&amp;", "&lt;", "&gt;"]
+                        .iter()
+                        .any(|e| rest.starts_with(e)),
+                    "slack {path}: a bare & in {s:?}"
+                );
+            }
+        }
+        if path == "/blocks/0/text/text" {
+            assert!(s.chars().count() <= 150, "slack header: {s:?}");
+        }
+    });
+    // Teams: every markdown character escaped in texts and fact values.
+    let teams = super::chat::teams(alert);
+    check_chat_strings(&teams, "", &|path, s| {
+        if path.ends_with("/text") || path.ends_with("/value") {
+            assert!(all_escaped(s, "`*_[]()<>&#!|~"), "teams {path}: {s:?}");
+        }
+    });
+    // PagerDuty: plain, clean strings; the summary within the API's 1,024 characters.
+    let pd = super::pagerduty::event(alert, "k");
+    check_chat_strings(&pd, "", &|_, _| {});
+    assert!(pd["payload"]["summary"].as_str().unwrap().chars().count() <= 1024);
+    assert!(["critical", "error", "warning", "info"]
+        .contains(&pd["payload"]["severity"].as_str().unwrap()));
+    assert_eq!(pd["dedup_key"], alert.dedup_key.as_str());
+    // Amazon Q Developer: no `<`/`>` anywhere, markdown emphasis escaped in the content.
+    let p = super::sns::chatbot_publication(alert).unwrap();
+    let chatbot: Value = serde_json::from_str(&p.message).unwrap();
+    check_chat_strings(&chatbot, "", &|path, s| {
+        assert!(!s.contains(['<', '>']), "chatbot {path}: {s:?}");
+        if path == "/content/title" {
+            assert!(all_escaped(s, "*_~`"), "chatbot {path}: {s:?}");
+        }
+    });
+    assert_eq!(chatbot["version"], "1.0");
+    assert_eq!(chatbot["source"], "custom");
+    assert_eq!(chatbot["content"]["textType"], "client-markdown");
+    // The JSON webhook is the stdout line.
+    let line = super::stdout::StdoutNotifier::line(alert).unwrap();
+    assert_eq!(
+        webhook_json(alert),
+        serde_json::from_str::<Value>(&line).unwrap()
+    );
 }
 
 /// The README's sample alert.
@@ -479,6 +620,7 @@ fn check_invariants(alert: &Alert) {
     let parsed: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(parsed["record"], json["record"]);
     assert_eq!(parsed["subject"], json["subject"]);
+    check_chat_payloads(alert);
 }
 
 /// The email's header block and the SNS subject and attributes: printable ASCII, no encoded

@@ -738,3 +738,50 @@ fn doctor_on_an_invalid_configuration_exits_78() {
     assert!(stdout(&out).is_empty(), "{}", stdout(&out));
     assert!(stderr(&out).contains("source[0]"), "{}", stderr(&out));
 }
+
+/// Issue 16: the webhook and PagerDuty channels are probed (DNS, TCP, TLS) and nothing is
+/// sent; a receiver that is down fails; neither secret is shown.
+#[test]
+fn doctor_probes_webhook_and_pagerduty_without_sending() {
+    use crate::support::{WebhookOptions, WebhookServer};
+    let ca = TestCa::new();
+    let hook = WebhookServer::start(WebhookOptions {
+        tls: Some(ca.server()),
+        ..WebhookOptions::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let dead = free_port();
+    let config = write_config(
+        dir.path(),
+        &dir.path().join("state.db"),
+        &format!(
+            "[[source]]\ntype = \"cloudtrail\"\nname = \"lookup\"\n\n\
+             [[channel]]\ntype = \"webhook\"\nname = \"hook\"\nurl_env = \"DOCTOR_HOOK_URL\"\nca_file = {}\n\n\
+             [[channel]]\ntype = \"pagerduty\"\nname = \"pd\"\nrouting_key_env = \"DOCTOR_PD_KEY\"\nevents_url = \"https://127.0.0.1:{dead}/v2/enqueue\"\n",
+            toml_path(&ca.ca())
+        ),
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rolewatch"));
+    cmd.arg("doctor")
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .env("DOCTOR_HOOK_URL", hook.url(true, "/hook/SECRETPATHdoctor"))
+        .env("DOCTOR_PD_KEY", "PDKEYSECRETdoctor");
+    aws_env(
+        &mut cmd,
+        Some("http://127.0.0.1:9"),
+        Some("http://127.0.0.1:9"),
+    );
+    let (out, _) = run(cmd);
+    let text = stdout(&out);
+    finding(&text, "ok    channel hook (webhook): ");
+    let pd = finding(&text, "FAIL  channel pd (pagerduty): ");
+    assert!(pd.contains(&format!("https://127.0.0.1:{dead}")), "{pd}");
+    assert!(hook.requests().is_empty(), "the probe sent a request");
+    let all = format!("{text}{}", stderr(&out));
+    assert!(
+        !all.contains("SECRETPATHdoctor") && !all.contains("PDKEYSECRETdoctor"),
+        "{all}"
+    );
+}

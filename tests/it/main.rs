@@ -20,6 +20,7 @@ mod sources;
 mod support;
 mod test_pattern;
 mod validate_config;
+mod webhook;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -803,6 +803,55 @@ fn sns_publishes_to_sqs_raw_and_enveloped_with_filterable_attributes() {
     assert!(alert["notice"].as_str().unwrap().starts_with("TEST"));
 }
 
+/// Issue 16: `format = "chatbot"` publishes the custom-notification JSON of Amazon Q
+/// Developer in chat applications, with the same filterable attributes.
+#[test]
+fn sns_chatbot_format_publishes_the_custom_notification_with_the_attributes() {
+    let moto = Moto::start();
+    let lookup = LookupServer::start();
+    let topic = topic_with_queues(&moto, "rolewatch-chat");
+    let mut record = cloudtrail_record("ev-chatbot-1", "AttachRolePolicy", now_secs() - 60);
+    record["requestParameters"]["roleName"] = json!("<!channel> *bold* `x`");
+    lookup.add_events(&[record]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "[[rule]]\nname = \"any-attach\"\npattern = \"{ $.eventName = AttachRolePolicy }\"\n",
+        &format!("{}format = \"chatbot\"\n", sns_channel(&topic.arn)),
+    );
+    let out = output(rolewatch_cmd(
+        &["once", "--config", config.to_str().unwrap()],
+        Some(&lookup),
+        Some(&moto),
+    ));
+    assert_exit(&out, 0);
+    let raw = drain_queue(&moto, &topic.raw);
+    assert_eq!(raw.len(), 1, "{raw:#?}");
+    let n: Value = serde_json::from_str(raw[0]["Body"].as_str().unwrap()).unwrap();
+    assert_eq!(n["version"], "1.0");
+    assert_eq!(n["source"], "custom");
+    assert_eq!(n["content"]["textType"], "client-markdown");
+    let title = n["content"]["title"].as_str().unwrap();
+    assert!(title.contains("AttachRolePolicy"), "{title}");
+    assert!(
+        title.contains("&lt;!channel&gt; \\*bold\\* \\`x\\`"),
+        "{title}"
+    );
+    let key = raw[0]["MessageAttributes"]["dedup_key"]["StringValue"]
+        .as_str()
+        .unwrap();
+    assert_eq!(n["id"], key);
+    assert_eq!(n["metadata"]["threadId"], key);
+    assert_eq!(
+        raw[0]["MessageAttributes"]["event_name"]["StringValue"],
+        "AttachRolePolicy"
+    );
+    assert!(n["content"]["nextSteps"][0]
+        .as_str()
+        .unwrap()
+        .contains("https://us-east-1.console.aws.amazon.com/cloudtrailv2/"));
+}
+
 /// An HTTP proxy in front of moto that answers the first `fail` Publish requests with HTTP
 /// 500 `InternalFailure`, and forwards everything else.
 struct FaultProxy {

@@ -468,6 +468,24 @@ pub(super) async fn channel(c: &ChannelConfig, sdk: Option<&SdkConfig>) -> Findi
             Some(sdk) => sns(check, &s.topic_arn, &s.region, sdk).await,
         },
         ChannelKind::Smtp(s) => smtp(check, c, s).await,
+        ChannelKind::Webhook(_) | ChannelKind::PagerDuty(_) => http_channel(check, c).await,
+    }
+}
+
+/// A webhook or PagerDuty channel: its secrets and CA file are read and its receiver
+/// answers a TCP connect and a TLS handshake; no request is sent.
+async fn http_channel(check: String, c: &ChannelConfig) -> Finding {
+    let notifier = match crate::notify::Notifier::build(c, None) {
+        Ok(n) => n,
+        Err(e) => return Finding::new(Status::Fail, check, e.message),
+    };
+    match notifier.check().await {
+        Ok(()) => Finding::new(
+            Status::Ok,
+            check,
+            "the receiver answers (DNS, TCP connect, TLS handshake); nothing was sent",
+        ),
+        Err(e) => Finding::new(Status::Fail, check, e.to_string()),
     }
 }
 

@@ -81,11 +81,15 @@ impl Outbox {
                     report.failed += 1;
                     let rest = self.record_failure(i, &stored, &e, now, report);
                     if e.is_retryable() {
-                        // Down: no more sends until a probe says it answers again.
+                        // Down: no more sends until a probe says it answers again — and no
+                        // probe before the wait the channel asked for (429 Retry-After), so
+                        // that the probe's "every pending row due now" cannot undercut it.
                         let mut h = lock(&self.health);
                         h[i].down = true;
-                        h[i].resting_until_ms =
-                            now.saturating_add(ms(self.probe_wait(h[i].failed_probes)));
+                        let wait = self
+                            .probe_wait(h[i].failed_probes)
+                            .max(e.retry_after().unwrap_or_default());
+                        h[i].resting_until_ms = now.saturating_add(ms(wait));
                         return;
                     }
                     if let Some(until) = rest {
@@ -181,7 +185,12 @@ impl Outbox {
                 Some(ch.policy.permanent_max_attempts)
             };
             let give_up = limit.is_some_and(|n| attempts >= n);
-            let retry_at = (!give_up).then(|| now.saturating_add(ms(self.backoff.draw(attempts))));
+            // Never before the wait the channel asked for (HTTP 429 `Retry-After`).
+            let wait = self
+                .backoff
+                .draw(attempts)
+                .max(e.retry_after().unwrap_or_default());
+            let retry_at = (!give_up).then(|| now.saturating_add(ms(wait)));
             if let Err(err) = state.mark_failed(stored.id, name, &e.to_string(), retry_at) {
                 self.state_error(name, &err, "record a failed delivery");
                 report.state_errors += 1;

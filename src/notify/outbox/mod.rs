@@ -538,6 +538,26 @@ pub(crate) mod tests {
         assert_eq!(accepted(&s.outbox, 0).len(), 2);
     }
 
+    /// Issue 16: a 429's `Retry-After` is a floor for the row's next attempt and for the
+    /// channel's rest (so the probe's "everything due now" cannot undercut it either).
+    #[tokio::test]
+    async fn a_retry_after_is_never_undercut() {
+        let slow_down =
+            || Err(SendError::retryable("HTTP 429").with_retry_after(Duration::from_secs(30)));
+        let s = setup(
+            vec![fake("a", vec![slow_down()], DeliveryPolicy::default())],
+            &["e1"],
+        );
+        assert_eq!(s.outbox.pass().await.failed, 1);
+        let d = delivery(&s, 1, "a");
+        assert!(d.next_attempt_ms >= T0 + 30_000, "{}", d.next_attempt_ms);
+        s.clock.set(T0 + 29_999);
+        assert_eq!(s.outbox.pass().await, PassReport::default());
+        assert_eq!(probed(&s.outbox, 0), 0, "no probe before the Retry-After");
+        s.clock.set(T0 + 30_000);
+        assert_eq!(s.outbox.drain().await.delivered, 1);
+    }
+
     #[tokio::test]
     async fn permanent_failures_are_given_up_after_the_limit() {
         let policy = DeliveryPolicy {

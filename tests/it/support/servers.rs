@@ -1013,3 +1013,113 @@ impl Drop for MetricFilterServer {
         let _ = self.child.wait();
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Webhooks: an HTTP(S) receiver with scripted faults.
+// ---------------------------------------------------------------------------------------
+
+/// How [`WebhookServer::start`] runs `tests/servers/webhook_server.py`.
+#[derive(Default)]
+pub struct WebhookOptions {
+    /// HTTPS with this certificate and key (see [`TestCa::server`]).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// One answer per request, in order: `{"status": 429, "retry_after": "3"}`,
+    /// `{"status": 500}`, `{"delay_ms": 5000}`, `{"status": 400, "body": "…"}`.
+    pub faults: Vec<Value>,
+    /// The answer once the faults are used up (default 200).
+    pub status: Option<u16>,
+}
+
+/// `tests/servers/webhook_server.py` on loopback, saving each request as `NNNN.json`.
+pub struct WebhookServer {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+    stderr: Arc<Mutex<String>>,
+    _stdin: ChildStdin,
+}
+
+impl WebhookServer {
+    #[track_caller]
+    pub fn start(opts: WebhookOptions) -> WebhookServer {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut cmd = Command::new(python());
+        cmd.arg(repo_root().join("tests/servers/webhook_server.py"))
+            .arg(dir.path())
+            .args(["--port", "0", "--exit-on-stdin-eof"])
+            .arg("--faults")
+            .arg(serde_json::to_string(&opts.faults).expect("faults serialise"));
+        if let Some(s) = opts.status {
+            cmd.args(["--status", &s.to_string()]);
+        }
+        if let Some((cert, key)) = &opts.tls {
+            cmd.arg("--tls").arg(cert).arg(key);
+        }
+        let Started {
+            child,
+            port,
+            stderr,
+            stdin,
+        } = start_script("webhook server", cmd, SMTP_START_TIMEOUT);
+        WebhookServer {
+            child,
+            port,
+            dir,
+            stderr,
+            _stdin: stdin,
+        }
+    }
+
+    /// `https://127.0.0.1:<port><path>` (or `http://` without TLS).
+    pub fn url(&self, tls: bool, path: &str) -> String {
+        let scheme = if tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The requests received so far, in order.
+    pub fn requests(&self) -> Vec<Value> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .expect("the request directory is readable")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| {
+                serde_json::from_slice(&std::fs::read(p).expect("request JSON readable"))
+                    .expect("request JSON parses")
+            })
+            .collect()
+    }
+
+    /// Waits until at least `n` requests arrived.
+    #[track_caller]
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        let found = wait_until(timeout, || self.requests().len() >= n);
+        let requests = self.requests();
+        assert!(
+            found,
+            "expected {n} request(s) within {timeout:?}, got {}; webhook server stderr:\n{}",
+            requests.len(),
+            log_text(&self.stderr)
+        );
+        requests
+    }
+}
+
+/// A request's header (case-insensitive), as the receiver saw it.
+pub fn request_header<'a>(request: &'a Value, name: &str) -> Option<&'a str> {
+    request["headers"]
+        .as_array()?
+        .iter()
+        .find(|h| h[0].as_str().is_some_and(|k| k.eq_ignore_ascii_case(name)))
+        .and_then(|h| h[1].as_str())
+}
+
+impl Drop for WebhookServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
