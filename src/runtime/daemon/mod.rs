@@ -46,6 +46,7 @@ use crate::telemetry::metrics::{self, Metrics};
 use crate::time::Clock;
 
 mod passes;
+mod queue;
 mod watch;
 
 /// How often the blind check runs besides after each poll (it catches a poll that hangs).
@@ -71,6 +72,10 @@ struct Slot {
     ticks: Mutex<(Option<i64>, Option<i64>)>,
     /// Set while a reconciliation sweep of this source runs.
     sweeping: AtomicBool,
+    /// `sqs`: what the receive cycles remember.
+    queue_memo: tokio::sync::Mutex<crate::runtime::queue::QueueMemo>,
+    /// `sqs`: changes the backstop found since an event last came through this queue.
+    missed: std::sync::atomic::AtomicU64,
 }
 
 /// Clears a slot's busy flag when the poll ends, however it ends.
@@ -106,6 +111,8 @@ pub struct Daemon {
     policy: BlindPolicy,
     health: Mutex<Vec<SourceHealth>>,
     metrics: Arc<Metrics>,
+    /// When the daemon started (unix ms).
+    started_ms: i64,
 }
 
 impl Daemon {
@@ -144,6 +151,8 @@ impl Daemon {
                 retention: tokio::sync::OnceCell::new(),
                 ticks: Mutex::new((None, None)),
                 sweeping: AtomicBool::new(false),
+                queue_memo: tokio::sync::Mutex::default(),
+                missed: std::sync::atomic::AtomicU64::new(0),
             })
             .collect::<Vec<_>>();
         let channels = outbox::build_channels(&cfg.channels, Some(&sdk))?;
@@ -151,6 +160,12 @@ impl Daemon {
         let metrics = Arc::new(Metrics::new());
         for slot in &sources {
             metrics.init_source(&slot.cfg.id);
+            if slot.cfg.kind.is_queue() {
+                metrics.init_queue(&slot.cfg.id);
+            }
+            if slot.cfg.backstop {
+                metrics.init_backstop(&slot.cfg.id);
+            }
         }
         let outbox = Arc::new(
             Outbox::new(channels, state.clone(), clock.clone())
@@ -164,7 +179,9 @@ impl Daemon {
             .iter()
             .map(|slot| {
                 let mut h = SourceHealth::new(now);
-                if let Schedule::Every(d) = slot.cfg.schedule {
+                if let crate::config::SourceKind::Sqs { wait_time, .. } = &slot.cfg.kind {
+                    h.interval_ms = i64::try_from(wait_time.as_millis()).ok();
+                } else if let Schedule::Every(d) = slot.cfg.schedule {
                     h.interval_ms = i64::try_from(d.as_millis()).ok();
                 }
                 h
@@ -190,6 +207,7 @@ impl Daemon {
             },
             health: Mutex::new(health),
             metrics,
+            started_ms: now,
         })
     }
 
@@ -404,6 +422,10 @@ impl Daemon {
             .await
             .context("cannot create the scheduler")?;
         for i in 0..self.sources.len() {
+            if self.sources[i].cfg.kind.is_queue() {
+                tracing::info!(source = %self.sources[i].cfg.id, "Reading the queue by long polls");
+                continue;
+            }
             let (this, tracker) = (self.clone(), tracker.clone());
             let run = move |_id, _sched| -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
                 this.tick(i, &tracker, true);
@@ -448,9 +470,14 @@ impl Daemon {
             );
         }
         sched.start().await.context("cannot start the scheduler")?;
-        // The first poll of every source is now, not at the first tick.
+        // The first poll of every source is now, not at the first tick; a queue is read
+        // from now on.
         for i in 0..self.sources.len() {
-            self.tick(i, &tracker, false);
+            if self.sources[i].cfg.kind.is_queue() {
+                self.run_queue(i, &tracker);
+            } else {
+                self.tick(i, &tracker, false);
+            }
         }
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         tracing::info!(sources = self.sources.len(), "Running");
