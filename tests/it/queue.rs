@@ -430,3 +430,65 @@ fn the_backstop_finds_what_the_queue_missed_and_one_event_in_both_is_one_alert()
     assert_eq!(counts.get("eb-both"), Some(&1));
     assert_eq!(counts.get("ct-only"), Some(&1));
 }
+
+#[test]
+fn validate_config_shows_the_queue_and_the_backstop_pace_and_refuses_poller_keys_on_a_queue() {
+    let setup = Setup::new();
+    let config = setup.config(
+        "[[source]]\ntype = \"sqs\"\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/111122223333/rolewatch-events\"\n\
+         dlq_url = \"https://sqs.us-east-1.amazonaws.com/111122223333/rolewatch-events-dlq\"\n\n\
+         [[source]]\ntype = \"cloudtrail\"\n",
+    );
+    let out = crate::rolewatch(["validate-config", "--config", config.to_str().unwrap()]);
+    crate::assert_exit(&out, 0);
+    let text = crate::stdout(&out);
+    for want in [
+        "type = \"sqs\"",
+        "name = \"sqs:rolewatch-events\"",
+        "dlq_url = \"https://sqs.us-east-1.amazonaws.com/111122223333/rolewatch-events-dlq\"",
+        "wait_time_secs = 20",
+        "poll_interval_secs = 900",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    // The effective configuration is itself valid.
+    let again = setup.path("effective.toml");
+    std::fs::write(
+        &again,
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    crate::assert_exit(
+        &crate::rolewatch(["validate-config", "--config", again.to_str().unwrap()]),
+        0,
+    );
+
+    let out = crate::rolewatch(["eventbridge-pattern", "--config", config.to_str().unwrap()]);
+    crate::assert_exit(&out, 0);
+    let p: Value = serde_json::from_str(&crate::stdout(&out)).unwrap();
+    assert_eq!(p["detail-type"], json!(["AWS API Call via CloudTrail"]));
+    assert!(
+        p["detail"]["eventName"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("AttachRolePolicy")),
+        "{p}"
+    );
+
+    let bad = setup.config(
+        "[[source]]\ntype = \"sqs\"\nqueue_url = \"not a url\"\nschedule = \"* * * * * *\"\nwait_time_secs = 30\n",
+    );
+    let out = crate::rolewatch(["validate-config", "--config", bad.to_str().unwrap()]);
+    crate::assert_exit(&out, 78);
+    let err = crate::stderr(&out);
+    for want in [
+        "source[0].queue_url",
+        "source[0].schedule",
+        "source[0].wait_time_secs",
+    ] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+}
