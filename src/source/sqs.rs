@@ -72,11 +72,15 @@ pub struct DeleteFailure {
 }
 
 /// The queue attributes rolewatch reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QueueAttributes {
     pub visibility_timeout: Option<Duration>,
     pub messages: Option<u64>,
     pub retention: Option<Duration>,
+    /// The KMS key of SSE-KMS, when the queue uses one.
+    pub kms_key: Option<String>,
+    /// The queue policy (JSON text), when it has one.
+    pub policy: Option<String>,
 }
 
 impl QueueSource {
@@ -241,11 +245,19 @@ impl QueueSource {
                 .attribute_names(QueueAttributeName::VisibilityTimeout)
                 .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
                 .attribute_names(QueueAttributeName::MessageRetentionPeriod)
+                .attribute_names(QueueAttributeName::KmsMasterKeyId)
+                .attribute_names(QueueAttributeName::Policy)
                 .send()
                 .await
         };
         let out = self.send("GetQueueAttributes", budget, stats, call).await?;
         let attrs = out.attributes();
+        let text = |name: QueueAttributeName| {
+            attrs
+                .and_then(|a| a.get(&name))
+                .filter(|v| !v.is_empty())
+                .cloned()
+        };
         let num = |name: QueueAttributeName| {
             attrs
                 .and_then(|a| a.get(&name))
@@ -255,6 +267,8 @@ impl QueueSource {
             visibility_timeout: num(QueueAttributeName::VisibilityTimeout).map(Duration::from_secs),
             messages: num(QueueAttributeName::ApproximateNumberOfMessages),
             retention: num(QueueAttributeName::MessageRetentionPeriod).map(Duration::from_secs),
+            kms_key: text(QueueAttributeName::KmsMasterKeyId),
+            policy: text(QueueAttributeName::Policy),
         })
     }
 

@@ -492,3 +492,57 @@ fn validate_config_shows_the_queue_and_the_backstop_pace_and_refuses_poller_keys
         assert!(err.contains(want), "{want}: {err}");
     }
 }
+
+/// `rolewatch doctor` on an `sqs` source: FAIL for a visibility timeout too short, the
+/// AWS-managed key and a missing queue policy; WARN for a DLQ holding messages and keeping
+/// them less long than the queue; ok for the queue `setup_queues` makes.
+#[test]
+fn doctor_reports_each_queue_setup_mistake() {
+    let (moto, setup) = (Moto::start(), Setup::new());
+    let good = setup_queues(&moto, 30, 3);
+    let v = helper(&moto, &["bad-queue"]);
+    let bad = Queues {
+        queue: v["queue_url"].as_str().unwrap().to_owned(),
+        dlq: v["dlq_url"].as_str().unwrap().to_owned(),
+    };
+    let config = setup.config(&format!(
+        "[[source]]\ntype = \"sqs\"\nname = \"good\"\nqueue_url = \"{}\"\ndlq_url = \"{}\"\n\n\
+         [[source]]\ntype = \"sqs\"\nname = \"bad\"\nqueue_url = \"{}\"\ndlq_url = \"{}\"\n",
+        good.queue, good.dlq, bad.queue, bad.dlq
+    ));
+    let out = command(None, Some(&moto))
+        .args(["doctor", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = crate::stdout(&out);
+    // The check's own line and its indented details.
+    let section = |name: &str| -> String {
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.contains(&format!("source {name} (sqs")))
+            .unwrap_or_else(|| panic!("no check of {name}: {text}"));
+        let mut out = vec![lines[at]];
+        out.extend(
+            lines[at + 1..]
+                .iter()
+                .take_while(|l| l.starts_with("        ")),
+        );
+        out.join("\n")
+    };
+    let good_text = section("good");
+    assert!(good_text.starts_with("ok"), "{good_text}");
+    let bad_text = section("bad");
+    assert!(bad_text.starts_with("FAIL"), "{bad_text}");
+    for want in [
+        "visibility timeout (10 s) must be more than 25 s",
+        "alias/aws/sqs",
+        "does not let EventBridge (events.amazonaws.com) send",
+        "dead-letter queue holds 1 message",
+        "keeps messages 60 s, not longer than the queue",
+    ] {
+        assert!(bad_text.contains(want), "{want}: {bad_text}");
+    }
+    assert_ne!(out.status.code(), Some(0), "{text}");
+}

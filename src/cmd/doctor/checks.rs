@@ -182,6 +182,26 @@ async fn sqs_source(check: String, s: &SourceConfig, sdk: &SdkConfig) -> Finding
             ));
         }
     }
+    if main
+        .kms_key
+        .as_deref()
+        .is_some_and(|k| k == "alias/aws/sqs" || k.ends_with(":alias/aws/sqs"))
+    {
+        f.raise(Status::Fail);
+        f.line("the queue is encrypted with the AWS-managed key alias/aws/sqs, which EventBridge cannot use: every event is silently dropped; use SSE-SQS (SqsManagedSseEnabled) or a customer key that grants events.amazonaws.com kms:GenerateDataKey and kms:Decrypt");
+    }
+    match main.policy.as_deref() {
+        Some(p) if p.contains("events.amazonaws.com") => {
+            if !p.contains("aws:SourceArn") {
+                f.raise(Status::Warn);
+                f.line("the queue policy lets events.amazonaws.com send without an aws:SourceArn condition: any rule of any account's EventBridge may write to this queue");
+            }
+        }
+        _ => {
+            f.raise(Status::Fail);
+            f.line("the queue policy does not let EventBridge (events.amazonaws.com) send to the queue: no event arrives (deploy/eventbridge-queue.yaml has the policy)");
+        }
+    }
     match q.dlq_url() {
         None => {
             f.raise(Status::Warn);

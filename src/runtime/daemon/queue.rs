@@ -230,9 +230,10 @@ impl Daemon {
                 "The backstop found a change the queue had not delivered"
             );
         }
+        // eventTime has whole seconds: an event of the daemon's first second is recent.
         let recent = missed
             .iter()
-            .filter(|a| a.event_time_ms >= self.started_ms)
+            .filter(|a| a.event_time_ms >= self.started_ms - 1000)
             .count() as u64;
         if recent > 0 {
             for slot in self.sources.iter().filter(|s| s.cfg.kind.is_queue()) {

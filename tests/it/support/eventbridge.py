@@ -1,6 +1,7 @@
 """EventBridge -> SQS on moto, for the `sqs` source's tests (boto3 from the test venv).
 
 usage: eventbridge.py ENDPOINT setup VISIBILITY MAX_RECEIVES   -> {"queue_url", "dlq_url"}
+       eventbridge.py ENDPOINT bad-queue                       -> {"queue_url", "dlq_url"}
        eventbridge.py ENDPOINT put RECORD_JSON_FILE            -> {"put_ms", "failed"}
        eventbridge.py ENDPOINT send QUEUE_URL BODY_FILE        -> {"ok": bool, "error"}
        eventbridge.py ENDPOINT count QUEUE_URL                 -> {"visible", "in_flight"}
@@ -32,6 +33,20 @@ if command == "setup":
         {"source": ["aws.iam"], "detail-type": ["AWS API Call via CloudTrail"],
          "detail": {"eventSource": ["iam.amazonaws.com"]}}))
     events.put_targets(Rule="rolewatch-iam", Targets=[{"Id": "queue", "Arn": queue_arn}])
+    rule_arn = events.describe_rule(Name="rolewatch-iam")["Arn"]
+    sqs.set_queue_attributes(QueueUrl=queue, Attributes={"Policy": json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+                       "Action": "sqs:SendMessage", "Resource": queue_arn,
+                       "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]})})
+    out = {"queue_url": queue, "dlq_url": dlq}
+elif command == "bad-queue":
+    # Every setup mistake doctor reports: a short visibility timeout, the AWS-managed key, no
+    # queue policy; a DLQ that keeps messages less long than the queue, with a message in it.
+    dlq = sqs.create_queue(QueueName="bad-dlq", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+    sqs.send_message(QueueUrl=dlq, MessageBody="left over")
+    queue = sqs.create_queue(QueueName="bad-events", Attributes={
+        "VisibilityTimeout": "10", "KmsMasterKeyId": "alias/aws/sqs"})["QueueUrl"]
     out = {"queue_url": queue, "dlq_url": dlq}
 elif command == "put":
     with open(args[0]) as f:
