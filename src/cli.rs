@@ -60,6 +60,11 @@ pub enum Command {
     /// the name of the variable or file that holds them) and exits 0, or lists every problem
     /// with its key and file and exits 78.
     ValidateConfig(RunArgs),
+    /// Print the EventBridge event pattern for the rule feeding an `sqs` source, derived from
+    /// the configured rules and never narrower than they are (event sources and names are
+    /// pinned only when every rule pins them). No network. Exit status 0, or 78 on an invalid
+    /// configuration.
+    EventbridgePattern(RunArgs),
     /// Send a clearly marked test alert ("TEST — not a real change") through every
     /// configured channel, and print each channel's result.
     ///

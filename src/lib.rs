@@ -63,6 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => cmd::doctor::main(&args),
         Command::NotifyTest(args) => cmd::notify_test::main(&args),
         Command::ValidateConfig(args) => cmd::validate_config::run(&args),
+        Command::EventbridgePattern(args) => cmd::eventbridge_pattern::run(&args),
         Command::Healthcheck(args) => cmd::healthcheck::run(&args, &mut std::io::stdout()),
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! * [`run`], [`once`]: the daemon, forever or for one pass (built by `runtime::daemon`).
 //! * [`validate_config`]: the effective configuration and the pattern lint.
+//! * [`eventbridge_pattern`]: the EventBridge event pattern an `sqs` source's rule needs.
 //! * [`check`]: one read-only poll of each source, matches on stdout.
 //! * [`test_pattern`]: the twin of `aws logs test-metric-filter` (and `--compare-aws`).
 //! * [`scan`]: archived trail files, single-threaded and fast.
@@ -15,6 +16,7 @@
 pub mod baseline;
 pub mod check;
 pub mod doctor;
+pub mod eventbridge_pattern;
 pub mod expect;
 pub mod healthcheck;
 pub mod notify_test;

@@ -34,3 +34,12 @@ pub const LOGS_RPS: f64 = 2.0;
 pub const LOGS_MAX_RPS: f64 = 5.0;
 /// How long LookupEvents keeps events.
 pub const CLOUDTRAIL_RETENTION: Duration = Duration::from_secs(90 * 24 * 60 * 60);
+/// A poller with no `schedule` of its own beside an `sqs` source is the queue's backstop and
+/// polls this often (15 min): the queue brings changes in seconds, the backstop whatever the
+/// queue missed.
+pub const BACKSTOP_INTERVAL: Duration = Duration::from_secs(15 * 60);
+/// `sqs`: the long-poll wait of one ReceiveMessage (SQS's maximum).
+pub const SQS_WAIT: Duration = Duration::from_secs(20);
+/// `sqs`: what committing one batch of 10 may take besides its retries; the queue's
+/// visibility timeout must exceed the source's retry budget plus this.
+pub const SQS_COMMIT_ALLOWANCE: Duration = Duration::from_secs(5);

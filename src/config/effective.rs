@@ -40,6 +40,22 @@ pub fn to_toml(cfg: &Config) -> String {
                         t.insert("log_stream_prefix".into(), p.as_str().into());
                     }
                 }
+                SourceKind::Sqs {
+                    queue_url,
+                    dlq_url,
+                    wait_time,
+                } => {
+                    t.insert("type".into(), "sqs".into());
+                    t.insert("name".into(), s.id.as_str().into());
+                    t.insert("region".into(), s.region.as_str().into());
+                    t.insert("queue_url".into(), queue_url.as_str().into());
+                    if let Some(d) = dlq_url {
+                        t.insert("dlq_url".into(), d.as_str().into());
+                    }
+                    t.insert("wait_time_secs".into(), secs(*wait_time));
+                    t.insert("retry_budget_secs".into(), secs(s.retry_budget));
+                    return Value::Table(t);
+                }
             }
             t.insert("name".into(), s.id.as_str().into());
             t.insert("region".into(), s.region.as_str().into());

@@ -100,6 +100,33 @@ pub enum SourceKind {
         log_group: String,
         log_stream_prefix: Option<String>,
     },
+    /// An SQS queue an EventBridge rule delivers CloudTrail events to (seconds, best effort);
+    /// the pollers beside it are its backstop.
+    Sqs {
+        queue_url: String,
+        /// The queue's dead-letter queue, watched for messages rolewatch could not read.
+        dlq_url: Option<String>,
+        /// Long-poll wait of one ReceiveMessage (1 to 20 s).
+        wait_time: Duration,
+    },
+}
+
+impl SourceKind {
+    /// `cloudtrail`, `cloudwatch_logs` or `sqs`.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            SourceKind::CloudTrail => "cloudtrail",
+            SourceKind::CloudWatchLogs { .. } => "cloudwatch_logs",
+            SourceKind::Sqs { .. } => "sqs",
+        }
+    }
+
+    /// Whether this is a queue (pushed events) rather than a poller.
+    #[must_use]
+    pub fn is_queue(&self) -> bool {
+        matches!(self, SourceKind::Sqs { .. })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -120,4 +147,6 @@ pub struct SourceConfig {
     pub sweep_lookback: Duration,
     /// The trail (name or ARN) that records these events, if named.
     pub trail: Option<String>,
+    /// A poller beside an `sqs` source: its finds are ones the queue missed.
+    pub backstop: bool,
 }

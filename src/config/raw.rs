@@ -85,7 +85,8 @@ pub struct RawState {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSource {
-    /// `cloudtrail` (LookupEvents) or `cloudwatch_logs` (FilterLogEvents on the trail's group).
+    /// `cloudtrail` (LookupEvents), `cloudwatch_logs` (FilterLogEvents on the trail's group)
+    /// or `sqs` (an EventBridge rule's queue).
     #[serde(rename = "type")]
     pub kind: String,
     /// A stable name for this source; the state keys its cursor by it.
@@ -96,6 +97,13 @@ pub struct RawSource {
     pub log_group: Option<String>,
     /// `cloudwatch_logs`: only streams whose names start with this.
     pub log_stream_prefix: Option<String>,
+    /// `sqs`: the URL of the queue the EventBridge rule delivers to.
+    pub queue_url: Option<String>,
+    /// `sqs`: the URL of the queue's dead-letter queue; messages in it are reported as
+    /// "rolewatch cannot see".
+    pub dlq_url: Option<String>,
+    /// `sqs`: seconds one ReceiveMessage long poll waits (1 to 20, default 20).
+    pub wait_time_secs: Option<u64>,
     /// The trail (name or ARN) that records these events: `rolewatch doctor` checks it is
     /// logging without delivery errors, and the `trail-tamper` pack watches it.
     pub trail: Option<String>,

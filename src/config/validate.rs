@@ -58,6 +58,9 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
             region: None,
             log_group: None,
             log_stream_prefix: None,
+            queue_url: None,
+            dlq_url: None,
+            wait_time_secs: None,
             trail: None,
             overlap_secs: None,
             max_requests_per_sec: None,
@@ -71,9 +74,24 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
     } else {
         raw.sources
     };
+    let mut scheduled = Vec::new();
     for (i, s) in raw_sources.into_iter().enumerate() {
+        let explicit = s.schedule.is_some() || s.poll_interval_secs.is_some();
         if let Some(source) = validate_source(i, s, &mut ids, &mut problems) {
             sources.push(source);
+            scheduled.push(explicit);
+        }
+    }
+    // Beside a queue, every poller is its backstop: one without a schedule of its own polls
+    // every `BACKSTOP_INTERVAL` rather than every minute.
+    if sources.iter().any(|s| s.kind.is_queue()) {
+        for (s, explicit) in sources.iter_mut().zip(scheduled) {
+            if !s.kind.is_queue() {
+                s.backstop = true;
+                if !explicit {
+                    s.schedule = Schedule::Every(defaults::BACKSTOP_INTERVAL);
+                }
+            }
         }
     }
 
@@ -163,6 +181,7 @@ fn validate_source(
                     );
                 }
             }
+            not_for_queue(&s, &mut problem, &key);
             (
                 SourceKind::CloudTrail,
                 defaults::CLOUDTRAIL_RPS,
@@ -170,6 +189,7 @@ fn validate_source(
             )
         }
         "cloudwatch_logs" => {
+            not_for_queue(&s, &mut problem, &key);
             let log_group = match s.log_group.as_deref() {
                 Some(g) if !g.is_empty() => g.to_owned(),
                 _ => {
@@ -190,10 +210,74 @@ fn validate_source(
                 defaults::LOGS_MAX_RPS,
             )
         }
+        "sqs" => {
+            for (k, v) in [
+                ("log_group", s.log_group.is_some()),
+                ("log_stream_prefix", s.log_stream_prefix.is_some()),
+                ("trail", s.trail.is_some()),
+                ("overlap_secs", s.overlap_secs.is_some()),
+                ("max_requests_per_sec", s.max_requests_per_sec.is_some()),
+                ("schedule", s.schedule.is_some()),
+                ("poll_interval_secs", s.poll_interval_secs.is_some()),
+                ("catchup_window_secs", s.catchup_window_secs.is_some()),
+                ("sweep_interval_secs", s.sweep_interval_secs.is_some()),
+                ("sweep_lookback_secs", s.sweep_lookback_secs.is_some()),
+            ] {
+                if v {
+                    problem(
+                        key(k),
+                        "does not apply to `type = \"sqs\"` (a queue is read continuously, by long polls)".into(),
+                    );
+                }
+            }
+            let mut url = |k: &str, v: Option<&str>, required: bool| match v {
+                Some(u) if queue_url_ok(u) => Some(u.to_owned()),
+                Some(u) => {
+                    problem(
+                        key(k),
+                        format!("`{u}` is not an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)"),
+                    );
+                    None
+                }
+                None if required => {
+                    problem(
+                        key(k),
+                        "is required for `type = \"sqs\"` (the URL of the queue the EventBridge rule delivers to)".into(),
+                    );
+                    None
+                }
+                None => None,
+            };
+            let queue_url = url("queue_url", s.queue_url.as_deref(), true).unwrap_or_default();
+            let dlq_url = url("dlq_url", s.dlq_url.as_deref(), false);
+            let wait_time = match s.wait_time_secs {
+                None => defaults::SQS_WAIT,
+                Some(v @ 1..=20) => Duration::from_secs(v),
+                Some(v) => {
+                    problem(
+                        key("wait_time_secs"),
+                        format!("{v} is out of range: 1 to 20 (SQS's long-poll limit)"),
+                    );
+                    defaults::SQS_WAIT
+                }
+            };
+            (
+                SourceKind::Sqs {
+                    queue_url,
+                    dlq_url,
+                    wait_time,
+                },
+                // Unused: a long poll is one request per wait.
+                1.0,
+                1.0,
+            )
+        }
         other => {
             problem(
                 key("type"),
-                format!("`{other}` is not a source type: use `cloudtrail` or `cloudwatch_logs`"),
+                format!(
+                    "`{other}` is not a source type: use `cloudtrail`, `cloudwatch_logs` or `sqs`"
+                ),
             );
             return None;
         }
@@ -262,6 +346,8 @@ fn validate_source(
         None => defaults::CATCHUP_WINDOW,
     };
     let sweep_interval = match s.sweep_interval_secs {
+        // A queue has nothing to sweep: its backstop does that.
+        _ if kind.is_queue() => None,
         Some(0) => None,
         Some(v) => Some(Duration::from_secs(v)),
         None => Some(defaults::SWEEP_INTERVAL),
@@ -296,6 +382,9 @@ fn validate_source(
         (None, SourceKind::CloudWatchLogs { log_group, .. }) => {
             format!("cloudwatch_logs:{region}:{log_group}")
         }
+        (None, SourceKind::Sqs { queue_url, .. }) => {
+            format!("sqs:{}", queue_url.rsplit('/').next().unwrap_or_default())
+        }
     };
     if id.is_empty() {
         problem(key("name"), "must not be empty".into());
@@ -327,7 +416,48 @@ fn validate_source(
         catchup_window,
         sweep_interval,
         sweep_lookback,
+        backstop: false,
     })
+}
+
+/// Reports the `sqs`-only keys on a poller.
+fn not_for_queue(
+    s: &raw::RawSource,
+    problem: &mut impl FnMut(String, String),
+    key: &impl Fn(&str) -> String,
+) {
+    for (k, v) in [
+        ("queue_url", s.queue_url.is_some()),
+        ("dlq_url", s.dlq_url.is_some()),
+        ("wait_time_secs", s.wait_time_secs.is_some()),
+    ] {
+        if v {
+            problem(key(k), "applies only to `type = \"sqs\"`".into());
+        }
+    }
+}
+
+/// Whether `u` looks like a queue URL: http(s), a host, and a path of account and name (a
+/// local endpoint such as moto's is accepted, so the check is on the shape, not the host).
+fn queue_url_ok(u: &str) -> bool {
+    let Some(rest) = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let mut parts = rest.split('/');
+    let host = parts.next().unwrap_or_default();
+    let account = parts.next().unwrap_or_default();
+    let name = parts.next().unwrap_or_default();
+    !host.is_empty()
+        && !account.is_empty()
+        && !name.is_empty()
+        && parts.next().is_none()
+        && name.len() <= 80
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
 /// Validates `[[rule]]` number `i` into one rule (a pattern) or several (a pack), added to
@@ -491,7 +621,7 @@ pub(super) fn pack_params(vendor: &VendorConfig, sources: &[SourceConfig]) -> Pa
         .iter()
         .filter_map(|s| match &s.kind {
             SourceKind::CloudWatchLogs { log_group, .. } => Some(log_group.clone()),
-            SourceKind::CloudTrail => None,
+            SourceKind::CloudTrail | SourceKind::Sqs { .. } => None,
         })
         .collect();
     log_groups.sort();

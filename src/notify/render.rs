@@ -218,6 +218,13 @@ fn view(alert: &Alert) -> View {
             Some(&format!("{} ({})", alert.rule, alert.severity)),
         );
     }
+    if alert.found_by == crate::state::FoundBy::Backstop {
+        row(
+            &mut summary,
+            "Delivery",
+            Some("found by the backstop poll, not the queue: the EventBridge → SQS path did not deliver this change (or not yet)"),
+        );
+    }
     if alert.is_late() {
         row(
             &mut summary,

@@ -5,6 +5,7 @@
 //!   the daemon and `check`.
 //! - [`poll`]: one poll of one source, committing as it goes; catch-up, coverage gaps, the
 //!   reconciliation sweep.
+//! - [`queue`]: one receive cycle of an `sqs` source: long poll, engine, commit, then delete.
 //! - [`daemon`]: `rolewatch run`: poll every source on its schedule until told to stop;
 //!   `rolewatch once`.
 //!
@@ -13,4 +14,5 @@
 pub mod build;
 pub mod daemon;
 pub mod poll;
+pub mod queue;
 pub mod shutdown;

@@ -212,9 +212,11 @@ pub async fn poll_source(
 
 /// Whether a page comes from a regular poll (which advances the cursor) or a sweep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pass {
+pub(crate) enum Pass {
     Poll,
     Sweep,
+    /// A batch of an `sqs` source: no window; the cursor is the receipt time.
+    Queue,
 }
 
 /// Whether the sweep of `cfg` is due at `now_ms`: it is on and none finished within its
@@ -289,7 +291,7 @@ async fn poll_window(
     now: i64,
 ) -> Result<(), PollError> {
     let priority = match pass {
-        Pass::Poll => Priority::Regular,
+        Pass::Poll | Pass::Queue => Priority::Regular,
         Pass::Sweep => Priority::Low,
     };
     // A page is committed once the next one is in hand: the last page of the window is
@@ -338,7 +340,7 @@ fn commit_error(e: anyhow::Error) -> PollError {
 
 /// Runs the engine on a page and commits it (with the cursor when `cursor_ms` is given):
 /// one alert per new event that any rule matches, with every rule that matched.
-fn commit_page(
+pub(crate) fn commit_page(
     cfg: &SourceConfig,
     ctx: &PollContext<'_>,
     page: Page,
@@ -363,8 +365,10 @@ fn commit_page(
             }
         }
         let found_by = match pass {
+            Pass::Poll if cfg.backstop => FoundBy::Backstop,
             Pass::Poll => FoundBy::Poll,
             Pass::Sweep => FoundBy::Sweep,
+            Pass::Queue => FoundBy::Queue,
         };
         // Owned per-event keys first, so that the alerts can borrow them.
         let fresh: Vec<_> = page

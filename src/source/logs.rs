@@ -47,7 +47,7 @@ impl LogsSource {
                 log_group,
                 log_stream_prefix,
             } => (log_group.clone(), log_stream_prefix.clone()),
-            SourceKind::CloudTrail => (String::new(), None),
+            SourceKind::CloudTrail | SourceKind::Sqs { .. } => (String::new(), None),
         };
         let mut distinct = Vec::new();
         let mut seen = HashSet::new();

@@ -77,6 +77,11 @@ pub enum FoundBy {
     Sweep,
     /// rolewatch made it (a notice).
     Notice,
+    /// An `sqs` source: the EventBridge rule delivered it to the queue.
+    Queue,
+    /// A poll beside an `sqs` source found it first: the queue missed it (or had not
+    /// delivered it yet).
+    Backstop,
 }
 
 impl FoundBy {
@@ -87,6 +92,8 @@ impl FoundBy {
             Self::Poll => "poll",
             Self::Sweep => "sweep",
             Self::Notice => "notice",
+            Self::Queue => "queue",
+            Self::Backstop => "backstop",
         }
     }
 
@@ -94,6 +101,8 @@ impl FoundBy {
         match text {
             "sweep" => Self::Sweep,
             "notice" => Self::Notice,
+            "queue" => Self::Queue,
+            "backstop" => Self::Backstop,
             _ => Self::Poll,
         }
     }

@@ -154,6 +154,17 @@ pub const MIGRATIONS: &[&str] = &[
     WHERE id = (SELECT id FROM baselines WHERE role_name = b.role_name
                 ORDER BY taken_ms DESC, id DESC LIMIT 1);
     ",
+    // v6: two more ways an alert is found: `queue` (an `sqs` source, EventBridge) and
+    // `backstop` (a poll beside a queue found what the queue had not delivered). SQLite cannot
+    // change a CHECK in place: the column is renamed, its successor added with the wider
+    // CHECK and filled, and the old one dropped (its CHECK is its own, so it may be).
+    "
+    ALTER TABLE alerts RENAME COLUMN found_by TO found_by_v4;
+    ALTER TABLE alerts ADD COLUMN found_by TEXT NOT NULL DEFAULT 'poll'
+        CHECK (found_by IN ('poll', 'sweep', 'notice', 'queue', 'backstop'));
+    UPDATE alerts SET found_by = found_by_v4;
+    ALTER TABLE alerts DROP COLUMN found_by_v4;
+    ",
 ];
 
 /// The newest schema version this binary knows.
@@ -413,6 +424,52 @@ mod tests {
                 []
             )
             .is_err());
+    }
+
+    /// v5 → v6 keeps every alert's found_by and admits `queue` and `backstop`, nothing else.
+    #[test]
+    fn v6_admits_queue_and_backstop_finds() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        assert_eq!(migrate_to(&mut conn, 5).unwrap(), 5);
+        conn.execute_batch(
+            "INSERT INTO alerts (rule, severity, event_id, event_name, event_time_ms, source_id,
+                                 detected_ms, record, found_by, change_key)
+             VALUES ('r', 'high', 'e1', 'A', 1, 's', 2, '{}', 'sweep', '/e1');
+             INSERT INTO deliveries (alert_id, channel, status, attempts, next_attempt_ms)
+             VALUES (1, 'c', 'pending', 0, 0);",
+        )
+        .unwrap();
+        assert!(conn
+            .execute(
+                "INSERT INTO alerts (rule, severity, event_id, event_name, event_time_ms,
+                                     source_id, detected_ms, record, found_by)
+                 VALUES ('r', 'high', 'e2', 'A', 1, 's', 2, '{}', 'queue')",
+                []
+            )
+            .is_err());
+        assert_eq!(migrate_to(&mut conn, 6).unwrap(), 6);
+        let (found, deliveries): (String, i64) = conn
+            .query_row(
+                "SELECT found_by, (SELECT count(*) FROM deliveries) FROM alerts WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((found.as_str(), deliveries), ("sweep", 1));
+        for (id, how, ok) in [
+            ("e2", "queue", true),
+            ("e3", "backstop", true),
+            ("e4", "mail", false),
+        ] {
+            let r = conn.execute(
+                "INSERT INTO alerts (rule, severity, event_id, event_name, event_time_ms,
+                                     source_id, detected_ms, record, found_by)
+                 VALUES ('r', 'high', ?1, 'A', 1, 's', 2, '{}', ?2)",
+                [id, how],
+            );
+            assert_eq!(r.is_ok(), ok, "{how}");
+        }
     }
 
     #[test]

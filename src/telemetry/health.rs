@@ -84,9 +84,17 @@ impl SourceHealth {
     /// that never returns is noticed too).
     pub fn check(&mut self, now_ms: i64, policy: &BlindPolicy) -> Option<Transition> {
         let seen_ms = self.last_success_ms.unwrap_or(self.started_ms);
+        // A source polled less often than `stale_after` (a backstop every 15 min) is stale
+        // only when it missed two of its polls.
+        let after = match self.interval_ms.and_then(|i| u64::try_from(i).ok()) {
+            Some(i) => policy
+                .stale_after
+                .max(Duration::from_millis(i.saturating_mul(2))),
+            None => policy.stale_after,
+        };
         let threshold = Threshold {
             failures: policy.failures,
-            after: policy.stale_after,
+            after,
         };
         let since_ms =
             self.episode

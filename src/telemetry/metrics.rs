@@ -34,6 +34,16 @@ fn lateness_histogram() -> Histogram {
     Histogram::new(LATENESS_BUCKETS)
 }
 
+/// Buckets of the queue path's latencies: from tens of milliseconds (loopback) to CloudTrail's
+/// own delay of minutes.
+const QUEUE_LATENCY_BUCKETS: [f64; 14] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1_800.0,
+];
+
+fn queue_latency_histogram() -> Histogram {
+    Histogram::new(QUEUE_LATENCY_BUCKETS)
+}
+
 /// The source label set.
 pub fn source(id: &str) -> Labels {
     vec![("source".to_owned(), id.to_owned())]
@@ -60,6 +70,13 @@ pub struct Metrics {
     pub sweep_requests: CounterFamily,
     pub late_events: CounterFamily,
     pub event_lateness_seconds: HistogramFamily,
+    pub queue_messages_received: CounterFamily,
+    pub queue_messages_poison: CounterFamily,
+    pub queue_messages_deleted: CounterFamily,
+    pub queue_delete_failed: CounterFamily,
+    pub queue_missed: CounterFamily,
+    pub queue_event_to_commit_seconds: HistogramFamily,
+    pub queue_receipt_to_accepted_seconds: HistogramFamily,
     pub alert_deliveries: CounterFamily,
     pub alert_analysed: CounterFamily,
     pub baseline_taken: Counter,
@@ -168,6 +185,45 @@ impl Metrics {
             "How late the sweep's late events were: first seen minus eventTime",
             event_lateness_seconds.clone(),
         );
+        let mut counter = |name: &str, help: &str| {
+            let f = CounterFamily::default();
+            registry.register(name, help, f.clone());
+            f
+        };
+        let queue_messages_received = counter(
+            "queue_messages_received",
+            "Messages an sqs source received (redeliveries included)",
+        );
+        let queue_messages_poison = counter(
+            "queue_messages_poison",
+            "Messages whose body is not a CloudTrail event: logged once, left for the dead-letter queue",
+        );
+        let queue_messages_deleted = counter(
+            "queue_messages_deleted",
+            "Messages deleted from the queue after their event was committed",
+        );
+        let queue_delete_failed = counter(
+            "queue_delete_failed",
+            "Committed messages SQS did not delete (they come again; the state absorbs the repeat)",
+        );
+        let queue_missed = counter(
+            "queue_missed",
+            "Alerts a poller beside an sqs source found first: changes the queue missed (or had not delivered yet)",
+        );
+        let queue_event_to_commit_seconds =
+            HistogramFamily::new_with_constructor(queue_latency_histogram);
+        registry.register(
+            "queue_event_to_commit_seconds",
+            "Queue path: the event's eventTime to its alert committed",
+            queue_event_to_commit_seconds.clone(),
+        );
+        let queue_receipt_to_accepted_seconds =
+            HistogramFamily::new_with_constructor(queue_latency_histogram);
+        registry.register(
+            "queue_receipt_to_accepted_seconds",
+            "Queue path: the message received to the channel accepting the alert",
+            queue_receipt_to_accepted_seconds.clone(),
+        );
         let mut gauge = |name: &str, help: &str| {
             let f = GaugeFamily::default();
             registry.register(name, help, f.clone());
@@ -215,6 +271,13 @@ impl Metrics {
             sweep_requests,
             late_events,
             event_lateness_seconds,
+            queue_messages_received,
+            queue_messages_poison,
+            queue_messages_deleted,
+            queue_delete_failed,
+            queue_missed,
+            queue_event_to_commit_seconds,
+            queue_receipt_to_accepted_seconds,
             alert_deliveries,
             alert_analysed,
             baseline_taken,
@@ -256,6 +319,25 @@ impl Metrics {
         }
         drop(self.event_lateness_seconds.get_or_create(&labels));
         drop(self.source_is_blind.get_or_create(&labels));
+    }
+
+    /// Creates the queue series of an `sqs` source at zero.
+    pub fn init_queue(&self, source: &str) {
+        let labels = self::source(source);
+        for family in [
+            &self.queue_messages_received,
+            &self.queue_messages_poison,
+            &self.queue_messages_deleted,
+            &self.queue_delete_failed,
+        ] {
+            drop(family.get_or_create(&labels));
+        }
+        drop(self.queue_event_to_commit_seconds.get_or_create(&labels));
+    }
+
+    /// Creates the `queue_missed` series of a backstop poller at zero.
+    pub fn init_backstop(&self, source: &str) {
+        drop(self.queue_missed.get_or_create(&self::source(source)));
     }
 
     /// The text exposition.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::support::{python, repo_root};
 
@@ -34,6 +34,15 @@ const OPERATIONS: &[(&str, &str, Need)] = &[
     (
         "get_topic_attributes",
         "sns:GetTopicAttributes",
+        Need::Required,
+    ),
+    // The `sqs` source (src/source/sqs.rs): its queue and dead-letter queue. DeleteMessageBatch
+    // is authorised as sqs:DeleteMessage.
+    ("receive_message", "sqs:ReceiveMessage", Need::Required),
+    ("delete_message_batch", "sqs:DeleteMessage", Need::Required),
+    (
+        "get_queue_attributes",
+        "sqs:GetQueueAttributes",
         Need::Required,
     ),
     // The change analysis (src/intel): reads the vendor's role and its policies; without
@@ -807,4 +816,49 @@ fn the_dashboard_and_the_alert_rules_query_only_metrics_rolewatch_exposes() {
             "{what} queries metrics /metrics does not have: {missing:?}\nexposed: {exposed:?}"
         );
     }
+}
+
+/// The EventBridge → SQS template: the rule targets the queue with a DLQ, the queue redrives
+/// to the DLQ (which keeps messages longer), both use SSE-SQS (never `alias/aws/sqs`, which
+/// EventBridge cannot use), and only this rule may send (issue 13).
+#[test]
+fn eventbridge_queue_template_has_rule_queue_dlq_policy_and_sse_sqs() {
+    let docs = yaml_documents("deploy/eventbridge-queue.yaml");
+    let r = &docs[0]["Resources"];
+    let (queue, dlq, rule, policy) = (
+        &r["EventQueue"]["Properties"],
+        &r["DeadLetterQueue"]["Properties"],
+        &r["IamChangesRule"]["Properties"],
+        &r["EventQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0],
+    );
+    for q in [queue, dlq] {
+        assert_eq!(q["SqsManagedSseEnabled"], true, "{q}");
+        assert!(q.get("KmsMasterKeyId").is_none(), "{q}");
+    }
+    assert!(
+        dlq["MessageRetentionPeriod"].as_u64() > queue["MessageRetentionPeriod"].as_u64(),
+        "the DLQ must keep messages longer than the queue"
+    );
+    assert_eq!(
+        queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"],
+        json!(["DeadLetterQueue", "Arn"])
+    );
+    assert_eq!(rule["State"], "ENABLED");
+    assert_eq!(rule["EventPattern"]["source"], json!(["aws.iam"]));
+    assert_eq!(
+        rule["EventPattern"]["detail-type"],
+        json!(["AWS API Call via CloudTrail"])
+    );
+    let target = &rule["Targets"][0];
+    assert_eq!(target["Arn"]["Fn::GetAtt"], json!(["EventQueue", "Arn"]));
+    assert_eq!(
+        target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"],
+        json!(["DeadLetterQueue", "Arn"])
+    );
+    assert_eq!(policy["Principal"]["Service"], "events.amazonaws.com");
+    assert_eq!(policy["Action"], "sqs:SendMessage");
+    assert_eq!(
+        policy["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::GetAtt"],
+        json!(["IamChangesRule", "Arn"])
+    );
 }

@@ -13,6 +13,7 @@ mod doctor;
 mod intel;
 mod layering;
 mod notify;
+mod queue;
 mod rules;
 mod scan;
 mod servers;

@@ -121,10 +121,7 @@ fn other_accounts(cfg: &Config, account: &str) -> Vec<(String, String)> {
 pub(super) async fn sources(cfg: &Config, sdk: Option<&SdkConfig>, now_ms: i64) -> Vec<Finding> {
     let mut out = Vec::new();
     for s in &cfg.sources {
-        let kind = match s.kind {
-            SourceKind::CloudTrail => "cloudtrail",
-            SourceKind::CloudWatchLogs { .. } => "cloudwatch_logs",
-        };
+        let kind = s.kind.name();
         let check = format!("source {} ({kind}, {})", s.id, s.region);
         out.push(match sdk {
             None => Finding::skipped(check),
@@ -144,10 +141,95 @@ pub(super) async fn sources(cfg: &Config, sdk: Option<&SdkConfig>, now_ms: i64) 
                     )
                     .await
                 }
+                SourceKind::Sqs { .. } => sqs_source(check, s, sdk).await,
             },
         });
     }
     out
+}
+
+/// An `sqs` source: the queue answers, its visibility timeout is long enough for a batch,
+/// and its dead-letter queue (when named) is empty and keeps messages longer than the queue.
+async fn sqs_source(check: String, s: &SourceConfig, sdk: &SdkConfig) -> Finding {
+    let q = crate::source::sqs::QueueSource::new(s, sdk);
+    let mut stats = crate::source::FetchStats::default();
+    let mut budget = q.budget();
+    let main = match q.attributes(q.queue_url(), &mut budget, &mut stats).await {
+        Ok(a) => a,
+        Err(e) => {
+            let mut f = Finding::new(Status::Fail, check, e.to_string());
+            f.line("grant sqs:GetQueueAttributes, sqs:ReceiveMessage and sqs:DeleteMessage on the queue (deploy/iam-policy.json)");
+            return f;
+        }
+    };
+    let required = q.required_visibility();
+    let mut f = Finding::new(
+        Status::Ok,
+        check,
+        format!(
+            "GetQueueAttributes answered; {} message(s) waiting",
+            main.messages.unwrap_or(0)
+        ),
+    );
+    match main.visibility_timeout {
+        Some(v) if v > required => {}
+        v => {
+            f.raise(Status::Fail);
+            f.line(format!(
+                "the visibility timeout ({} s) must be more than {} s (the retry budget plus the commit): rolewatch does not read this queue until it is",
+                v.map_or_else(|| "unknown".to_owned(), |v| v.as_secs().to_string()),
+                required.as_secs()
+            ));
+        }
+    }
+    if main
+        .kms_key
+        .as_deref()
+        .is_some_and(|k| k == "alias/aws/sqs" || k.ends_with(":alias/aws/sqs"))
+    {
+        f.raise(Status::Fail);
+        f.line("the queue is encrypted with the AWS-managed key alias/aws/sqs, which EventBridge cannot use: every event is silently dropped; use SSE-SQS (SqsManagedSseEnabled) or a customer key that grants events.amazonaws.com kms:GenerateDataKey and kms:Decrypt");
+    }
+    match main.policy.as_deref() {
+        Some(p) if p.contains("events.amazonaws.com") => {
+            if !p.contains("aws:SourceArn") {
+                f.raise(Status::Warn);
+                f.line("the queue policy lets events.amazonaws.com send without an aws:SourceArn condition: any rule of any account's EventBridge may write to this queue");
+            }
+        }
+        _ => {
+            f.raise(Status::Fail);
+            f.line("the queue policy does not let EventBridge (events.amazonaws.com) send to the queue: no event arrives (deploy/eventbridge-queue.yaml has the policy)");
+        }
+    }
+    match q.dlq_url() {
+        None => {
+            f.raise(Status::Warn);
+            f.line("no dlq_url: a message rolewatch cannot read is not watched for (give the queue a redrive policy and name its dead-letter queue)");
+        }
+        Some(dlq) => match q.attributes(dlq, &mut budget, &mut stats).await {
+            Ok(d) => {
+                if d.messages.unwrap_or(0) > 0 {
+                    f.raise(Status::Warn);
+                    f.line(format!(
+                        "the dead-letter queue holds {} message(s) rolewatch could not read",
+                        d.messages.unwrap_or(0)
+                    ));
+                }
+                if let (Some(dr), Some(mr)) = (d.retention, main.retention) {
+                    if dr <= mr {
+                        f.raise(Status::Warn);
+                        f.line(format!("the dead-letter queue keeps messages {} s, not longer than the queue ({} s): a redriven message can expire before anyone reads it", dr.as_secs(), mr.as_secs()));
+                    }
+                }
+            }
+            Err(e) => {
+                f.raise(Status::Fail);
+                f.line(format!("the dead-letter queue: {e}"));
+            }
+        },
+    }
+    f
 }
 
 /// A CloudTrail client for `region`, built like the source's: the lenient HTTP layer (one

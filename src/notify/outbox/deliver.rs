@@ -65,6 +65,13 @@ impl Outbox {
                         h[i].down = false;
                         h[i].failed_probes = 0;
                     }
+                    if stored.found_by == crate::state::FoundBy::Queue {
+                        // An alert of the queue is committed at its message's receipt.
+                        self.metrics
+                            .queue_receipt_to_accepted_seconds
+                            .get_or_create(&vec![("channel".to_owned(), name.to_owned())])
+                            .observe(now.saturating_sub(stored.detected_ms).max(0) as f64 / 1000.0);
+                    }
                     Delivery {
                         channel: name,
                         alert_id: stored.id,

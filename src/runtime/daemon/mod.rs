@@ -47,6 +47,7 @@ use crate::telemetry::metrics::{self, Metrics};
 use crate::time::Clock;
 
 mod passes;
+mod queue;
 mod schedule;
 mod watch;
 
@@ -75,6 +76,10 @@ struct Slot {
     ticks: Mutex<(Option<i64>, Option<i64>)>,
     /// Held while a reconciliation sweep of this source runs.
     sweeping: Gate,
+    /// `sqs`: what the receive cycles remember.
+    queue_memo: tokio::sync::Mutex<crate::runtime::queue::QueueMemo>,
+    /// `sqs`: changes the backstop found since an event last came through this queue.
+    missed: std::sync::atomic::AtomicU64,
 }
 
 /// The running service: state, engine and sources, ready to poll.
@@ -101,6 +106,8 @@ pub struct Daemon {
     policy: BlindPolicy,
     health: Mutex<Vec<SourceHealth>>,
     metrics: Arc<Metrics>,
+    /// When the daemon started (unix ms).
+    started_ms: i64,
 }
 
 impl Daemon {
@@ -139,6 +146,8 @@ impl Daemon {
                 retention: tokio::sync::OnceCell::new(),
                 ticks: Mutex::new((None, None)),
                 sweeping: Gate::default(),
+                queue_memo: tokio::sync::Mutex::default(),
+                missed: std::sync::atomic::AtomicU64::new(0),
             })
             .collect::<Vec<_>>();
         let channels = outbox::build_channels(&cfg.channels, Some(&sdk))?;
@@ -152,6 +161,12 @@ impl Daemon {
         );
         for slot in &sources {
             metrics.init_source(&slot.cfg.id);
+            if slot.cfg.kind.is_queue() {
+                metrics.init_queue(&slot.cfg.id);
+            }
+            if slot.cfg.backstop {
+                metrics.init_backstop(&slot.cfg.id);
+            }
         }
         let outbox = Arc::new(
             Outbox::new(channels, state.clone(), clock.clone())
@@ -165,7 +180,9 @@ impl Daemon {
             .iter()
             .map(|slot| {
                 let mut h = SourceHealth::new(now);
-                if let Schedule::Every(d) = slot.cfg.schedule {
+                if let crate::config::SourceKind::Sqs { wait_time, .. } = &slot.cfg.kind {
+                    h.interval_ms = i64::try_from(wait_time.as_millis()).ok();
+                } else if let Schedule::Every(d) = slot.cfg.schedule {
                     h.interval_ms = i64::try_from(d.as_millis()).ok();
                 }
                 h
@@ -191,6 +208,7 @@ impl Daemon {
             },
             health: Mutex::new(health),
             metrics,
+            started_ms: now,
         })
     }
 
@@ -397,6 +415,10 @@ impl Daemon {
             .await
             .context("cannot create the scheduler")?;
         for i in 0..self.sources.len() {
+            if self.sources[i].cfg.kind.is_queue() {
+                tracing::info!(source = %self.sources[i].cfg.id, "Reading the queue by long polls");
+                continue;
+            }
             let sc = &self.sources[i].cfg;
             match &sc.schedule {
                 Schedule::Cron(expr) => {
@@ -454,9 +476,14 @@ impl Daemon {
             );
         }
         sched.start().await.context("cannot start the scheduler")?;
-        // The first poll of every source is now, not at the first tick.
+        // The first poll of every source is now, not at the first tick; a queue is read
+        // from now on.
         for i in 0..self.sources.len() {
-            self.tick(i, &tracker, false);
+            if self.sources[i].cfg.kind.is_queue() {
+                self.run_queue(i, &tracker);
+            } else {
+                self.tick(i, &tracker, false);
+            }
         }
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         tracing::info!(sources = self.sources.len(), "Running");

@@ -22,6 +22,9 @@ impl Daemon {
     /// True when it worked.
     pub(super) async fn poll(&self, i: usize) -> bool {
         let slot = &self.sources[i];
+        if slot.cfg.kind.is_queue() {
+            return self.receive(i).await;
+        }
         let sc = &slot.cfg;
         let retention = self.retention_of(i).await;
         lock(&self.health)[i].polling = true;
@@ -47,6 +50,7 @@ impl Daemon {
                 }
                 .emit(m);
                 self.count_outcome(&labels, o);
+                self.backstop_found(i, &o.new_alerts);
                 lock(&self.health)[i].success(now)
             }
             Err(e) => {
@@ -163,6 +167,7 @@ impl Daemon {
                 }
                 .emit(m);
                 self.count_outcome(&labels, o);
+                self.backstop_found(i, &o.new_alerts);
                 true
             }
             Err(e) => {
