@@ -1,0 +1,228 @@
+"""Queue-path latency benchmark (issue 13 §5): EventBridge -> SQS -> `rolewatch run` ->
+stdout and SNS, all on loopback against moto.
+
+    python bench/queue_latency.py ROLEWATCH_BIN MOTO_SERVER WORKDIR [STEADY_N RATE BURST_N]
+
+Starts moto, makes the rule, queue, DLQ and an SNS topic, runs `rolewatch run` with one `sqs`
+source (default settings: 20 s long polls, up to 10 messages) and two channels (stdout, sns),
+then:
+
+* idle: the daemon's CPU over 30 s with nothing to read (long polls only);
+* steady: STEADY_N events (default 200) put one by one at RATE per second (default 10);
+* burst: BURST_N events (default 500) put as fast as PutEvents takes them, 10 per call.
+
+Latency of each event = the channel's accept (the daemon's `alert_delivered` log line, its
+own timestamp) minus the moment before PutEvents was called. Prints p50/p90/p99/max per
+phase and channel, and the daemon's CPU seconds per 1,000 events (utime+stime from /proc,
+the idle rate subtracted). Writes summary.json in WORKDIR.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime
+
+import boto3
+
+BIN, MOTO, WORK = sys.argv[1:4]
+STEADY_N = int(sys.argv[4]) if len(sys.argv) > 4 else 200
+RATE = float(sys.argv[5]) if len(sys.argv) > 5 else 10.0
+BURST_N = int(sys.argv[6]) if len(sys.argv) > 6 else 500
+TICKS = os.sysconf("SC_CLK_TCK")
+os.makedirs(WORK, exist_ok=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def record(event_id):
+    now = datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "eventVersion": "1.10", "eventTime": now, "eventSource": "iam.amazonaws.com",
+        "eventName": "AttachRolePolicy", "awsRegion": "us-east-1",
+        "sourceIPAddress": "203.0.113.7", "userAgent": "bench",
+        "userIdentity": {"type": "IAMUser", "principalId": "AIDABENCH",
+                         "arn": "arn:aws:iam::123456789012:user/bench",
+                         "accountId": "123456789012", "userName": "bench"},
+        "requestParameters": {"roleName": "astronomer-remote-management",
+                              "policyArn": "arn:aws:iam::aws:policy/ReadOnlyAccess"},
+        "responseElements": None, "requestID": str(uuid.uuid4()), "eventID": event_id,
+        "readOnly": False, "eventType": "AwsApiCall", "managementEvent": True,
+        "recipientAccountId": "123456789012", "eventCategory": "Management",
+    }
+
+
+def entry(event_id):
+    return {"Source": "aws.iam", "DetailType": "AWS API Call via CloudTrail",
+            "Detail": json.dumps(record(event_id))}
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    if not xs:
+        return None
+    k = min(len(xs) - 1, max(0, int(round(p / 100 * len(xs) + 0.5)) - 1))
+    return xs[k]
+
+
+port = free_port()
+moto_log = open(os.path.join(WORK, "moto.log"), "w")
+moto = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)], stdout=moto_log,
+                        stderr=subprocess.STDOUT)
+endpoint = f"http://127.0.0.1:{port}"
+kw = dict(endpoint_url=endpoint, region_name="us-east-1",
+          aws_access_key_id="testing", aws_secret_access_key="testing")
+for _ in range(100):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        break
+    except OSError:
+        time.sleep(0.1)
+sqs = boto3.client("sqs", **kw)
+events = boto3.client("events", **kw)
+sns = boto3.client("sns", **kw)
+dlq = sqs.create_queue(QueueName="bench-dlq",
+                       Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+queue = sqs.create_queue(QueueName="bench-events", Attributes={
+    "VisibilityTimeout": "60",
+    "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5})})["QueueUrl"]
+queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+events.put_rule(Name="bench-iam", State="ENABLED", EventPattern=json.dumps(
+    {"source": ["aws.iam"], "detail-type": ["AWS API Call via CloudTrail"]}))
+events.put_targets(Rule="bench-iam", Targets=[{"Id": "q", "Arn": queue_arn}])
+topic = sns.create_topic(Name="bench-alerts")["TopicArn"]
+
+config = os.path.join(WORK, "rolewatch.toml")
+with open(config, "w") as f:
+    f.write(f"""[state]
+path = "{WORK}/state.db"
+
+[[source]]
+type = "sqs"
+name = "queue"
+queue_url = "{queue}"
+dlq_url = "{dlq}"
+
+[[channel]]
+type = "stdout"
+name = "stdout"
+
+[[channel]]
+type = "sns"
+name = "sns"
+topic_arn = "{topic}"
+
+[admin]
+enabled = false
+
+[daemon]
+log_format = "json"
+shutdown_grace_secs = 10
+""")
+env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing",
+           AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1", RUST_LOG="info",
+           AWS_EC2_METADATA_DISABLED="true")
+out_path, err_path = os.path.join(WORK, "stdout.jsonl"), os.path.join(WORK, "stderr.jsonl")
+daemon = subprocess.Popen([BIN, "run", "--config", config], env=env,
+                          stdout=open(out_path, "w"), stderr=open(err_path, "w"))
+
+
+def delivered():
+    """{(channel, event_id): accept time (s)} from the daemon's log."""
+    seen = {}
+    with open(err_path) as f:
+        for line in f:
+            try:
+                v = json.loads(line)
+            except ValueError:
+                continue
+            if v.get("event") == "alert_delivered" and v.get("event_id"):
+                t = datetime.fromisoformat(v["timestamp"].replace("Z", "+00:00")).timestamp()
+                seen[(v["channel"], v["event_id"])] = t
+    return seen
+
+
+try:
+    deadline = time.time() + 60
+    while "Reading the queue" not in open(err_path).read():
+        if time.time() > deadline or daemon.poll() is not None:
+            sys.exit("rolewatch did not start: " + open(err_path).read()[-2000:])
+        time.sleep(0.2)
+    time.sleep(2)
+
+    # Idle: long polls only.
+    idle_s = 30
+    c0, t0 = cpu_seconds(daemon.pid), time.time()
+    time.sleep(idle_s)
+    idle_rate = (cpu_seconds(daemon.pid) - c0) / (time.time() - t0)
+
+    put = {}
+    phases = {"steady": [], "burst": []}
+    c_load, t_load = cpu_seconds(daemon.pid), time.time()
+    for n in range(STEADY_N):
+        eid = f"steady-{n}-{uuid.uuid4()}"
+        start = time.time()
+        put[eid] = start
+        r = events.put_events(Entries=[entry(eid)])
+        assert r["FailedEntryCount"] == 0, r
+        phases["steady"].append(eid)
+        time.sleep(max(0.0, start + 1 / RATE - time.time()))
+    for n in range(0, BURST_N, 10):
+        batch = [f"burst-{n + i}-{uuid.uuid4()}" for i in range(min(10, BURST_N - n))]
+        now = time.time()
+        for eid in batch:
+            put[eid] = now
+        r = events.put_events(Entries=[entry(e) for e in batch])
+        assert r["FailedEntryCount"] == 0, r
+        phases["burst"].extend(batch)
+
+    want = {(c, e) for e in put for c in ("stdout", "sns")}
+    deadline = time.time() + 180
+    while True:
+        seen = delivered()
+        if want <= set(seen):
+            break
+        if time.time() > deadline:
+            sys.exit(f"only {len(want & set(seen))} of {len(want)} deliveries after 180 s")
+        time.sleep(0.5)
+    load_wall = max(seen[k] for k in want) - t_load
+    load_cpu = cpu_seconds(daemon.pid) - c_load - idle_rate * load_wall
+    total = len(put)
+
+    summary = {"idle_cpu_percent": round(100 * idle_rate, 3),
+               "events": total, "steady_rate_per_s": RATE,
+               "cpu_s_per_1000_events": round(1000 * load_cpu / total, 3), "latency_ms": {}}
+    print(f"idle: {100 * idle_rate:.3f}% of one core over {idle_s} s (long polls only)")
+    for phase, ids in phases.items():
+        for ch in ("stdout", "sns"):
+            lat = [1000 * (seen[(ch, e)] - put[e]) for e in ids]
+            row = {p: round(pct(lat, p)) for p in (50, 90, 99)}
+            row["max"] = round(max(lat))
+            row["n"] = len(lat)
+            summary["latency_ms"][f"{phase}/{ch}"] = row
+            print(f"{phase:6} {ch:6} n={len(lat):4}  p50 {row[50]:5} ms  p90 {row[90]:5} ms  "
+                  f"p99 {row[99]:5} ms  max {row['max']:5} ms")
+    print(f"CPU: {summary['cpu_s_per_1000_events']} s per 1,000 events "
+          f"({total} events, idle rate subtracted)")
+    with open(os.path.join(WORK, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+finally:
+    daemon.terminate()
+    try:
+        daemon.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+    moto.terminate()
