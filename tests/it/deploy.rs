@@ -70,6 +70,13 @@ const OPERATIONS: &[(&str, &str, Need)] = &[
         "sns:ListSubscriptionsByTopic",
         Need::Optional,
     ),
+    // The EventBridge rule feeding an `sqs` source (named by the queue policy's SourceArn).
+    ("describe_rule", "events:DescribeRule", Need::Optional),
+    (
+        "list_targets_by_rule",
+        "events:ListTargetsByRule",
+        Need::Optional,
+    ),
     // STS GetCallerIdentity (doctor's "who am I") needs no permission: nothing to grant.
     ("get_caller_identity", "", Need::Optional),
     // `rolewatch test-pattern --compare-aws`: run by a person with their own credentials,

@@ -505,10 +505,15 @@ fn doctor_reports_each_queue_setup_mistake() {
         queue: v["queue_url"].as_str().unwrap().to_owned(),
         dlq: v["dlq_url"].as_str().unwrap().to_owned(),
     };
+    let off = helper(&moto, &["bad-rule"])["queue_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let config = setup.config(&format!(
         "[[source]]\ntype = \"sqs\"\nname = \"good\"\nqueue_url = \"{}\"\ndlq_url = \"{}\"\n\n\
-         [[source]]\ntype = \"sqs\"\nname = \"bad\"\nqueue_url = \"{}\"\ndlq_url = \"{}\"\n",
-        good.queue, good.dlq, bad.queue, bad.dlq
+         [[source]]\ntype = \"sqs\"\nname = \"bad\"\nqueue_url = \"{}\"\ndlq_url = \"{}\"\n\n\
+         [[source]]\ntype = \"sqs\"\nname = \"off\"\nqueue_url = \"{off}\"\ndlq_url = \"{}\"\n",
+        good.queue, good.dlq, bad.queue, bad.dlq, good.dlq
     ));
     let out = command(None, Some(&moto))
         .args(["doctor", "--config"])
@@ -533,6 +538,21 @@ fn doctor_reports_each_queue_setup_mistake() {
     };
     let good_text = section("good");
     assert!(good_text.starts_with("ok"), "{good_text}");
+    assert!(
+        good_text.contains(
+            "EventBridge rule rolewatch-iam: enabled, targets this queue, with a dead-letter queue"
+        ),
+        "{good_text}"
+    );
+    // The rule the queue policy names: disabled, and targeting another queue.
+    let off_text = section("off");
+    assert!(off_text.starts_with("FAIL"), "{off_text}");
+    for want in [
+        "the EventBridge rule rolewatch-off is DISABLED",
+        "the EventBridge rule rolewatch-off does not target this queue",
+    ] {
+        assert!(off_text.contains(want), "{want}: {off_text}");
+    }
     let bad_text = section("bad");
     assert!(bad_text.starts_with("FAIL"), "{bad_text}");
     for want in [

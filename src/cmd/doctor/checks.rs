@@ -202,6 +202,9 @@ async fn sqs_source(check: String, s: &SourceConfig, sdk: &SdkConfig) -> Finding
             f.line("the queue policy does not let EventBridge (events.amazonaws.com) send to the queue: no event arrives (deploy/eventbridge-queue.yaml has the policy)");
         }
     }
+    if let Some(p) = main.policy.as_deref() {
+        eventbridge_rules(&mut f, p, q.queue_url(), &s.region, sdk).await;
+    }
     match q.dlq_url() {
         None => {
             f.raise(Status::Warn);
@@ -230,6 +233,149 @@ async fn sqs_source(check: String, s: &SourceConfig, sdk: &SdkConfig) -> Finding
         },
     }
     f
+}
+
+/// The EventBridge rule ARNs a queue policy names in its `aws:SourceArn` conditions.
+fn rule_arns(policy: &str) -> Vec<String> {
+    fn walk(v: &serde_json::Value, key: Option<&str>, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    walk(x, Some(k), out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, key, out)),
+            serde_json::Value::String(t)
+                if key.is_some_and(|k| k.eq_ignore_ascii_case("aws:SourceArn"))
+                    && t.starts_with("arn:")
+                    && t.contains(":events:")
+                    && t.contains(":rule/") =>
+            {
+                out.push(t.clone());
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(policy) {
+        walk(&v, None, &mut out);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The queue's ARN from its URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`).
+fn queue_arn(url: &str, region: &str) -> Option<String> {
+    let mut parts = url.trim_end_matches('/').rsplit('/');
+    let name = parts.next()?;
+    let account = parts.next()?;
+    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| format!("arn:aws:sqs:{region}:{account}:{name}"))
+}
+
+/// The EventBridge rules the queue policy lets send: each must be enabled, target this
+/// queue, and give that target a dead-letter queue (else an event EventBridge cannot deliver
+/// is dropped unseen).
+async fn eventbridge_rules(
+    f: &mut Finding,
+    policy: &str,
+    url: &str,
+    region: &str,
+    sdk: &SdkConfig,
+) {
+    let arns = rule_arns(policy);
+    if arns.is_empty() {
+        return;
+    }
+    let conf = aws_sdk_eventbridge::config::Builder::from(sdk)
+        .region(aws_config::Region::new(region.to_owned()))
+        .retry_config(retry())
+        .build();
+    let client = aws_sdk_eventbridge::Client::from_conf(conf);
+    let queue = queue_arn(url, region);
+    for arn in arns {
+        let Some(name) = arn.rsplit_once(":rule/").map(|(_, n)| n.to_owned()) else {
+            continue;
+        };
+        // A rule on a custom bus is `rule/BUS/NAME`.
+        let (bus, name) = match name.split_once('/') {
+            Some((b, n)) => (Some(b.to_owned()), n.to_owned()),
+            None => (None, name),
+        };
+        let rule = call(
+            "DescribeRule",
+            client
+                .describe_rule()
+                .name(&name)
+                .set_event_bus_name(bus.clone())
+                .send(),
+        )
+        .await;
+        match rule {
+            Ok(r) => {
+                let state = r.state().map_or("unknown", |s| s.as_str());
+                if state != "ENABLED" {
+                    f.raise(Status::Fail);
+                    f.line(format!(
+                        "the EventBridge rule {name} is {state}: no event reaches the queue"
+                    ));
+                }
+            }
+            Err(e) if e.is_access_denied() => {
+                f.raise(Status::Warn);
+                f.line(format!("cannot read the EventBridge rule {name}: {e}"));
+                f.line("grant events:DescribeRule and events:ListTargetsByRule on the rule (deploy/iam-policy-optional.json)");
+                continue;
+            }
+            Err(e) => {
+                f.raise(Status::Fail);
+                f.line(format!(
+                    "the EventBridge rule {name} named by the queue policy: {e}"
+                ));
+                continue;
+            }
+        }
+        let targets = call(
+            "ListTargetsByRule",
+            client
+                .list_targets_by_rule()
+                .rule(&name)
+                .set_event_bus_name(bus)
+                .send(),
+        )
+        .await;
+        match targets {
+            Ok(t) => {
+                let ours = t
+                    .targets()
+                    .iter()
+                    .find(|t| queue.as_deref().is_some_and(|q| t.arn() == q));
+                match ours {
+                    None => {
+                        f.raise(Status::Fail);
+                        f.line(format!(
+                            "the EventBridge rule {name} does not target this queue ({}): no event reaches it",
+                            queue.as_deref().unwrap_or(url)
+                        ));
+                    }
+                    Some(t) if t.dead_letter_config().and_then(|d| d.arn()).is_none() => {
+                        f.raise(Status::Warn);
+                        f.line(format!("the EventBridge rule {name} targets the queue without a dead-letter queue: an event EventBridge cannot deliver is dropped unseen"));
+                    }
+                    Some(_) => f.line(format!(
+                        "EventBridge rule {name}: enabled, targets this queue, with a dead-letter queue"
+                    )),
+                }
+            }
+            Err(e) => {
+                f.raise(Status::Warn);
+                f.line(format!(
+                    "cannot list the targets of the EventBridge rule {name}: {e}"
+                ));
+            }
+        }
+    }
 }
 
 /// A CloudTrail client for `region`, built like the source's: the lenient HTTP layer (one

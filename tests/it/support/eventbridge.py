@@ -2,6 +2,7 @@
 
 usage: eventbridge.py ENDPOINT setup VISIBILITY MAX_RECEIVES   -> {"queue_url", "dlq_url"}
        eventbridge.py ENDPOINT bad-queue                       -> {"queue_url", "dlq_url"}
+       eventbridge.py ENDPOINT bad-rule                        -> {"queue_url"}
        eventbridge.py ENDPOINT put RECORD_JSON_FILE            -> {"put_ms", "failed"}
        eventbridge.py ENDPOINT send QUEUE_URL BODY_FILE        -> {"ok": bool, "error"}
        eventbridge.py ENDPOINT count QUEUE_URL                 -> {"visible", "in_flight"}
@@ -32,7 +33,8 @@ if command == "setup":
     events.put_rule(Name="rolewatch-iam", State="ENABLED", EventPattern=json.dumps(
         {"source": ["aws.iam"], "detail-type": ["AWS API Call via CloudTrail"],
          "detail": {"eventSource": ["iam.amazonaws.com"]}}))
-    events.put_targets(Rule="rolewatch-iam", Targets=[{"Id": "queue", "Arn": queue_arn}])
+    events.put_targets(Rule="rolewatch-iam", Targets=[{"Id": "queue", "Arn": queue_arn,
+                                                       "DeadLetterConfig": {"Arn": dlq_arn}}])
     rule_arn = events.describe_rule(Name="rolewatch-iam")["Arn"]
     sqs.set_queue_attributes(QueueUrl=queue, Attributes={"Policy": json.dumps({
         "Version": "2012-10-17",
@@ -48,6 +50,23 @@ elif command == "bad-queue":
     queue = sqs.create_queue(QueueName="bad-events", Attributes={
         "VisibilityTimeout": "10", "KmsMasterKeyId": "alias/aws/sqs"})["QueueUrl"]
     out = {"queue_url": queue, "dlq_url": dlq}
+elif command == "bad-rule":
+    # A queue whose policy names a rule that is disabled and targets another queue.
+    queue = sqs.create_queue(QueueName="off-events", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    other = sqs.create_queue(QueueName="elsewhere")["QueueUrl"]
+    other_arn = sqs.get_queue_attributes(QueueUrl=other, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events = boto3.client("events", **kw)
+    events.put_rule(Name="rolewatch-off", State="DISABLED", EventPattern=json.dumps(
+        {"source": ["aws.iam"]}))
+    events.put_targets(Rule="rolewatch-off", Targets=[{"Id": "other", "Arn": other_arn}])
+    rule_arn = events.describe_rule(Name="rolewatch-off")["Arn"]
+    sqs.set_queue_attributes(QueueUrl=queue, Attributes={"Policy": json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+                       "Action": "sqs:SendMessage", "Resource": queue_arn,
+                       "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]})})
+    out = {"queue_url": queue}
 elif command == "put":
     with open(args[0]) as f:
         record = f.read()

@@ -611,7 +611,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Test credentials and region for a `rolewatch` command, with the CloudTrail endpoint on
-/// our LookupEvents server and CloudWatch Logs, SNS, SQS, IAM and STS on moto.
+/// our LookupEvents server and CloudWatch Logs, SNS, SQS, IAM, STS and EventBridge on moto.
 ///
 /// Instance metadata is disabled (each call would otherwise wait for it), and anything in
 /// the caller's environment that could send requests elsewhere or pick other credentials is
@@ -627,7 +627,15 @@ pub fn aws_env(cmd: &mut Command, endpoint_cloudtrail: Option<&str>, endpoint_mo
         .env_remove("AWS_ENDPOINT_URL")
         .env_remove("AWS_ROLE_ARN")
         .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE");
-    for service in ["CLOUDTRAIL", "CLOUDWATCH_LOGS", "SNS", "SQS", "IAM", "STS"] {
+    for service in [
+        "CLOUDTRAIL",
+        "CLOUDWATCH_LOGS",
+        "SNS",
+        "SQS",
+        "IAM",
+        "STS",
+        "EVENTBRIDGE",
+    ] {
         cmd.env_remove(format!("AWS_ENDPOINT_URL_{service}"));
     }
     if let Some(endpoint) = endpoint_cloudtrail {
@@ -635,9 +643,10 @@ pub fn aws_env(cmd: &mut Command, endpoint_cloudtrail: Option<&str>, endpoint_mo
     }
     // Without moto, IAM (the change analysis) refuses the connection at once: the analysis
     // degrades to "diff unavailable" instead of waiting for the real endpoint.
-    cmd.env("AWS_ENDPOINT_URL_IAM", "http://127.0.0.1:9");
+    cmd.env("AWS_ENDPOINT_URL_IAM", "http://127.0.0.1:9")
+        .env("AWS_ENDPOINT_URL_EVENTBRIDGE", "http://127.0.0.1:9");
     if let Some(endpoint) = endpoint_moto {
-        for service in ["CLOUDWATCH_LOGS", "SNS", "SQS", "IAM", "STS"] {
+        for service in ["CLOUDWATCH_LOGS", "SNS", "SQS", "IAM", "STS", "EVENTBRIDGE"] {
             cmd.env(format!("AWS_ENDPOINT_URL_{service}"), endpoint);
         }
     }
