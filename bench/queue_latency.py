@@ -13,8 +13,9 @@ then:
 
 Latency of each event = the channel's accept (the daemon's `alert_delivered` log line, its
 own timestamp) minus the moment before PutEvents was called. Prints p50/p90/p99/max per
-phase and channel, and the daemon's CPU seconds per 1,000 events (utime+stime from /proc,
-the idle rate subtracted). Writes summary.json in WORKDIR.
+phase and channel, the daemon's CPU seconds per 1,000 events (utime+stime from /proc, the
+idle rate subtracted), and its RSS idle, after the load and at peak (VmRSS, VmHWM; the
+footprint target is 15 MB). Writes summary.json in WORKDIR.
 """
 import json
 import os
@@ -45,6 +46,17 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def memory_kb(pid):
+    """(VmRSS, VmHWM) in kB."""
+    got = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                got[k] = int(v.split()[0])
+    return got.get("VmRSS", 0), got.get("VmHWM", 0)
 
 
 def record(event_id):
@@ -168,6 +180,7 @@ try:
     c0, t0 = cpu_seconds(daemon.pid), time.time()
     time.sleep(idle_s)
     idle_rate = (cpu_seconds(daemon.pid) - c0) / (time.time() - t0)
+    idle_rss, _ = memory_kb(daemon.pid)
 
     put = {}
     phases = {"steady": [], "burst": []}
@@ -201,11 +214,16 @@ try:
     load_wall = max(seen[k] for k in want) - t_load
     load_cpu = cpu_seconds(daemon.pid) - c_load - idle_rate * load_wall
     total = len(put)
+    rss, hwm = memory_kb(daemon.pid)
 
     summary = {"idle_cpu_percent": round(100 * idle_rate, 3),
+               "idle_rss_mb": round(idle_rss / 1024, 1), "rss_after_load_mb": round(rss / 1024, 1),
+               "peak_rss_mb": round(hwm / 1024, 1),
                "events": total, "steady_rate_per_s": RATE,
                "cpu_s_per_1000_events": round(1000 * load_cpu / total, 3), "latency_ms": {}}
-    print(f"idle: {100 * idle_rate:.3f}% of one core over {idle_s} s (long polls only)")
+    print(f"idle: {100 * idle_rate:.3f}% of one core over {idle_s} s (long polls only), "
+          f"RSS {idle_rss / 1024:.1f} MB")
+    print(f"after the load: RSS {rss / 1024:.1f} MB, peak {hwm / 1024:.1f} MB (target <= 15 MB)")
     for phase, ids in phases.items():
         for ch in ("stdout", "sns"):
             lat = [1000 * (seen[(ch, e)] - put[e]) for e in ids]
