@@ -9,14 +9,12 @@ use anyhow::Context;
 use serde_json::Value;
 
 use crate::cli::{ExpectAddArgs, ExpectCommand};
-use crate::config::expect::{validate, RawExpect, ACTOR_CLASSES};
+use crate::config::expect::{validate, RawExpect, ACTOR_CLASSES, DAY_MS};
 use crate::config::{ConfigError, Expectation};
 use crate::exit::UsageError;
 use crate::intel::baseline::decode_document;
 use crate::intel::expect::document_sha256;
 use crate::time::{format_rfc3339_ms, parse_rfc3339_ms, Clock, SystemClock};
-
-const DAY_MS: i64 = 86_400_000;
 
 /// The command.
 ///

@@ -10,7 +10,8 @@ use crate::time::{display_rfc3339_ms, parse_rfc3339_ms};
 
 /// The longest window an entry may have: an announcement is for a change, not a season.
 pub const MAX_WINDOW_DAYS: i64 = 90;
-const DAY_MS: i64 = 86_400_000;
+/// A day in unix milliseconds.
+pub const DAY_MS: i64 = 86_400_000;
 /// The longest description (it goes into every channel's text).
 const MAX_DESCRIPTION_CHARS: usize = 200;
 /// The actor classes an entry may name (those of `intel::actor::ActorClass`).

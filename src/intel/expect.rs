@@ -50,6 +50,21 @@ pub struct ExpectedNote {
     pub beyond: Option<String>,
 }
 
+impl ExpectedNote {
+    /// The mark as every channel shows it: the description and the window, and why the
+    /// severity was not lowered when it was not.
+    #[must_use]
+    pub fn shown(&self) -> String {
+        match &self.beyond {
+            None => format!("{} (window {})", self.description, self.window),
+            Some(beyond) => format!(
+                "{} (window {}); severity not lowered: {beyond}",
+                self.description, self.window
+            ),
+        }
+    }
+}
+
 /// The SHA-256 (hex) of a policy document in canonical form: object keys sorted, no blanks,
 /// strings and numbers as JSON writes them. What `document_sha256` must be.
 #[must_use]

@@ -144,14 +144,7 @@ fn facts(alert: &Alert) -> Vec<(&'static str, String)> {
         push("Verdict", Some(&an.verdict.as_str().to_uppercase()));
         push("Actor class", Some(an.actor_class.as_str()));
         if let Some(e) = &an.expected {
-            let text = match &e.beyond {
-                None => format!("{} (window {})", e.description, e.window),
-                Some(b) => format!(
-                    "{} (window {}); severity not lowered: {b}",
-                    e.description, e.window
-                ),
-            };
-            push("Expected", Some(&text));
+            push("Expected", Some(&e.shown()));
         }
     }
     let rule = format!("{} ({})", alert.rules.join(", "), alert.severity);

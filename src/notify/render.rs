@@ -354,14 +354,7 @@ fn change_view(alert: &Alert) -> (Vec<Row>, Option<String>) {
         Some(&a.verdict.as_str().to_uppercase()),
     );
     if let Some(e) = &a.expected {
-        let text = match &e.beyond {
-            None => format!("{} (window {})", e.description, e.window),
-            Some(beyond) => format!(
-                "{} (window {}); severity not lowered: {beyond}",
-                e.description, e.window
-            ),
-        };
-        row(&mut rows, "Expected", Some(&text));
+        row(&mut rows, "Expected", Some(&e.shown()));
     }
     row(
         &mut rows,
