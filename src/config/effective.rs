@@ -19,6 +19,7 @@ pub fn to_toml(cfg: &Config) -> String {
         "initial_lookback_secs".into(),
         secs(cfg.state.initial_lookback),
     );
+    super::state_backend::to_toml(&cfg.state.backend, &mut state);
     root.insert("state".into(), state.into());
 
     let sources = cfg

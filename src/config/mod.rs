@@ -10,6 +10,7 @@ pub mod expect;
 mod load;
 mod model;
 pub mod raw;
+pub mod state_backend;
 mod validate;
 pub mod vendor;
 
@@ -25,6 +26,7 @@ pub use model::{
     AdminConfig, Config, DaemonConfig, LogFormat, Schedule, SourceConfig, SourceKind, StateConfig,
 };
 pub use raw::RawConfig;
+pub use state_backend::{DynamoConfig, StateBackend};
 pub use validate::validate;
 pub use vendor::VendorConfig;
 

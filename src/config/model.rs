@@ -90,6 +90,8 @@ pub struct StateConfig {
     /// `None`: the default place (see `state::default_path`).
     pub path: Option<PathBuf>,
     pub initial_lookback: Duration,
+    /// SQLite (the default) or DynamoDB.
+    pub backend: super::state_backend::StateBackend,
 }
 
 /// Which API a source polls.

@@ -79,6 +79,17 @@ pub struct RawState {
     pub path: Option<PathBuf>,
     /// How far back a brand-new state looks on its first poll.
     pub initial_lookback_secs: Option<u64>,
+    /// `sqlite` (default) or `dynamodb`; the keys below are the DynamoDB backend's
+    /// ([`super::state_backend`]).
+    pub backend: Option<String>,
+    /// `dynamodb`: the table.
+    pub table: Option<String>,
+    /// `dynamodb`: the table's region.
+    pub region: Option<String>,
+    /// `dynamodb`: how long the leader's lease lasts unrenewed (default 15).
+    pub lease_secs: Option<u64>,
+    /// `dynamodb`: create the table at start when it is missing (default false).
+    pub create_table: Option<bool>,
 }
 
 /// `[[source]]`

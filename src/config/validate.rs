@@ -49,6 +49,8 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
         }
     }
 
+    let backend = super::state_backend::validate(&raw.state, &mut problems);
+
     let mut sources = Vec::new();
     let mut ids = HashSet::new();
     let raw_sources = if raw.sources.is_empty() {
@@ -133,6 +135,7 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
         state: StateConfig {
             path: raw.state.path,
             initial_lookback,
+            backend,
         },
         sources,
         rules,

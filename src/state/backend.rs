@@ -13,8 +13,8 @@
 use std::collections::HashSet;
 
 use super::{
-    Committed, Cursor, Delivery, Gap, LastKnownRow, NewAlert, PollCommit, State, StateError,
-    StateStats, StoredAlert,
+    Committed, Cursor, Delivery, Gap, LastKnownRow, Leadership, NewAlert, PollCommit, State,
+    StateError, StateStats, StoredAlert,
 };
 
 /// The state as the pipeline uses it. [`State`] (SQLite) is the one implementation today;
@@ -95,6 +95,26 @@ pub trait Backend: Send {
         snapshot: &str,
     ) -> Result<(), StateError>;
     fn latest_baseline(&self, role_name: &str) -> Result<Option<(i64, String)>, StateError>;
+
+    // Replicas (a shared backend): which one polls. SQLite has one rolewatch, always `Sole`.
+
+    /// Takes, keeps or renews this replica's lease at `now_ms`; call every third of
+    /// [`Backend::lease_ms`].
+    fn hold_lease(&mut self, _now_ms: i64) -> Result<Leadership, StateError> {
+        Ok(Leadership::Sole)
+    }
+    /// This replica's standing at `now_ms`, without a request.
+    fn leadership(&self, _now_ms: i64) -> Leadership {
+        Leadership::Sole
+    }
+    /// Gives the lease up (on shutdown), so that a follower takes over at once.
+    fn release_lease(&mut self) -> Result<(), StateError> {
+        Ok(())
+    }
+    /// The lease period (ms) of a shared backend; `None`: no lease (SQLite).
+    fn lease_ms(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// Each method is the inherent method of the same name (which inherent-first method lookup

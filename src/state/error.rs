@@ -162,6 +162,44 @@ pub enum StateError {
         channel: String,
     },
 
+    /// A DynamoDB request of the shared state failed while doing `op`.
+    #[error("the DynamoDB state table {table}: cannot {op}: {detail}")]
+    Dynamo {
+        /// The table.
+        table: String,
+        /// What rolewatch was doing, as a verb phrase ("commit a poll").
+        op: &'static str,
+        /// What DynamoDB or the SDK said (never an item's content).
+        detail: String,
+    },
+
+    /// This replica's lease was taken over: its write was refused by the fence, nothing of
+    /// it was recorded, and the replica is a follower now.
+    #[error(
+        "the DynamoDB state table {table}: cannot {op}: another replica took over the lease          (this one held fence {fence}); this replica stepped down and no longer polls"
+    )]
+    Fenced {
+        /// The table.
+        table: String,
+        /// The write refused.
+        op: &'static str,
+        /// The fence this replica held.
+        fence: u64,
+    },
+
+    /// The table was written by a newer rolewatch.
+    #[error(
+        "the DynamoDB state table {table} has schema version {found}, newer than version          {known} that this rolewatch knows; run the newer rolewatch that wrote it"
+    )]
+    DynamoTooNew {
+        /// The table.
+        table: String,
+        /// The version in the table.
+        found: u32,
+        /// The newest version this binary knows.
+        known: u32,
+    },
+
     /// Any other SQLite failure while doing `op` (for example a full disk, or a lock held too
     /// long by another process). A poll commit that fails this way changed nothing.
     #[error("the state database {}: cannot {op}: {source}", path.display())]

@@ -56,6 +56,20 @@ impl Store {
     /// As [`super::open_locked`]: a state that cannot be opened, or is in use by another
     /// rolewatch.
     pub fn open_locked(cfg: &Config) -> anyhow::Result<Store> {
+        if let crate::config::StateBackend::DynamoDb(d) = &cfg.state.backend {
+            // Replicas share the table: no lock file; the lease decides who polls.
+            let owner = replica_name();
+            let (state, fresh) = super::DynamoState::open(d, &owner)?;
+            tracing::info!(table = %d.table, region = %d.region, replica = %owner, "Using the DynamoDB state table");
+            if fresh == super::dynamo::Freshness::Fresh {
+                tracing::warn!(
+                    table = %d.table,
+                    lookback_secs = cfg.state.initial_lookback.as_secs(),
+                    "Started with a new, empty state: each source's first poll looks back only the initial lookback"
+                );
+            }
+            return Ok(Store::new(state));
+        }
         let (state, lock) = super::open_locked(cfg)?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -84,6 +98,17 @@ impl Store {
             _ => run(),
         }
     }
+}
+
+/// This replica's name in the lease: the host, the process and a random part (a restarted
+/// replica is a new one).
+fn replica_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    format!("{host}/{}/{:08x}", std::process::id(), fastrand::u32(..))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! that names the file and what to do (see [`StateError`]). The schema lives in [`schema`].
 
 mod backend;
+pub mod dynamo;
 mod error;
 mod handle;
 mod intel;
@@ -44,6 +45,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 pub use backend::Backend;
+pub use dynamo::{DynamoState, Leadership};
 use error::sqlite;
 pub use error::StateError;
 pub use handle::Store;

@@ -26,6 +26,12 @@ pub fn state_path(cfg: &Config) -> Result<PathBuf, StateError> {
 ///
 /// A corrupt, unreadable or too-new database: the error names the file and what to do.
 pub fn open_locked(cfg: &Config) -> anyhow::Result<(State, std::fs::File)> {
+    if let crate::config::StateBackend::DynamoDb(d) = &cfg.state.backend {
+        anyhow::bail!(
+            "this command works on a SQLite state only, and the configured state is the DynamoDB table {} ([state] backend = \"dynamodb\")",
+            d.table
+        );
+    }
     let path = state_path(cfg)?;
     let opened = State::open(&path)?;
     // One rolewatch per state: a second would send the same pending alerts again.

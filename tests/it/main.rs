@@ -18,6 +18,7 @@ mod rules;
 mod scan;
 mod servers;
 mod sources;
+mod state_backends;
 mod support;
 mod test_pattern;
 mod validate_config;
