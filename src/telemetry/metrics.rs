@@ -87,6 +87,7 @@ pub struct Metrics {
     pub channel_is_failing: GaugeFamily,
     pub outbox_pending: Gauge<f64, AtomicU64>,
     pub coverage_gaps_recorded: Gauge<f64, AtomicU64>,
+    pub replica_is_leader: Gauge<f64, AtomicU64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -245,6 +246,13 @@ impl Metrics {
             "Outbox rows not delivered yet (all channels)",
             outbox_pending.clone(),
         );
+        let replica_is_leader = Gauge::<f64, AtomicU64>::default();
+        replica_is_leader.set(1.0);
+        registry.register(
+            "replica_is_leader",
+            "1 while this rolewatch polls (the only one of a SQLite state, or the lease holder of a shared one); 0 for a follower",
+            replica_is_leader.clone(),
+        );
         let coverage_gaps_recorded = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "coverage_gaps_recorded",
@@ -288,6 +296,7 @@ impl Metrics {
             channel_is_failing,
             outbox_pending,
             coverage_gaps_recorded,
+            replica_is_leader,
         }
     }
 

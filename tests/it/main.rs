@@ -14,6 +14,7 @@ mod intel;
 mod layering;
 mod notify;
 mod queue;
+mod replicas;
 mod rules;
 mod scan;
 mod servers;

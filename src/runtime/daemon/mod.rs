@@ -48,6 +48,7 @@ use crate::time::Clock;
 
 mod passes;
 mod queue;
+mod replica;
 mod schedule;
 mod watch;
 
@@ -108,6 +109,8 @@ pub struct Daemon {
     metrics: Arc<Metrics>,
     /// When the daemon started (unix ms).
     started_ms: i64,
+    /// Whether this replica polls (a shared state's lease; SQLite: always).
+    replica: Mutex<crate::state::Leadership>,
 }
 
 impl Daemon {
@@ -209,6 +212,7 @@ impl Daemon {
             health: Mutex::new(health),
             metrics,
             started_ms: now,
+            replica: Mutex::new(crate::state::Leadership::Sole),
         })
     }
 
@@ -331,6 +335,10 @@ impl Daemon {
 
     /// Records the heartbeat notice: what rolewatch saw since it started.
     fn heartbeat(&self) {
+        if !self.leads() {
+            // The leader sends it: one heartbeat per deployment.
+            return;
+        }
         let total = |f: &prometheus_client::metrics::family::Family<
             metrics::Labels,
             prometheus_client::metrics::counter::Counter,
@@ -476,6 +484,15 @@ impl Daemon {
             );
         }
         sched.start().await.context("cannot start the scheduler")?;
+        // Replicas: take or follow the lease before the first polls, then keep it.
+        let lease_stop = CancellationToken::new();
+        let lease_task = self.state.with(|s| s.lease_ms()).map(|lease_ms| {
+            self.hold_lease();
+            tokio::spawn(
+                self.clone()
+                    .lease_loop(lease_ms, tracker.clone(), lease_stop.clone()),
+            )
+        });
         // The first poll of every source is now, not at the first tick; a queue is read
         // from now on.
         for i in 0..self.sources.len() {
@@ -506,6 +523,14 @@ impl Daemon {
             grace: self.settings.shutdown_grace,
         })
         .await;
+        if let Some(task) = lease_task {
+            lease_stop.cancel();
+            let _ = task.await;
+            // Drained: a follower may take over at once.
+            if let Err(e) = self.state.with(|s| s.release_lease()) {
+                tracing::warn!(event = "lease_failed", error = %e, "Cannot release the lease; a follower takes over when it runs out");
+            }
+        }
         Ok(())
     }
 }

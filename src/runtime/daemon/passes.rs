@@ -26,6 +26,13 @@ impl Daemon {
             return self.receive(i).await;
         }
         let sc = &slot.cfg;
+        // Replicas: only the lease holder polls (its clock says its lease is still fresh).
+        let standing = self.state.with(|s| s.leadership(self.clock.now_ms()));
+        if !standing.polls() {
+            self.set_standing(standing);
+            tracing::debug!(source = %sc.id, "Not polled: this replica is a follower");
+            return false;
+        }
         let retention = self.retention_of(i).await;
         lock(&self.health)[i].polling = true;
         let channels: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
@@ -145,6 +152,13 @@ impl Daemon {
     pub(super) async fn sweep(&self, i: usize) -> bool {
         let slot = &self.sources[i];
         let sc = &slot.cfg;
+        // Replicas: only the lease holder polls (its clock says its lease is still fresh).
+        let standing = self.state.with(|s| s.leadership(self.clock.now_ms()));
+        if !standing.polls() {
+            self.set_standing(standing);
+            tracing::debug!(source = %sc.id, "Not polled: this replica is a follower");
+            return false;
+        }
         let retention = self.retention_of(i).await;
         let channels: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
         let ctx = self.poll_context(&channels, retention);

@@ -65,11 +65,14 @@ impl Daemon {
     /// Applies the blind rules to every source at the current time (a poll may hang).
     pub(super) fn watch(&self) {
         let now = self.clock.now_ms();
+        // A follower does not poll: only its queues can go blind.
+        let leads = self.leads();
         let transitions: Vec<(usize, Transition)> = {
             let mut health = lock(&self.health);
             health
                 .iter_mut()
                 .enumerate()
+                .filter(|(i, _)| leads || self.sources[*i].cfg.kind.is_queue())
                 .filter_map(|(i, h)| h.check(now, &self.policy).map(|t| (i, t)))
                 .collect()
         };
@@ -84,7 +87,15 @@ impl Daemon {
         let health = lock(&self.health).clone();
         let mut ready = true;
         let mut sources = serde_json::Map::new();
+        let standing = self.standing();
         for (slot, h) in self.sources.iter().zip(&health) {
+            if !standing.polls() && !slot.cfg.kind.is_queue() {
+                sources.insert(
+                    slot.cfg.id.clone(),
+                    serde_json::json!({ "ready": true, "reason": null, "polled_by": "the leader" }),
+                );
+                continue;
+            }
             let why = h.not_ready(now);
             ready &= why.is_none();
             sources.insert(
@@ -100,7 +111,12 @@ impl Daemon {
         }
         (
             ready,
-            serde_json::json!({ "ready": ready, "state": "loaded", "sources": sources }),
+            serde_json::json!({
+                "ready": ready,
+                "state": "loaded",
+                "replica": standing.as_str(),
+                "sources": sources,
+            }),
         )
     }
 
