@@ -187,3 +187,46 @@ fn replicas_one_polls_a_killed_leader_is_replaced_a_paused_one_is_fenced() {
     assert_eq!(got.get("rep-4"), Some(&1), "{got:?}");
     b.child.kill().ok();
 }
+
+/// `doctor` knows the DynamoDB backend: a missing table fails with what to do (and doctor
+/// creates nothing); a table with a state shows its schema and who holds the lease.
+#[test]
+fn doctor_checks_the_dynamodb_table_without_writing() {
+    let moto = Moto::start();
+    let lookup = LookupServer::start();
+    let setup = Setup::new();
+    let config = config(&setup, "d", free_port());
+    let doctor = |moto: &Moto| {
+        let mut cmd = command(Some(&lookup), Some(moto));
+        cmd.env("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint())
+            .args(["doctor", "--config"])
+            .arg(&config);
+        let out = cmd.output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let state_line = |text: &str| -> String {
+        text.lines()
+            .find(|l| l.contains("rolewatch-replicas"))
+            .unwrap_or_else(|| panic!("no state line in:\n{text}"))
+            .to_owned()
+    };
+    let line = state_line(&doctor(&moto));
+    assert!(
+        line.contains("FAIL") && line.contains("does not exist") && line.contains("create_table"),
+        "{line}"
+    );
+    // Still missing: doctor created nothing.
+    let line = state_line(&doctor(&moto));
+    assert!(line.contains("does not exist"), "{line}");
+    // A replica runs once on it (creates the table, writes the schema, takes the lease).
+    let d = start(&lookup, &moto, &config);
+    d.wait_for(Duration::from_secs(30), "it leads", |d| {
+        d.stderr_text().contains("lease_taken")
+    });
+    let line = state_line(&doctor(&moto));
+    assert!(
+        line.starts_with("ok") && line.contains("schema version 1") && line.contains("fence 1"),
+        "{line}"
+    );
+    drop(d);
+}

@@ -40,6 +40,9 @@ pub(super) struct StateReport {
 /// Checks the state's place; reads its baseline of the vendor's role.
 pub(super) fn check(cfg: &Config) -> StateReport {
     const CHECK: &str = "state";
+    if let crate::config::StateBackend::DynamoDb(d) = &cfg.state.backend {
+        return check_dynamo(d);
+    }
     let path = match crate::state::state_path(cfg) {
         Ok(p) => p,
         Err(e) => {
@@ -50,6 +53,43 @@ pub(super) fn check(cfg: &Config) -> StateReport {
         }
     };
     check_path(&path, &cfg.vendor.role_name)
+}
+
+/// The DynamoDB backend: the table exists, its schema is one this rolewatch knows, and who
+/// holds the lease. Read only: doctor creates no table and writes no item.
+fn check_dynamo(d: &crate::config::DynamoConfig) -> StateReport {
+    use crate::state::dynamo::{DynamoState, SCHEMA_VERSION};
+    let what = format!("DynamoDB table {} ({})", d.table, d.region);
+    let unread = |why: &str| StoredBaseline::Unreadable(why.to_owned());
+    match DynamoState::inspect(d) {
+        Err(e) => StateReport {
+            finding: Finding::new(Status::Fail, "state", e.to_string()),
+            baseline: unread("the table cannot be read"),
+        },
+        Ok(found) => {
+            let lease = match &found.lease {
+                Some((owner, fence, _)) => format!("; lease held by {owner} (fence {fence})"),
+                None => "; no replica has taken the lease yet".to_owned(),
+            };
+            let finding = match found.schema {
+                Some(v) if v > SCHEMA_VERSION => Finding::new(
+                    Status::Fail,
+                    "state",
+                    format!("{what}: schema version {v}, newer than {SCHEMA_VERSION} that this rolewatch knows; run the newer rolewatch"),
+                ),
+                Some(v) => Finding::new(Status::Ok, "state", format!("{what}: schema version {v}{lease}")),
+                None => Finding::new(
+                    Status::Ok,
+                    "state",
+                    format!("{what}: exists, no rolewatch state yet (the first `rolewatch run` writes it)"),
+                ),
+            };
+            StateReport {
+                finding,
+                baseline: unread("not read from DynamoDB by doctor"),
+            }
+        }
+    }
 }
 
 /// [`check`] for a given state file.

@@ -231,6 +231,27 @@ impl Daemon {
     /// (`rolewatch once`). True when every source was read and every channel accepted what
     /// it was given.
     pub async fn once(&self) -> bool {
+        // A shared state: poll only while holding the lease (another replica may be running).
+        let leased = self.state.with(|s| s.lease_ms()).is_some();
+        if leased {
+            self.hold_lease();
+            if !self.leads() {
+                tracing::warn!(
+                    event = "replica_follower",
+                    "Another replica holds the lease: `once` polls nothing and delivers what is due"
+                );
+            }
+        }
+        let all = self.once_inner().await;
+        if leased {
+            if let Err(e) = self.state.with(|s| s.release_lease()) {
+                tracing::warn!(event = "lease_failed", error = %e, "Cannot release the lease; it runs out by itself");
+            }
+        }
+        all
+    }
+
+    async fn once_inner(&self) -> bool {
         // What an earlier run left pending goes out while the sources are read: its analysis
         // never holds up the first poll.
         let polls = async {

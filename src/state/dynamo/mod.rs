@@ -55,7 +55,6 @@ pub(crate) type Item = HashMap<String, AttributeValue>;
 
 /// The state in one DynamoDB table.
 pub struct DynamoState {
-    rt: tokio::runtime::Runtime,
     client: Client,
     table: String,
     /// This replica's name in the lease item.
@@ -74,6 +73,15 @@ impl std::fmt::Debug for DynamoState {
             .field("owner", &self.owner)
             .finish_non_exhaustive()
     }
+}
+
+/// What [`DynamoState::inspect`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    /// The schema version; `None` before the first rolewatch started on the table.
+    pub schema: Option<u32>,
+    /// The lease: owner, fence, expiry (unix ms).
+    pub lease: Option<(String, u64, i64)>,
 }
 
 /// Whether the table held a rolewatch state before.
@@ -117,19 +125,16 @@ impl DynamoState {
         owner: &str,
         given: Option<&aws_config::SdkConfig>,
     ) -> Result<(DynamoState, Freshness), StateError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| StateError::Dynamo {
-                table: cfg.table.clone(),
-                op: "start the DynamoDB client",
-                detail: e.to_string(),
-            })?;
+        let rt = runtime().map_err(|detail| StateError::Dynamo {
+            table: cfg.table.clone(),
+            op: "start the DynamoDB client",
+            detail,
+        })?;
         if let Some(sdk) = given {
             return Self::finish_open(cfg, owner, rt, Client::new(sdk));
         }
         let region = cfg.region.clone();
-        let sdk = block(&rt, async move { crate::aws::load(&region).await }).map_err(|e| {
+        let sdk = block(rt, async move { crate::aws::load(&region).await }).map_err(|e| {
             StateError::Dynamo {
                 table: cfg.table.clone(),
                 op: "load the AWS configuration",
@@ -139,14 +144,59 @@ impl DynamoState {
         Self::finish_open(cfg, owner, rt, Client::new(&sdk))
     }
 
+    /// What `rolewatch doctor` reads of the table, writing nothing: the table must exist;
+    /// returns its schema version (`None`: no rolewatch state yet) and the lease
+    /// `(owner, fence, expires_ms)`.
+    ///
+    /// # Errors
+    ///
+    /// No credentials, a missing table (with what to do), a failed request.
+    pub fn inspect(cfg: &DynamoConfig) -> Result<Inspection, StateError> {
+        let mut probe = cfg.clone();
+        probe.create_table = false;
+        let rt = runtime().map_err(|detail| StateError::Dynamo {
+            table: cfg.table.clone(),
+            op: "start the DynamoDB client",
+            detail,
+        })?;
+        let region = cfg.region.clone();
+        let sdk = block(rt, async move { crate::aws::load(&region).await }).map_err(|e| {
+            StateError::Dynamo {
+                table: cfg.table.clone(),
+                op: "load the AWS configuration",
+                detail: format!("{e:#}"),
+            }
+        })?;
+        let mut state = DynamoState {
+            client: Client::new(&sdk),
+            table: cfg.table.clone(),
+            owner: "doctor".into(),
+            lease: lease::LeaseState::new(0),
+            pruned_ms: HashMap::new(),
+            prune_every_ms: commit::PRUNE_EVERY_MS,
+        };
+        state.ensure_table(false)?;
+        let schema = state
+            .get(keys::meta("schema"), "read the schema version")?
+            .and_then(|i| num(&i, "version"))
+            .map(|v| u32::try_from(v).unwrap_or(u32::MAX));
+        let lease = state.get(keys::meta("lease"), "read the lease")?.map(|i| {
+            (
+                text(&i, "owner").unwrap_or_default(),
+                u64::try_from(num(&i, "fence").unwrap_or(0)).unwrap_or(0),
+                num(&i, "expires_ms").unwrap_or(0),
+            )
+        });
+        Ok(Inspection { schema, lease })
+    }
+
     fn finish_open(
         cfg: &DynamoConfig,
         owner: &str,
-        rt: tokio::runtime::Runtime,
+        _rt: &'static tokio::runtime::Runtime,
         client: Client,
     ) -> Result<(DynamoState, Freshness), StateError> {
         let mut state = DynamoState {
-            rt,
             client,
             table: cfg.table.clone(),
             owner: owner.to_owned(),
@@ -303,7 +353,11 @@ impl DynamoState {
         F: Future + Send,
         F::Output: Send,
     {
-        block(&self.rt, f)
+        match runtime() {
+            Ok(rt) => block(rt, f),
+            // Made by `open`, which fails without it: a DynamoState exists only with it.
+            Err(e) => unreachable!("the DynamoDB runtime is gone: {e}"),
+        }
     }
 
     fn sdk_error<E, R>(&self, op: &'static str, e: &SdkError<E, R>) -> StateError
@@ -651,6 +705,21 @@ impl From<StateError> for TxFailure {
     fn from(e: StateError) -> Self {
         TxFailure::Error(e)
     }
+}
+
+/// The backend's runtime: one per process, never dropped (a runtime dropped inside the
+/// daemon's async context would panic).
+fn runtime() -> Result<&'static tokio::runtime::Runtime, String> {
+    static RT: std::sync::OnceLock<Result<tokio::runtime::Runtime, String>> =
+        std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(Clone::clone)
 }
 
 /// Runs `f` on `rt`; from inside another runtime (where `block_on` would panic), on a scoped
