@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::analysis::{Analyzer, Before};
+use super::analysis::{Analyzer, Before, Within, TIMEOUT_PREFIX};
 use super::baseline::{self, Baseline};
 use super::iam::IamReader;
 use super::known::LastKnown;
@@ -229,6 +229,25 @@ impl<R: IamReader> Worker<R> {
         let mut n = 0;
         let mut budget = self.analyzer.budget;
         let mut offline: Option<String> = None;
+        // The role as it is now, read once for the pass (not once per alert of a burst).
+        let mut current = None;
+        if due.iter().any(|s| !is_own_notice(s)) {
+            let read = baseline::snapshot(
+                &self.analyzer.iam,
+                &self.analyzer.vendor,
+                self.clock.now_ms(),
+            );
+            match tokio::time::timeout(budget, read).await {
+                Ok(now) => current = Some(now),
+                Err(_) => {
+                    offline = Some(format!(
+                        "{TIMEOUT_PREFIX} {} s (reading the role for this batch)",
+                        budget.as_secs_f64()
+                    ));
+                    budget = budget.min(SHORT_BUDGET);
+                }
+            }
+        }
         for stored in due.iter().filter(|s| !is_own_notice(s)) {
             // A baseline taken after the event already holds the change: it is no "before".
             let before = Before {
@@ -243,8 +262,11 @@ impl<R: IamReader> Worker<R> {
                     stored,
                     before,
                     self.clock.now_ms(),
-                    budget,
-                    offline.as_deref(),
+                    Within {
+                        budget,
+                        offline: offline.as_deref(),
+                        current: current.as_ref(),
+                    },
                 )
                 .await;
             let a = outcome.analysis;

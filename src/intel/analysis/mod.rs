@@ -19,7 +19,7 @@ use change::{event_document, rp, since_baseline, Unavailable};
 use super::actor::{self, ActorClass};
 use super::baseline::{self, decode_document, Baseline};
 use super::expect::{self, ExpectedNote};
-use super::iam::IamReader;
+use super::iam::{IamError, IamReader};
 use super::known::{self, LastKnown};
 use super::policy::{self, StatementChange, Verdict};
 use crate::config::{Expectation, VendorConfig};
@@ -139,6 +139,21 @@ pub struct Before<'a> {
     pub baseline: Option<&'a Baseline>,
 }
 
+/// How one analysis of a worker's pass runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Within<'a> {
+    /// All IAM calls of this analysis together take at most this long (the worker shortens
+    /// it while IAM does not answer, so that a backlog of alerts is not held for the full
+    /// budget each).
+    pub budget: Duration,
+    /// Why no IAM call is to be made (IAM failed for an earlier alert of the pass).
+    pub offline: Option<&'a str>,
+    /// The role as it is now, read once for the whole pass: every alert of a pass is
+    /// compared with the same "now" (what the role now differs in from the baseline), and a
+    /// burst of alerts does not read the whole role once per alert. `None`: read it here.
+    pub current: Option<&'a Result<Baseline, IamError>>,
+}
+
 /// An analysis, and the last known state after the change.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -184,24 +199,31 @@ impl<R: IamReader> Analyzer<R> {
             last_known: known.as_ref(),
             baseline,
         };
-        self.analyze_within(stored, before, now_ms, self.budget, None)
+        let within = Within {
+            budget: self.budget,
+            offline: None,
+            current: None,
+        };
+        self.analyze_within(stored, before, now_ms, within)
             .await
             .analysis
     }
 
     /// Analyses one stored alert against the moment before it (`before.last_known`, when
-    /// it is from before the change) and the baseline, with another budget (the worker
-    /// shortens it while IAM does not answer, so that a backlog of alerts is not held for
-    /// the full budget each); `offline` says why no IAM call is to be made. Returns the
-    /// analysis and the last known state after the change.
+    /// it is from before the change) and the baseline, as one of a worker's pass
+    /// (`within`). Returns the analysis and the last known state after the change.
     pub async fn analyze_within(
         &self,
         stored: &StoredAlert,
         before: Before<'_>,
         now_ms: i64,
-        budget: Duration,
-        offline: Option<&str>,
+        within: Within<'_>,
     ) -> Outcome {
+        let Within {
+            budget,
+            offline,
+            current: taken,
+        } = within;
         let record: Value = serde_json::from_str(&stored.record).unwrap_or(Value::Null);
         let (actor_class, allowlisted) = actor::classify(&record, &self.vendor);
         let event = record
@@ -278,7 +300,10 @@ impl<R: IamReader> Analyzer<R> {
                         prior.as_ref().map(|k| *k).map_err(String::as_str),
                     )
                     .await;
-                let current = baseline::snapshot(&self.iam, &self.vendor, now_ms).await;
+                let current = match taken {
+                    Some(now) => now.clone(),
+                    None => baseline::snapshot(&self.iam, &self.vendor, now_ms).await,
+                };
                 (change, current)
             };
             match tokio::time::timeout(budget, work).await {
