@@ -214,7 +214,6 @@ fn validate_source(
             for (k, v) in [
                 ("log_group", s.log_group.is_some()),
                 ("log_stream_prefix", s.log_stream_prefix.is_some()),
-                ("trail", s.trail.is_some()),
                 ("overlap_secs", s.overlap_secs.is_some()),
                 ("max_requests_per_sec", s.max_requests_per_sec.is_some()),
                 ("schedule", s.schedule.is_some()),
