@@ -18,6 +18,7 @@ use super::analysis::{Analyzer, Before, Within, TIMEOUT_PREFIX};
 use super::baseline::{self, Baseline};
 use super::iam::IamReader;
 use super::known::LastKnown;
+use super::memo::Memo;
 use crate::state::{LastKnownRow, Store, StoredAlert};
 use crate::telemetry::events::{AlertAnalysed, BaselineFailed, BaselineTaken};
 use crate::telemetry::metrics::Metrics;
@@ -38,6 +39,10 @@ const IDLE_TICK: Duration = Duration::from_secs(60);
 
 /// The most alerts one pass analyses.
 const BATCH: usize = 20;
+
+/// IAM calls in flight at once while a pass reads what its batch needs (the IAM client's
+/// rate limit still spaces them).
+const PREFETCH: usize = 8;
 
 /// The worker of the daemon: the real IAM, the configured vendor, the default budget.
 pub fn for_daemon(
@@ -229,15 +234,33 @@ impl<R: IamReader> Worker<R> {
         let mut n = 0;
         let mut budget = self.analyzer.budget;
         let mut offline: Option<String> = None;
-        // The role as it is now, read once for the pass (not once per alert of a burst).
+        // One pass's IAM answers: what the batch needs is asked at once (`PREFETCH`
+        // alerts' calls at a time), with the role as it is now, read once for the pass
+        // (not once per alert of a burst); the analyses below, in order, find it answered.
+        let memo = Memo::new(&self.analyzer.iam);
+        let analyzer = self.analyzer.over(memo);
         let mut current = None;
-        if due.iter().any(|s| !is_own_notice(s)) {
-            let read = baseline::snapshot(
-                &self.analyzer.iam,
-                &self.analyzer.vendor,
-                self.clock.now_ms(),
+        let todo: Vec<&StoredAlert> = due.iter().filter(|s| !is_own_notice(s)).collect();
+        if !todo.is_empty() {
+            let read = baseline::snapshot(&analyzer.iam, &analyzer.vendor, self.clock.now_ms());
+            let warm = async {
+                for chunk in todo.chunks(PREFETCH) {
+                    let mut calls = Vec::with_capacity(chunk.len());
+                    for s in chunk {
+                        let before = Before {
+                            last_known: known.as_ref(),
+                            baseline: None,
+                        };
+                        calls.push(analyzer.prefetch(s, before));
+                    }
+                    futures_util::future::join_all(calls).await;
+                }
+            };
+            let (now, _) = tokio::join!(
+                tokio::time::timeout(budget, read),
+                tokio::time::timeout(budget, warm)
             );
-            match tokio::time::timeout(budget, read).await {
+            match now {
                 Ok(now) => current = Some(now),
                 Err(_) => {
                     offline = Some(format!(
@@ -256,8 +279,7 @@ impl<R: IamReader> Worker<R> {
                     .as_ref()
                     .filter(|b| b.taken_ms < stored.event_time_ms),
             };
-            let outcome = self
-                .analyzer
+            let outcome = analyzer
                 .analyze_within(
                     stored,
                     before,
@@ -295,7 +317,7 @@ impl<R: IamReader> Worker<R> {
                     snapshot,
                 })
             });
-            let role = &self.analyzer.vendor.role_name;
+            let role = &analyzer.vendor.role_name;
             let now = self.clock.now_ms();
             let recorded = self.state.with(|s| match &row {
                 Some(row) => s.put_analysis_and_last_known(stored.id, &json, now, role, row),

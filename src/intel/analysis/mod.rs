@@ -184,6 +184,22 @@ fn parse_severity(s: &str) -> Severity {
     .unwrap_or(Severity::High)
 }
 
+/// The moment before a change: the last known state, when it is from before the change and
+/// whole; otherwise why there is none.
+fn prior<'a>(before: Before<'a>, event_id: &str, event_time: i64) -> Result<&'a LastKnown, String> {
+    match before.last_known {
+        None => Err("no baseline was taken and no change recorded before this one".to_owned()),
+        Some(k) if !k.is_before(event_id, event_time) => Err(format!(
+            "the last known state ({}) is not older than the change",
+            k.provenance()
+        )),
+        Some(k) => match &k.incomplete {
+            Some(why) => Err(format!("the last known state is incomplete: {why}")),
+            None => Ok(k),
+        },
+    }
+}
+
 impl<R: IamReader> Analyzer<R> {
     /// Analyses one stored alert against `baseline` (the latest snapshot, if any), which is
     /// also taken as the moment before the change. Never fails: what cannot be found out is
@@ -207,6 +223,37 @@ impl<R: IamReader> Analyzer<R> {
         self.analyze_within(stored, before, now_ms, within)
             .await
             .analysis
+    }
+
+    /// This analyzer over another IAM reader (a pass's [`super::memo::Memo`]).
+    pub fn over<S: IamReader>(&self, iam: S) -> Analyzer<S> {
+        Analyzer {
+            iam,
+            vendor: self.vendor.clone(),
+            budget: self.budget,
+            expect: self.expect.clone(),
+        }
+    }
+
+    /// Makes the IAM calls the analysis of `stored` makes, for their answers alone (through
+    /// a [`super::memo::Memo`], so that a batch's calls go out together and the analyses
+    /// after find them answered).
+    pub async fn prefetch(&self, stored: &StoredAlert, before: Before<'_>) {
+        let record: Value = serde_json::from_str(&stored.record).unwrap_or(Value::Null);
+        if record.get("errorCode").is_some_and(|c| !c.is_null()) {
+            return;
+        }
+        let event = record
+            .get("eventName")
+            .and_then(Value::as_str)
+            .unwrap_or(&stored.event_name);
+        let prior = prior(before, &stored.event_id, stored.event_time_ms);
+        self.change(
+            event,
+            &record,
+            prior.as_ref().map(|k| *k).map_err(String::as_str),
+        )
+        .await;
     }
 
     /// Analyses one stored alert against the moment before it (`before.last_known`, when
@@ -235,17 +282,7 @@ impl<R: IamReader> Analyzer<R> {
         let (event_id, event_time) = (stored.event_id.as_str(), stored.event_time_ms);
         // The moment before: the last known state, when it is from before this change and
         // whole; otherwise why there is none.
-        let prior: Result<&LastKnown, String> = match before.last_known {
-            None => Err("no baseline was taken and no change recorded before this one".to_owned()),
-            Some(k) if !k.is_before(event_id, event_time) => Err(format!(
-                "the last known state ({}) is not older than the change",
-                k.provenance()
-            )),
-            Some(k) => match &k.incomplete {
-                Some(why) => Err(format!("the last known state is incomplete: {why}")),
-                None => Ok(k),
-            },
-        };
+        let prior = prior(before, event_id, event_time);
         let base = before.baseline.filter(|b| b.taken_ms < event_time);
         let mut flags = Vec::new();
         if let Some(arn) = rp(&record, "policyArn").filter(|a| is_high_risk_managed(a)) {
