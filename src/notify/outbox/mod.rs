@@ -254,10 +254,15 @@ impl Outbox {
     /// One pass over every channel: send what is due, record the outcome, report channels
     /// that keep failing.
     pub async fn pass(&self) -> PassReport {
-        let mut report = PassReport::default();
+        // The channels side by side: a slow one (SNS, SMTP, a webhook) holds up neither the
+        // others nor their alerts; each sends its own rows in order.
+        let mut passes = Vec::with_capacity(self.channels.len());
         for i in 0..self.channels.len() {
-            self.deliver_channel(i, &mut report).await;
-            self.update_health(i);
+            passes.push(self.channel_pass(i));
+        }
+        let mut report = PassReport::default();
+        for r in futures_util::future::join_all(passes).await {
+            report.add(r);
         }
         report.failing = self
             .channels
@@ -266,6 +271,14 @@ impl Outbox {
             .filter(|(_, c)| c.failing.load(Ordering::Relaxed))
             .map(|(ch, _)| ch.notifier.name().to_owned())
             .collect();
+        report
+    }
+
+    /// One channel's part of a pass.
+    async fn channel_pass(&self, i: usize) -> PassReport {
+        let mut report = PassReport::default();
+        self.deliver_channel(i, &mut report).await;
+        self.update_health(i);
         report
     }
 
