@@ -3,7 +3,7 @@ stdout and SNS, all on loopback against moto.
 
     python bench/queue_latency.py ROLEWATCH_BIN MOTO_SERVER WORKDIR [STEADY_N RATE BURST_N]
 
-Starts moto, makes the rule, queue, DLQ and an SNS topic, runs `rolewatch run` with one `sqs`
+Starts moto (EventBridge and SQS; a second for IAM and SNS), makes the rule, queue, DLQ and an SNS topic, runs `rolewatch run` with one `sqs`
 source (default settings: 20 s long polls, up to 10 messages) and two channels (stdout, sns),
 then:
 
@@ -93,22 +93,32 @@ def pct(xs, p):
     return xs[k]
 
 
-port = free_port()
-moto_log = open(os.path.join(WORK, "moto.log"), "w")
-moto = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)], stdout=moto_log,
-                        stderr=subprocess.STDOUT)
-endpoint = f"http://127.0.0.1:{port}"
+def start_moto(name):
+    """A moto server on a free loopback port: (process, endpoint)."""
+    port = free_port()
+    log = open(os.path.join(WORK, f"{name}.log"), "w")
+    proc = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)], stdout=log,
+                            stderr=subprocess.STDOUT)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+# EventBridge and SQS on one moto (its rule delivers into its queue); IAM and SNS on a
+# second, as they are separate services in AWS: one single-threaded Python process for
+# everything would make each service wait for the others' requests.
+moto, endpoint = start_moto("moto")
+moto2, endpoint2 = start_moto("moto-iam-sns")
 kw = dict(endpoint_url=endpoint, region_name="us-east-1",
           aws_access_key_id="testing", aws_secret_access_key="testing")
-for _ in range(100):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        break
-    except OSError:
-        time.sleep(0.1)
+kw2 = dict(kw, endpoint_url=endpoint2)
 sqs = boto3.client("sqs", **kw)
 events = boto3.client("events", **kw)
-sns = boto3.client("sns", **kw)
+sns = boto3.client("sns", **kw2)
 dlq = sqs.create_queue(QueueName="bench-dlq",
                        Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
 dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -122,7 +132,7 @@ events.put_targets(Rule="bench-iam", Targets=[{"Id": "q", "Arn": queue_arn}])
 topic = sns.create_topic(Name="bench-alerts")["TopicArn"]
 # The vendor's role as the install guide makes it, so that each alert's change analysis reads
 # IAM as it does in an account (a baseline, the attached policy's documents).
-iam = boto3.client("iam", **kw)
+iam = boto3.client("iam", **kw2)
 policy_arn = iam.create_policy(PolicyName="AstronomerCrossAccountRole", PolicyDocument=json.dumps(
     {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
         "ec2:Describe*", "eks:DescribeCluster", "s3:GetObject"]}]}))["Policy"]["Arn"]
@@ -162,7 +172,8 @@ enabled = false
 log_format = "json"
 shutdown_grace_secs = 10
 """)
-env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing",
+env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ENDPOINT_URL_IAM=endpoint2,
+           AWS_ENDPOINT_URL_SNS=endpoint2, AWS_ACCESS_KEY_ID="testing",
            AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1", RUST_LOG="info",
            AWS_EC2_METADATA_DISABLED="true")
 out_path, err_path = os.path.join(WORK, "stdout.jsonl"), os.path.join(WORK, "stderr.jsonl")
@@ -280,3 +291,4 @@ finally:
     except subprocess.TimeoutExpired:
         daemon.kill()
     moto.terminate()
+    moto2.terminate()

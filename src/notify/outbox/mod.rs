@@ -309,12 +309,13 @@ impl Outbox {
         resent
     }
 
-    /// Runs passes until `shutdown` is cancelled: at once when `wake` is notified (a poll
-    /// committed new alerts, or their analysis is ready), when the next pending delivery is
-    /// due, every [`TICK`] while something due waits (for its analysis, or a resting
-    /// channel), and at least every [`IDLE_TICK`]. An idle daemon thus reads the state once a
-    /// minute, not once a second. A pass under way finishes: its sends are bounded by the
-    /// channels' timeouts, and the process' drain grace bounds the rest.
+    /// Runs passes until `shutdown` is cancelled, each channel in a loop of its own (a slow
+    /// channel holds up no other): at once when `wake` is notified (a poll committed new
+    /// alerts, or their analysis is ready), when the next pending delivery is due, every
+    /// [`TICK`] while something due waits (for its analysis, or a resting channel), and at
+    /// least every [`IDLE_TICK`]. An idle daemon thus reads the state once a minute, not once
+    /// a second. A pass under way finishes: its sends are bounded by the channels' timeouts,
+    /// and the process' drain grace bounds the rest.
     pub async fn run(self: Arc<Self>, wake: Arc<Notify>, shutdown: CancellationToken) {
         // Started beside the first polls: what an earlier run left pending (and its
         // analysis) never holds them up.
@@ -322,8 +323,31 @@ impl Outbox {
             _ = self.resend_pending() => {}
             () = shutdown.cancelled() => return,
         }
+        // One wake per channel: `notify_one` keeps a permit for a loop that is mid-pass, so
+        // no wake is lost.
+        let wakes: Vec<Notify> = self.channels.iter().map(|_| Notify::new()).collect();
+        let mut loops = Vec::with_capacity(wakes.len());
+        for (i, w) in wakes.iter().enumerate() {
+            loops.push(self.channel_loop(i, w, &shutdown));
+        }
+        let forward = async {
+            loop {
+                wake.notified().await;
+                for w in &wakes {
+                    w.notify_one();
+                }
+            }
+        };
+        tokio::select! {
+            _ = futures_util::future::join_all(loops) => {}
+            () = forward => {}
+        }
+    }
+
+    /// One channel's loop in [`Outbox::run`].
+    async fn channel_loop(&self, i: usize, wake: &Notify, shutdown: &CancellationToken) {
         loop {
-            self.pass().await;
+            self.channel_pass(i).await;
             let pause = self.next_pause();
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
