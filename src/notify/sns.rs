@@ -72,6 +72,11 @@ pub struct Publication {
 }
 
 impl SnsNotifier {
+    /// Whether the topic is FIFO (`….fifo`).
+    pub fn is_fifo(&self) -> bool {
+        self.fifo
+    }
+
     pub fn new(name: &str, cfg: &SnsChannelConfig, sdk: &SdkConfig) -> SnsNotifier {
         let conf = aws_sdk_sns::config::Builder::from(sdk)
             .region(aws_config::Region::new(cfg.region.clone()))
@@ -361,6 +366,29 @@ fn cut_bytes(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A standard topic takes publishes side by side; a FIFO topic, which keeps order, one
+    /// after the other.
+    #[test]
+    fn only_a_standard_topic_sends_side_by_side() {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let of = |arn: &str| {
+            let cfg = crate::config::SnsChannelConfig {
+                topic_arn: arn.into(),
+                region: "us-east-1".into(),
+                format: crate::config::SnsFormat::Alert,
+            };
+            crate::notify::notifier::Notifier::Sns(Box::new(SnsNotifier::new("t", &cfg, &sdk)))
+                .in_flight()
+        };
+        assert_eq!(
+            of("arn:aws:sns:us-east-1:123456789012:alerts"),
+            crate::notify::notifier::SNS_IN_FLIGHT
+        );
+        assert_eq!(of("arn:aws:sns:us-east-1:123456789012:alerts.fifo"), 1);
+    }
     use crate::state::StoredAlert;
 
     fn alert(record: &str) -> Alert {
