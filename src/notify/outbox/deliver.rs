@@ -46,7 +46,9 @@ impl Outbox {
                         None
                     }
                 };
-            let alert = Alert::from_stored(&stored, self.clock.now_ms()).with_analysis(analysis);
+            let alert = Alert::from_stored(&stored, self.clock.now_ms())
+                .with_analysis(analysis)
+                .with_accounts(&self.accounts);
             let result = ch.notifier.send(&alert).await;
             let now = self.clock.now_ms();
             match result {
