@@ -158,6 +158,7 @@ impl Daemon {
         let analysis = crate::intel::worker::for_daemon(
             cfg,
             &sdk,
+            &built.accounts,
             state.clone(),
             clock.clone(),
             metrics.clone(),
