@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
 use crate::support::{
@@ -222,4 +224,46 @@ fn a_throttled_account_and_one_without_credentials_leave_the_others_alone_and_ar
         "dev has no credentials: {}",
         stats["by_account"]
     );
+}
+
+/// The global cap: six accounts' polls (each reply held 400 ms) under `max_concurrent_polls =
+/// 2` are never more than two at once at the server, and two do run at once.
+#[test]
+fn polls_of_all_accounts_share_one_concurrency_cap() {
+    let moto = Moto::start();
+    let server = LookupServer::start();
+    server.accounts(json!({"moto": moto.endpoint()}));
+    server.faults(json!({"delay_ms": 400}));
+    let members = [
+        "200000000001",
+        "200000000002",
+        "200000000003",
+        "200000000004",
+        "200000000005",
+    ];
+    let mut body = String::from(
+        "[[source]]\ntype = \"cloudtrail\"\nname = \"ct\"\nmax_requests_per_sec = 2\n\
+         sweep_interval_secs = 0\npoll_interval_secs = 3600\n\n[admin]\nenabled = false\n\n\
+         [daemon]\nmax_concurrent_polls = 2\nshutdown_grace_secs = 5\n\n\
+         [[account]]\nid = \"123456789012\"\n",
+    );
+    for m in members {
+        body.push_str(&format!(
+            "\n[[account]]\nid = \"{m}\"\nrole_arn = \"arn:aws:iam::{m}:role/rolewatch-member\"\nexternal_id = \"ext-{m}\"\n"
+        ));
+    }
+    let setup = Setup::new();
+    let config = setup.config(&body);
+    let mut cmd = command(Some(&server), Some(&moto));
+    cmd.args(["run", "--config"]).arg(&config);
+    let daemon = crate::support::Daemon::spawn(cmd);
+    daemon.wait_for(Duration::from_secs(60), "every account polled", |_| {
+        let stats = server.stats();
+        let by = &stats["by_account"];
+        by.get(OWN).is_some() && members.iter().all(|m| by.get(*m).is_some())
+    });
+    let stats = server.stats();
+    assert_eq!(stats["max_in_flight"], 2, "{}", stats["by_account"]);
+    let (status, _, _) = daemon.stop("-TERM");
+    assert!(status.success(), "{status}");
 }

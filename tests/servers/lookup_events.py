@@ -32,7 +32,7 @@ Tests load events and inject faults through a control API on the same port:
                             fields, as the API spells them); null forgets the trail
     POST /_control/accounts {"moto": "http://127.0.0.1:<port>", "keys": {"<access key id>": "<account>"}}
                             how a request's account is known (see Accounts below)
-    GET  /_control/stats
+    GET  /_control/stats   (with `max_in_flight`: the most API requests answered at once)
     POST /_control/reset
 
 Event specs may also override the fields LookupEvents derives from the record: `event_id`,
@@ -326,6 +326,8 @@ class Store:
         self.key_accounts: dict[str, str] = {}  # access key id -> account (given or learnt)
         self.by_account: collections.Counter = collections.Counter()
         self.account_windows: dict[str, collections.deque] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.requests_total = 0
         self.by_operation: collections.Counter = collections.Counter()
         self.throttled = 0
@@ -494,6 +496,15 @@ class Store:
                 error = ApiError(status, code, "Injected server error")
             return delay, error
 
+    def enter(self):
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self):
+        with self.lock:
+            self.in_flight -= 1
+
     def record_outcome(self, summary: dict, status: int, code: str | None):
         with self.lock:
             summary["status"] = status
@@ -520,6 +531,7 @@ class Store:
                 "events_visible": sum(1 for e in self.events if e.visible_at <= now),
                 "faults": dict(self.faults),
                 "by_account": dict(self.by_account),
+                "max_in_flight": self.max_in_flight,
                 "recent_requests": list(self.recent),
             }
 
@@ -785,6 +797,14 @@ class Handler(JsonHandler):
         summary["account"] = account
 
         delay, error = STORE.admit(operation, received, summary)
+        STORE.enter()
+        try:
+            self.answer(operation, target, parsed, summary, delay, error)
+        finally:
+            STORE.leave()
+
+    def answer(self, operation, target, parsed, summary, delay, error):
+        account = summary.get("account")
         if delay:
             time.sleep(delay)
         try:
