@@ -196,8 +196,8 @@ const MAX_LISTED: usize = 1000;
 
 impl IamReader for AwsIam {
     fn for_account(&self, account: &str) -> Option<AwsIam> {
-        self.members.get(account).map(|client| AwsIam {
-            client: client.clone(),
+        self.members.get(account).map(|member| AwsIam {
+            client: aws_sdk_iam::Client::clone(member),
             members: std::sync::Arc::default(),
         })
     }
