@@ -217,7 +217,7 @@ pub fn publication(alert: &Alert) -> Result<Publication, SendError> {
     if subject.is_empty() {
         subject = "rolewatch alert".to_owned();
     }
-    let attributes = vec![
+    let mut attributes = vec![
         ("severity", attribute(Some(&alert.severity))),
         ("rule", attribute(Some(&alert.rule))),
         ("event_name", attribute(alert.action.event_name.as_deref())),
@@ -232,6 +232,9 @@ pub fn publication(alert: &Alert) -> Result<Publication, SendError> {
         ),
         ("dedup_key", key.clone()),
     ];
+    if let Some(name) = &alert.account_name {
+        attributes.push(("account_name", attribute(Some(name))));
+    }
     // SNS counts each attribute's name, type and value.
     let attribute_bytes: usize = attributes
         .iter()

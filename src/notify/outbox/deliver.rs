@@ -51,8 +51,11 @@ impl Outbox {
                             None
                         }
                     };
-                alerts
-                    .push(Alert::from_stored(stored, self.clock.now_ms()).with_analysis(analysis));
+                alerts.push(
+                    Alert::from_stored(stored, self.clock.now_ms())
+                        .with_analysis(analysis)
+                        .with_accounts(&self.accounts),
+                );
             }
             let mut sends = Vec::with_capacity(alerts.len());
             for alert in &alerts {

@@ -168,6 +168,8 @@ pub struct Outbox {
     probe_interval: Duration,
     /// Where each delivery attempt is counted (`rolewatch_alert_deliveries_total`).
     metrics: Arc<Metrics>,
+    /// The `[[account]]`s, id → name: alerts name the account they happened in.
+    accounts: std::collections::HashMap<String, Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -189,7 +191,18 @@ impl Outbox {
             analysis_wait: Duration::ZERO,
             probe_interval: crate::config::defaults::CHANNEL_PROBE,
             metrics: Arc::new(Metrics::new()),
+            accounts: std::collections::HashMap::new(),
         }
+    }
+
+    /// The `[[account]]`s (id → name) the alerts are named by.
+    #[must_use]
+    pub fn with_accounts(
+        mut self,
+        accounts: impl IntoIterator<Item = (String, Option<String>)>,
+    ) -> Outbox {
+        self.accounts = accounts.into_iter().collect();
+        self
     }
 
     /// Counts the delivery attempts in `metrics` (the daemon's `/metrics`) instead of a

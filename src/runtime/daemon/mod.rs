@@ -108,6 +108,9 @@ pub struct Daemon {
     metrics: Arc<Metrics>,
     /// When the daemon started (unix ms).
     started_ms: i64,
+    /// `[daemon] max_concurrent_polls`: permits for the polls and sweeps of every source and
+    /// account together.
+    polls_at_once: tokio::sync::Semaphore,
 }
 
 impl Daemon {
@@ -155,6 +158,7 @@ impl Daemon {
         let analysis = crate::intel::worker::for_daemon(
             cfg,
             &sdk,
+            &built.accounts,
             state.clone(),
             clock.clone(),
             metrics.clone(),
@@ -172,7 +176,8 @@ impl Daemon {
             Outbox::new(channels, state.clone(), clock.clone())
                 .with_metrics(metrics.clone())
                 .with_analysis_wait(outbox::ANALYSIS_WAIT)
-                .with_probe_interval(cfg.daemon.channel_probe),
+                .with_probe_interval(cfg.daemon.channel_probe)
+                .with_accounts(cfg.accounts.iter().map(|a| (a.id.clone(), a.name.clone()))),
         );
         let channel_names = outbox.channel_names();
         let now = clock.now_ms();
@@ -209,6 +214,7 @@ impl Daemon {
             health: Mutex::new(health),
             metrics,
             started_ms: now,
+            polls_at_once: tokio::sync::Semaphore::new(cfg.daemon.max_concurrent_polls),
         })
     }
 

@@ -26,6 +26,9 @@ impl Daemon {
             return self.receive(i).await;
         }
         let sc = &slot.cfg;
+        // One global cap over every source and account; a closed semaphore never happens
+        // (it is never closed), and then the poll simply runs.
+        let _permit = self.polls_at_once.acquire().await.ok();
         let retention = self.retention_of(i).await;
         lock(&self.health)[i].polling = true;
         let channels: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
@@ -145,6 +148,7 @@ impl Daemon {
     pub(super) async fn sweep(&self, i: usize) -> bool {
         let slot = &self.sources[i];
         let sc = &slot.cfg;
+        let _permit = self.polls_at_once.acquire().await.ok();
         let retention = self.retention_of(i).await;
         let channels: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
         let ctx = self.poll_context(&channels, retention);

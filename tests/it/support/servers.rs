@@ -493,6 +493,14 @@ impl LookupServer {
         self.control("GET", "/_control/stats", b"")
     }
 
+    /// How a request's account is known: `{"moto": "<moto endpoint>"}` (moto's STS says the
+    /// account of each access key) and/or `{"keys": {"<access key id>": "<account>"}}`.
+    #[track_caller]
+    pub fn accounts(&self, accounts: Value) -> Value {
+        let body = serde_json::to_vec(&accounts).expect("accounts serialise");
+        self.control("POST", "/_control/accounts", &body)
+    }
+
     /// Forgets all events, faults and statistics.
     #[track_caller]
     pub fn reset(&self) {
