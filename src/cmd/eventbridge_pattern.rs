@@ -2,7 +2,10 @@
 //! `sqs` source, derived from the compiled rules and never narrower than they are: it pins
 //! `detail.eventSource` and `detail.eventName` only when every rule pins them to a finite set
 //! (the union is printed), and the `source` accordingly (`aws.iam` for `iam.amazonaws.com`).
-//! What the pattern leaves open (the role, the policy) the engine decides on each event.
+//! `detail.requestParameters.*` tests (the role, the policy) are pinned too, as `$or`, when
+//! every rule needs one of them (`FilterPattern::necessary_text`: string tests no number can
+//! pass, on plain member paths); what the pattern leaves open the engine decides on each
+//! event.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -11,6 +14,8 @@ use std::process::ExitCode;
 use serde_json::{json, Value};
 
 use crate::cli::RunArgs;
+use filter_pattern::TextTest;
+
 use crate::rules::Rule;
 
 /// Loads the configuration and prints the pattern as JSON.
@@ -36,6 +41,66 @@ fn union(rules: &[Rule], selector: &str) -> Option<BTreeSet<String>> {
     Some(all)
 }
 
+/// Text tests one of which every event any rule matches passes (the role, the policy), or
+/// `None` when a rule has none besides the event name and source (which are pinned apart).
+fn necessary(rules: &[Rule]) -> Option<Vec<TextTest>> {
+    let avoid = ["$.eventName", "$.eventSource"];
+    let mut all: Vec<TextTest> = Vec::new();
+    for r in rules {
+        let tests = r.pattern.necessary_text(&avoid)?;
+        if tests
+            .iter()
+            .any(|t| t.path == ["eventName"] || t.path == ["eventSource"])
+        {
+            return None;
+        }
+        for t in tests {
+            if !all.contains(&t) {
+                all.push(t);
+            }
+        }
+    }
+    (!all.is_empty()).then_some(all)
+}
+
+/// `{"a": {"b": [matcher]}}` for the test of `$.a.b`: an exact string, or EventBridge's
+/// `wildcard` (where `\` escapes, so a backslash is written `\\`; a run of `*`, which it
+/// rejects, is one `*`, which matches the same).
+fn one_test(t: &TextTest) -> Value {
+    let matcher = if t.glob.contains('*') {
+        let mut w = String::with_capacity(t.glob.len());
+        let mut prev = None;
+        for c in t.glob.chars() {
+            match c {
+                '*' if prev == Some('*') => {}
+                '\\' => w.push_str(r"\\"),
+                c => w.push(c),
+            }
+            prev = Some(c);
+        }
+        json!({ "wildcard": w })
+    } else {
+        json!(t.glob)
+    };
+    let mut v = json!([matcher]);
+    for key in t.path.iter().rev() {
+        v = json!({ key.as_str(): v });
+    }
+    v
+}
+
+/// Merges `add` into `into`, object by object.
+fn merge(into: &mut serde_json::Map<String, Value>, add: serde_json::Map<String, Value>) {
+    for (k, v) in add {
+        match (into.get_mut(&k), v) {
+            (Some(Value::Object(a)), Value::Object(b)) => merge(a, b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
 /// The event pattern that lets through every event any of `rules` can match.
 #[must_use]
 pub fn pattern(rules: &[Rule]) -> Value {
@@ -55,6 +120,23 @@ pub fn pattern(rules: &[Rule]) -> Value {
     };
     if let Some(names) = union(rules, "$.eventName").filter(|n| !n.is_empty()) {
         detail.insert("eventName".into(), json!(names));
+    }
+    if let Some(tests) = necessary(rules) {
+        let mut alternatives: Vec<Value> = tests.iter().map(one_test).collect();
+        // One test joins the other fields; several are alternatives (`$or`). A test on a
+        // field already pinned above would conflict with it: then leave the role open.
+        let clash = tests
+            .iter()
+            .any(|t| t.path.len() == 1 && detail.contains_key(&t.path[0]));
+        if !clash {
+            if alternatives.len() == 1 {
+                if let Some(Value::Object(m)) = alternatives.pop() {
+                    merge(&mut detail, m);
+                }
+            } else {
+                detail.insert("$or".into(), Value::Array(alternatives));
+            }
+        }
     }
     let mut p = json!({
         "source": source,
@@ -114,5 +196,33 @@ mod tests {
             .as_array()
             .unwrap()
             .contains(&json!("AttachRolePolicy")));
+    }
+
+    /// The documented pattern pins the policy or the role, as `$or` under `detail`.
+    #[test]
+    fn the_role_and_policy_are_pinned_where_every_rule_pins_them() {
+        let p = pattern(&[Rule::documented()]);
+        assert_eq!(
+            p["detail"]["$or"],
+            json!([
+                {"requestParameters": {"policyArn": [{"wildcard": "*AstronomerCrossAccountRole"}]}},
+                {"requestParameters": {"roleName": ["astronomer-remote-management"]}},
+            ]),
+            "{p}"
+        );
+        // One test joins the other fields; escapes and runs of `*`.
+        let p = pattern(&[rule(r#"{ $.eventName = X && $.a.b = "x**\\y*" }"#)]);
+        assert_eq!(
+            p["detail"]["a"]["b"],
+            json!([{"wildcard": r"x*\\y*"}]),
+            "{p}"
+        );
+        // A rule that tests no role or policy leaves them open.
+        let p = pattern(&[
+            Rule::documented(),
+            rule("{ $.eventSource = iam.amazonaws.com && $.eventName = CreateRole }"),
+        ]);
+        assert!(p["detail"].get("$or").is_none(), "{p}");
+        assert!(p["detail"].get("requestParameters").is_none(), "{p}");
     }
 }

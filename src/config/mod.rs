@@ -2,6 +2,7 @@
 //! network and no credentials — into a [`Config`] whose patterns are compiled and whose ranges
 //! are checked. Validation collects every problem, each naming its key and the file.
 
+pub mod accounts;
 pub mod channel;
 pub mod defaults;
 pub mod effective;
@@ -14,6 +15,7 @@ pub mod state_backend;
 mod validate;
 pub mod vendor;
 
+pub use accounts::{AccountConfig, ExternalId};
 pub use channel::{
     is_loopback_host, ChannelConfig, ChannelKind, DeliveryPolicy, PagerDutyChannelConfig,
     PasswordSource, SmtpAuth, SmtpChannelConfig, SmtpTls, SnsChannelConfig, SnsFormat,

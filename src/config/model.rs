@@ -23,6 +23,8 @@ pub struct Config {
     pub expect: Vec<super::Expectation>,
     pub daemon: DaemonConfig,
     pub admin: AdminConfig,
+    /// `[[account]]`: empty when rolewatch watches only the account of its credentials.
+    pub accounts: Vec<super::AccountConfig>,
 }
 
 /// When a source is polled.
@@ -63,6 +65,8 @@ pub struct DaemonConfig {
     pub blind_after: Duration,
     /// The longest wait between two probes of a failing channel.
     pub channel_probe: Duration,
+    /// The most polls (of all sources and accounts) that run at once.
+    pub max_concurrent_polls: usize,
 }
 
 impl Default for DaemonConfig {
@@ -74,6 +78,7 @@ impl Default for DaemonConfig {
             blind_after_failures: defaults::BLIND_AFTER_FAILURES,
             blind_after: defaults::BLIND_AFTER,
             channel_probe: defaults::CHANNEL_PROBE,
+            max_concurrent_polls: defaults::MAX_CONCURRENT_POLLS,
         }
     }
 }
@@ -151,4 +156,7 @@ pub struct SourceConfig {
     pub trail: Option<String>,
     /// A poller beside an `sqs` source: its finds are ones the queue missed.
     pub backstop: bool,
+    /// The `[[account]]` (its id) this source reads with that account's credentials; `None`:
+    /// rolewatch's own credentials, no `[[account]]` configured.
+    pub account: Option<String>,
 }

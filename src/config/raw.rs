@@ -34,6 +34,9 @@ pub struct RawConfig {
     /// The admin HTTP endpoint: `/healthz`, `/readyz`, `/metrics`.
     #[serde(default)]
     pub admin: RawAdmin,
+    /// The accounts to watch (`[[account]]`); none: the account of rolewatch's credentials.
+    #[serde(default, rename = "account")]
+    pub accounts: Vec<super::accounts::RawAccount>,
 }
 
 /// `[daemon]`
@@ -59,6 +62,8 @@ pub struct RawDaemon {
     /// connect, TLS, AUTH, NOOP; SNS: GetTopicAttributes) at most this many seconds apart;
     /// when a probe succeeds, every pending alert of the channel is due at once (default 15).
     pub channel_probe_secs: Option<u64>,
+    /// At most this many polls (of all sources and accounts) run at once (default 50).
+    pub max_concurrent_polls: Option<usize>,
 }
 
 /// `[admin]`

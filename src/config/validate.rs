@@ -123,6 +123,8 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
 
     let daemon = validate_daemon(&raw.daemon, &mut problems);
     let admin = validate_admin(&raw.admin, &mut problems);
+    let accounts = super::accounts::validate(raw.accounts, &mut problems);
+    let sources = per_account(sources, &accounts);
 
     if !problems.is_empty() {
         return Err(ConfigError {
@@ -144,7 +146,31 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
         expect,
         daemon,
         admin,
+        accounts,
     })
+}
+
+/// With `[[account]]`s, every `cloudtrail` source runs once per account, as
+/// `<source>@<account>`; the other sources read a central log group or queue, where the
+/// account comes from each record.
+fn per_account(sources: Vec<SourceConfig>, accounts: &[super::AccountConfig]) -> Vec<SourceConfig> {
+    if accounts.is_empty() {
+        return sources;
+    }
+    let mut out = Vec::new();
+    for s in sources {
+        if s.kind == SourceKind::CloudTrail {
+            for a in accounts {
+                let mut each = s.clone();
+                each.id = super::accounts::source_id(&s.id, &a.id);
+                each.account = Some(a.id.clone());
+                out.push(each);
+            }
+        } else {
+            out.push(s);
+        }
+    }
+    out
 }
 
 /// Validates `[[source]]` number `i`; `None` when it is too broken to be used (its problems
@@ -217,7 +243,6 @@ fn validate_source(
             for (k, v) in [
                 ("log_group", s.log_group.is_some()),
                 ("log_stream_prefix", s.log_stream_prefix.is_some()),
-                ("trail", s.trail.is_some()),
                 ("overlap_secs", s.overlap_secs.is_some()),
                 ("max_requests_per_sec", s.max_requests_per_sec.is_some()),
                 ("schedule", s.schedule.is_some()),
@@ -420,6 +445,7 @@ fn validate_source(
         sweep_interval,
         sweep_lookback,
         backstop: false,
+        account: None,
     })
 }
 
@@ -680,6 +706,12 @@ fn validate_daemon(raw: &raw::RawDaemon, problems: &mut Vec<Problem>) -> DaemonC
             Some(message) => problem("heartbeat_schedule", message),
             None => d.heartbeat_schedule = Some(expr.trim().to_owned()),
         }
+    }
+    match raw.max_concurrent_polls {
+        Some(0) => problem("max_concurrent_polls", "must be at least 1".into()),
+        Some(v) if v > 10_000 => problem("max_concurrent_polls", format!("{v} is more than 10000")),
+        Some(v) => d.max_concurrent_polls = v,
+        None => {}
     }
     match raw.blind_after_failures {
         Some(0) => problem("blind_after_failures", "must be at least 1".into()),

@@ -80,6 +80,15 @@ pub trait IamReader: Send + Sync {
         role_name: &str,
         policy_name: &str,
     ) -> impl Future<Output = Result<String, IamError>> + Send;
+
+    /// The same reader inside `account` (an `[[account]]`'s id), with that account's
+    /// credentials; `None`: this reader has no such account (the analysis then uses `self`).
+    fn for_account(&self, _account: &str) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 /// Attempts per call on throttling or transient errors (the SDK retries too, within each).
@@ -89,11 +98,37 @@ const ATTEMPTS: u32 = 2;
 #[derive(Debug, Clone)]
 pub struct AwsIam {
     client: aws_sdk_iam::Client,
+    /// One client per `[[account]]`, with the account's credentials.
+    members: std::sync::Arc<std::collections::HashMap<String, aws_sdk_iam::Client>>,
 }
 
 impl AwsIam {
     #[must_use]
     pub fn new(sdk: &aws_config::SdkConfig) -> AwsIam {
+        AwsIam {
+            client: Self::client(sdk),
+            members: std::sync::Arc::default(),
+        }
+    }
+
+    /// [`AwsIam::new`] with one client per account (`(id, its AWS configuration)`).
+    #[must_use]
+    pub fn with_accounts<'a>(
+        sdk: &aws_config::SdkConfig,
+        accounts: impl IntoIterator<Item = (&'a str, &'a aws_config::SdkConfig)>,
+    ) -> AwsIam {
+        AwsIam {
+            client: Self::client(sdk),
+            members: std::sync::Arc::new(
+                accounts
+                    .into_iter()
+                    .map(|(id, sdk)| (id.to_owned(), Self::client(sdk)))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn client(sdk: &aws_config::SdkConfig) -> aws_sdk_iam::Client {
         // IAM is global: its endpoint is in us-east-1 whatever the sources' region.
         // Two attempts per call: the analysis has a budget, and a dead endpoint should make
         // "diff unavailable" quickly rather than eat it.
@@ -101,9 +136,7 @@ impl AwsIam {
             .region(aws_config::Region::new("us-east-1"))
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
             .build();
-        AwsIam {
-            client: aws_sdk_iam::Client::from_conf(conf),
-        }
+        aws_sdk_iam::Client::from_conf(conf)
     }
 }
 
@@ -162,6 +195,13 @@ fn missing(call: &'static str, what: &str) -> IamError {
 const MAX_LISTED: usize = 1000;
 
 impl IamReader for AwsIam {
+    fn for_account(&self, account: &str) -> Option<AwsIam> {
+        self.members.get(account).map(|member| AwsIam {
+            client: aws_sdk_iam::Client::clone(member),
+            members: std::sync::Arc::default(),
+        })
+    }
+
     async fn default_version(&self, policy_arn: &str) -> Result<String, IamError> {
         retrying(|| async {
             let out = self

@@ -5,6 +5,7 @@
 //!   verdict (`widened`, `narrowed`, `unchanged`, `unknown`). Pure.
 //! * [`actor`]: the actor class and the final severity. Pure.
 //! * [`iam`]: the read-only IAM calls, behind the [`iam::IamReader`] trait.
+//! * [`memo`]: one pass's IAM answers, each distinct call made once (and concurrently).
 //! * [`baseline`]: the snapshot of the role kept in the state, and how the role differs
 //!   from it.
 //! * [`known`]: the last known state of the role (the baseline with every analysed change
@@ -19,6 +20,7 @@ pub mod baseline;
 pub mod expect;
 pub mod iam;
 pub mod known;
+pub mod memo;
 pub mod policy;
 pub mod worker;
 

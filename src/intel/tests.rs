@@ -537,8 +537,11 @@ async fn step(
                 baseline: Some(b),
             },
             ev.event_time_ms + 100,
-            a.budget,
-            None,
+            super::analysis::Within {
+                budget: a.budget,
+                offline: None,
+                current: None,
+            },
         )
         .await;
     (out.analysis, out.last_known)

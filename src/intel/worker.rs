@@ -14,10 +14,11 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::analysis::{Analyzer, Before};
+use super::analysis::{Analyzer, Before, Within, TIMEOUT_PREFIX};
 use super::baseline::{self, Baseline};
 use super::iam::IamReader;
 use super::known::LastKnown;
+use super::memo::Memo;
 use crate::state::{LastKnownRow, Store, StoredAlert};
 use crate::telemetry::events::{AlertAnalysed, BaselineFailed, BaselineTaken};
 use crate::telemetry::metrics::Metrics;
@@ -39,18 +40,29 @@ const IDLE_TICK: Duration = Duration::from_secs(60);
 /// The most alerts one pass analyses.
 const BATCH: usize = 20;
 
+/// IAM calls in flight at once while a pass reads what its batch needs (the IAM client's
+/// rate limit still spaces them).
+const PREFETCH: usize = 8;
+
 /// The worker of the daemon: the real IAM, the configured vendor, the default budget.
+///
+/// `accounts`: each `[[account]]` with its AWS configuration; an alert of a per-account source
+/// is analysed with IAM inside that account, and each account has its own baseline and last
+/// known state of the role (keyed `<role>@<account>`).
 pub fn for_daemon(
     cfg: &crate::config::Config,
     sdk: &aws_config::SdkConfig,
+    accounts: &[(crate::config::AccountConfig, aws_config::SdkConfig)],
     state: Store,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
 ) -> Arc<Worker<super::iam::AwsIam>> {
+    let iam =
+        super::iam::AwsIam::with_accounts(sdk, accounts.iter().map(|(a, s)| (a.id.as_str(), s)));
     Arc::new(
         Worker::new(
             Analyzer {
-                iam: super::iam::AwsIam::new(sdk),
+                iam,
                 vendor: cfg.vendor.clone(),
                 budget: super::analysis::DEFAULT_BUDGET,
                 expect: cfg.expect.clone(),
@@ -58,7 +70,8 @@ pub fn for_daemon(
             state,
             clock,
         )
-        .with_metrics(metrics),
+        .with_metrics(metrics)
+        .with_accounts(accounts.iter().map(|(a, _)| a.id.clone()).collect()),
     )
 }
 
@@ -77,6 +90,8 @@ pub struct Worker<R> {
     baseline_retry_ms: std::sync::atomic::AtomicI64,
     /// Where the worker's events count (a private registry when none is given).
     metrics: Arc<Metrics>,
+    /// The `[[account]]`s (ids) whose IAM the reader reaches: each has its own baseline.
+    accounts: Vec<String>,
 }
 
 impl<R: IamReader> Worker<R> {
@@ -87,7 +102,35 @@ impl<R: IamReader> Worker<R> {
             clock,
             baseline_retry_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
             metrics: Arc::new(Metrics::new()),
+            accounts: Vec::new(),
         }
+    }
+
+    /// The `[[account]]`s (ids) to keep a baseline of, each with IAM inside the account.
+    #[must_use]
+    pub fn with_accounts(mut self, accounts: Vec<String>) -> Self {
+        self.accounts = accounts;
+        self
+    }
+
+    /// The key of the role's baseline and last known state: the role name, or
+    /// `<role>@<account>` inside an `[[account]]`.
+    fn role_key(&self, account: Option<&str>) -> String {
+        let role = &self.analyzer.vendor.role_name;
+        match account {
+            Some(a) => crate::config::accounts::source_id(role, a),
+            None => role.clone(),
+        }
+    }
+
+    /// The analyzer inside `account` (its own IAM reader), if the reader reaches it.
+    fn analyzer_in(&self, account: &str) -> Option<Analyzer<R>> {
+        Some(Analyzer {
+            iam: self.analyzer.iam.for_account(account)?,
+            vendor: self.analyzer.vendor.clone(),
+            budget: self.analyzer.budget,
+            expect: self.analyzer.expect.clone(),
+        })
     }
 
     /// Counts the worker's events (`alert_analysed`, `baseline_taken`, `baseline_failed`)
@@ -100,9 +143,12 @@ impl<R: IamReader> Worker<R> {
 
     /// The newest baseline in the state.
     pub fn latest_baseline(&self) -> Option<Baseline> {
-        let row = self
-            .state
-            .with(|s| s.latest_baseline(&self.analyzer.vendor.role_name));
+        self.latest_baseline_of(&self.analyzer.vendor.role_name)
+    }
+
+    /// The newest baseline under `key` ([`Self::role_key`]).
+    fn latest_baseline_of(&self, key: &str) -> Option<Baseline> {
+        let row = self.state.with(|s| s.latest_baseline(key));
         match row {
             Ok(Some((_, json))) => serde_json::from_str(&json).ok(),
             Ok(None) => None,
@@ -115,9 +161,12 @@ impl<R: IamReader> Worker<R> {
 
     /// The last known state of the role in the state.
     pub fn last_known(&self) -> Option<LastKnown> {
-        let row = self
-            .state
-            .with(|s| s.last_known(&self.analyzer.vendor.role_name));
+        self.last_known_of(&self.analyzer.vendor.role_name)
+    }
+
+    /// The last known state under `key` ([`Self::role_key`]).
+    fn last_known_of(&self, key: &str) -> Option<LastKnown> {
+        let row = self.state.with(|s| s.last_known(key));
         match row {
             Ok(Some(row)) => match serde_json::from_str(&row.snapshot) {
                 Ok(role) => Some(LastKnown {
@@ -147,10 +196,25 @@ impl<R: IamReader> Worker<R> {
     ///
     /// Why it could not be taken or recorded, as a sentence.
     pub async fn take_baseline(&self) -> Result<Baseline, String> {
+        self.take_baseline_in(None).await
+    }
+
+    /// [`Self::take_baseline`] inside `account` (with its IAM), recorded under
+    /// [`Self::role_key`].
+    async fn take_baseline_in(&self, account: Option<&str>) -> Result<Baseline, String> {
         let now = self.clock.now_ms();
+        let member = match account {
+            Some(a) => Some(
+                self.analyzer_in(a)
+                    .ok_or_else(|| format!("no IAM client for account {a}"))?,
+            ),
+            None => None,
+        };
+        let analyzer = member.as_ref().unwrap_or(&self.analyzer);
+        let key = self.role_key(account);
         let b = tokio::time::timeout(
             self.analyzer.budget,
-            baseline::snapshot(&self.analyzer.iam, &self.analyzer.vendor, now),
+            baseline::snapshot(&analyzer.iam, &self.analyzer.vendor, now),
         )
         .await
         .map_err(|_| {
@@ -162,10 +226,10 @@ impl<R: IamReader> Worker<R> {
         .map_err(|e| e.to_string())?;
         let json = serde_json::to_string(&b).map_err(|e| e.to_string())?;
         self.state
-            .with(|s| s.put_baseline(&b.role_name, b.taken_ms, &json))
+            .with(|s| s.put_baseline(&key, b.taken_ms, &json))
             .map_err(|e| e.to_string())?;
         BaselineTaken {
-            role: &b.role_name,
+            role: &key,
             attached: b.attached.len(),
             inline: b.inline.len(),
             problems: b.problems.len(),
@@ -188,17 +252,36 @@ impl<R: IamReader> Worker<R> {
         {
             return;
         }
-        let due = self.latest_baseline().is_none_or(|b| {
-            now.saturating_sub(b.taken_ms)
-                >= i64::try_from(BASELINE_EVERY.as_millis()).unwrap_or(i64::MAX)
-        });
         let waiting = self
             .state
             .with(|s| s.unanalysed_alerts(1))
             .map(|v| !v.is_empty())
             .unwrap_or(true);
-        if due && !waiting {
-            if let Err(e) = self.take_baseline().await {
+        if waiting {
+            return;
+        }
+        // Without `[[account]]`: the one role of rolewatch's credentials; with them, the role
+        // in each account, one failing account not keeping the others from theirs.
+        let accounts: Vec<Option<&str>> = if self.accounts.is_empty() {
+            vec![None]
+        } else {
+            self.accounts.iter().map(|a| Some(a.as_str())).collect()
+        };
+        for account in accounts {
+            let due = self
+                .latest_baseline_of(&self.role_key(account))
+                .is_none_or(|b| {
+                    now.saturating_sub(b.taken_ms)
+                        >= i64::try_from(BASELINE_EVERY.as_millis()).unwrap_or(i64::MAX)
+                });
+            if !due {
+                continue;
+            }
+            if let Err(e) = self.take_baseline_in(account).await {
+                let e = match account {
+                    Some(a) => format!("account {a}: {e}"),
+                    None => e,
+                };
                 let retry = i64::try_from(BASELINE_RETRY.as_millis()).unwrap_or(i64::MAX);
                 self.baseline_retry_ms.store(
                     self.clock.now_ms().saturating_add(retry),
@@ -222,14 +305,70 @@ impl<R: IamReader> Worker<R> {
                 return 0;
             }
         };
-        let baseline = self.latest_baseline();
-        // Each change is judged against the state the ones before it left (the state hands
-        // them out oldest first).
-        let mut known = self.last_known();
-        let mut n = 0;
-        let mut budget = self.analyzer.budget;
-        let mut offline: Option<String> = None;
+        // Per account (the role key), in the order the state hands them out (oldest first):
+        // each change is judged against the state the ones before it in the same account
+        // left; IAM that fails in one account does not cut the others' analysis short.
+        let mut groups: Vec<(String, Option<&str>, Vec<&StoredAlert>)> = Vec::new();
         for stored in due.iter().filter(|s| !is_own_notice(s)) {
+            let member = crate::config::accounts::account_of_source(&stored.source_id)
+                .filter(|a| self.accounts.iter().any(|m| m == a));
+            let key = self.role_key(member);
+            match groups.iter_mut().find(|(k, _, _)| *k == key) {
+                Some((_, _, alerts)) => alerts.push(stored),
+                None => groups.push((key, member, vec![stored])),
+            }
+        }
+        let mut n = 0;
+        for (key, member, alerts) in groups {
+            let own = member.and_then(|a| self.analyzer_in(a));
+            n += self
+                .pass_in(&key, own.as_ref().unwrap_or(&self.analyzer), &alerts)
+                .await;
+        }
+        n
+    }
+
+    /// Analyses `alerts` of one account (the role key `key`) with `base`, its IAM.
+    async fn pass_in(&self, key: &str, base: &Analyzer<R>, alerts: &[&StoredAlert]) -> usize {
+        let baseline = self.latest_baseline_of(key);
+        let mut known = self.last_known_of(key);
+        let mut budget = base.budget;
+        let mut offline: Option<String> = None;
+        // One pass's IAM answers: what the batch needs is asked at once (`PREFETCH`
+        // alerts' calls at a time), with the role as it is now, read once for the pass
+        // (not once per alert of a burst); the analyses below, in order, find it answered.
+        let analyzer = base.over(Memo::new(&base.iam));
+        let read = baseline::snapshot(&analyzer.iam, &analyzer.vendor, self.clock.now_ms());
+        let warm = async {
+            for chunk in alerts.chunks(PREFETCH) {
+                let mut calls = Vec::with_capacity(chunk.len());
+                for s in chunk {
+                    let before = Before {
+                        last_known: known.as_ref(),
+                        baseline: None,
+                    };
+                    calls.push(analyzer.prefetch(s, before));
+                }
+                futures_util::future::join_all(calls).await;
+            }
+        };
+        let (now, _) = tokio::join!(
+            tokio::time::timeout(budget, read),
+            tokio::time::timeout(budget, warm)
+        );
+        let current = match now {
+            Ok(now) => Some(now),
+            Err(_) => {
+                offline = Some(format!(
+                    "{TIMEOUT_PREFIX} {} s (reading the role for this batch)",
+                    budget.as_secs_f64()
+                ));
+                budget = budget.min(SHORT_BUDGET);
+                None
+            }
+        };
+        let mut n = 0;
+        for stored in alerts {
             // A baseline taken after the event already holds the change: it is no "before".
             let before = Before {
                 last_known: known.as_ref(),
@@ -237,20 +376,22 @@ impl<R: IamReader> Worker<R> {
                     .as_ref()
                     .filter(|b| b.taken_ms < stored.event_time_ms),
             };
-            let outcome = self
-                .analyzer
+            let outcome = analyzer
                 .analyze_within(
                     stored,
                     before,
                     self.clock.now_ms(),
-                    budget,
-                    offline.as_deref(),
+                    Within {
+                        budget,
+                        offline: offline.as_deref(),
+                        current: current.as_ref(),
+                    },
                 )
                 .await;
             let a = outcome.analysis;
             if offline.is_none() {
                 if let Some(why) = a.iam_failure() {
-                    // IAM is down or denied: the rest of this pass makes no calls.
+                    // IAM is down or denied: the rest of this pass makes no calls there.
                     offline = Some(format!(
                         "{why} (IAM failed for an earlier alert of this batch)"
                     ));
@@ -273,10 +414,9 @@ impl<R: IamReader> Worker<R> {
                     snapshot,
                 })
             });
-            let role = &self.analyzer.vendor.role_name;
             let now = self.clock.now_ms();
             let recorded = self.state.with(|s| match &row {
-                Some(row) => s.put_analysis_and_last_known(stored.id, &json, now, role, row),
+                Some(row) => s.put_analysis_and_last_known(stored.id, &json, now, key, row),
                 None => s.put_analysis(stored.id, &json, now),
             });
             if let Err(e) = recorded {

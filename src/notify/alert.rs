@@ -185,6 +185,11 @@ pub struct Alert {
     pub aws_region: Option<String>,
     /// `recipientAccountId`: the account whose trail recorded the event.
     pub recipient_account_id: Option<String>,
+    /// The recipient account is one of the `[[account]]`s: alerts then name it in the
+    /// subject too (see [`Alert::with_accounts`]).
+    pub account_listed: bool,
+    /// The `[[account]]`'s `name`, when it has one.
+    pub account_name: Option<String>,
     /// CloudTrail's eventID.
     pub event_id: String,
     /// The event in the CloudTrail console; `None` without an eventID or a valid region.
@@ -259,6 +264,8 @@ impl Alert {
             rendered_ms: now_ms,
             aws_region,
             recipient_account_id: text(r, &["recipientAccountId"]),
+            account_listed: false,
+            account_name: None,
             event_id: sanitize::clean_line(raw_event_id, FIELD_MAX_CHARS),
             console_url,
             record: record.filter(Value::is_object),
@@ -277,6 +284,37 @@ impl Alert {
         }
         self.analysis = analysis;
         self
+    }
+
+    /// Marks the alert's account as one of the configured `[[account]]`s (`accounts`: id →
+    /// name), with its name. The id is the record's `recipientAccountId`; an account not
+    /// listed (or no `[[account]]` at all) leaves the alert as it is.
+    #[must_use]
+    pub fn with_accounts(
+        mut self,
+        accounts: &std::collections::HashMap<String, Option<String>>,
+    ) -> Alert {
+        if let Some(name) = self
+            .recipient_account_id
+            .as_deref()
+            .and_then(|id| accounts.get(id))
+        {
+            self.account_listed = true;
+            self.account_name = name
+                .as_deref()
+                .map(|n| sanitize::clean_line(n, FIELD_MAX_CHARS));
+        }
+        self
+    }
+
+    /// `111122223333 (prod)`, or the id alone; `None` without a recipient account.
+    #[must_use]
+    pub fn account_label(&self) -> Option<String> {
+        let id = self.recipient_account_id.as_deref()?;
+        Some(match &self.account_name {
+            Some(n) => format!("{id} ({n})"),
+            None => id.to_owned(),
+        })
     }
 
     /// How long after the event rolewatch recorded it (ms); negative when the clocks disagree.

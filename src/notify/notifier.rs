@@ -90,6 +90,9 @@ pub struct BuildError {
 }
 
 /// A configured channel, ready to send.
+/// Publishes in flight at once on a standard SNS topic (SNS takes thousands per second).
+pub const SNS_IN_FLIGHT: usize = 8;
+
 pub enum Notifier {
     Stdout(StdoutNotifier),
     Sns(Box<SnsNotifier>),
@@ -152,6 +155,17 @@ impl Notifier {
             Notifier::PagerDuty(n) => n.name(),
             #[cfg(test)]
             Notifier::Fake(n) => n.name(),
+        }
+    }
+
+    /// How many sends of this channel may be in flight at once. A standard SNS topic keeps
+    /// no order anyway, and its round trips would otherwise pace a burst (one publish after
+    /// another); every other channel — stdout, mail, chat, pages, a FIFO topic — sends one
+    /// alert after the other, in the order of the changes.
+    pub fn in_flight(&self) -> usize {
+        match self {
+            Notifier::Sns(n) if !n.is_fifo() => SNS_IN_FLIGHT,
+            _ => 1,
         }
     }
 

@@ -91,7 +91,21 @@ pub fn subject(alert: &Alert) -> String {
         let names = sanitize::ascii_line(&alert.rules.join(", "), SUBJECT_RULES_CHARS);
         format!(" [rules {names}]")
     };
-    let tail = format!("{failed}{rules}");
+    // With `[[account]]`s, which account: the same change in two accounts must not look alike.
+    let account = if alert.account_listed {
+        alert
+            .account_label()
+            .map(|l| {
+                format!(
+                    " [account {}]",
+                    sanitize::ascii_line(&l, SUBJECT_RULES_CHARS)
+                )
+            })
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let tail = format!("{failed}{rules}{account}");
 
     let target = alert
         .action
@@ -196,11 +210,7 @@ fn view(alert: &Alert) -> View {
         "When",
         Some(&display_rfc3339_ms(alert.event_time_ms)),
     );
-    row(
-        &mut summary,
-        "Account",
-        alert.recipient_account_id.as_deref(),
-    );
+    row(&mut summary, "Account", alert.account_label().as_deref());
     if alert.rules.len() > 1 {
         row(
             &mut summary,
@@ -660,6 +670,7 @@ pub fn json(alert: &Alert) -> Value {
         "rendered_ms": alert.rendered_ms,
         "aws_region": c(&alert.aws_region),
         "recipient_account_id": c(&alert.recipient_account_id),
+        "account_name": c(&alert.account_name),
         "source_id": sanitize::clean_line(&alert.source_id, FIELD_MAX_CHARS),
         "console_url": alert.console_url.as_deref().filter(|u| is_plain_https(u)),
         "actor": {

@@ -72,6 +72,11 @@ pub struct Publication {
 }
 
 impl SnsNotifier {
+    /// Whether the topic is FIFO (`….fifo`).
+    pub fn is_fifo(&self) -> bool {
+        self.fifo
+    }
+
     pub fn new(name: &str, cfg: &SnsChannelConfig, sdk: &SdkConfig) -> SnsNotifier {
         let conf = aws_sdk_sns::config::Builder::from(sdk)
             .region(aws_config::Region::new(cfg.region.clone()))
@@ -212,7 +217,7 @@ pub fn publication(alert: &Alert) -> Result<Publication, SendError> {
     if subject.is_empty() {
         subject = "rolewatch alert".to_owned();
     }
-    let attributes = vec![
+    let mut attributes = vec![
         ("severity", attribute(Some(&alert.severity))),
         ("rule", attribute(Some(&alert.rule))),
         ("event_name", attribute(alert.action.event_name.as_deref())),
@@ -227,6 +232,9 @@ pub fn publication(alert: &Alert) -> Result<Publication, SendError> {
         ),
         ("dedup_key", key.clone()),
     ];
+    if let Some(name) = &alert.account_name {
+        attributes.push(("account_name", attribute(Some(name))));
+    }
     // SNS counts each attribute's name, type and value.
     let attribute_bytes: usize = attributes
         .iter()
@@ -361,6 +369,29 @@ fn cut_bytes(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A standard topic takes publishes side by side; a FIFO topic, which keeps order, one
+    /// after the other.
+    #[test]
+    fn only_a_standard_topic_sends_side_by_side() {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let of = |arn: &str| {
+            let cfg = crate::config::SnsChannelConfig {
+                topic_arn: arn.into(),
+                region: "us-east-1".into(),
+                format: crate::config::SnsFormat::Alert,
+            };
+            crate::notify::notifier::Notifier::Sns(Box::new(SnsNotifier::new("t", &cfg, &sdk)))
+                .in_flight()
+        };
+        assert_eq!(
+            of("arn:aws:sns:us-east-1:123456789012:alerts"),
+            crate::notify::notifier::SNS_IN_FLIGHT
+        );
+        assert_eq!(of("arn:aws:sns:us-east-1:123456789012:alerts.fifo"), 1);
+    }
     use crate::state::StoredAlert;
 
     fn alert(record: &str) -> Alert {

@@ -148,6 +148,15 @@ impl Notice {
         if let (Some(obj), serde_json::Value::Object(more)) = (record.as_object_mut(), extra) {
             obj.extend(more);
         }
+        // A per-account source (`<source>@<account>`): the notice is about that account.
+        if let Some(account) = subject
+            .strip_prefix("source ")
+            .and_then(crate::config::accounts::account_of_source)
+        {
+            if let Some(obj) = record.as_object_mut() {
+                obj.insert("recipientAccountId".into(), json!(account));
+            }
+        }
         Notice {
             rule,
             severity,

@@ -914,7 +914,7 @@ proptest! {
 
     #[test]
     fn random_strings_in_a_hand_built_alert_keep_the_invariants(
-        values in prop::collection::vec(nasty_string(), 31),
+        values in prop::collection::vec(nasty_string(), 32),
         failed in any::<bool>(),
         times in (any::<i64>(), any::<i64>(), any::<i64>()),
     ) {
@@ -965,6 +965,8 @@ proptest! {
             rendered_ms: times.2,
             aws_region: next(),
             recipient_account_id: next(),
+            account_listed: true,
+            account_name: next(),
             event_id: next().unwrap_or_default(),
             console_url: next(),
             record: None,

@@ -4,7 +4,9 @@
 
 use aws_config::SdkConfig;
 
-use crate::config::{Config, SourceConfig, SourceKind};
+use aws_credential_types::provider::{self, error::CredentialsError, ProvideCredentials};
+
+use crate::config::{AccountConfig, Config, SourceConfig, SourceKind};
 use crate::engine::Engine;
 use crate::source::Source;
 
@@ -16,6 +18,75 @@ pub struct Pipeline {
     pub sources: Vec<(SourceConfig, Source)>,
     /// Whether every rule pins `$.eventName` (CloudTrail then looks up only those names).
     pub pinned_names: bool,
+    /// Each `[[account]]` with the AWS configuration that reaches it (its assumed role's
+    /// credentials, cached and refreshed before they expire); empty without `[[account]]`.
+    pub accounts: Vec<(AccountConfig, SdkConfig)>,
+}
+
+/// Assumed-role credentials are refreshed this long before they expire, plus a random 0 to
+/// 50 % more (the SDK's lazy identity cache jitters the buffer), so that hundreds of
+/// accounts do not all call STS at once.
+pub const CREDENTIALS_REFRESH_BEFORE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The AWS configuration for `account`: `base` itself for the account rolewatch runs in,
+/// else `base` with credentials from `sts:AssumeRole` into the account's role (with its
+/// ExternalId and session name). Nothing is called here: the role is assumed on the first
+/// request, so an account whose role cannot be assumed fails its own sources only.
+pub async fn account_sdk(base: &SdkConfig, account: &AccountConfig) -> SdkConfig {
+    let Some(role) = &account.role_arn else {
+        return base.clone();
+    };
+    let cache = aws_config::identity::IdentityCache::lazy()
+        .buffer_time(CREDENTIALS_REFRESH_BEFORE)
+        .build();
+    let builder = base.to_builder().identity_cache(cache);
+    let external_id = match account
+        .external_id
+        .as_ref()
+        .map(crate::config::ExternalId::resolve)
+    {
+        Some(Err(why)) => {
+            tracing::error!(
+                account = %account.id,
+                "Cannot read the ExternalId for account {}: {why}; its sources will fail",
+                account.id
+            );
+            let failing = NoCredentials(format!(
+                "no credentials for account {}: its ExternalId cannot be read ({why})",
+                account.id
+            ));
+            return builder
+                .credentials_provider(provider::SharedCredentialsProvider::new(failing))
+                .build();
+        }
+        Some(Ok(v)) => Some(v),
+        None => None,
+    };
+    let mut assume = aws_config::sts::AssumeRoleProvider::builder(role.clone())
+        .session_name(account.session_name.clone())
+        .configure(base);
+    if let Some(id) = external_id {
+        assume = assume.external_id(id);
+    }
+    let provider = assume.build().await;
+    builder
+        .credentials_provider(provider::SharedCredentialsProvider::new(provider))
+        .build()
+}
+
+/// Credentials that never resolve, saying why (an account whose ExternalId is missing).
+#[derive(Debug)]
+struct NoCredentials(String);
+
+impl ProvideCredentials for NoCredentials {
+    fn provide_credentials<'a>(&'a self) -> provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        provider::future::ProvideCredentials::ready(Err(CredentialsError::not_loaded(
+            self.0.clone(),
+        )))
+    }
 }
 
 /// Builds the engine, the AWS configuration (the first source's region) and the sources.
@@ -38,14 +109,29 @@ pub async fn pipeline(cfg: &Config) -> anyhow::Result<Pipeline> {
         .first()
         .map_or(crate::config::defaults::REGION, |s| s.region.as_str());
     let sdk = crate::aws::load(region).await?;
+    let mut accounts = Vec::with_capacity(cfg.accounts.len());
+    for a in &cfg.accounts {
+        accounts.push((a.clone(), account_sdk(&sdk, a).await));
+    }
+    let sdk_of = |sc: &SourceConfig| {
+        sc.account
+            .as_deref()
+            .and_then(|id| accounts.iter().find(|(a, _)| a.id == id))
+            .map_or(&sdk, |(_, s)| s)
+    };
+    let mut warned = std::collections::HashSet::new();
     let sources = cfg
         .sources
         .iter()
         .map(|sc| {
-            warn_about_region(sc, names.is_some());
+            // One warning per configured source, not one per account.
+            let base = sc.id.split('@').next().unwrap_or(&sc.id).to_owned();
+            if warned.insert(base) {
+                warn_about_region(sc, names.is_some());
+            }
             (
                 sc.clone(),
-                Source::new(sc, &sdk, names.clone(), patterns.clone()),
+                Source::new(sc, sdk_of(sc), names.clone(), patterns.clone()),
             )
         })
         .collect();
@@ -54,6 +140,7 @@ pub async fn pipeline(cfg: &Config) -> anyhow::Result<Pipeline> {
         engine,
         sdk,
         sources,
+        accounts,
     })
 }
 

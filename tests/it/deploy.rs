@@ -65,6 +65,12 @@ const OPERATIONS: &[(&str, &str, Need)] = &[
         "cloudtrail:GetTrailStatus",
         Need::Optional,
     ),
+    // An `sqs` source naming no trail: is any trail logging IAM calls for EventBridge?
+    (
+        "describe_trails",
+        "cloudtrail:DescribeTrails",
+        Need::Optional,
+    ),
     (
         "list_subscriptions_by_topic",
         "sns:ListSubscriptionsByTopic",
@@ -293,6 +299,12 @@ fn iam_policy_scopes_every_resource_it_can() {
     let optional = policy_actions(&json_file("deploy/iam-policy-optional.json"));
     for (action, resources) in &optional {
         for resource in resources {
+            if action == "cloudtrail:DescribeTrails" {
+                // It has no resource-level permission (the Service Authorization Reference):
+                // "*" is the only resource it takes.
+                assert_eq!(resource, "*", "{action}");
+                continue;
+            }
             assert!(
                 resource.starts_with("arn:aws:")
                     && (resource.contains("${aws:PrincipalAccount}")
@@ -868,4 +880,49 @@ fn eventbridge_queue_template_has_rule_queue_dlq_policy_and_sse_sqs() {
         policy["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::GetAtt"],
         json!(["IamChangesRule", "Arn"])
     );
+}
+
+/// The StackSet template of the member role (issue 14): trusted only with the ExternalId, and
+/// granting in the member exactly what a per-account source and the change analysis call
+/// there (LookupEvents, GetTrailStatus, and the analysis's IAM reads, as in the policies).
+#[test]
+fn member_role_stackset_trusts_with_the_external_id_and_grants_the_member_side_calls() {
+    let docs = yaml_documents("deploy/member-role-stackset.yaml");
+    let role = &docs[0]["Resources"]["MemberRole"]["Properties"];
+    let trust = &role["AssumeRolePolicyDocument"]["Statement"][0];
+    assert_eq!(trust["Action"], "sts:AssumeRole");
+    assert_eq!(
+        trust["Condition"]["StringEquals"]["sts:ExternalId"],
+        json!({"Ref": "ExternalId"})
+    );
+    assert_eq!(docs[0]["Parameters"]["ExternalId"]["NoEcho"], true);
+    let mut granted: Vec<String> = role["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| match &s["Action"] {
+            Value::String(a) => vec![a.clone()],
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    granted.sort();
+    // The same actions the single-account policies grant for these calls.
+    let required = policy_actions(&json_file("deploy/iam-policy.json"));
+    let optional = policy_actions(&json_file("deploy/iam-policy-optional.json"));
+    let mut expected: Vec<String> = required
+        .keys()
+        .chain(optional.keys())
+        .filter(|a| {
+            *a == "cloudtrail:LookupEvents"
+                || *a == "cloudtrail:GetTrailStatus"
+                || a.starts_with("iam:")
+        })
+        .cloned()
+        .collect();
+    expected.sort();
+    assert_eq!(granted, expected);
 }

@@ -895,3 +895,64 @@ fn an_announced_change_goes_out_expected_and_one_outside_the_window_does_not() {
         "{a:#}"
     );
 }
+
+/// With `[[account]]`s, IAM is read inside the member account: the vendor's role exists only
+/// in the member (created there with the member's assumed-role credentials); the reader of
+/// rolewatch's own account does not find it, the member's reader does, with its policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_analysis_reads_iam_inside_the_member_account() {
+    use rolewatch::intel::iam::IamReader;
+    const MEMBER: &str = "222222222222";
+    let moto = Moto::start();
+    let base = sdk_config(&moto.endpoint()).await;
+    let account = rolewatch::config::AccountConfig {
+        id: MEMBER.into(),
+        name: Some("prod".into()),
+        role_arn: Some(format!("arn:aws:iam::{MEMBER}:role/rolewatch-member")),
+        external_id: Some(rolewatch::config::ExternalId::Inline("ext-member".into())),
+        session_name: "rolewatch".into(),
+    };
+    let member_sdk = rolewatch::runtime::build::account_sdk(&base, &account).await;
+    let member_admin = aws_sdk_iam::Client::new(&member_sdk);
+    member_admin
+        .create_role()
+        .role_name(ROLE)
+        .assume_role_policy_document(trust(true).to_string())
+        .send()
+        .await
+        .unwrap();
+    attach_new_policy(
+        &member_admin,
+        ROLE,
+        "AstronomerCrossAccountRole",
+        &doc(&["s3:GetObject"]),
+    )
+    .await;
+
+    let iam = AwsIam::with_accounts(&base, [(MEMBER, &member_sdk)]);
+    let vendor = VendorConfig::default();
+    let own = baseline::snapshot(&iam, &vendor, 1_000).await;
+    assert!(
+        own.is_err(),
+        "the role is not in rolewatch's own account: {own:?}"
+    );
+    assert!(iam.for_account("999999999999").is_none());
+    let member = iam.for_account(MEMBER).expect("a reader inside the member");
+    let snap = baseline::snapshot(&member, &vendor, 1_000).await.unwrap();
+    assert_eq!(snap.role_arn, format!("arn:aws:iam::{MEMBER}:role/{ROLE}"));
+    assert_eq!(snap.attached.len(), 1, "{snap:?}");
+    // The member's IAM was reached through sts:AssumeRole with the ExternalId.
+    let data = crate::support::http(moto.port(), "GET", "/moto-api/data.json", &[], b"")
+        .unwrap()
+        .json();
+    let assumed = data["sts"]["AssumedRole"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        assumed
+            .iter()
+            .any(|r| r["account_id"] == MEMBER && r["external_id"] == "ext-member"),
+        "{assumed:?}"
+    );
+}

@@ -5,6 +5,7 @@
 // The binary under test reads the real wall clock; so do the tests that drive it.
 #![allow(clippy::disallowed_methods)]
 
+mod accounts;
 mod alert_stream;
 mod crash;
 mod daemon;

@@ -515,11 +515,16 @@ fn doctor_reports_each_queue_setup_mistake() {
          [[source]]\ntype = \"sqs\"\nname = \"off\"\nqueue_url = \"{off}\"\ndlq_url = \"{}\"\n",
         good.queue, good.dlq, bad.queue, bad.dlq, good.dlq
     ));
-    let out = command(None, Some(&moto))
-        .args(["doctor", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    // moto's CloudTrail answers DescribeTrails and GetTrailStatus.
+    let doctor = || {
+        command(None, Some(&moto))
+            .env("AWS_ENDPOINT_URL_CLOUDTRAIL", moto.endpoint())
+            .args(["doctor", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let out = doctor();
     let text = crate::stdout(&out);
     // The check's own line and its indented details.
     let section = |name: &str| -> String {
@@ -564,5 +569,46 @@ fn doctor_reports_each_queue_setup_mistake() {
     ] {
         assert!(bad_text.contains(want), "{want}: {bad_text}");
     }
+    // No trail logs IAM calls: EventBridge gets none of them.
+    let block = |text: &str, head: &str| -> String {
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.contains(head))
+            .unwrap_or_else(|| panic!("no check {head}: {text}"));
+        let mut out = vec![lines[at]];
+        out.extend(
+            lines[at + 1..]
+                .iter()
+                .take_while(|l| l.starts_with("        ")),
+        );
+        out.join("\n")
+    };
+    let trail_check =
+        "a trail logging IAM calls for EventBridge (us-east-1; source good, bad, off)";
+    let none = block(&text, trail_check);
+    assert!(none.starts_with("FAIL"), "{none}");
+    assert!(
+        none.contains("no trail is logging IAM calls in us-east-1"),
+        "{none}"
+    );
+    assert!(none.contains("DescribeTrails lists no trail"), "{none}");
     assert_ne!(out.status.code(), Some(0), "{text}");
+
+    // A trail that does not log does not count; a multi-region one that logs does.
+    helper(&moto, &["trail", "stopped", "0", "0"]);
+    let again = || crate::stdout(&doctor());
+    let stopped = block(&again(), trail_check);
+    assert!(stopped.starts_with("FAIL"), "{stopped}");
+    assert!(stopped.contains("stopped: not logging"), "{stopped}");
+    let arn = helper(&moto, &["trail", "org-wide", "1", "1"])["arn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let logging = block(&again(), trail_check);
+    assert!(logging.starts_with("ok"), "{logging}");
+    assert!(
+        logging.contains(&format!("trail org-wide is logging ({arn})")),
+        "{logging}"
+    );
 }

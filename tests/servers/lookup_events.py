@@ -30,7 +30,9 @@ Tests load events and inject faults through a control API on the same port:
                              "LatestCloudWatchLogsDeliveryError": "...", ...}}}
                             sets what GetTrailStatus answers for a trail (any of its reply
                             fields, as the API spells them); null forgets the trail
-    GET  /_control/stats
+    POST /_control/accounts {"moto": "http://127.0.0.1:<port>", "keys": {"<access key id>": "<account>"}}
+                            how a request's account is known (see Accounts below)
+    GET  /_control/stats   (with `max_in_flight`: the most API requests answered at once)
     POST /_control/reset
 
 Event specs may also override the fields LookupEvents derives from the record: `event_id`,
@@ -42,6 +44,18 @@ Faults: `throttle_next` and `error_5xx_next` answer the next N API requests with
 (throttling first); `delay_ms` delays every API reply, or only the next `delay_next` ones when
 that is given; `rate_limit_per_sec` throttles any request beyond R in a sliding one-second
 window, like the real account-wide limit (0 turns it off). Fields not given keep their value.
+
+Accounts: LookupEvents answers for the account of the request's credentials, as CloudTrail
+does. The account is that of the access key in the request's SigV4 `Authorization` header:
+from `keys` if listed there, else (with `moto` set) what moto's STS `GetCallerIdentity`
+answers for that key and its `X-Amz-Security-Token` — moto knows the account of every key it
+handed out by AssumeRole (and 123456789012 for any static key); moto checks no signature, so
+the key id and token suffice. Answers are cached per key. An event spec with `"account":
+"<12 digits>"` is visible to that account only; one without is visible to every account. The
+fault `throttle_accounts: ["<account>", ...]` throttles every request of those accounts
+(other accounts are unaffected), and `rate_limit_per_account_per_sec: R` applies the
+sliding-window limit to each account separately, like CloudTrail's per-account quota. Stats
+count requests per account (`by_account`; `"(unknown)"` when the account is not known).
 
 Started as `python3 lookup_events.py --port 0`, it prints `LISTENING <port>` once it accepts
 connections. It binds 127.0.0.1 only and exits on SIGTERM, SIGINT, or (with
@@ -57,7 +71,10 @@ import datetime
 import hashlib
 import json
 import threading
+import re
 import time
+import urllib.error
+import urllib.request
 import uuid
 from awsjson import JSON_11, ApiError, JsonHandler, serve
 
@@ -108,6 +125,7 @@ class Event:
         "resources",
         "cloudtrail_event",
         "canonical",  # False: cloudtrail_event is a JSON line to re-serialise when sent
+        "account",  # None: visible to every account
     )
 
     def attribute(self, key: str) -> tuple:
@@ -240,6 +258,7 @@ def new_event(fields: tuple, seq: int, visible_at: float, cloudtrail_event: str,
     event.visible_at = visible_at
     event.cloudtrail_event = cloudtrail_event
     event.canonical = canonical
+    event.account = None
     return event
 
 
@@ -272,7 +291,12 @@ def make_event(spec: dict, seq: int, now: float) -> Event:
     if raw is None:
         raw = json.dumps(record, separators=(",", ":"))
     visible_at = now + float(spec.get("visible_after_ms") or 0) / 1000.0
-    return new_event(tuple(fields), seq, visible_at, raw, True)
+    event = new_event(tuple(fields), seq, visible_at, raw, True)
+    account = spec.get("account")
+    if account is not None and not (isinstance(account, str) and re.fullmatch(r"\d{12}", account)):
+        raise ValueError(f"'account' must be 12 digits, not {account!r}")
+    event.account = account
+    return event
 
 
 class Store:
@@ -295,7 +319,15 @@ class Store:
             "delay_ms": 0,
             "delay_next": None,
             "rate_limit_per_sec": 0,
+            "throttle_accounts": [],
+            "rate_limit_per_account_per_sec": 0,
         }
+        self.moto = None  # moto's URL, to ask the account of an access key
+        self.key_accounts: dict[str, str] = {}  # access key id -> account (given or learnt)
+        self.by_account: collections.Counter = collections.Counter()
+        self.account_windows: dict[str, collections.deque] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.requests_total = 0
         self.by_operation: collections.Counter = collections.Counter()
         self.throttled = 0
@@ -394,9 +426,41 @@ class Store:
                     self.faults[name] = body[name]
             return dict(self.faults)
 
+    def set_accounts(self, body: dict) -> dict:
+        with self.lock:
+            if "moto" in body:
+                self.moto = body["moto"]
+            for key, account in (body.get("keys") or {}).items():
+                self.key_accounts[str(key)] = str(account)
+            return {"moto": self.moto, "keys": len(self.key_accounts)}
+
+    def account_of(self, access_key: str | None, token: str | None) -> str | None:
+        """The account of an access key: listed, cached, or asked of moto (outside the lock)."""
+        if access_key is None:
+            return None
+        with self.lock:
+            known = self.key_accounts.get(access_key)
+            moto = self.moto
+        if known is not None or moto is None:
+            return known
+        account = ask_moto_account(moto, access_key, token)
+        if account is not None:
+            with self.lock:
+                self.key_accounts[access_key] = account
+        return account
+
     def admit(self, operation: str, received: float, summary: dict):
         """Counts an API request and decides its fault: (delay seconds, ApiError or None)."""
         with self.lock:
+            account = summary.get("account")
+            self.by_account[account or "(unknown)"] += 1
+            per_account = self.faults["rate_limit_per_account_per_sec"]
+            account_window = None
+            if per_account and account is not None:
+                account_window = self.account_windows.setdefault(account, collections.deque())
+                while account_window and account_window[0] <= received - 1.0:
+                    account_window.popleft()
+                account_window.append(received)
             self.requests_total += 1
             self.by_operation[operation] += 1
             window = self.window
@@ -416,7 +480,11 @@ class Store:
                     delay = faults["delay_ms"] / 1000.0
             error = None
             limit = faults["rate_limit_per_sec"]
-            if faults["throttle_next"] > 0:
+            if account is not None and account in (faults["throttle_accounts"] or []):
+                error = ApiError(400, "ThrottlingException", "Rate exceeded")
+            elif account_window is not None and len(account_window) > per_account:
+                error = ApiError(400, "ThrottlingException", "Rate exceeded")
+            elif faults["throttle_next"] > 0:
                 faults["throttle_next"] -= 1
                 error = ApiError(400, "ThrottlingException", "Rate exceeded")
             elif limit and len(window) > limit:
@@ -427,6 +495,15 @@ class Store:
                 code = "ServiceUnavailableException" if status == 503 else "InternalFailure"
                 error = ApiError(status, code, "Injected server error")
             return delay, error
+
+    def enter(self):
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self):
+        with self.lock:
+            self.in_flight -= 1
 
     def record_outcome(self, summary: dict, status: int, code: str | None):
         with self.lock:
@@ -453,28 +530,35 @@ class Store:
                 "events_total": len(self.events),
                 "events_visible": sum(1 for e in self.events if e.visible_at <= now),
                 "faults": dict(self.faults),
+                "by_account": dict(self.by_account),
+                "max_in_flight": self.max_in_flight,
                 "recent_requests": list(self.recent),
             }
 
     # -- querying --------------------------------------------------------------------------
 
-    def _view(self, attribute):
-        """The sorted (keys, events) a query scans: all events, or one attribute's."""
-        if attribute is None:
+    def _view(self, attribute, account=None):
+        """The sorted (keys, events) a query scans: all events, or one attribute's; with an
+        account, only the events visible to it."""
+        if attribute is None and account is None:
             return self.keys, self.events
-        cached = self.index.get(attribute)
+        cached = self.index.get((attribute, account))
         if cached is None:
-            key, value = attribute
-            events = [e for e in self.events if value in e.attribute(key)]
+            if account is None:
+                key, value = attribute
+                events = [e for e in self.events if value in e.attribute(key)]
+            else:
+                _, base = self._view(attribute)
+                events = [e for e in base if e.account is None or e.account == account]
             cached = ([e.key for e in events], events)
-            self.index[attribute] = cached
+            self.index[(attribute, account)] = cached
         return cached
 
-    def lookup(self, start, end, attribute, limit, before):
+    def lookup(self, start, end, attribute, limit, before, account=None):
         """One page, newest first; returns (events, key of the last one if more follow)."""
         now = time.monotonic()
         with self.lock:
-            keys, events = self._view(attribute)
+            keys, events = self._view(attribute, account)
             lo = bisect.bisect_left(keys, (start, -1))
             hi = bisect.bisect_right(keys, (end, float("inf")))
             if before is not None:
@@ -496,6 +580,35 @@ class Store:
 
 
 STORE = Store()
+
+
+def ask_moto_account(moto: str, access_key: str, token: str | None) -> str | None:
+    """moto's STS GetCallerIdentity for `access_key`: the account it belongs to, or None."""
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Authorization": (
+            f"AWS4-HMAC-SHA256 Credential={access_key}/20260101/us-east-1/sts/aws4_request, "
+            "SignedHeaders=host, Signature=0"
+        ),
+    }
+    if token:
+        headers["X-Amz-Security-Token"] = token
+    request = urllib.request.Request(
+        moto.rstrip("/") + "/",
+        data=b"Action=GetCallerIdentity&Version=2011-06-15",
+        headers=headers,
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            text = reply.read().decode()
+    except (urllib.error.URLError, OSError):
+        return None
+    found = re.search(r"<Account>(\d{12})</Account>", text)
+    return found.group(1) if found else None
+
+
+CREDENTIAL = re.compile(r"Credential=([A-Za-z0-9]+)/")
 
 
 def token_digest(params: dict) -> str:
@@ -545,7 +658,7 @@ def get_trail_status(body: dict) -> dict:
     return status
 
 
-def lookup_events(body: dict, summary: dict) -> dict:
+def lookup_events(body: dict, summary: dict, account: str | None = None) -> dict:
     attributes = body.get("LookupAttributes") or []
     if not isinstance(attributes, list):
         raise ApiError(400, "SerializationException", "LookupAttributes must be a list")
@@ -597,7 +710,7 @@ def lookup_events(body: dict, summary: dict) -> dict:
             raise ApiError(400, "InvalidNextTokenException", "Invalid NextToken")
         before = decode_token(token, digest)
 
-    events, last_key = STORE.lookup(start, end, attribute, limit, before)
+    events, last_key = STORE.lookup(start, end, attribute, limit, before, account)
     summary["returned"] = len(events)
     reply = {"Events": events}
     if last_key is not None:
@@ -640,6 +753,8 @@ class Handler(JsonHandler):
             elif path == "/_control/events.jsonl":
                 added, total = STORE.add_lines(body)
                 self.send(200, {"added": added, "total": total})
+            elif path == "/_control/accounts":
+                self.send(200, STORE.set_accounts(json.loads(body or b"{}")))
             elif path == "/_control/trails":
                 self.send(200, {"trails": STORE.set_trails(json.loads(body or b"{}"))})
             elif path == "/_control/faults":
@@ -675,8 +790,21 @@ class Handler(JsonHandler):
             summary["max_results"] = parsed.get("MaxResults")
             summary["token"] = parsed.get("NextToken") is not None
         summary["content_type"] = self.headers.get("Content-Type")
+        found = CREDENTIAL.search(self.headers.get("Authorization") or "")
+        account = STORE.account_of(
+            found.group(1) if found else None, self.headers.get("X-Amz-Security-Token")
+        )
+        summary["account"] = account
 
         delay, error = STORE.admit(operation, received, summary)
+        STORE.enter()
+        try:
+            self.answer(operation, target, parsed, summary, delay, error)
+        finally:
+            STORE.leave()
+
+    def answer(self, operation, target, parsed, summary, delay, error):
+        account = summary.get("account")
         if delay:
             time.sleep(delay)
         try:
@@ -689,7 +817,7 @@ class Handler(JsonHandler):
             if operation == "GetTrailStatus":
                 reply = get_trail_status(parsed)
             else:
-                reply = lookup_events(parsed, summary)
+                reply = lookup_events(parsed, summary, account)
         except ApiError as err:
             STORE.record_outcome(summary, err.status, err.code)
             self.send_api_error(err)

@@ -34,6 +34,7 @@ mod error;
 mod eval;
 mod json;
 mod lex;
+mod necessary;
 mod parse;
 pub mod prefilter;
 mod regex;
@@ -44,6 +45,7 @@ use std::fmt;
 pub use decimal::MAX_EXPONENT;
 pub use error::ParseError;
 pub use eval::Extracted;
+pub use necessary::TextTest;
 pub use parse::{
     MAX_INDEX, MAX_NESTING, MAX_PATTERN_CHARS, MAX_REGEXES, MAX_WILDCARDS_PER_PATTERN,
     MAX_WILDCARDS_PER_SELECTOR,
@@ -142,6 +144,32 @@ impl FilterPattern {
     #[doc(hidden)]
     pub fn evaluate_unfiltered(&self, event: &str) -> Option<Extracted> {
         self.compiled.evaluate(event, true)
+    }
+
+    /// Text tests one of which holds in every event this JSON pattern matches, or `None`
+    /// when no such disjunction can be stated (another form, or an alternative with no
+    /// string equality on a plain member path). A conjunction contributes its first operand
+    /// whose tests avoid the selectors in `avoid` (such as `$.eventName`, pinned otherwise).
+    /// Only `=` against text no JSON number can match counts, so that a matcher of strings
+    /// built from these is never narrower than the pattern.
+    pub fn necessary_text(&self, avoid: &[&str]) -> Option<Vec<TextTest>> {
+        let Pattern::Json(expr) = &self.ast else {
+            return None;
+        };
+        let mut paths = Vec::new();
+        for selector in avoid {
+            let parsed = parse::parse(&format!("{{ {selector} NOT EXISTS }}")).ok()?;
+            if let Pattern::Json(Expr::Cond(c)) = parsed.pattern {
+                paths.extend(
+                    c.selector
+                        .segments
+                        .iter()
+                        .map(|s| s.member_name().map(str::to_owned))
+                        .collect::<Option<Vec<_>>>(),
+                );
+            }
+        }
+        necessary::of(expr, &paths)
     }
 
     /// The exact strings that a JSON selector such as `$.eventName` must equal in every
@@ -257,5 +285,94 @@ mod tests {
         let p = FilterPattern::new(DOCUMENTED).unwrap();
         let again = FilterPattern::new(&p.to_string()).unwrap();
         assert_eq!(p.ast(), again.ast());
+    }
+}
+
+#[cfg(test)]
+mod necessary_tests {
+    use super::*;
+
+    const DOCUMENTED: &str = r#"{ ($.eventName = AttachRolePolicy || $.eventName = DetachRolePolicy || $.eventName = SetPolicyVersion || $.eventName = CreatePolicyVersion) && ($.requestParameters.policyArn = "*AstronomerCrossAccountRole"  || $.requestParameters.roleName = astronomer-remote-management) }"#;
+
+    fn tests(p: &str) -> Option<Vec<(String, String)>> {
+        let p = FilterPattern::new(p).unwrap();
+        p.necessary_text(&["$.eventName", "$.eventSource"])
+            .map(|v| v.into_iter().map(|t| (t.path.join("."), t.glob)).collect())
+    }
+
+    #[test]
+    fn the_documented_pattern_needs_the_policy_or_the_role() {
+        let got = tests(DOCUMENTED).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "requestParameters.policyArn".to_owned(),
+                    "*AstronomerCrossAccountRole".to_owned()
+                ),
+                (
+                    "requestParameters.roleName".to_owned(),
+                    "astronomer-remote-management".to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_stated_gives_none() {
+        // An alternative without a string test.
+        assert_eq!(tests("{ $.a = x || $.b > 1 }"), None);
+        // Numbers match by their text: `1*` would match the number 12.
+        assert_eq!(tests("{ $.a = 1* }"), None);
+        assert_eq!(tests("{ $.a = \"*\" }"), None);
+        assert_eq!(tests("{ $.a != x }"), None);
+        assert_eq!(tests("{ $.a[0] = x }"), None);
+        assert_eq!(tests("{ $.a.* = x }"), None);
+        assert_eq!(tests("{ $.a = %x% }"), None);
+        assert_eq!(tests("ERROR"), None);
+        // Only the avoided selectors: they are all there is.
+        assert_eq!(
+            tests("{ $.eventName = X }"),
+            Some(vec![("eventName".to_owned(), "X".to_owned())])
+        );
+        // A conjunction takes an operand that avoids them.
+        assert_eq!(
+            tests("{ $.eventName = X && $.['odd.key'].b = y* }"),
+            Some(vec![("odd.key.b".to_owned(), "y*".to_owned())])
+        );
+    }
+
+    /// Every event the pattern matches passes one of the tests (checked by evaluation over
+    /// a small grid of records).
+    #[test]
+    fn the_tests_are_never_narrower_than_the_pattern() {
+        let pats = [
+            "{ ($.a = x || $.b = y*) && $.c = z }",
+            "{ $.a = x && ($.b = y || $.c = \"*q\") }",
+            "{ ($.a = x && $.b = y) || $.c = zz }",
+        ];
+        let values = ["x", "y", "yy", "z", "zz", "q", "aq", "1"];
+        for p in pats {
+            let fp = FilterPattern::new(p).unwrap();
+            let ts = fp.necessary_text(&[]).unwrap();
+            for a in values {
+                for b in values {
+                    for c in values {
+                        let ev = format!(r#"{{"a":"{a}","b":"{b}","c":"{c}"}}"#);
+                        if !fp.is_match(&ev) {
+                            continue;
+                        }
+                        let v: std::collections::HashMap<&str, &str> =
+                            [("a", a), ("b", b), ("c", c)].into();
+                        let pass = ts.iter().any(|t| {
+                            let g =
+                                FilterPattern::new(&format!("{{ $.v = \"{}\" }}", t.glob)).unwrap();
+                            g.is_match(&format!(r#"{{"v":"{}"}}"#, v[t.path[0].as_str()]))
+                        });
+                        assert!(pass, "{p} matched {ev} but none of {ts:?} holds");
+                    }
+                }
+            }
+        }
     }
 }

@@ -633,6 +633,92 @@ pub(super) async fn trails(cfg: &Config, sdk: Option<&SdkConfig>, now_ms: i64) -
     out
 }
 
+/// For `sqs` sources that name no trail: is any trail logging the IAM calls that EventBridge
+/// is to pass on? EventBridge gets "AWS API Call via CloudTrail" events only while a trail
+/// with logging on records them, and IAM's are recorded in us-east-1: a trail there or a
+/// multi-region one (shadow trails included, which is how an organization trail or another
+/// region's multi-region trail shows). `DescribeTrails`, then `GetTrailStatus` by ARN until
+/// one logs. `None` when no `sqs` source needs it.
+pub(super) async fn eventbridge_trail(cfg: &Config, sdk: Option<&SdkConfig>) -> Option<Finding> {
+    let sources: Vec<&str> = cfg
+        .sources
+        .iter()
+        .filter(|s| matches!(s.kind, SourceKind::Sqs { .. }) && s.trail.is_none())
+        .map(|s| s.id.as_str())
+        .collect();
+    if sources.is_empty() {
+        return None;
+    }
+    let check = format!(
+        "a trail logging IAM calls for EventBridge (us-east-1; source {})",
+        sources.join(", ")
+    );
+    let Some(sdk) = sdk else {
+        return Some(Finding::skipped(check));
+    };
+    let client = cloudtrail_client(sdk, "us-east-1");
+    let listed = call(
+        "DescribeTrails",
+        client.describe_trails().include_shadow_trails(true).send(),
+    )
+    .await;
+    let trails = match listed {
+        Ok(r) => r.trail_list.unwrap_or_default(),
+        Err(e) if e.is_access_denied() => {
+            let mut f = Finding::new(Status::Warn, check, format!("cannot list the trails: {e}"));
+            f.line("grant cloudtrail:DescribeTrails (deploy/iam-policy-optional.json), or name the trail with `trail` on the source");
+            return Some(f);
+        }
+        Err(e) => {
+            return Some(Finding::new(
+                Status::Warn,
+                check,
+                format!("cannot list the trails: {e}"),
+            ))
+        }
+    };
+    let mut seen = Vec::new();
+    for t in &trails {
+        let covers =
+            t.is_multi_region_trail() == Some(true) || t.home_region() == Some("us-east-1");
+        let (Some(arn), true) = (t.trail_arn(), covers) else {
+            continue;
+        };
+        let name = t.name().unwrap_or(arn);
+        match call("GetTrailStatus", client.get_trail_status().name(arn).send()).await {
+            Ok(st) if st.is_logging() == Some(true) => {
+                let mut f = Finding::new(
+                    Status::Ok,
+                    check,
+                    format!("trail {name} is logging ({arn})"),
+                );
+                f.line("EventBridge receives the IAM calls it records");
+                return Some(f);
+            }
+            Ok(_) => seen.push(format!("{name}: not logging")),
+            Err(e) => seen.push(format!("{name}: cannot read the status ({e})")),
+        }
+    }
+    let unread = seen.iter().any(|l| l.contains("cannot read"));
+    let mut f = Finding::new(
+        if unread { Status::Warn } else { Status::Fail },
+        check,
+        if unread {
+            "no trail was found logging: the status of some could not be read".to_owned()
+        } else {
+            "no trail is logging IAM calls in us-east-1: EventBridge receives no \"AWS API Call via CloudTrail\" event, and the queue stays empty".to_owned()
+        },
+    );
+    if trails.is_empty() {
+        f.line("DescribeTrails lists no trail (the CloudTrail event history needs none; EventBridge does)");
+    }
+    for l in seen {
+        f.line(l);
+    }
+    f.line("create a multi-region trail and start logging, or name the trail with `trail` on the source");
+    Some(f)
+}
+
 /// Judges a trail's status: not logging fails; a CloudWatch Logs delivery error fails when a
 /// source reads that log group (`feeds_logs`) and warns otherwise, as an S3 delivery error
 /// does.

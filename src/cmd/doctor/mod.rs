@@ -144,6 +144,9 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> 
     for finding in checks::trails(cfg, sdk.as_ref(), now_ms).await {
         emit(finding, out)?;
     }
+    if let Some(finding) = checks::eventbridge_trail(cfg, sdk.as_ref()).await {
+        emit(finding, out)?;
+    }
     for channel in &cfg.channels {
         emit(checks::channel(channel, sdk.as_ref()).await, out)?;
     }

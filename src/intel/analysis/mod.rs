@@ -19,7 +19,7 @@ use change::{event_document, rp, since_baseline, Unavailable};
 use super::actor::{self, ActorClass};
 use super::baseline::{self, decode_document, Baseline};
 use super::expect::{self, ExpectedNote};
-use super::iam::IamReader;
+use super::iam::{IamError, IamReader};
 use super::known::{self, LastKnown};
 use super::policy::{self, StatementChange, Verdict};
 use crate::config::{Expectation, VendorConfig};
@@ -139,6 +139,21 @@ pub struct Before<'a> {
     pub baseline: Option<&'a Baseline>,
 }
 
+/// How one analysis of a worker's pass runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Within<'a> {
+    /// All IAM calls of this analysis together take at most this long (the worker shortens
+    /// it while IAM does not answer, so that a backlog of alerts is not held for the full
+    /// budget each).
+    pub budget: Duration,
+    /// Why no IAM call is to be made (IAM failed for an earlier alert of the pass).
+    pub offline: Option<&'a str>,
+    /// The role as it is now, read once for the whole pass: every alert of a pass is
+    /// compared with the same "now" (what the role now differs in from the baseline), and a
+    /// burst of alerts does not read the whole role once per alert. `None`: read it here.
+    pub current: Option<&'a Result<Baseline, IamError>>,
+}
+
 /// An analysis, and the last known state after the change.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -169,6 +184,22 @@ fn parse_severity(s: &str) -> Severity {
     .unwrap_or(Severity::High)
 }
 
+/// The moment before a change: the last known state, when it is from before the change and
+/// whole; otherwise why there is none.
+fn prior<'a>(before: Before<'a>, event_id: &str, event_time: i64) -> Result<&'a LastKnown, String> {
+    match before.last_known {
+        None => Err("no baseline was taken and no change recorded before this one".to_owned()),
+        Some(k) if !k.is_before(event_id, event_time) => Err(format!(
+            "the last known state ({}) is not older than the change",
+            k.provenance()
+        )),
+        Some(k) => match &k.incomplete {
+            Some(why) => Err(format!("the last known state is incomplete: {why}")),
+            None => Ok(k),
+        },
+    }
+}
+
 impl<R: IamReader> Analyzer<R> {
     /// Analyses one stored alert against `baseline` (the latest snapshot, if any), which is
     /// also taken as the moment before the change. Never fails: what cannot be found out is
@@ -184,24 +215,62 @@ impl<R: IamReader> Analyzer<R> {
             last_known: known.as_ref(),
             baseline,
         };
-        self.analyze_within(stored, before, now_ms, self.budget, None)
+        let within = Within {
+            budget: self.budget,
+            offline: None,
+            current: None,
+        };
+        self.analyze_within(stored, before, now_ms, within)
             .await
             .analysis
     }
 
+    /// This analyzer over another IAM reader (a pass's [`super::memo::Memo`]).
+    pub fn over<S: IamReader>(&self, iam: S) -> Analyzer<S> {
+        Analyzer {
+            iam,
+            vendor: self.vendor.clone(),
+            budget: self.budget,
+            expect: self.expect.clone(),
+        }
+    }
+
+    /// Makes the IAM calls the analysis of `stored` makes, for their answers alone (through
+    /// a [`super::memo::Memo`], so that a batch's calls go out together and the analyses
+    /// after find them answered).
+    pub async fn prefetch(&self, stored: &StoredAlert, before: Before<'_>) {
+        let record: Value = serde_json::from_str(&stored.record).unwrap_or(Value::Null);
+        if record.get("errorCode").is_some_and(|c| !c.is_null()) {
+            return;
+        }
+        let event = record
+            .get("eventName")
+            .and_then(Value::as_str)
+            .unwrap_or(&stored.event_name);
+        let prior = prior(before, &stored.event_id, stored.event_time_ms);
+        self.change(
+            event,
+            &record,
+            prior.as_ref().map(|k| *k).map_err(String::as_str),
+        )
+        .await;
+    }
+
     /// Analyses one stored alert against the moment before it (`before.last_known`, when
-    /// it is from before the change) and the baseline, with another budget (the worker
-    /// shortens it while IAM does not answer, so that a backlog of alerts is not held for
-    /// the full budget each); `offline` says why no IAM call is to be made. Returns the
-    /// analysis and the last known state after the change.
+    /// it is from before the change) and the baseline, as one of a worker's pass
+    /// (`within`). Returns the analysis and the last known state after the change.
     pub async fn analyze_within(
         &self,
         stored: &StoredAlert,
         before: Before<'_>,
         now_ms: i64,
-        budget: Duration,
-        offline: Option<&str>,
+        within: Within<'_>,
     ) -> Outcome {
+        let Within {
+            budget,
+            offline,
+            current: taken,
+        } = within;
         let record: Value = serde_json::from_str(&stored.record).unwrap_or(Value::Null);
         let (actor_class, allowlisted) = actor::classify(&record, &self.vendor);
         let event = record
@@ -213,17 +282,7 @@ impl<R: IamReader> Analyzer<R> {
         let (event_id, event_time) = (stored.event_id.as_str(), stored.event_time_ms);
         // The moment before: the last known state, when it is from before this change and
         // whole; otherwise why there is none.
-        let prior: Result<&LastKnown, String> = match before.last_known {
-            None => Err("no baseline was taken and no change recorded before this one".to_owned()),
-            Some(k) if !k.is_before(event_id, event_time) => Err(format!(
-                "the last known state ({}) is not older than the change",
-                k.provenance()
-            )),
-            Some(k) => match &k.incomplete {
-                Some(why) => Err(format!("the last known state is incomplete: {why}")),
-                None => Ok(k),
-            },
-        };
+        let prior = prior(before, event_id, event_time);
         let base = before.baseline.filter(|b| b.taken_ms < event_time);
         let mut flags = Vec::new();
         if let Some(arn) = rp(&record, "policyArn").filter(|a| is_high_risk_managed(a)) {
@@ -278,7 +337,10 @@ impl<R: IamReader> Analyzer<R> {
                         prior.as_ref().map(|k| *k).map_err(String::as_str),
                     )
                     .await;
-                let current = baseline::snapshot(&self.iam, &self.vendor, now_ms).await;
+                let current = match taken {
+                    Some(now) => now.clone(),
+                    None => baseline::snapshot(&self.iam, &self.vendor, now_ms).await,
+                };
                 (change, current)
             };
             match tokio::time::timeout(budget, work).await {

@@ -37,75 +37,109 @@ impl Outbox {
                 return;
             }
         };
-        for stored in due {
-            let analysis: Option<crate::intel::Analysis> =
-                match self.state.with(|s| s.analysis(stored.id)) {
-                    Ok(a) => a.and_then(|json| serde_json::from_str(&json).ok()),
-                    Err(e) => {
-                        self.state_error(name, &e, "read an analysis");
-                        None
-                    }
-                };
-            let alert = Alert::from_stored(&stored, self.clock.now_ms()).with_analysis(analysis);
-            let result = ch.notifier.send(&alert).await;
-            let now = self.clock.now_ms();
-            match result {
-                Ok(delivered) => {
-                    if let Err(e) = self.state.with(|s| s.mark_delivered(stored.id, name, now)) {
-                        // The channel has it; the row stays pending and is sent again later.
-                        self.state_error(name, &e, "mark an alert delivered");
-                        report.state_errors += 1;
-                        return;
-                    }
-                    self.counters[i].delivered.fetch_add(1, Ordering::Relaxed);
-                    report.delivered += 1;
-                    {
-                        let mut h = lock(&self.health);
-                        h[i].episode.succeeded();
-                        h[i].down = false;
-                        h[i].failed_probes = 0;
-                    }
-                    if stored.found_by == crate::state::FoundBy::Queue {
-                        // An alert of the queue is committed at its message's receipt.
-                        self.metrics
-                            .queue_receipt_to_accepted_seconds
-                            .get_or_create(&vec![("channel".to_owned(), name.to_owned())])
-                            .observe(now.saturating_sub(stored.detected_ms).max(0) as f64 / 1000.0);
-                    }
-                    Delivery {
-                        channel: name,
-                        alert_id: stored.id,
-                        rule: &stored.rule,
-                        event_id: &stored.event_id,
-                        outcome: Outcome::Delivered {
-                            receipt: delivered.receipt.as_deref().unwrap_or(""),
-                            delay_ms: now.saturating_sub(stored.detected_ms),
-                        },
-                    }
-                    .emit(&self.metrics);
+        // Sent `in_flight` at a time (one for every channel that keeps order); the
+        // outcomes are recorded in the rows' order, every accepted one marked delivered even
+        // when another of its group failed.
+        for group in due.chunks(ch.notifier.in_flight().max(1)) {
+            let mut alerts = Vec::with_capacity(group.len());
+            for stored in group {
+                let analysis: Option<crate::intel::Analysis> =
+                    match self.state.with(|s| s.analysis(stored.id)) {
+                        Ok(a) => a.and_then(|json| serde_json::from_str(&json).ok()),
+                        Err(e) => {
+                            self.state_error(name, &e, "read an analysis");
+                            None
+                        }
+                    };
+                alerts.push(
+                    Alert::from_stored(stored, self.clock.now_ms())
+                        .with_analysis(analysis)
+                        .with_accounts(&self.accounts),
+                );
+            }
+            let mut sends = Vec::with_capacity(alerts.len());
+            for alert in &alerts {
+                sends.push(ch.notifier.send(alert));
+            }
+            let results = futures_util::future::join_all(sends).await;
+            let mut go_on = true;
+            for (stored, result) in group.iter().zip(results) {
+                go_on &= self.record_outcome(i, stored, result, report);
+            }
+            if !go_on {
+                return;
+            }
+        }
+    }
+
+    /// Records the outcome of sending `stored` on channel `i`; false when the channel is to
+    /// send nothing more this pass (down, resting, or its state could not be written).
+    fn record_outcome(
+        &self,
+        i: usize,
+        stored: &StoredAlert,
+        result: Result<crate::notify::notifier::Delivered, SendError>,
+        report: &mut PassReport,
+    ) -> bool {
+        let name = self.channels[i].notifier.name();
+        let now = self.clock.now_ms();
+        match result {
+            Ok(delivered) => {
+                if let Err(e) = self.state.with(|s| s.mark_delivered(stored.id, name, now)) {
+                    // The channel has it; the row stays pending and is sent again later.
+                    self.state_error(name, &e, "mark an alert delivered");
+                    report.state_errors += 1;
+                    return false;
                 }
-                Err(e) => {
-                    report.failed += 1;
-                    let rest = self.record_failure(i, &stored, &e, now, report);
-                    if e.is_retryable() {
-                        // Down: no more sends until a probe says it answers again — and no
-                        // probe before the wait the channel asked for (429 Retry-After), so
-                        // that the probe's "every pending row due now" cannot undercut it.
-                        let mut h = lock(&self.health);
-                        h[i].down = true;
-                        let wait = self
-                            .probe_wait(h[i].failed_probes)
-                            .max(e.retry_after().unwrap_or_default());
-                        h[i].resting_until_ms = now.saturating_add(ms(wait));
-                        return;
-                    }
-                    if let Some(until) = rest {
-                        lock(&self.health)[i].resting_until_ms = until;
-                        return;
-                    }
+                self.counters[i].delivered.fetch_add(1, Ordering::Relaxed);
+                report.delivered += 1;
+                {
+                    let mut h = lock(&self.health);
+                    h[i].episode.succeeded();
+                    h[i].down = false;
+                    h[i].failed_probes = 0;
+                }
+                if stored.found_by == crate::state::FoundBy::Queue {
+                    // An alert of the queue is committed at its message's receipt.
+                    self.metrics
+                        .queue_receipt_to_accepted_seconds
+                        .get_or_create(&vec![("channel".to_owned(), name.to_owned())])
+                        .observe(now.saturating_sub(stored.detected_ms).max(0) as f64 / 1000.0);
+                }
+                Delivery {
+                    channel: name,
+                    alert_id: stored.id,
+                    rule: &stored.rule,
+                    event_id: &stored.event_id,
+                    outcome: Outcome::Delivered {
+                        receipt: delivered.receipt.as_deref().unwrap_or(""),
+                        delay_ms: now.saturating_sub(stored.detected_ms),
+                    },
+                }
+                .emit(&self.metrics);
+            }
+            Err(e) => {
+                report.failed += 1;
+                let rest = self.record_failure(i, stored, &e, now, report);
+                if e.is_retryable() {
+                    // Down: no more sends until a probe says it answers again — and no
+                    // probe before the wait the channel asked for (429 Retry-After), so
+                    // that the probe's "every pending row due now" cannot undercut it.
+                    let mut h = lock(&self.health);
+                    h[i].down = true;
+                    let wait = self
+                        .probe_wait(h[i].failed_probes)
+                        .max(e.retry_after().unwrap_or_default());
+                    h[i].resting_until_ms = now.saturating_add(ms(wait));
+                    return false;
+                }
+                if let Some(until) = rest {
+                    lock(&self.health)[i].resting_until_ms = until;
+                    return false;
                 }
             }
         }
+        true
     }
 
     /// Probes channel `i`, which is down: true when it answered (it is up again and every

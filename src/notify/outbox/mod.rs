@@ -168,6 +168,8 @@ pub struct Outbox {
     probe_interval: Duration,
     /// Where each delivery attempt is counted (`rolewatch_alert_deliveries_total`).
     metrics: Arc<Metrics>,
+    /// The `[[account]]`s, id → name: alerts name the account they happened in.
+    accounts: std::collections::HashMap<String, Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -189,7 +191,18 @@ impl Outbox {
             analysis_wait: Duration::ZERO,
             probe_interval: crate::config::defaults::CHANNEL_PROBE,
             metrics: Arc::new(Metrics::new()),
+            accounts: std::collections::HashMap::new(),
         }
+    }
+
+    /// The `[[account]]`s (id → name) the alerts are named by.
+    #[must_use]
+    pub fn with_accounts(
+        mut self,
+        accounts: impl IntoIterator<Item = (String, Option<String>)>,
+    ) -> Outbox {
+        self.accounts = accounts.into_iter().collect();
+        self
     }
 
     /// Counts the delivery attempts in `metrics` (the daemon's `/metrics`) instead of a
@@ -254,10 +267,15 @@ impl Outbox {
     /// One pass over every channel: send what is due, record the outcome, report channels
     /// that keep failing.
     pub async fn pass(&self) -> PassReport {
-        let mut report = PassReport::default();
+        // The channels side by side: a slow one (SNS, SMTP, a webhook) holds up neither the
+        // others nor their alerts; each sends its own rows in order.
+        let mut passes = Vec::with_capacity(self.channels.len());
         for i in 0..self.channels.len() {
-            self.deliver_channel(i, &mut report).await;
-            self.update_health(i);
+            passes.push(self.channel_pass(i));
+        }
+        let mut report = PassReport::default();
+        for r in futures_util::future::join_all(passes).await {
+            report.add(r);
         }
         report.failing = self
             .channels
@@ -266,6 +284,14 @@ impl Outbox {
             .filter(|(_, c)| c.failing.load(Ordering::Relaxed))
             .map(|(ch, _)| ch.notifier.name().to_owned())
             .collect();
+        report
+    }
+
+    /// One channel's part of a pass.
+    async fn channel_pass(&self, i: usize) -> PassReport {
+        let mut report = PassReport::default();
+        self.deliver_channel(i, &mut report).await;
+        self.update_health(i);
         report
     }
 
@@ -296,12 +322,13 @@ impl Outbox {
         resent
     }
 
-    /// Runs passes until `shutdown` is cancelled: at once when `wake` is notified (a poll
-    /// committed new alerts, or their analysis is ready), when the next pending delivery is
-    /// due, every [`TICK`] while something due waits (for its analysis, or a resting
-    /// channel), and at least every [`IDLE_TICK`]. An idle daemon thus reads the state once a
-    /// minute, not once a second. A pass under way finishes: its sends are bounded by the
-    /// channels' timeouts, and the process' drain grace bounds the rest.
+    /// Runs passes until `shutdown` is cancelled, each channel in a loop of its own (a slow
+    /// channel holds up no other): at once when `wake` is notified (a poll committed new
+    /// alerts, or their analysis is ready), when the next pending delivery is due, every
+    /// [`TICK`] while something due waits (for its analysis, or a resting channel), and at
+    /// least every [`IDLE_TICK`]. An idle daemon thus reads the state once a minute, not once
+    /// a second. A pass under way finishes: its sends are bounded by the channels' timeouts,
+    /// and the process' drain grace bounds the rest.
     pub async fn run(self: Arc<Self>, wake: Arc<Notify>, shutdown: CancellationToken) {
         // Started beside the first polls: what an earlier run left pending (and its
         // analysis) never holds them up.
@@ -309,8 +336,31 @@ impl Outbox {
             _ = self.resend_pending() => {}
             () = shutdown.cancelled() => return,
         }
+        // One wake per channel: `notify_one` keeps a permit for a loop that is mid-pass, so
+        // no wake is lost.
+        let wakes: Vec<Notify> = self.channels.iter().map(|_| Notify::new()).collect();
+        let mut loops = Vec::with_capacity(wakes.len());
+        for (i, w) in wakes.iter().enumerate() {
+            loops.push(self.channel_loop(i, w, &shutdown));
+        }
+        let forward = async {
+            loop {
+                wake.notified().await;
+                for w in &wakes {
+                    w.notify_one();
+                }
+            }
+        };
+        tokio::select! {
+            _ = futures_util::future::join_all(loops) => {}
+            () = forward => {}
+        }
+    }
+
+    /// One channel's loop in [`Outbox::run`].
+    async fn channel_loop(&self, i: usize, wake: &Notify, shutdown: &CancellationToken) {
         loop {
-            self.pass().await;
+            self.channel_pass(i).await;
             let pause = self.next_pause();
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}

@@ -111,6 +111,9 @@ pub struct Daemon {
     started_ms: i64,
     /// Whether this replica polls (a shared state's lease; SQLite: always).
     replica: Mutex<crate::state::Leadership>,
+    /// `[daemon] max_concurrent_polls`: permits for the polls and sweeps of every source and
+    /// account together.
+    polls_at_once: tokio::sync::Semaphore,
 }
 
 impl Daemon {
@@ -158,6 +161,7 @@ impl Daemon {
         let analysis = crate::intel::worker::for_daemon(
             cfg,
             &sdk,
+            &built.accounts,
             state.clone(),
             clock.clone(),
             metrics.clone(),
@@ -175,7 +179,8 @@ impl Daemon {
             Outbox::new(channels, state.clone(), clock.clone())
                 .with_metrics(metrics.clone())
                 .with_analysis_wait(outbox::ANALYSIS_WAIT)
-                .with_probe_interval(cfg.daemon.channel_probe),
+                .with_probe_interval(cfg.daemon.channel_probe)
+                .with_accounts(cfg.accounts.iter().map(|a| (a.id.clone(), a.name.clone()))),
         );
         let channel_names = outbox.channel_names();
         let now = clock.now_ms();
@@ -213,6 +218,7 @@ impl Daemon {
             metrics,
             started_ms: now,
             replica: Mutex::new(crate::state::Leadership::Sole),
+            polls_at_once: tokio::sync::Semaphore::new(cfg.daemon.max_concurrent_polls),
         })
     }
 

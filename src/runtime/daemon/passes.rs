@@ -33,6 +33,9 @@ impl Daemon {
             tracing::debug!(source = %sc.id, "Not polled: this replica is a follower");
             return false;
         }
+        // One global cap over every source and account; a closed semaphore never happens
+        // (it is never closed), and then the poll simply runs.
+        let _permit = self.polls_at_once.acquire().await.ok();
         let retention = self.retention_of(i).await;
         lock(&self.health)[i].polling = true;
         let channels: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
@@ -159,6 +162,7 @@ impl Daemon {
             tracing::debug!(source = %sc.id, "Not polled: this replica is a follower");
             return false;
         }
+        let _permit = self.polls_at_once.acquire().await.ok();
         let retention = self.retention_of(i).await;
         let channels: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
         let ctx = self.poll_context(&channels, retention);

@@ -7,6 +7,7 @@ usage: eventbridge.py ENDPOINT setup VISIBILITY MAX_RECEIVES   -> {"queue_url", 
        eventbridge.py ENDPOINT send QUEUE_URL BODY_FILE        -> {"ok": bool, "error"}
        eventbridge.py ENDPOINT count QUEUE_URL                 -> {"visible", "in_flight"}
        eventbridge.py ENDPOINT purge QUEUE_URL                 -> {}
+       eventbridge.py ENDPOINT trail NAME MULTI_REGION LOGGING  -> {"arn"} (a trail; 0/1 flags)
 """
 import json
 import sys
@@ -87,6 +88,16 @@ elif command == "count":
     a = sqs.get_queue_attributes(QueueUrl=args[0], AttributeNames=["All"])["Attributes"]
     out = {"visible": int(a["ApproximateNumberOfMessages"]),
            "in_flight": int(a["ApproximateNumberOfMessagesNotVisible"])}
+elif command == "trail":
+    name, multi, logging = args
+    s3 = boto3.client("s3", **kw)
+    s3.create_bucket(Bucket=f"{name.lower()}-logs")
+    ct = boto3.client("cloudtrail", **kw)
+    arn = ct.create_trail(Name=name, S3BucketName=f"{name.lower()}-logs",
+                          IsMultiRegionTrail=multi == "1")["TrailARN"]
+    if logging == "1":
+        ct.start_logging(Name=name)
+    out = {"arn": arn}
 elif command == "purge":
     sqs.purge_queue(QueueUrl=args[0])
 print(json.dumps(out))

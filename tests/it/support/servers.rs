@@ -493,6 +493,14 @@ impl LookupServer {
         self.control("GET", "/_control/stats", b"")
     }
 
+    /// How a request's account is known: `{"moto": "<moto endpoint>"}` (moto's STS says the
+    /// account of each access key) and/or `{"keys": {"<access key id>": "<account>"}}`.
+    #[track_caller]
+    pub fn accounts(&self, accounts: Value) -> Value {
+        let body = serde_json::to_vec(&accounts).expect("accounts serialise");
+        self.control("POST", "/_control/accounts", &body)
+    }
+
     /// Forgets all events, faults and statistics.
     #[track_caller]
     pub fn reset(&self) {
@@ -638,9 +646,12 @@ pub fn aws_env(cmd: &mut Command, endpoint_cloudtrail: Option<&str>, endpoint_mo
     ] {
         cmd.env_remove(format!("AWS_ENDPOINT_URL_{service}"));
     }
-    if let Some(endpoint) = endpoint_cloudtrail {
-        cmd.env("AWS_ENDPOINT_URL_CLOUDTRAIL", endpoint);
-    }
+    // Without the LookupEvents server, CloudTrail too refuses at once: nothing leaves
+    // loopback.
+    cmd.env(
+        "AWS_ENDPOINT_URL_CLOUDTRAIL",
+        endpoint_cloudtrail.unwrap_or("http://127.0.0.1:9"),
+    );
     // Without moto, IAM (the change analysis) refuses the connection at once: the analysis
     // degrades to "diff unavailable" instead of waiting for the real endpoint.
     cmd.env("AWS_ENDPOINT_URL_IAM", "http://127.0.0.1:9")

@@ -1,0 +1,269 @@
+//! Many accounts (issue 14): every `cloudtrail` source once per `[[account]]`, each account
+//! reached by sts:AssumeRole on moto (with its ExternalId and session name), LookupEvents
+//! answering per account (the account of the request's credentials, as moto's STS knows it).
+
+use std::collections::HashMap;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::{
+    cloudtrail_record, command, http, lines, now_secs, LookupServer, Moto, Setup,
+};
+use crate::{assert_exit, stderr};
+
+/// The account of moto's static test key.
+const OWN: &str = "123456789012";
+const PROD: &str = "222222222222";
+const DEV: &str = "333333333333";
+
+/// `[[account]]`s: the own account (no role), prod and dev by assumed role, their ExternalIds
+/// inline, from the environment and from a file.
+fn accounts_config(setup: &Setup, dev_external_id_file: &std::path::Path) -> std::path::PathBuf {
+    setup.config(&format!(
+        r#"[[source]]
+type = "cloudtrail"
+name = "ct"
+max_requests_per_sec = 2
+retry_budget_secs = 2
+sweep_interval_secs = 0
+
+[admin]
+enabled = false
+
+[daemon]
+blind_after_failures = 1
+
+[[account]]
+id = "{OWN}"
+name = "management"
+
+[[account]]
+id = "{PROD}"
+name = "prod"
+role_arn = "arn:aws:iam::{PROD}:role/rolewatch-member"
+external_id_env = "RW_TEST_PROD_EXTERNAL_ID"
+
+[[account]]
+id = "{DEV}"
+role_arn = "arn:aws:iam::{DEV}:role/rolewatch-member"
+external_id_file = "{}"
+session_name = "rolewatch-dev"
+"#,
+        dev_external_id_file.display()
+    ))
+}
+
+/// One change per account, each visible to its own account only.
+fn one_change_per_account(server: &LookupServer) {
+    let t = now_secs() - 60;
+    let specs: Vec<Value> = [OWN, PROD, DEV]
+        .iter()
+        .map(|acct| {
+            let mut record = cloudtrail_record(&format!("change-{acct}"), "AttachRolePolicy", t);
+            record["recipientAccountId"] = json!(acct);
+            json!({"record": record, "account": acct})
+        })
+        .collect();
+    server.add_specs(&specs);
+}
+
+/// Alerts on stdout by eventID (notices left out).
+fn alerts_by_id(out: &std::process::Output) -> HashMap<String, Value> {
+    lines(out)
+        .into_iter()
+        .filter(|l| l["origin"] == "rule")
+        .map(|l| (l["event_id"].as_str().unwrap_or_default().to_owned(), l))
+        .collect()
+}
+
+#[test]
+fn three_accounts_one_alert_each_with_its_account_and_the_external_ids_sent() {
+    let moto = Moto::start();
+    let server = LookupServer::start();
+    server.accounts(json!({"moto": moto.endpoint()}));
+    one_change_per_account(&server);
+    let setup = Setup::new();
+    let ext_file = setup.path("dev-external-id");
+    std::fs::write(&ext_file, "dev-ext-id\n").unwrap();
+    let config = accounts_config(&setup, &ext_file);
+    let out = command(Some(&server), Some(&moto))
+        .env("RW_TEST_PROD_EXTERNAL_ID", "prod-ext-id")
+        .args(["once", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        !err.contains("prod-ext-id") && !err.contains("dev-ext-id"),
+        "an ExternalId in the log:\n{err}"
+    );
+
+    let alerts = alerts_by_id(&out);
+    assert_eq!(alerts.len(), 3, "{alerts:?}\n{err}");
+    for (acct, name, label) in [
+        (OWN, Some("management"), "123456789012 (management)"),
+        (PROD, Some("prod"), "222222222222 (prod)"),
+        (DEV, None, "333333333333"),
+    ] {
+        let a = &alerts[&format!("change-{acct}")];
+        assert_eq!(a["recipient_account_id"], acct, "{a}");
+        assert_eq!(a["account_name"], json!(name), "{a}");
+        assert_eq!(a["source_id"], format!("ct@{acct}"), "{a}");
+        let subject = a["subject"].as_str().unwrap();
+        assert!(subject.contains(&format!("[account {label}]")), "{subject}");
+    }
+
+    // Each account's LookupEvents came with that account's credentials.
+    let stats = server.stats();
+    for acct in [OWN, PROD, DEV] {
+        assert!(
+            stats["by_account"][acct].as_u64().unwrap_or(0) >= 1,
+            "no request from {acct}: {}",
+            stats["by_account"]
+        );
+    }
+    assert_eq!(
+        stats["by_account"].get("(unknown)"),
+        None,
+        "{}",
+        stats["by_account"]
+    );
+
+    // What moto was sent: one AssumeRole per member, with its ExternalId and session name.
+    let data = http(moto.port(), "GET", "/moto-api/data.json", &[], b"")
+        .unwrap()
+        .json();
+    let assumed = data["sts"]["AssumedRole"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut seen: Vec<(String, String, String)> = assumed
+        .iter()
+        .map(|r| {
+            (
+                r["account_id"].as_str().unwrap_or_default().to_owned(),
+                r["external_id"].as_str().unwrap_or_default().to_owned(),
+                r["session_name"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (PROD.into(), "prod-ext-id".into(), "rolewatch".into()),
+            (DEV.into(), "dev-ext-id".into(), "rolewatch-dev".into()),
+        ],
+        "credentials are cached: one AssumeRole per account; {assumed:?}"
+    );
+}
+
+#[test]
+fn a_throttled_account_and_one_without_credentials_leave_the_others_alone_and_are_reported() {
+    let moto = Moto::start();
+    let server = LookupServer::start();
+    server.accounts(json!({"moto": moto.endpoint()}));
+    one_change_per_account(&server);
+    server.faults(json!({"throttle_accounts": [PROD]}));
+    let setup = Setup::new();
+    // dev's ExternalId file is missing: its role cannot be assumed.
+    let config = accounts_config(&setup, &setup.path("no-such-file"));
+    let out = command(Some(&server), Some(&moto))
+        .env("RW_TEST_PROD_EXTERNAL_ID", "prod-ext-id")
+        .args(["once", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_exit(&out, 1);
+    let alerts = alerts_by_id(&out);
+    let ids: Vec<&String> = alerts.keys().collect();
+    assert_eq!(ids, [&format!("change-{OWN}")], "{err}");
+    assert_eq!(
+        alerts[&format!("change-{OWN}")]["recipient_account_id"],
+        OWN
+    );
+
+    // Each failing account is reported "cannot see" for itself, naming the account.
+    let notices: Vec<Value> = lines(&out)
+        .into_iter()
+        .filter(|l| l["event_name"] == "SourceBlind")
+        .collect();
+    let mut blind: Vec<&str> = notices
+        .iter()
+        .map(|n| n["recipient_account_id"].as_str().unwrap_or_default())
+        .collect();
+    blind.sort_unstable();
+    assert_eq!(blind, [PROD, DEV], "{notices:?}\n{err}");
+    let dev = notices
+        .iter()
+        .find(|n| n["recipient_account_id"] == DEV)
+        .unwrap();
+    assert!(
+        dev.to_string().contains("ExternalId cannot be read"),
+        "the notice says why: {dev}"
+    );
+    assert!(
+        dev["subject"]
+            .as_str()
+            .unwrap()
+            .contains("[account 333333333333]"),
+        "{dev}"
+    );
+
+    // The throttled account was asked (and throttled), the others not held back.
+    let stats = server.stats();
+    assert!(stats["throttled"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(stats["by_account"][OWN].as_u64().unwrap() >= 1);
+    assert_eq!(
+        stats["by_account"].get(DEV),
+        None,
+        "dev has no credentials: {}",
+        stats["by_account"]
+    );
+}
+
+/// The global cap: six accounts' polls (each reply held 400 ms) under `max_concurrent_polls =
+/// 2` are never more than two at once at the server, and two do run at once.
+#[test]
+fn polls_of_all_accounts_share_one_concurrency_cap() {
+    let moto = Moto::start();
+    let server = LookupServer::start();
+    server.accounts(json!({"moto": moto.endpoint()}));
+    server.faults(json!({"delay_ms": 400}));
+    let members = [
+        "200000000001",
+        "200000000002",
+        "200000000003",
+        "200000000004",
+        "200000000005",
+    ];
+    let mut body = String::from(
+        "[[source]]\ntype = \"cloudtrail\"\nname = \"ct\"\nmax_requests_per_sec = 2\n\
+         sweep_interval_secs = 0\npoll_interval_secs = 3600\n\n[admin]\nenabled = false\n\n\
+         [daemon]\nmax_concurrent_polls = 2\nshutdown_grace_secs = 5\n\n\
+         [[account]]\nid = \"123456789012\"\n",
+    );
+    for m in members {
+        body.push_str(&format!(
+            "\n[[account]]\nid = \"{m}\"\nrole_arn = \"arn:aws:iam::{m}:role/rolewatch-member\"\nexternal_id = \"ext-{m}\"\n"
+        ));
+    }
+    let setup = Setup::new();
+    let config = setup.config(&body);
+    let mut cmd = command(Some(&server), Some(&moto));
+    cmd.args(["run", "--config"]).arg(&config);
+    let daemon = crate::support::Daemon::spawn(cmd);
+    daemon.wait_for(Duration::from_secs(60), "every account polled", |_| {
+        let stats = server.stats();
+        let by = &stats["by_account"];
+        by.get(OWN).is_some() && members.iter().all(|m| by.get(*m).is_some())
+    });
+    let stats = server.stats();
+    assert_eq!(stats["max_in_flight"], 2, "{}", stats["by_account"]);
+    let (status, _, _) = daemon.stop("-TERM");
+    assert!(status.success(), "{status}");
+}
