@@ -352,13 +352,12 @@ fn alert_lines(lines: &[String]) -> Vec<Value> {
 }
 
 /// SIGKILL between accept and mark, with `documented`, `complete` and a user rule all
-/// matching ONE event: the first run is killed while moto holds the SNS message it accepted
-/// (the reply held back by a proxy), the second while aiosmtpd holds the mail it saved (its
-/// 250 delayed). Each channel then got the change at most twice — the one allowed resend per
-/// kill that caught it — every time with the same dedup key (SNS: the same message
-/// attributes; SMTP: the same Message-ID); the state holds one alert for the change, listing
-/// the three rules, delivered on every channel after the third start; a fourth start sends
-/// nothing.
+/// matching ONE event. The channels deliver side by side, so the first run is killed while
+/// moto holds the SNS message it accepted (the reply held back by a proxy) AND aiosmtpd holds
+/// the mail it saved (its 250 delayed). The second start resends each once — every time
+/// with the same dedup key (SNS: the same message attributes; SMTP: the same Message-ID) —
+/// and marks them; the state holds one alert for the change, listing the three rules,
+/// delivered on every channel; a third start sends nothing.
 #[test]
 fn crash_between_accept_and_mark_with_three_rules_resends_one_alert_at_most_once_per_channel() {
     let lookup = LookupServer::start();
@@ -386,50 +385,44 @@ fn crash_between_accept_and_mark_with_three_rules_resends_one_alert_at_most_once
     };
     let mut printed: Vec<String> = Vec::new();
 
-    // First start: stdout prints and marks; moto accepts the SNS message, its reply is
-    // held; SIGKILL.
+    // First start: stdout prints and marks; moto accepts the SNS message and aiosmtpd saves
+    // the mail, both replies held; SIGKILL.
     let mut first = Daemon::spawn(rolewatch(&["run"]));
     assert!(
-        wait_until(Duration::from_secs(40), || proxy.accepted() >= 1),
-        "no SNS publish; stderr:\n{}",
+        wait_until(Duration::from_secs(40), || proxy.accepted() >= 1
+            && smtp.received() >= 1),
+        "no SNS publish and mail; stderr:\n{}",
         first.stderr_text()
     );
     let (status, out, _) = daemon_kill(&mut first);
     assert_eq!(ExitStatusExt::signal(&status), Some(9));
     printed.extend(out);
-    assert_eq!(smtp.received(), 0, "the mail comes after SNS");
+    assert_eq!(proxy.accepted(), 1);
+    assert_eq!(smtp.received(), 1);
 
-    // Second start: the pending SNS row goes again (not held now); aiosmtpd saves the
-    // mail and holds its 250; SIGKILL.
-    let mut second = Daemon::spawn(rolewatch(&["run"]));
+    // Second start: the pending SNS row and mail go again (not held now); then SIGTERM.
+    let second = Daemon::spawn(rolewatch(&["run"]));
+    smtp.wait_for(2, Duration::from_secs(40));
     assert!(
-        wait_until(Duration::from_secs(40), || smtp.received() >= 1),
-        "no mail; stderr:\n{}",
+        wait_until(Duration::from_secs(40), || proxy.accepted() >= 2),
+        "no SNS resend; stderr:\n{}",
         second.stderr_text()
     );
-    assert_eq!(proxy.accepted(), 2, "one SNS resend");
-    let (status, out, _) = daemon_kill(&mut second);
-    assert_eq!(ExitStatusExt::signal(&status), Some(9));
-    printed.extend(out);
-
-    // Third start: the pending mail goes again; then SIGTERM.
-    let third = Daemon::spawn(rolewatch(&["run"]));
-    smtp.wait_for(2, Duration::from_secs(40));
-    third.wait_for(Duration::from_secs(20), "the resend to be logged", |d| {
+    second.wait_for(Duration::from_secs(20), "the resend to be logged", |d| {
         d.stderr_text()
             .contains("Delivered alerts left pending by an earlier run")
     });
-    let (status, out, err) = third.stop("-TERM");
+    let (status, out, err) = second.stop("-TERM");
     assert!(status.success(), "{status}; stderr:\n{err}");
     printed.extend(out);
 
-    // Fourth start: nothing left to send.
-    let fourth = rolewatch(&["once"]).output().expect("rolewatch once runs");
-    assert_exit(&fourth, 0);
-    printed.extend(stdout(&fourth).lines().map(str::to_owned));
+    // Third start: nothing left to send.
+    let third = rolewatch(&["once"]).output().expect("rolewatch once runs");
+    assert_exit(&third, 0);
+    printed.extend(stdout(&third).lines().map(str::to_owned));
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(proxy.accepted(), 2, "no SNS message after the third start");
-    assert_eq!(smtp.received(), 2, "no mail after the third start");
+    assert_eq!(proxy.accepted(), 2, "no SNS message after the second start");
+    assert_eq!(smtp.received(), 2, "no mail after the second start");
 
     // stdout: printed once (it was marked before the first kill), with the change's key.
     let on_stdout = alert_lines(&printed);
@@ -475,7 +468,7 @@ fn crash_between_accept_and_mark_with_three_rules_resends_one_alert_at_most_once
         assert_eq!(e["MessageAttributes"]["dedup_key"]["Value"], key.as_str());
     }
 
-    // SMTP: twice (the resend after the second kill), the same Message-ID and Subject.
+    // SMTP: twice (the resend after the kill), the same Message-ID and Subject.
     let messages = smtp.messages();
     assert_eq!(messages.len(), 2);
     let header = |m: &Value, name: &str| -> String {
