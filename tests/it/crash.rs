@@ -14,11 +14,11 @@
 //! between a channel accepting its alert and the state marking it delivered (SNS and SMTP
 //! made to hold their replies), resent at most once per channel with the same dedup key.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -26,7 +26,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use crate::notify::{drain_queue, topic_with_queues};
-use crate::support::{alert_counts, command, now_secs, other_role_record, Daemon, Setup, ROLE};
+use crate::support::{
+    alert_counts, command, now_secs, other_role_record, sdk_config, Daemon, Setup, ROLE,
+};
 use crate::support::{
     cloudtrail_record, read_request, wait_until, LookupServer, Moto, SmtpOptions, SmtpServer,
 };
@@ -79,6 +81,149 @@ fn event_id_of(line: &str) -> String {
 
 #[test]
 fn crash_trials_sigkill_at_random_points_lose_nothing_and_record_each_alert_once() {
+    trials(&Store::Sqlite, TRIALS);
+}
+
+/// The same trials on the DynamoDB backend (moto): each start first takes the lease (the
+/// killed process's lease runs out first, `LEASE_SECS`), and the kill lands 50–1500 ms after.
+#[test]
+fn crash_trials_on_the_dynamodb_backend_lose_nothing_and_record_each_alert_once() {
+    let moto = Moto::start();
+    trials(&Store::Dynamo(&moto), DYNAMO_TRIALS);
+}
+
+/// Fewer trials on DynamoDB: each waits for the killed replica's lease to run out.
+const DYNAMO_TRIALS: usize = 16;
+const LEASE_SECS: u64 = 3;
+
+/// Where the trials keep their state.
+enum Store<'a> {
+    Sqlite,
+    Dynamo(&'a Moto),
+}
+
+impl Store<'_> {
+    fn config(&self, setup: &Setup, body: &str) -> PathBuf {
+        match self {
+            Store::Sqlite => setup.config(body),
+            Store::Dynamo(_) => {
+                let path = setup.path("rolewatch.toml");
+                let text = format!(
+                    "[state]\nbackend = \"dynamodb\"\ntable = \"crash-trials\"\n\
+                     region = \"us-east-1\"\nlease_secs = {LEASE_SECS}\ncreate_table = true\n\n{body}\n"
+                );
+                std::fs::write(&path, text).unwrap();
+                path
+            }
+        }
+    }
+
+    /// Starts `rolewatch run`; on DynamoDB returns once it leads (it then polls at once).
+    fn start(&self, server: &LookupServer, config: &Path) -> Daemon {
+        match self {
+            Store::Sqlite => Daemon::start(server, config),
+            Store::Dynamo(moto) => {
+                let mut cmd = command(Some(server), Some(moto));
+                cmd.env("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint())
+                    .args(["run", "--config"])
+                    .arg(config);
+                let d = Daemon::spawn(cmd);
+                d.wait_for(
+                    Duration::from_secs(6 * LEASE_SECS),
+                    "the lease taken",
+                    |d| d.stderr_text().contains("lease_taken"),
+                );
+                d
+            }
+        }
+    }
+
+    /// The eventIDs of the alerts recorded, with how often each is.
+    fn alert_counts(&self, setup: &Setup) -> HashMap<String, u64> {
+        match self {
+            Store::Sqlite => alert_counts(&setup.state_path()),
+            Store::Dynamo(moto) => {
+                dynamo_items(moto, "alert")
+                    .iter()
+                    .fold(HashMap::new(), |mut m, item| {
+                        let id = item["event_id"].as_s().unwrap().clone();
+                        *m.entry(id).or_default() += 1;
+                        m
+                    })
+            }
+        }
+    }
+
+    /// Deliveries not yet made; on SQLite also its integrity check.
+    fn undelivered(&self, setup: &Setup) -> usize {
+        match self {
+            Store::Sqlite => {
+                let conn = rusqlite::Connection::open(setup.state_path()).unwrap();
+                let integrity: String = conn
+                    .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+                    .unwrap();
+                assert_eq!(integrity, "ok");
+                let pending: i64 = conn
+                    .query_row(
+                        "SELECT count(*) FROM deliveries WHERE status <> 'delivered'",
+                        [],
+                        |row| row.get(0),
+                    )
+                    .unwrap();
+                usize::try_from(pending).unwrap()
+            }
+            // The index of pending rows (docs/dynamodb-state.md); each alert's own delivery
+            // rows must say delivered too.
+            Store::Dynamo(moto) => {
+                let pending = dynamo_items(moto, "pending").len();
+                let alerts = dynamo_items(moto, "alert");
+                let not_delivered = alerts
+                    .iter()
+                    .filter(|a| {
+                        let rows =
+                            dynamo_items(moto, &format!("delivery#{}", a["sk"].as_s().unwrap()));
+                        rows.is_empty()
+                            || rows
+                                .iter()
+                                .any(|r| r["status"].as_s().map(String::as_str) != Ok("delivered"))
+                    })
+                    .count();
+                pending + not_delivered
+            }
+        }
+    }
+}
+
+/// Every item of the crash table under one partition key, read straight from moto.
+fn dynamo_items(
+    moto: &Moto,
+    pk: &str,
+) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sdk = sdk_config(&moto.endpoint()).await;
+        let client = aws_sdk_dynamodb::Client::new(&sdk);
+        let mut out = Vec::new();
+        let mut pages = client
+            .query()
+            .table_name("crash-trials")
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            out.extend(page.unwrap().items.unwrap_or_default());
+        }
+        out
+    })
+}
+
+fn trials(store: &Store<'_>, trials: usize) {
     let seed = std::env::var("ROLEWATCH_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -114,15 +259,18 @@ fn crash_trials_sigkill_at_random_points_lose_nothing_and_record_each_alert_once
     server.add_events(&records);
 
     let setup = Setup::new();
-    let config = setup.config(&format!(
-        "[[source]]\ntype = \"cloudtrail\"\nmax_requests_per_sec = 2\npoll_interval_secs = 1\n{RULE}"
-    ));
+    let config = store.config(
+        &setup,
+        &format!(
+            "[[source]]\ntype = \"cloudtrail\"\nmax_requests_per_sec = 2\npoll_interval_secs = 1\n{RULE}"
+        ),
+    );
 
     let mut printed: Vec<String> = Vec::new();
     let mut kills = 0;
     let mut late = 0;
     let mut trials_printing = 0;
-    for trial in 0..TRIALS {
+    for trial in 0..trials {
         if trial % LATE_EVERY == 1 {
             // Late events: eventTimes inside windows already polled, some visible only later.
             let specs: Vec<Value> = (0..LATE_PER_BATCH)
@@ -139,7 +287,7 @@ fn crash_trials_sigkill_at_random_points_lose_nothing_and_record_each_alert_once
                 .collect();
             server.add_specs(&specs);
         }
-        let mut daemon = Daemon::start(&server, &config);
+        let mut daemon = store.start(&server, &config);
         let delay = rng.range(50, 1500);
         std::thread::sleep(Duration::from_millis(delay));
         if let Some(status) = daemon.child.try_wait().unwrap() {
@@ -165,7 +313,7 @@ fn crash_trials_sigkill_at_random_points_lose_nothing_and_record_each_alert_once
 
     // What the trials alone achieved, for the report.
     let printed_in_trials = printed.len();
-    let recorded_in_trials = alert_counts(&setup.state_path()).len();
+    let recorded_in_trials = store.alert_counts(&setup).len();
 
     // Until quiet: every late event visible, then two full polls after that.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -180,17 +328,30 @@ fn crash_trials_sigkill_at_random_points_lose_nothing_and_record_each_alert_once
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let daemon = Daemon::start(&server, &config);
+    let daemon = store.start(&server, &config);
     daemon.wait_for(Duration::from_secs(60), "two full polls", |d| {
         d.polls() >= 2
     });
+    if let Store::Dynamo(moto) = store {
+        // Outbox rows a killed replica had claimed wait until its claim runs out
+        // (`CLAIM_MS`, docs/dynamodb-state.md), then go out.
+        let claim = u64::try_from(rolewatch::state::dynamo::CLAIM_MS).unwrap();
+        let deadline = Instant::now() + Duration::from_millis(claim) + Duration::from_secs(30);
+        while !dynamo_items(moto, "pending").is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "claimed rows never went out; stderr:\n{}",
+                daemon.stderr_text()
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
     let (status, out, err) = daemon.stop("-TERM");
     assert!(status.success(), "final run: {status}; stderr:\n{err}");
     printed.extend(out);
 
     // The state: each event exactly once, nothing else, everything delivered, intact.
-    let state_path = setup.state_path();
-    let counts = alert_counts(&state_path);
+    let counts = store.alert_counts(&setup);
     let in_state: BTreeSet<String> = counts.keys().cloned().collect();
     assert_eq!(
         in_state, expected,
@@ -201,20 +362,11 @@ fn crash_trials_sigkill_at_random_points_lose_nothing_and_record_each_alert_once
         twice.is_empty(),
         "seed {seed}: alerts recorded more than once: {twice:?}"
     );
-    let conn = rusqlite::Connection::open(&state_path).unwrap();
-    let integrity: String = conn
-        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
-        .unwrap();
-    assert_eq!(integrity, "ok");
-    let pending: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM deliveries WHERE status <> 'delivered'",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
-    assert_eq!(pending, 0, "every alert was delivered on stdout in the end");
-    drop(conn);
+    assert_eq!(
+        store.undelivered(&setup),
+        0,
+        "every alert was delivered on stdout in the end; the final run's stderr:\n{err}"
+    );
 
     // stdout: each at least once; repeats only from kills between print and delivered mark.
     let mut times: BTreeMap<String, usize> = BTreeMap::new();
@@ -225,11 +377,15 @@ fn crash_trials_sigkill_at_random_points_lose_nothing_and_record_each_alert_once
     assert_eq!(printed_ids, expected, "seed {seed}: every event printed");
     let duplicates: usize = times.values().map(|n| n - 1).sum();
     let report = format!(
-        "crash trials: seed {seed}, {TRIALS} trials, {kills} SIGKILLs (50-1500 ms after start), \
+        "crash trials ({}): seed {seed}, {trials} trials, {kills} SIGKILLs (50-1500 ms after start), \
          {} events ({INITIAL_EVENTS} at start, {late} added late); during the trials \
          {recorded_in_trials} alerts recorded and {printed_in_trials} lines printed, \
          {trials_printing} trials printed something; in the end {} alerts in state (each once), \
          {} lines on stdout, {duplicates} printed twice, integrity ok, {:.0} s\n",
+        match store {
+            Store::Sqlite => "SQLite",
+            Store::Dynamo(_) => "DynamoDB",
+        },
         expected.len(),
         counts.len(),
         printed.len(),
@@ -237,7 +393,10 @@ fn crash_trials_sigkill_at_random_points_lose_nothing_and_record_each_alert_once
     );
     println!("{report}");
     let _ = std::fs::write(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/crash-trials.txt"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(match store {
+            Store::Sqlite => "target/crash-trials.txt",
+            Store::Dynamo(_) => "target/crash-trials-dynamodb.txt",
+        }),
         &report,
     );
     assert!(

@@ -2,10 +2,11 @@
 //! markers are written with `attribute_not_exists`), their outbox rows, gaps and the cursor.
 //!
 //! A commit that fits DynamoDB's limits (100 actions, 4 MB) is one `TransactWriteItems`. A
-//! bigger one is several, each whole units (a seen row; an alert with its markers, outbox rows
-//! and index rows; a gap), **the cursor in the last**: a crash in between leaves the cursor
-//! where it was, so the window is polled again, and the replay is idempotent — seen rows are
-//! put again, alerts already recorded are found by their markers and skipped, gaps too. A
+//! bigger one is several, each whole units (an alert with its markers, outbox rows and index
+//! rows; a seen row; a gap), **alerts first and the cursor in the last**: a crash in between
+//! leaves the cursor where it was, so the window is polled again, and the replay is
+//! idempotent — alerts already recorded are found by their markers and skipped, seen rows are
+//! put again, gaps too. No event is ever seen without its alert: a poll skips seen events. A
 //! transaction refused because another replica recorded the same change meanwhile (an `sqs`
 //! source on every replica) is re-planned from a fresh read.
 
@@ -391,7 +392,7 @@ impl DynamoState {
         // Seen rows: which are new (for the count), then put (a repeat keeps the later expiry).
         let ids: Vec<&str> = c.seen.iter().map(|e| e.event_id).collect();
         let known = self.seen_expiry(c.source_id, &ids)?;
-        let mut units = Vec::new();
+        let mut seen_units = Vec::new();
         let mut seen_new = 0;
         let mut latest: HashMap<&str, (i64, i64)> = HashMap::new();
         for e in &c.seen {
@@ -419,13 +420,17 @@ impl DynamoState {
             let mut item = keys::seen(c.source_id, event_id);
             item.insert("event_time_ms".into(), n(event_time_ms));
             item.insert("expires_ms".into(), n(expires_ms));
-            units.push(Unit {
+            seen_units.push(Unit {
                 bytes: item_bytes(&item),
                 actions: vec![put(&t, item, None, None).map_err(build)?],
             });
         }
 
-        // Alerts not yet recorded, with ids reserved for them.
+        // Alerts not yet recorded, with ids reserved for them. They go before the seen rows:
+        // a poll skips the events it has seen, so a crash between transactions must never
+        // leave an event seen without its alert (the reverse is harmless: the replay finds
+        // the alert by its markers).
+        let mut units = Vec::new();
         let fresh = self.new_alerts(&c.alerts)?;
         let mut alerts = Vec::new();
         if !fresh.is_empty() {
@@ -437,6 +442,8 @@ impl DynamoState {
                 alerts.push(stored);
             }
         }
+
+        units.append(&mut seen_units);
 
         // Gaps not yet known.
         let mut gaps: Vec<Gap> = Vec::new();
