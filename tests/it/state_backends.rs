@@ -565,9 +565,14 @@ fn dynamodb_splits_a_big_commit_and_compresses_big_records() {
 #[test]
 fn dynamodb_lease_is_exclusive_and_fenced() {
     let d = Dynamo::start();
-    let mut a = d.open("lease", "replica-a");
-    let mut b = d.open("lease", "replica-b");
-    let skew = LEASE_MS / 2;
+    // B's clock half a lease ahead of A's, then half a lease behind.
+    lease_with_skew(&d, "lease-ahead", LEASE_MS / 2);
+    lease_with_skew(&d, "lease-behind", -LEASE_MS / 2);
+}
+
+fn lease_with_skew(d: &Dynamo, table: &str, skew: i64) {
+    let mut a = d.open(table, "replica-a");
+    let mut b = d.open(table, "replica-b");
     assert_eq!(
         a.hold_lease(1_000).unwrap(),
         Leadership::Leader { fence: 1 }
