@@ -88,6 +88,28 @@ const OPERATIONS: &[(&str, &str, Need)] = &[
     // `rolewatch test-pattern --compare-aws`: run by a person with their own credentials,
     // never by the daemon, so in neither policy (the README says so).
     ("test_metric_filter", "logs:TestMetricFilter", Need::Caller),
+    // `[state] backend = "dynamodb"` (src/state/dynamo): the replicas' shared table, granted
+    // by deploy/iam-policy-dynamodb.json. A transaction is authorised by the actions of what
+    // it does (docs: "Using IAM with DynamoDB transactions"), so it needs four.
+    ("describe_table", "dynamodb:DescribeTable", Need::Replicas),
+    ("get_item", "dynamodb:GetItem", Need::Replicas),
+    ("batch_get_item", "dynamodb:BatchGetItem", Need::Replicas),
+    ("query", "dynamodb:Query", Need::Replicas),
+    ("put_item", "dynamodb:PutItem", Need::Replicas),
+    ("update_item", "dynamodb:UpdateItem", Need::Replicas),
+    (
+        "batch_write_item",
+        "dynamodb:BatchWriteItem",
+        Need::Replicas,
+    ),
+    (
+        "transact_write_items",
+        "dynamodb:PutItem dynamodb:UpdateItem dynamodb:DeleteItem dynamodb:ConditionCheckItem",
+        Need::Replicas,
+    ),
+    // Only with `create_table = true` (trials, tests): in production the table comes from
+    // deploy/cloudformation.yaml, and whoever turns the option on grants this themselves.
+    ("create_table", "dynamodb:CreateTable", Need::Caller),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +118,8 @@ enum Need {
     Optional,
     /// Needed by the person running a command, not by the daemon: granted by no policy here.
     Caller,
+    /// Needed with `[state] backend = "dynamodb"` only: deploy/iam-policy-dynamodb.json.
+    Replicas,
 }
 
 fn read(relative: &str) -> String {
@@ -142,7 +166,8 @@ fn sdk_operations_in_src() -> BTreeMap<String, BTreeSet<String>> {
                 .chars()
                 .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
                 .collect();
-            if !name.is_empty() && rest[name.len()..].starts_with("()") {
+            // `client.clone()` hands a client to an async block: not an operation.
+            if !name.is_empty() && name != "clone" && rest[name.len()..].starts_with("()") {
                 let shown = file.strip_prefix(repo_root()).unwrap_or(&file);
                 ops.entry(name)
                     .or_default()
@@ -192,6 +217,8 @@ fn iam_policy_grants_exactly_the_sdk_calls_in_src() {
         .iter()
         .map(|(op, action, need)| (*op, (*action, *need)))
         .collect();
+    // An operation may need several actions (blank-separated).
+    let actions_of = |action: &'static str| action.split_whitespace();
     let unknown: Vec<String> = found
         .iter()
         .filter(|(op, _)| !table.contains_key(op.as_str()))
@@ -205,31 +232,56 @@ fn iam_policy_grants_exactly_the_sdk_calls_in_src() {
 
     let required = policy_actions(&json_file("deploy/iam-policy.json"));
     let optional = policy_actions(&json_file("deploy/iam-policy-optional.json"));
+    let replicas = policy_actions(&json_file("deploy/iam-policy-dynamodb.json"));
     let called: BTreeSet<&str> = found
         .keys()
         .filter_map(|op| table.get(op.as_str()))
-        .map(|(action, _)| *action)
-        .filter(|action| !action.is_empty())
+        .flat_map(|(action, _)| actions_of(action))
         .collect();
-    for (op, (action, need)) in &table {
-        if action.is_empty() || !found.contains_key(*op) {
+    for (op, (actions, need)) in &table {
+        if !found.contains_key(*op) {
             continue;
         }
-        let (policy, name) = match need {
-            Need::Required => (&required, "iam-policy.json"),
-            Need::Optional => (&optional, "iam-policy-optional.json"),
-            Need::Caller => {
-                assert!(
-                    !required.contains_key(*action) && !optional.contains_key(*action),
-                    "{action} is for the person running {op}, not the daemon: keep it out of \
-                     deploy/"
-                );
-                continue;
-            }
-        };
+        for action in actions_of(actions) {
+            let (policy, name) = match need {
+                Need::Required => (&required, "iam-policy.json"),
+                Need::Optional => (&optional, "iam-policy-optional.json"),
+                Need::Replicas => (&replicas, "iam-policy-dynamodb.json"),
+                Need::Caller => {
+                    assert!(
+                        [&required, &optional, &replicas]
+                            .iter()
+                            .all(|p| !p.contains_key(action)),
+                        "{action} is for the person running {op}, not the daemon: keep it out \
+                         of deploy/"
+                    );
+                    continue;
+                }
+            };
+            assert!(
+                policy.contains_key(action),
+                "src/ calls {op}, which needs {action}, missing from deploy/{name}"
+            );
+        }
+    }
+    // The replicas' policy grants exactly what the DynamoDB backend calls, on its table only.
+    let replica_calls: BTreeSet<&str> = found
+        .keys()
+        .filter_map(|op| table.get(op.as_str()))
+        .filter(|(_, need)| *need == Need::Replicas)
+        .flat_map(|(action, _)| actions_of(action))
+        .collect();
+    let granted: BTreeSet<&str> = replicas.keys().map(String::as_str).collect();
+    assert_eq!(
+        granted, replica_calls,
+        "deploy/iam-policy-dynamodb.json and the DynamoDB calls in src/ differ"
+    );
+    for (action, resources) in &replicas {
         assert!(
-            policy.contains_key(*action),
-            "src/ calls {op}, which needs {action}, missing from deploy/{name}"
+            resources.iter().all(|r| r
+                .starts_with("arn:aws:dynamodb:*:${aws:PrincipalAccount}:table/")
+                && !r.ends_with('*')),
+            "{action} on {resources:?}: only the state table"
         );
     }
     // Nothing more: every required action is one the source calls.
@@ -246,9 +298,9 @@ fn iam_policy_grants_exactly_the_sdk_calls_in_src() {
     for action in optional.keys() {
         assert!(
             action.starts_with("kms:")
-                || OPERATIONS
-                    .iter()
-                    .any(|(_, a, need)| a == action && *need == Need::Optional),
+                || OPERATIONS.iter().any(|(_, a, need)| {
+                    actions_of(a).any(|a| a == action) && *need == Need::Optional
+                }),
             "deploy/iam-policy-optional.json grants {action}, which is not in OPERATIONS"
         );
         assert!(
@@ -420,6 +472,42 @@ fn cloudformation_template_grants_the_policy_to_ec2_and_ecs() {
         file("deploy/iam-policy-optional.json"),
         "the template's RolewatchOptionalPolicy and deploy/iam-policy-optional.json differ"
     );
+
+    // The replicas' table and its grant, behind a condition (empty StateTable: SQLite only).
+    let table = &resources["StateTableResource"];
+    assert_eq!(table["Type"], "AWS::DynamoDB::Table");
+    assert!(template["Conditions"][table["Condition"].as_str().unwrap()].is_object());
+    assert_eq!(table["DeletionPolicy"], "Retain");
+    let props = &table["Properties"];
+    assert_eq!(props["BillingMode"], "PAY_PER_REQUEST");
+    let keys: Vec<(&str, &str)> = props["KeySchema"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["AttributeName"].as_str().unwrap(),
+                k["KeyType"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(keys, [("pk", "HASH"), ("sk", "RANGE")]);
+    assert!(
+        props.get("TimeToLiveSpecification").is_none(),
+        "expiry is rolewatch's own, never TTL"
+    );
+    let state = &resources["RolewatchStatePolicy"];
+    assert_eq!(state["Condition"], table["Condition"]);
+    assert_eq!(
+        template_policy_actions(state),
+        file("deploy/iam-policy-dynamodb.json"),
+        "the template's RolewatchStatePolicy and deploy/iam-policy-dynamodb.json differ"
+    );
+    let resource = &state["Properties"]["PolicyDocument"]["Statement"][0]["Resource"];
+    assert_eq!(
+        resource["Fn::GetAtt"][0], "StateTableResource",
+        "{resource}"
+    );
 }
 
 /// The actions of an `AWS::IAM::RolePolicy` resource (statements behind `!If [Cond, S,
@@ -521,6 +609,101 @@ fn ecs_task_definition_runs_non_root_read_only_with_the_state_volume() {
         "{:?} {text}",
         out.status
     );
+}
+
+/// The effective configuration `rolewatch validate-config` prints for `config` (a file, or
+/// None: the built-in defaults) with `env` set; panics when it is refused.
+fn validated(config: Option<&Path>, env: &[(String, String)]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rolewatch"));
+    cmd.arg("validate-config").env_remove("STATE_DIRECTORY");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ROLEWATCH__") {
+            cmd.env_remove(k);
+        }
+    }
+    if let Some(path) = config {
+        cmd.arg("--config").arg(path);
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "validate-config refused it: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// The replicas' examples: two of each, no state volume, on the DynamoDB backend — and the
+/// configuration each carries is one rolewatch accepts.
+#[test]
+fn replica_manifests_run_two_on_the_dynamodb_state() {
+    let docs = yaml_documents("deploy/replicas/kubernetes.yaml");
+    let of_kind = |k: &str| docs.iter().find(|d| d["kind"] == k);
+    assert!(of_kind("PersistentVolumeClaim").is_none(), "no volume");
+    let deployment = of_kind("Deployment").expect("a Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(deployment["spec"]["strategy"]["type"], "RollingUpdate");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["topologySpreadConstraints"][0]["topologyKey"],
+        "topology.kubernetes.io/zone"
+    );
+    let container = &pod["containers"][0];
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert!(container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["mountPath"] != "/var/lib/rolewatch"));
+    let pdb = of_kind("PodDisruptionBudget").expect("a PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    let toml = of_kind("ConfigMap").unwrap()["data"]["rolewatch.toml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rolewatch.toml");
+    std::fs::write(&path, toml).unwrap();
+    let effective = validated(Some(&path), &[]);
+    assert!(
+        effective.contains("backend = \"dynamodb\"") && effective.contains("rolewatch-state"),
+        "{effective}"
+    );
+
+    let task = json_file("deploy/replicas/ecs-task-definition.json");
+    assert!(task.get("volumes").is_none(), "no volume");
+    let container = &task["containerDefinitions"][0];
+    assert_eq!(container["user"], "65532:65532");
+    assert_eq!(container["readonlyRootFilesystem"], true);
+    assert!(container.get("mountPoints").is_none());
+    let env: Vec<(String, String)> = container["environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let effective = validated(None, &env);
+    assert!(
+        effective.contains("backend = \"dynamodb\"") && effective.contains("rolewatch-state"),
+        "{effective}"
+    );
+    let service = json_file("deploy/replicas/ecs-service.json");
+    assert_eq!(service["desiredCount"], 2);
+    assert_eq!(service["taskDefinition"], task["family"]);
+    assert!(service["deploymentConfiguration"]["minimumHealthyPercent"].as_u64() >= Some(50));
+    let subnets = service["networkConfiguration"]["awsvpcConfiguration"]["subnets"]
+        .as_array()
+        .unwrap();
+    assert!(subnets.len() >= 2, "subnets in two zones");
 }
 
 /// `Key=value` lines of a unit file (later assignments of one key are all kept).
