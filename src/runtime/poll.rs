@@ -52,6 +52,8 @@ pub struct PollOutcome {
     /// Events found only by a sweep (late deliveries): how late each was, in ms (first seen
     /// minus eventTime).
     pub late_ms: Vec<i64>,
+    /// How long each page's state commit took (µs, wall clock): the state's write latency.
+    pub commit_us: Vec<u64>,
 }
 
 /// Why a poll stopped.
@@ -442,6 +444,7 @@ pub(crate) fn commit_page(
             })
             .collect();
         let stored_cursor = state.cursor(&cfg.id)?.unwrap_or(i64::MIN);
+        let writing = tokio::time::Instant::now();
         let committed = state.commit_poll(&PollCommit {
             source_id: &cfg.id,
             // A page before the last keeps the stored cursor: the window is not complete yet.
@@ -452,6 +455,8 @@ pub(crate) fn commit_page(
             channels: ctx.channels.to_vec(),
             gaps: Vec::new(),
         })?;
+        out.commit_us
+            .push(u64::try_from(writing.elapsed().as_micros()).unwrap_or(u64::MAX));
         out.bad.extend(
             page.bad
                 .into_iter()

@@ -40,6 +40,16 @@ const QUEUE_LATENCY_BUCKETS: [f64; 14] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1_800.0,
 ];
 
+/// Buckets of `state_commit_seconds`: a local SQLite commit (well under 1 ms) to a slow
+/// DynamoDB transaction.
+const COMMIT_BUCKETS: [f64; 12] = [
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+fn commit_histogram() -> Histogram {
+    Histogram::new(COMMIT_BUCKETS)
+}
+
 fn queue_latency_histogram() -> Histogram {
     Histogram::new(QUEUE_LATENCY_BUCKETS)
 }
@@ -77,6 +87,7 @@ pub struct Metrics {
     pub queue_missed: CounterFamily,
     pub queue_event_to_commit_seconds: HistogramFamily,
     pub queue_receipt_to_accepted_seconds: HistogramFamily,
+    pub state_commit_seconds: HistogramFamily,
     pub alert_deliveries: CounterFamily,
     pub alert_analysed: CounterFamily,
     pub baseline_taken: Counter,
@@ -246,6 +257,12 @@ impl Metrics {
             "Outbox rows not delivered yet (all channels)",
             outbox_pending.clone(),
         );
+        let state_commit_seconds = HistogramFamily::new_with_constructor(commit_histogram);
+        registry.register(
+            "state_commit_seconds",
+            "How long a poll's page commit (seen IDs, alerts, outbox rows, cursor) took in the state",
+            state_commit_seconds.clone(),
+        );
         let replica_is_leader = Gauge::<f64, AtomicU64>::default();
         replica_is_leader.set(1.0);
         registry.register(
@@ -297,6 +314,7 @@ impl Metrics {
             outbox_pending,
             coverage_gaps_recorded,
             replica_is_leader,
+            state_commit_seconds,
         }
     }
 

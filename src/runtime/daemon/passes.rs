@@ -120,6 +120,11 @@ impl Daemon {
             .filter(|a| a.origin == Origin::Rule)
             .count();
         m.alerts_recorded.get_or_create(labels).inc_by(real as u64);
+        let commits = m.state_commit_seconds.get_or_create(labels);
+        for &us in &o.commit_us {
+            #[allow(clippy::cast_precision_loss)]
+            commits.observe(us as f64 / 1e6);
+        }
     }
 
     pub(super) fn poll_context<'a>(
