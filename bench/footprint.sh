@@ -4,6 +4,8 @@
 #   bench/footprint.sh                       # release build, then 10 minutes of idle polling
 #   DURATION_SECS=120 bench/footprint.sh     # a quick run
 #   ROLEWATCH_BIN=target/release/rolewatch bench/footprint.sh   # a given binary, no build
+#   SQS=1 bench/footprint.sh                 # with an idle `sqs` source too (moto's SQS; its
+#                                            # 20-s long polls) beside the CloudTrail one
 #
 # Measures, against a quiet CloudTrail LookupEvents source (tests/servers/lookup_events.py on
 # loopback, no events) polled every POLL_SECS (60):
@@ -45,9 +47,11 @@ if command -v strip >/dev/null 2>&1; then strip "$BIN" 2>/dev/null || true; fi
 
 SERVER_PID=
 RW_PID=
+MOTO_PID=
 cleanup() {
     if [[ -n $RW_PID ]]; then kill "$RW_PID" 2>/dev/null || true; fi
     if [[ -n $SERVER_PID ]]; then kill "$SERVER_PID" 2>/dev/null || true; fi
+    if [[ -n $MOTO_PID ]]; then kill "$MOTO_PID" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
 
@@ -66,6 +70,31 @@ export AWS_EC2_METADATA_DISABLED=true AWS_ENDPOINT_URL_CLOUDTRAIL=http://127.0.0
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL
 export RUST_LOG=${RUST_LOG:-info}
 
+# --- the idle queue (SQS=1) -------------------------------------------------------------------
+QUEUE_URL=
+if [[ ${SQS:-0} == 1 ]]; then
+    MOTO=${ROLEWATCH_TEST_MOTO:-$(dirname "$PYTHON")/moto_server}
+    MOTO_PORT=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$MOTO" -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.out" 2>&1 &
+    MOTO_PID=$!
+    QUEUE_URL=$("$PYTHON" - "$MOTO_PORT" <<'PY'
+import sys, time, boto3
+url = f"http://127.0.0.1:{sys.argv[1]}"
+for _ in range(100):
+    try:
+        sqs = boto3.client("sqs", endpoint_url=url, region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        print(sqs.create_queue(QueueName="rolewatch-events",
+                               Attributes={"VisibilityTimeout": "300"})["QueueUrl"])
+        break
+    except Exception:
+        time.sleep(0.1)
+PY
+)
+    [[ -n $QUEUE_URL ]] || { echo "moto's SQS did not start" >&2; exit 1; }
+    export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$MOTO_PORT
+fi
+
 # The admin endpoint (when the binary has one) on a free port, not the default 9464, which
 # another rolewatch may hold; it is part of the footprint, so it stays on.
 HAS_ADMIN=no
@@ -82,6 +111,9 @@ type = "cloudtrail"
 region = "us-east-1"
 poll_interval_secs = $POLL_SECS
 EOF
+    if [[ -n $QUEUE_URL ]]; then
+        printf '\n[[source]]\ntype = "sqs"\nname = "queue"\nqueue_url = "%s"\nregion = "us-east-1"\n' "$QUEUE_URL"
+    fi
     if [[ $HAS_ADMIN == yes ]]; then
         printf '\n[admin]\nlisten = "127.0.0.1:%s"\n' "$(free_port)"
     fi
@@ -100,7 +132,7 @@ if command -v hyperfine >/dev/null 2>&1; then
 else
     t0=$(now_ns)
     for _ in $(seq 50); do "$BIN" --version >/dev/null; done
-    VERSION_MS=$(( ($(now_ns) - t0) / 50000 ))".0"
+    VERSION_MS=$(awk -v d="$(( $(now_ns) - t0 ))" 'BEGIN {printf "%.2f", d / 50 / 1e6}')
 fi
 
 FIRST_POLL_MS=()
@@ -152,6 +184,9 @@ while :; do
     (( elapsed >= DURATION_SECS )) && break
     sleep "$SAMPLE_SECS"
 done
+ANON_KB=$(awk '/^RssAnon:/ {print $2}' "/proc/$RW_PID/status")
+FILE_KB=$(awk '/^RssFile:/ {print $2}' "/proc/$RW_PID/status")
+THREADS=$(awk '/^Threads:/ {print $2}' "/proc/$RW_PID/status")
 kill "$RW_PID"
 wait "$RW_PID" 2>/dev/null || true
 RW_PID=
@@ -181,6 +216,8 @@ mib() { awk -v k="$1" 'BEGIN {printf "%.1f MiB (%d kB)", k / 1024, k}'; }
     echo "| exec of \`rolewatch run\` → first \"Polled\" (quiet source, fresh state; $STARTS runs) | median $FP_MEDIAN ms (min $FP_MIN, max $FP_MAX) | |"
     echo "| idle RSS over ${WALL} s (VmRSS every $SAMPLE_SECS s) | min $(mib "$RSS_MIN"), mean $(mib "$RSS_MEAN"), max $(mib "$RSS_MAX") | ≤ 15 MB |"
     echo "| peak RSS (VmHWM) | $(mib "$HWM_MAX") | ≤ 15 MB |"
+    echo "| at the end: RssAnon (heap, stacks) / RssFile (the mapped binary, libraries) / threads | $(mib "$ANON_KB") / $(mib "$FILE_KB") / $THREADS | |"
+    echo "| sources | cloudtrail${QUEUE_URL:+, sqs (idle long polls)} | |"
     echo "| CPU over ${WALL} s, $POLLS polls every $POLL_SECS s | $CPU_SECS s = $CPU_PCT % of one core; ≈ $PER_POLL_MS ms per poll | ≈ 0 % between polls |"
     echo "| $SAMPLE_SECS-s intervals with no CPU tick at all / with some | $IDLE_INTERVALS / $BUSY_INTERVALS | |"
 } | tee "$WORK/summary.md"
