@@ -612,3 +612,106 @@ fn doctor_reports_each_queue_setup_mistake() {
         "{logging}"
     );
 }
+
+/// Replicas (`[state] backend = "dynamodb"`): every replica reads the queue, leader and
+/// follower alike (SQS hands each message to one of them, a redelivery meets the conditional
+/// alert write); each event is one alert, delivered once across both.
+#[test]
+fn two_replicas_both_read_the_queue_and_each_event_is_one_alert_delivered_once() {
+    let (moto, lookup, setup) = (Moto::start(), LookupServer::start(), Setup::new());
+    let q = setup_queues(&moto, 30, 3);
+    let replica = |name: &str, port: u16| -> (PathBuf, u16) {
+        let path = setup.path(&format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[state]\nbackend = \"dynamodb\"\ntable = \"queue-replicas\"\nregion = \"us-east-1\"\n\
+                 lease_secs = 3\ncreate_table = true\n\n\
+                 [[source]]\ntype = \"sqs\"\nname = \"q\"\nqueue_url = \"{}\"\ndlq_url = \"{}\"\n\
+                 wait_time_secs = 1\n\n\
+                 [[source]]\ntype = \"cloudtrail\"\nname = \"ct\"\nsweep_interval_secs = 0\n\n\
+                 [admin]\nlisten = \"127.0.0.1:{port}\"\n\n[daemon]\nshutdown_grace_secs = 5\n",
+                q.queue, q.dlq
+            ),
+        )
+        .unwrap();
+        (path, port)
+    };
+    let spawn = |config: &Path| {
+        let mut cmd = command(Some(&lookup), Some(&moto));
+        cmd.env("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint())
+            .args(["run", "--config"])
+            .arg(config);
+        Daemon::spawn(cmd)
+    };
+    let (ca, pa) = replica("a", free_port());
+    let a = spawn(&ca);
+    a.wait_for(Duration::from_secs(30), "A leads", |d| {
+        d.stderr_text().contains("lease_taken")
+    });
+    let (cb, pb) = replica("b", free_port());
+    let b = spawn(&cb);
+    for d in [&a, &b] {
+        d.wait_for(Duration::from_secs(30), "the queue read", |d| {
+            d.stderr_text().contains("Reading the queue")
+        });
+    }
+    assert!(!b.stderr_text().contains("lease_taken"), "B follows");
+
+    let ids: Vec<String> = (0..12).map(|n| format!("rep-q-{n}")).collect();
+    for id in &ids {
+        put_event(
+            &moto,
+            &setup,
+            &cloudtrail_record(id, "AttachRolePolicy", now_secs()),
+        );
+    }
+    let delivered = || -> Vec<Value> {
+        let mut all = stdout_json(&a);
+        all.extend(stdout_json(&b));
+        all.into_iter()
+            .filter(|v| {
+                v["event_id"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with("rep-q-"))
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ids
+        .iter()
+        .any(|id| !delivered().iter().any(|v| v["event_id"] == id.as_str()))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not all delivered: {:?}; A:\n{}\nB:\n{}",
+            delivered(),
+            a.stderr_text(),
+            b.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    for id in &ids {
+        let n = delivered()
+            .iter()
+            .filter(|v| v["event_id"] == id.as_str())
+            .count();
+        assert_eq!(n, 1, "{id} delivered {n} times");
+    }
+    let received = |port| {
+        metric(
+            port,
+            "rolewatch_queue_messages_received_total{source=\"q\"}",
+        )
+    };
+    let (ra, rb) = (received(pa), received(pb));
+    eprintln!("messages received: leader {ra}, follower {rb}");
+    assert!(ra + rb >= 12.0, "{ra} + {rb}");
+    assert_eq!(
+        b.polls(),
+        0,
+        "the follower never polls the cloudtrail source"
+    );
+    assert_eq!(count(&moto, &q.queue), (0, 0), "every message deleted");
+}
