@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::{
-    cloudtrail_record, command, free_port, http, now_secs, Daemon, LookupServer, Moto, Setup,
+    cloudtrail_record, command, free_port, http, now_secs, sdk_config, Daemon, LookupServer, Moto,
+    Setup, ROLE,
 };
 
 const LEASE_SECS: u64 = 3;
@@ -218,15 +219,37 @@ fn doctor_checks_the_dynamodb_table_without_writing() {
     // Still missing: doctor created nothing.
     let line = state_line(&doctor(&moto));
     assert!(line.contains("does not exist"), "{line}");
+    // The vendor's role exists: the replica records its baseline in the table.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sdk = sdk_config(&moto.endpoint()).await;
+        aws_sdk_iam::Client::new(&sdk)
+            .create_role()
+            .role_name(ROLE)
+            .assume_role_policy_document(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::406882777402:root"},"Action":"sts:AssumeRole"}]}"#,
+            )
+            .send()
+            .await
+            .unwrap();
+    });
     // A replica runs once on it (creates the table, writes the schema, takes the lease).
     let d = start(&lookup, &moto, &config);
-    d.wait_for(Duration::from_secs(30), "it leads", |d| {
-        d.stderr_text().contains("lease_taken")
-    });
-    let line = state_line(&doctor(&moto));
+    d.wait_for(
+        Duration::from_secs(30),
+        "it leads and takes a baseline",
+        |d| d.stderr_text().contains("lease_taken") && d.stderr_text().contains("baseline_taken"),
+    );
+    let text = doctor(&moto);
+    let line = state_line(&text);
     assert!(
         line.starts_with("ok") && line.contains("schema version 1") && line.contains("fence 1"),
         "{line}"
     );
+    // The role is compared with the baseline read from the table.
+    assert!(text.contains("same as the baseline of"), "{text}");
     drop(d);
 }

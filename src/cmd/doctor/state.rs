@@ -41,7 +41,7 @@ pub(super) struct StateReport {
 pub(super) fn check(cfg: &Config) -> StateReport {
     const CHECK: &str = "state";
     if let crate::config::StateBackend::DynamoDb(d) = &cfg.state.backend {
-        return check_dynamo(d);
+        return check_dynamo(d, &cfg.vendor.role_name);
     }
     let path = match crate::state::state_path(cfg) {
         Ok(p) => p,
@@ -55,13 +55,14 @@ pub(super) fn check(cfg: &Config) -> StateReport {
     check_path(&path, &cfg.vendor.role_name)
 }
 
-/// The DynamoDB backend: the table exists, its schema is one this rolewatch knows, and who
-/// holds the lease. Read only: doctor creates no table and writes no item.
-fn check_dynamo(d: &crate::config::DynamoConfig) -> StateReport {
+/// The DynamoDB backend: the table exists, its schema is one this rolewatch knows, who holds
+/// the lease, and the role's newest baseline (compared like SQLite's). Read only: doctor
+/// creates no table and writes no item.
+fn check_dynamo(d: &crate::config::DynamoConfig, role_name: &str) -> StateReport {
     use crate::state::dynamo::{DynamoState, SCHEMA_VERSION};
     let what = format!("DynamoDB table {} ({})", d.table, d.region);
     let unread = |why: &str| StoredBaseline::Unreadable(why.to_owned());
-    match DynamoState::inspect(d) {
+    match DynamoState::inspect(d, role_name) {
         Err(e) => StateReport {
             finding: Finding::new(Status::Fail, "state", e.to_string()),
             baseline: unread("the table cannot be read"),
@@ -70,6 +71,11 @@ fn check_dynamo(d: &crate::config::DynamoConfig) -> StateReport {
             let lease = match &found.lease {
                 Some((owner, fence, _)) => format!("; lease held by {owner} (fence {fence})"),
                 None => "; no replica has taken the lease yet".to_owned(),
+            };
+            let baseline = match (&found.schema, found.baseline) {
+                (None, _) => StoredBaseline::NoState,
+                (Some(_), None) => StoredBaseline::None,
+                (Some(_), Some((taken, json))) => StoredBaseline::Found(taken, json),
             };
             let finding = match found.schema {
                 Some(v) if v > SCHEMA_VERSION => Finding::new(
@@ -84,10 +90,7 @@ fn check_dynamo(d: &crate::config::DynamoConfig) -> StateReport {
                     format!("{what}: exists, no rolewatch state yet (the first `rolewatch run` writes it)"),
                 ),
             };
-            StateReport {
-                finding,
-                baseline: unread("not read from DynamoDB by doctor"),
-            }
+            StateReport { finding, baseline }
         }
     }
 }

@@ -82,6 +82,8 @@ pub struct Inspection {
     pub schema: Option<u32>,
     /// The lease: owner, fence, expiry (unix ms).
     pub lease: Option<(String, u64, i64)>,
+    /// The newest baseline of the role asked about: when it was taken (unix ms), its JSON.
+    pub baseline: Option<(i64, String)>,
 }
 
 /// Whether the table held a rolewatch state before.
@@ -151,7 +153,7 @@ impl DynamoState {
     /// # Errors
     ///
     /// No credentials, a missing table (with what to do), a failed request.
-    pub fn inspect(cfg: &DynamoConfig) -> Result<Inspection, StateError> {
+    pub fn inspect(cfg: &DynamoConfig, role_name: &str) -> Result<Inspection, StateError> {
         let mut probe = cfg.clone();
         probe.create_table = false;
         let rt = runtime().map_err(|detail| StateError::Dynamo {
@@ -187,7 +189,16 @@ impl DynamoState {
                 num(&i, "expires_ms").unwrap_or(0),
             )
         });
-        Ok(Inspection { schema, lease })
+        let baseline = if schema.is_some() {
+            crate::state::Backend::latest_baseline(&state, role_name)?
+        } else {
+            None
+        };
+        Ok(Inspection {
+            schema,
+            lease,
+            baseline,
+        })
     }
 
     fn finish_open(
