@@ -15,6 +15,27 @@ use aws_credential_types::provider::ProvideCredentials;
 /// answers in milliseconds where it exists).
 const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(8);
 
+/// The HTTPS client of every AWS call (credential providers included): hyper 1 with rustls on
+/// ring, the system's trusted roots, the standard proxy variables — what the SDK builds by
+/// default, but on ring rather than aws-lc, which would add 2 MB of C to the binary
+/// (rolewatch's resident memory follows its size, bench/RESULTS.md) for nothing it uses.
+#[must_use]
+pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::{tls, Builder, ConnectorBuilder};
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut conn = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ));
+        conn.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            conn.set_sleep_impl(components.sleep_impl());
+        }
+        conn.set_proxy_config(Some(ProxyConfig::from_env()));
+        conn.build()
+    })
+}
+
 /// Loads the AWS configuration for `region` and checks that credentials resolve.
 ///
 /// Honours the standard environment: `AWS_PROFILE`, `AWS_ACCESS_KEY_ID`…, web identity,
@@ -32,6 +53,7 @@ pub async fn load(region: &str) -> anyhow::Result<SdkConfig> {
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_owned()))
         .timeout_config(timeouts)
+        .http_client(https_client())
         .load()
         .await;
     let Some(provider) = sdk.credentials_provider() else {

@@ -2,7 +2,7 @@
 //!
 //! hyper's client (`hyper-util`, already used by `rolewatch healthcheck`) over rustls
 //! (`hyper-rustls`, already in the tree through the AWS SDK): no second HTTP stack, and TLS
-//! is the same rustls with aws-lc-rs as everywhere else. The system's roots are trusted, plus
+//! is the same rustls on ring as everywhere else. The system's roots are trusted, plus
 //! the certificates of `ca_file` (a private CA, or the tests' throwaway CA).
 //!
 //! * **Timeouts**: the TCP connect and the whole exchange (connect, TLS, request, reply)
@@ -171,7 +171,7 @@ impl HttpClient {
                 "no trusted CA certificate: the system has none and no ca_file is set".into(),
             );
         }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("cannot set up TLS ({e})"))?

@@ -42,23 +42,9 @@ impl LenientClient {
         SharedHttpClient::new(LenientClient { inner })
     }
 
-    /// Wraps the SDK's default HTTPS client (hyper 1 with rustls on aws-lc, honouring the
-    /// standard proxy variables), built the way the SDK builds it when none is given.
+    /// Wraps rolewatch's HTTPS client ([`crate::aws::https_client`]).
     pub fn default_https() -> SharedHttpClient {
-        use aws_smithy_http_client::proxy::ProxyConfig;
-        use aws_smithy_http_client::{tls, Builder, ConnectorBuilder};
-        let inner = Builder::new().build_with_connector_fn(|settings, components| {
-            let mut conn = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::AwsLc,
-            ));
-            conn.set_connector_settings(settings.cloned());
-            if let Some(components) = components {
-                conn.set_sleep_impl(components.sleep_impl());
-            }
-            conn.set_proxy_config(Some(ProxyConfig::from_env()));
-            conn.build()
-        });
-        Self::wrap(inner)
+        Self::wrap(crate::aws::https_client())
     }
 }
 

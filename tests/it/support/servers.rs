@@ -728,6 +728,7 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .credentials_provider(aws_credential_types::Credentials::new(
             "testing", "testing", None, None, "test",
         ))
+        .http_client(rolewatch::aws::https_client())
         .load()
         .await
 }
