@@ -37,6 +37,9 @@ pub struct RawConfig {
     /// The accounts to watch (`[[account]]`); none: the account of rolewatch's credentials.
     #[serde(default, rename = "account")]
     pub accounts: Vec<super::accounts::RawAccount>,
+    /// The accounts of an organization, discovered and refreshed (`[organization]`).
+    #[serde(default)]
+    pub organization: Option<super::organization::RawOrganization>,
 }
 
 /// `[daemon]`

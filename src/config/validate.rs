@@ -122,6 +122,8 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
     let daemon = validate_daemon(&raw.daemon, &mut problems);
     let admin = validate_admin(&raw.admin, &mut problems);
     let accounts = super::accounts::validate(raw.accounts, &mut problems);
+    let organization = super::organization::validate(raw.organization, &mut problems);
+    let source_templates = sources.clone();
     let sources = per_account(sources, &accounts);
 
     if !problems.is_empty() {
@@ -144,13 +146,18 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
         daemon,
         admin,
         accounts,
+        organization,
+        source_templates,
     })
 }
 
 /// With `[[account]]`s, every `cloudtrail` source runs once per account, as
 /// `<source>@<account>`; the other sources read a central log group or queue, where the
 /// account comes from each record.
-fn per_account(sources: Vec<SourceConfig>, accounts: &[super::AccountConfig]) -> Vec<SourceConfig> {
+pub(super) fn per_account(
+    sources: Vec<SourceConfig>,
+    accounts: &[super::AccountConfig],
+) -> Vec<SourceConfig> {
     if accounts.is_empty() {
         return sources;
     }

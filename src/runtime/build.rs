@@ -89,12 +89,30 @@ impl ProvideCredentials for NoCredentials {
     }
 }
 
+/// Each account's AWS configuration by account id, kept from one daemon to the next in one
+/// process so that an account's credentials are not assumed again when the organization's
+/// accounts change (an entry is used only while its [`AccountConfig`] is the same).
+pub type AccountSdks =
+    std::sync::Mutex<std::collections::HashMap<String, (AccountConfig, SdkConfig)>>;
+
 /// Builds the engine, the AWS configuration (the first source's region) and the sources.
 ///
 /// # Errors
 ///
 /// When the AWS configuration cannot be loaded.
 pub async fn pipeline(cfg: &Config) -> anyhow::Result<Pipeline> {
+    pipeline_reusing(cfg, None).await
+}
+
+/// [`pipeline`], with the accounts' configurations taken from (and left in) `reuse`.
+///
+/// # Errors
+///
+/// When the AWS configuration cannot be loaded.
+pub async fn pipeline_reusing(
+    cfg: &Config,
+    reuse: Option<&AccountSdks>,
+) -> anyhow::Result<Pipeline> {
     let engine = Engine::new(cfg.rules.clone());
     let names = engine
         .lookup_event_names()
@@ -111,7 +129,26 @@ pub async fn pipeline(cfg: &Config) -> anyhow::Result<Pipeline> {
     let sdk = crate::aws::load(region).await?;
     let mut accounts = Vec::with_capacity(cfg.accounts.len());
     for a in &cfg.accounts {
-        accounts.push((a.clone(), account_sdk(&sdk, a).await));
+        let kept = reuse.and_then(|r| {
+            let map = r.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.get(&a.id)
+                .filter(|(was, _)| was == a)
+                .map(|(_, s)| s.clone())
+        });
+        let each = match kept {
+            Some(s) => s,
+            None => account_sdk(&sdk, a).await,
+        };
+        accounts.push((a.clone(), each));
+    }
+    if let Some(r) = reuse {
+        let mut map = r.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.clear();
+        map.extend(
+            accounts
+                .iter()
+                .map(|(a, s)| (a.id.clone(), (a.clone(), s.clone()))),
+        );
     }
     let sdk_of = |sc: &SourceConfig| {
         sc.account

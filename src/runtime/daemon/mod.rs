@@ -82,6 +82,15 @@ struct Slot {
     missed: std::sync::atomic::AtomicU64,
 }
 
+/// What a daemon may take over from the one before it in the same process.
+#[derive(Default)]
+pub struct Reuse {
+    /// The state, opened and locked.
+    pub state: Option<Store>,
+    /// The accounts' AWS configurations (their cached credentials).
+    pub accounts: Option<Arc<super::build::AccountSdks>>,
+}
+
 /// The running service: state, engine and sources, ready to poll.
 pub struct Daemon {
     state: Store,
@@ -121,7 +130,25 @@ impl Daemon {
     ///
     /// State (corrupt, unreadable), credentials, a channel's password or CA file.
     pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
-        let state = Store::open_locked(cfg)?;
+        Daemon::start_with(cfg, clock, Reuse::default()).await
+    }
+
+    /// [`Daemon::start`], taking over what an earlier daemon of this process had: its state
+    /// (still locked) and its accounts' credentials (`[organization]` restarts the daemon
+    /// when the organization's accounts change).
+    ///
+    /// # Errors
+    ///
+    /// As [`Daemon::start`].
+    pub async fn start_with(
+        cfg: &Config,
+        clock: Arc<dyn Clock>,
+        reuse: Reuse,
+    ) -> anyhow::Result<Daemon> {
+        let state = match reuse.state {
+            Some(s) => s,
+            None => Store::open_locked(cfg)?,
+        };
         // Pattern lint, at every start: what a rule misses or will never match.
         for (about, finding) in cfg.lint() {
             match finding.level {
@@ -133,7 +160,7 @@ impl Daemon {
                 }
             }
         }
-        let built = super::build::pipeline(cfg).await?;
+        let built = super::build::pipeline_reusing(cfg, reuse.accounts.as_deref()).await?;
         if !built.pinned_names {
             tracing::warn!("A rule does not pin $.eventName: CloudTrail sources read every IAM event (EventSource=iam.amazonaws.com)");
         }
@@ -216,6 +243,30 @@ impl Daemon {
             started_ms: now,
             polls_at_once: tokio::sync::Semaphore::new(cfg.daemon.max_concurrent_polls),
         })
+    }
+
+    /// The state this daemon writes (for the next daemon of this process).
+    pub fn store(&self) -> Store {
+        self.state.clone()
+    }
+
+    /// Records the notice that the accounts `dropped` are no longer watched, and logs it.
+    pub fn accounts_dropped(&self, dropped: &[crate::runtime::organization::Dropped]) {
+        let now = self.clock.now_ms();
+        for d in dropped {
+            let label = match &d.name {
+                Some(n) => format!("{} ({n})", d.id),
+                None => d.id.clone(),
+            };
+            let n = synthetic::account_dropped(&d.id, &label, &d.why, now);
+            tracing::warn!(event = "account_dropped", account = %d.id, "{}", n.summary);
+            self.record_notice(&n);
+        }
+    }
+
+    /// Records a notice (through every channel).
+    pub fn notice(&self, n: &synthetic::Notice) {
+        self.record_notice(n);
     }
 
     /// Tells the later stages that a poll (or a notice) committed alerts.
