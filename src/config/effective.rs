@@ -314,10 +314,9 @@ pub fn to_toml(cfg: &Config) -> String {
         if !o.exclude_ous.is_empty() {
             t.insert("exclude_ous".into(), strings(&o.exclude_ous));
         }
-        t.insert(
-            "refresh_minutes".into(),
-            Value::Integer(i64::try_from(o.refresh.as_secs() / 60).unwrap_or(i64::MAX)),
-        );
+        #[allow(clippy::cast_precision_loss)] // milliseconds of at most a week
+        let minutes = o.refresh.as_millis() as f64 / 60_000.0;
+        t.insert("refresh_minutes".into(), Value::Float(minutes));
         root.insert("organization".into(), t.into());
     }
 
@@ -465,7 +464,7 @@ mod tests {
         assert!(text.contains("[[account]]"), "{text}");
         assert!(text.contains("external_id = \"<redacted>\""), "{text}");
         assert!(text.contains("[organization]"), "{text}");
-        assert!(text.contains("refresh_minutes = 15"), "{text}");
+        assert!(text.contains("refresh_minutes = 15.0"), "{text}");
         assert!(
             text.contains("external_id_file = \"/run/secrets/ext\""),
             "{text}"

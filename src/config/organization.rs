@@ -22,6 +22,9 @@ use super::Problem;
 /// (`deploy/member-role-stackset.yaml`).
 pub const DEFAULT_ROLE_NAME: &str = "rolewatch-member";
 
+/// The shortest `refresh_minutes`: 3 s.
+pub const MIN_REFRESH_MINUTES: f64 = 0.05;
+
 /// How often the organization's accounts are listed again, by default.
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(60 * 60);
 
@@ -47,8 +50,9 @@ pub struct RawOrganization {
     pub include_ous: Option<Vec<String>>,
     /// Never accounts in these OUs (nested OUs included).
     pub exclude_ous: Option<Vec<String>>,
-    /// Minutes between two listings of the organization's accounts (default 60).
-    pub refresh_minutes: Option<u64>,
+    /// Minutes between two listings of the organization's accounts (default 60; a
+    /// fraction is allowed, at least 0.05 = 3 s).
+    pub refresh_minutes: Option<f64>,
 }
 
 impl fmt::Debug for RawOrganization {
@@ -185,18 +189,21 @@ pub fn validate(
     let exclude_ous = ous("exclude_ous", raw.exclude_ous).unwrap_or_default();
     let refresh = match raw.refresh_minutes {
         None => DEFAULT_REFRESH,
-        Some(0) => {
-            problem("refresh_minutes", "must be at least 1".into());
+        Some(m) if m.is_nan() || m < MIN_REFRESH_MINUTES => {
+            problem(
+                "refresh_minutes",
+                format!("must be at least {MIN_REFRESH_MINUTES} (3 s)"),
+            );
             DEFAULT_REFRESH
         }
-        Some(m) if m > 7 * 24 * 60 => {
+        Some(m) if m > 7.0 * 24.0 * 60.0 => {
             problem(
                 "refresh_minutes",
                 format!("{m} is more than a week: a new account would go unwatched that long"),
             );
             DEFAULT_REFRESH
         }
-        Some(m) => Duration::from_secs(m * 60),
+        Some(m) => Duration::from_millis((m * 60_000.0).round() as u64),
     };
     Some(OrganizationConfig {
         role_name,
@@ -242,13 +249,13 @@ mod tests {
             include_accounts = ["111122223333"]
             exclude_ous = ["ou-ab12-cdefgh34"]
             include_ous = ["r-ab12"]
-            refresh_minutes = 5
+            refresh_minutes = 0.5
             "#,
         );
         assert!(p.is_empty(), "{p:?}");
         let o = o.unwrap();
         assert!(o.filters_ous());
-        assert_eq!(o.refresh, Duration::from_secs(300));
+        assert_eq!(o.refresh, Duration::from_secs(30));
         assert!(!format!("{o:?}").contains("s3cret"));
         assert_eq!(check("").0, None);
     }

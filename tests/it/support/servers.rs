@@ -643,6 +643,7 @@ pub fn aws_env(cmd: &mut Command, endpoint_cloudtrail: Option<&str>, endpoint_mo
         "IAM",
         "STS",
         "EVENTBRIDGE",
+        "ORGANIZATIONS",
     ] {
         cmd.env_remove(format!("AWS_ENDPOINT_URL_{service}"));
     }
@@ -655,9 +656,18 @@ pub fn aws_env(cmd: &mut Command, endpoint_cloudtrail: Option<&str>, endpoint_mo
     // Without moto, IAM (the change analysis) refuses the connection at once: the analysis
     // degrades to "diff unavailable" instead of waiting for the real endpoint.
     cmd.env("AWS_ENDPOINT_URL_IAM", "http://127.0.0.1:9")
+        .env("AWS_ENDPOINT_URL_ORGANIZATIONS", "http://127.0.0.1:9")
         .env("AWS_ENDPOINT_URL_EVENTBRIDGE", "http://127.0.0.1:9");
     if let Some(endpoint) = endpoint_moto {
-        for service in ["CLOUDWATCH_LOGS", "SNS", "SQS", "IAM", "STS", "EVENTBRIDGE"] {
+        for service in [
+            "CLOUDWATCH_LOGS",
+            "SNS",
+            "SQS",
+            "IAM",
+            "STS",
+            "EVENTBRIDGE",
+            "ORGANIZATIONS",
+        ] {
             cmd.env(format!("AWS_ENDPOINT_URL_{service}"), endpoint);
         }
     }

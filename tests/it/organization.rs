@@ -1,0 +1,386 @@
+//! `[organization]` (issue 14): the accounts discovered with ListAccounts on moto's
+//! Organizations, each reached by sts:AssumeRole into its member role on moto's STS,
+//! LookupEvents answering per account; the listing refreshed, new accounts picked up and
+//! closed ones dropped with a notice.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::{
+    cloudtrail_record, command, http, lines, now_secs, org_call, Daemon, LookupServer, Moto, Setup,
+};
+use crate::{assert_exit, stderr};
+
+/// The account of moto's static test key: the organization's management account.
+const OWN: &str = "123456789012";
+
+/// An organization on moto with `names` as member accounts: their ids, in order.
+fn organization(moto: &Moto, names: &[&str]) -> Vec<String> {
+    org_call(moto, "CreateOrganization", &json!({"FeatureSet": "ALL"}));
+    names.iter().map(|n| create_account(moto, n)).collect()
+}
+
+fn create_account(moto: &Moto, name: &str) -> String {
+    let reply = org_call(
+        moto,
+        "CreateAccount",
+        &json!({"AccountName": name, "Email": format!("{name}@example.com")}),
+    );
+    reply["CreateAccountStatus"]["AccountId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no account id: {reply}"))
+        .to_owned()
+}
+
+/// One change in `account`, visible to that account only.
+fn change_in(server: &LookupServer, account: &str) {
+    let mut record = cloudtrail_record(
+        &format!("change-{account}"),
+        "AttachRolePolicy",
+        now_secs() - 60,
+    );
+    record["recipientAccountId"] = json!(account);
+    server.add_specs(&[json!({"record": record, "account": account})]);
+}
+
+/// Rule alerts by eventID.
+fn alerts_by_id(lines: &[Value]) -> HashMap<String, Value> {
+    lines
+        .iter()
+        .filter(|l| l["origin"] == "rule")
+        .map(|l| {
+            (
+                l["event_id"].as_str().unwrap_or_default().to_owned(),
+                l.clone(),
+            )
+        })
+        .collect()
+}
+
+/// What moto's STS was asked: (account, external id, session name) per AssumeRole, sorted.
+fn assumed(moto: &Moto) -> Vec<(String, String, String)> {
+    let data = http(moto.port(), "GET", "/moto-api/data.json", &[], b"")
+        .unwrap()
+        .json();
+    let mut seen: Vec<(String, String, String)> = data["sts"]["AssumedRole"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            (
+                r["account_id"].as_str().unwrap_or_default().to_owned(),
+                r["external_id"].as_str().unwrap_or_default().to_owned(),
+                r["session_name"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    seen
+}
+
+const SOURCE: &str = "[[source]]
+type = \"cloudtrail\"
+name = \"ct\"
+max_requests_per_sec = 2
+retry_budget_secs = 2
+sweep_interval_secs = 0
+poll_interval_secs = 3600
+
+[admin]
+enabled = false
+";
+
+#[test]
+fn three_accounts_of_an_organization_one_alert_each_with_its_account() {
+    let moto = Moto::start();
+    let members = organization(&moto, &["prod", "dev"]);
+    let (prod, dev) = (members[0].clone(), members[1].clone());
+    let server = LookupServer::start();
+    server.accounts(json!({"moto": moto.endpoint()}));
+    for acct in [OWN, &prod, &dev] {
+        change_in(&server, acct);
+    }
+    let setup = Setup::new();
+    // dev has an [[account]] entry of its own: it overrides the discovered one.
+    let config = setup.config(&format!(
+        "{SOURCE}
+[organization]
+external_id_env = \"RW_TEST_ORG_EXTERNAL_ID\"
+
+[[account]]
+id = \"{dev}\"
+name = \"dev (explicit)\"
+role_arn = \"arn:aws:iam::{dev}:role/rolewatch-member\"
+external_id = \"dev-own-ext-id\"
+session_name = \"rolewatch-dev\"
+"
+    ));
+    let out = command(Some(&server), Some(&moto))
+        .env("RW_TEST_ORG_EXTERNAL_ID", "org-ext-id")
+        .args(["once", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_exit(&out, 0);
+    assert!(
+        !err.contains("org-ext-id") && !err.contains("dev-own-ext-id"),
+        "an ExternalId in the log:\n{err}"
+    );
+    let alerts = alerts_by_id(&lines(&out));
+    assert_eq!(alerts.len(), 3, "{alerts:?}\n{err}");
+    for (acct, name) in [
+        (OWN, "master"),
+        (prod.as_str(), "prod"),
+        (dev.as_str(), "dev (explicit)"),
+    ] {
+        let a = &alerts[&format!("change-{acct}")];
+        assert_eq!(a["recipient_account_id"], acct, "{a}");
+        assert_eq!(a["account_name"], name, "{a}");
+        assert_eq!(a["source_id"], format!("ct@{acct}"), "{a}");
+        let subject = a["subject"].as_str().unwrap();
+        assert!(
+            subject.contains(&format!("[account {acct} ({name})]")),
+            "{subject}"
+        );
+    }
+    let stats = server.stats();
+    for acct in [OWN, &prod, &dev] {
+        assert!(
+            stats["by_account"][acct].as_u64().unwrap_or(0) >= 1,
+            "no request from {acct}: {}",
+            stats["by_account"]
+        );
+    }
+    // The management account with rolewatch's own credentials; each member by its role,
+    // once, with the organization's ExternalId — dev with its own entry's.
+    let mut want = vec![
+        (
+            prod.clone(),
+            "org-ext-id".to_owned(),
+            "rolewatch".to_owned(),
+        ),
+        (
+            dev.clone(),
+            "dev-own-ext-id".to_owned(),
+            "rolewatch-dev".to_owned(),
+        ),
+    ];
+    want.sort();
+    assert_eq!(assumed(&moto), want);
+    assert!(err.contains("organization_listed"), "{err}");
+}
+
+#[test]
+fn include_ous_and_exclude_accounts_choose_which_accounts_are_watched() {
+    let moto = Moto::start();
+    let members = organization(&moto, &["a", "b", "c"]);
+    let roots = org_call(&moto, "ListRoots", &json!({}));
+    let root = roots["Roots"][0]["Id"].as_str().unwrap().to_owned();
+    let team = org_call(
+        &moto,
+        "CreateOrganizationalUnit",
+        &json!({"ParentId": root, "Name": "team"}),
+    );
+    let team = team["OrganizationalUnit"]["Id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A nested OU: its accounts are in `team` too.
+    let nested = org_call(
+        &moto,
+        "CreateOrganizationalUnit",
+        &json!({"ParentId": team, "Name": "nested"}),
+    );
+    let nested = nested["OrganizationalUnit"]["Id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (acct, to) in [
+        (&members[0], &team),
+        (&members[1], &nested),
+        (&members[2], &team),
+    ] {
+        org_call(
+            &moto,
+            "MoveAccount",
+            &json!({"AccountId": acct, "SourceParentId": root, "DestinationParentId": to}),
+        );
+    }
+    let server = LookupServer::start();
+    server.accounts(json!({"moto": moto.endpoint()}));
+    for acct in [OWN, &members[0], &members[1], &members[2]] {
+        change_in(&server, acct);
+    }
+    let setup = Setup::new();
+    let config = setup.config(&format!(
+        "{SOURCE}
+[organization]
+include_ous = [\"{team}\"]
+exclude_accounts = [\"{}\"]
+",
+        members[2]
+    ));
+    let out = command(Some(&server), Some(&moto))
+        .args(["once", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_exit(&out, 0);
+    let mut got: Vec<String> = alerts_by_id(&lines(&out)).into_keys().collect();
+    got.sort();
+    let mut want = vec![
+        format!("change-{}", members[0]),
+        format!("change-{}", members[1]),
+    ];
+    want.sort();
+    // Not the management account (in the root, not in `team`), not the excluded one.
+    assert_eq!(got, want, "{err}");
+    let by = &server.stats()["by_account"];
+    assert_eq!(by.get(OWN), None, "{by}");
+    assert_eq!(by.get(&members[2]), None, "{by}");
+}
+
+/// `run` lists the organization again every `refresh_minutes` (here 3 s): an account created
+/// meanwhile is watched, a closed one is dropped with a notice, and the accounts that stay
+/// keep their credentials (one AssumeRole each over the whole run).
+#[test]
+fn a_refresh_picks_up_a_new_account_and_drops_a_closed_one_with_a_notice() {
+    let moto = Moto::start();
+    let members = organization(&moto, &["prod", "dev"]);
+    let (prod, dev) = (members[0].clone(), members[1].clone());
+    let server = LookupServer::start();
+    server.accounts(json!({"moto": moto.endpoint()}));
+    for acct in [OWN, &prod, &dev] {
+        change_in(&server, acct);
+    }
+    let setup = Setup::new();
+    let config = setup.config(&format!(
+        "{SOURCE}
+[daemon]
+shutdown_grace_secs = 5
+
+[organization]
+external_id = \"org-ext-id\"
+refresh_minutes = 0.05
+"
+    ));
+    let mut cmd = command(Some(&server), Some(&moto));
+    cmd.args(["run", "--config"]).arg(&config);
+    let daemon = Daemon::spawn(cmd);
+    let alerted = |d: &Daemon, acct: &str| {
+        let want = format!("\"event_id\":\"change-{acct}\"");
+        d.stdout.lock().unwrap().iter().any(|l| l.contains(&want))
+    };
+    daemon.wait_for(Duration::from_secs(60), "the first three alerts", |d| {
+        [OWN, prod.as_str(), dev.as_str()]
+            .iter()
+            .all(|a| alerted(d, a))
+    });
+
+    // A new account, with a change in it.
+    let ops = create_account(&moto, "ops");
+    change_in(&server, &ops);
+    daemon.wait_for(Duration::from_secs(60), "the new account's alert", |d| {
+        alerted(d, &ops)
+    });
+
+    // dev is closed: the next listing drops it, with a notice.
+    org_call(&moto, "CloseAccount", &json!({"AccountId": dev}));
+    let dropped = |d: &Daemon| {
+        d.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("\"event_name\":\"AccountDropped\""))
+    };
+    daemon.wait_for(Duration::from_secs(60), "the notice about dev", dropped);
+    let requests_before = server.stats()["by_account"][&dev].as_u64().unwrap_or(0);
+    // Two more refreshes: dev is not polled again.
+    std::thread::sleep(Duration::from_secs(7));
+    let (status, out, err) = daemon.stop("-TERM");
+    assert!(status.success(), "{status}\n{err}");
+    let out: Vec<Value> = out
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let notice = out
+        .iter()
+        .find(|l| l["event_name"] == "AccountDropped")
+        .unwrap();
+    assert_eq!(notice["recipient_account_id"], dev.as_str(), "{notice}");
+    let text = notice.to_string();
+    assert!(text.contains("SUSPENDED"), "the notice says why: {text}");
+    assert!(
+        notice["notice"]
+            .as_str()
+            .unwrap()
+            .starts_with("rolewatch stops watching an account: account "),
+        "{notice}"
+    );
+    assert_eq!(
+        out.iter()
+            .filter(|l| l["event_name"] == "AccountDropped")
+            .count(),
+        1,
+        "one notice: {out:?}"
+    );
+    // Each alert once, though the daemon restarted twice on the changes.
+    let alerts = alerts_by_id(&out);
+    assert_eq!(alerts.len(), 4, "{alerts:?}");
+    assert_eq!(
+        out.iter().filter(|l| l["origin"] == "rule").count(),
+        4,
+        "no alert twice"
+    );
+    assert_eq!(alerts[&format!("change-{ops}")]["account_name"], "ops");
+    assert_eq!(
+        server.stats()["by_account"][&dev].as_u64().unwrap_or(0),
+        requests_before,
+        "the dropped account is no longer polled"
+    );
+    assert!(err.contains("organization_changed"), "{err}");
+    // One AssumeRole per member over the whole run: the credentials survive the restarts.
+    let mut want = vec![
+        (
+            prod.clone(),
+            "org-ext-id".to_owned(),
+            "rolewatch".to_owned(),
+        ),
+        (dev.clone(), "org-ext-id".to_owned(), "rolewatch".to_owned()),
+        (ops.clone(), "org-ext-id".to_owned(), "rolewatch".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(assumed(&moto), want);
+}
+
+/// ListAccounts gives at most 20 accounts a page: 22 accounts are all found, each polled.
+#[test]
+fn every_page_of_list_accounts_is_read() {
+    let moto = Moto::start();
+    let names: Vec<String> = (0..21).map(|i| format!("member{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let members = organization(&moto, &refs);
+    let server = LookupServer::start();
+    server.accounts(json!({"moto": moto.endpoint()}));
+    let setup = Setup::new();
+    let config = setup.config(&format!("{SOURCE}\n[organization]\n"));
+    let out = command(Some(&server), Some(&moto))
+        .args(["once", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_exit(&out, 0);
+    assert!(err.contains("\"accounts\":22"), "{err}");
+    // Two pages of ListAccounts, and GetCallerIdentity.
+    assert!(err.contains("\"calls\":3"), "{err}");
+    let by = &server.stats()["by_account"];
+    for acct in members.iter().map(String::as_str).chain([OWN]) {
+        assert!(by.get(acct).is_some(), "{acct} not polled: {by}");
+    }
+}
