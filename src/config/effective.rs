@@ -95,6 +95,9 @@ pub fn to_toml(cfg: &Config) -> String {
             if let Some(c) = &r.channels {
                 t.insert("channels".into(), strings(c));
             }
+            if let Some(a) = &r.accounts {
+                t.insert("accounts".into(), strings(a));
+            }
             Value::Table(t)
         })
         .collect::<Vec<_>>();
@@ -178,6 +181,9 @@ pub fn to_toml(cfg: &Config) -> String {
                         t.insert("subject_prefix".into(), p.as_str().into());
                     }
                 }
+            }
+            if let Some(a) = &c.accounts {
+                t.insert("accounts".into(), strings(a));
             }
             if let Some(n) = c.delivery.retry_max_attempts {
                 t.insert("retry_max_attempts".into(), i64::from(n).into());
@@ -409,11 +415,13 @@ mod tests {
             type = "sns"
             topic_arn = "arn:aws:sns:eu-west-1:111122223333:alerts"
             retry_max_attempts = 100
+            accounts = ["111122223333"]
             [[rule]]
             name = "mine"
             pattern = '{ $.eventName = "PutRolePolicy" }'
             severity = "critical"
             channels = ["sns"]
+            accounts = ["444455556666"]
             [vendor]
             allowed_principals = ["arn:aws:iam::111122223333:role/ci-*"]
             [[expect]]
@@ -464,6 +472,8 @@ mod tests {
         assert!(text.contains("[[account]]"), "{text}");
         assert!(text.contains("external_id = \"<redacted>\""), "{text}");
         assert!(text.contains("[organization]"), "{text}");
+        assert!(text.contains("accounts = [\"444455556666\"]"), "{text}");
+        assert!(text.contains("accounts = [\"111122223333\"]"), "{text}");
         assert!(text.contains("refresh_minutes = 15.0"), "{text}");
         assert!(
             text.contains("external_id_file = \"/run/secrets/ext\""),

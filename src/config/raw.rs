@@ -156,6 +156,9 @@ pub struct RawRule {
     pub severity: Option<String>,
     /// The channels (by name) this rule's alerts go to (default: every channel).
     pub channels: Option<Vec<String>>,
+    /// The accounts (ids, as strings) whose events this rule applies to (default: every
+    /// account).
+    pub accounts: Option<Vec<String>>,
     /// Pack `trail-tamper`: the alarms whose deletion to watch (default: any DeleteAlarms).
     pub alarm_names: Option<Vec<String>>,
 }
@@ -214,6 +217,9 @@ pub struct RawChannel {
     /// `pagerduty`: the Events API v2 enqueue URL (default
     /// `https://events.pagerduty.com/v2/enqueue`; for tests or the EU service region).
     pub events_url: Option<String>,
+    /// Only alerts about these accounts (ids, as strings) go to this channel (default: every
+    /// account's). rolewatch's own notices go to every channel.
+    pub accounts: Option<Vec<String>>,
     /// Attempts for retryable errors before giving up (default: no limit).
     pub retry_max_attempts: Option<u32>,
     /// Attempts for errors a retry will not fix (default 5).

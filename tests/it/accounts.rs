@@ -267,3 +267,97 @@ fn polls_of_all_accounts_share_one_concurrency_cap() {
     let (status, _, _) = daemon.stop("-TERM");
     assert!(status.success(), "{status}");
 }
+
+/// `accounts = [...]`: a rule applies to the events of its accounts only, a channel receives
+/// the alerts of its accounts only.
+#[test]
+fn rules_and_channels_are_routed_by_account() {
+    let moto = Moto::start();
+    let server = LookupServer::start();
+    server.accounts(json!({"moto": moto.endpoint()}));
+    let t = now_secs() - 60;
+    let mut specs = Vec::new();
+    for (acct, name) in [
+        (OWN, "AttachRolePolicy"),
+        (PROD, "AttachRolePolicy"),
+        (DEV, "AttachRolePolicy"),
+        (OWN, "DetachRolePolicy"),
+        (DEV, "DetachRolePolicy"),
+    ] {
+        let mut record = cloudtrail_record(&format!("{name}-{acct}"), name, t);
+        record["recipientAccountId"] = json!(acct);
+        specs.push(json!({"record": record, "account": acct}));
+    }
+    server.add_specs(&specs);
+    let setup = Setup::new();
+    let config = setup.config(&format!(
+        r#"[[source]]
+type = "cloudtrail"
+name = "ct"
+sweep_interval_secs = 0
+
+[admin]
+enabled = false
+
+[[account]]
+id = "{OWN}"
+
+[[account]]
+id = "{PROD}"
+role_arn = "arn:aws:iam::{PROD}:role/rolewatch-member"
+
+[[account]]
+id = "{DEV}"
+role_arn = "arn:aws:iam::{DEV}:role/rolewatch-member"
+
+[[channel]]
+type = "stdout"
+name = "all"
+
+[[channel]]
+type = "stdout"
+name = "prod-only"
+accounts = ["{PROD}"]
+
+[[rule]]
+name = "attach"
+pattern = "{{ $.eventName = AttachRolePolicy }}"
+
+[[rule]]
+name = "detach-in-dev"
+pattern = "{{ $.eventName = DetachRolePolicy }}"
+accounts = ["{DEV}"]
+"#
+    ));
+    let out = command(Some(&server), Some(&moto))
+        .args(["once", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_exit(&out, 0);
+    let conn = rusqlite::Connection::open(setup.state_path()).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT a.event_id, d.channel FROM alerts a LEFT JOIN deliveries d ON d.alert_id = a.id \
+             WHERE a.source_id <> 'rolewatch' ORDER BY a.event_id, d.channel",
+        )
+        .unwrap();
+    let rows: Vec<(String, Option<String>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let row = |e: String, c: &str| (e, Some(c.to_owned()));
+    assert_eq!(
+        rows,
+        [
+            row(format!("AttachRolePolicy-{OWN}"), "all"),
+            row(format!("AttachRolePolicy-{PROD}"), "all"),
+            row(format!("AttachRolePolicy-{PROD}"), "prod-only"),
+            row(format!("AttachRolePolicy-{DEV}"), "all"),
+            row(format!("DetachRolePolicy-{DEV}"), "all"),
+        ],
+        "{err}"
+    );
+}

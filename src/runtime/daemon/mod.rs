@@ -101,6 +101,8 @@ pub struct Daemon {
     outbox: Arc<Outbox>,
     /// The configured channels' names: each new alert gets one outbox row per name.
     channel_names: Vec<String>,
+    /// The channels with `accounts = [...]`, and those accounts.
+    channel_accounts: Vec<(String, Vec<String>)>,
     /// The change analysis, a stage of its own between the state and the outbox.
     analysis: Arc<Worker<AwsIam>>,
     /// Wakes the outbox after a poll committed alerts, or their analysis is recorded.
@@ -228,6 +230,11 @@ impl Daemon {
             initial_lookback: cfg.state.initial_lookback,
             outbox,
             channel_names,
+            channel_accounts: cfg
+                .channels
+                .iter()
+                .filter_map(|c| c.accounts.clone().map(|l| (c.name.clone(), l)))
+                .collect(),
             analysis,
             wake: Arc::new(tokio::sync::Notify::new()),
             analysis_wake: Arc::new(tokio::sync::Notify::new()),
