@@ -49,13 +49,15 @@ pub struct Dropped {
 /// ListAccounts (or the OU walk, or GetCallerIdentity) fails: not the management account or
 /// a delegated administrator, no permission, or Organizations cannot be reached.
 pub async fn discover(org: &OrganizationConfig, sdk: &SdkConfig) -> anyhow::Result<Discovered> {
-    let client = aws_sdk_organizations::Client::new(sdk);
-    let sts = aws_sdk_sts::Client::new(sdk);
-    let mut calls = 1;
     let who =
-        sts.get_caller_identity().send().await.map_err(|e| {
-            anyhow::anyhow!("sts:GetCallerIdentity: {}", crate::aws::error_text(&e))
-        })?;
+        {
+            let client = aws_sdk_sts::Client::new(sdk);
+            client.get_caller_identity().send().await.map_err(|e| {
+                anyhow::anyhow!("sts:GetCallerIdentity: {}", crate::aws::error_text(&e))
+            })?
+        };
+    let mut calls = 1;
+    let client = aws_sdk_organizations::Client::new(sdk);
     let own = who
         .account()
         .context("sts:GetCallerIdentity gave no account")?
