@@ -23,9 +23,12 @@ pub struct Pipeline {
     pub accounts: Vec<(AccountConfig, SdkConfig)>,
 }
 
-/// Assumed-role credentials are refreshed this long before they expire, plus a random 0 to
-/// 50 % more (the SDK's lazy identity cache jitters the buffer), so that hundreds of
-/// accounts do not all call STS at once.
+/// Assumed-role credentials are refreshed at most this long before they expire, and at least
+/// half of it: the SDK's lazy identity cache adds a random 0 to 50 % of the buffer to the
+/// expiry it keeps, so that hundreds of accounts do not all call STS at once (2.5 to 5
+/// minutes before expiry, measured through the clock seam in
+/// `tests/it/organization.rs`). The SDK reads the time from rolewatch's
+/// [`crate::time::Clock`] ([`crate::aws::ClockTime`]).
 pub const CREDENTIALS_REFRESH_BEFORE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The AWS configuration for `account`: `base` itself for the account rolewatch runs in,
@@ -101,10 +104,11 @@ pub type AccountSdks =
 ///
 /// When the AWS configuration cannot be loaded.
 pub async fn pipeline(cfg: &Config) -> anyhow::Result<Pipeline> {
-    pipeline_reusing(cfg, None).await
+    pipeline_reusing(cfg, None, None).await
 }
 
-/// [`pipeline`], with the accounts' configurations taken from (and left in) `reuse`.
+/// [`pipeline`], with the accounts' configurations taken from (and left in) `reuse`, and
+/// the SDK's time read from `clock` (credential refresh included; `None`: the system's).
 ///
 /// # Errors
 ///
@@ -112,6 +116,7 @@ pub async fn pipeline(cfg: &Config) -> anyhow::Result<Pipeline> {
 pub async fn pipeline_reusing(
     cfg: &Config,
     reuse: Option<&AccountSdks>,
+    clock: Option<std::sync::Arc<dyn crate::time::Clock>>,
 ) -> anyhow::Result<Pipeline> {
     let engine = Engine::new(cfg.rules.clone());
     let names = engine
@@ -126,7 +131,10 @@ pub async fn pipeline_reusing(
         .sources
         .first()
         .map_or(crate::config::defaults::REGION, |s| s.region.as_str());
-    let sdk = crate::aws::load(region).await?;
+    let mut sdk = crate::aws::load(region).await?;
+    if let Some(clock) = clock {
+        sdk = crate::aws::with_clock(&sdk, clock);
+    }
     let mut accounts = Vec::with_capacity(cfg.accounts.len());
     for a in &cfg.accounts {
         let kept = reuse.and_then(|r| {

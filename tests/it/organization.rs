@@ -384,3 +384,125 @@ fn every_page_of_list_accounts_is_read() {
         assert!(by.get(acct).is_some(), "{acct} not polled: {by}");
     }
 }
+
+/// The clock seam drives the SDK's credential cache: each member's assumed-role credentials
+/// (one hour, from an STS stand-in that dates them by the signer's clock) are refreshed
+/// before they expire — not earlier than 5 minutes before, not later than 2.5 minutes
+/// before, spread by the cache's jitter — and each refresh is one AssumeRole per account
+/// however many requests want the credentials at once.
+#[test]
+fn credentials_are_refreshed_before_expiry_with_jitter_one_assume_role_per_account() {
+    use rolewatch::config::AccountConfig;
+    use rolewatch::time::{Clock, FixedClock};
+    use std::sync::Arc;
+
+    let sts = crate::support::StsClockServer::start();
+    let members: Vec<String> = (1..=12).map(|i| format!("3000000000{i:02}")).collect();
+    let t0 = rolewatch::time::SystemClock.now_ms();
+    let clock = Arc::new(FixedClock::new(t0));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let count = |acct: &str| sts.stats()["assume_role"][acct].as_u64().unwrap_or(0);
+    let counts = || -> Vec<u64> { members.iter().map(|m| count(m)).collect() };
+    rt.block_on(async {
+        let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(sts.endpoint())
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .load()
+            .await;
+        let base = rolewatch::aws::with_clock(&base, clock.clone());
+        let mut sdks = Vec::new();
+        for m in &members {
+            let account = AccountConfig {
+                id: m.clone(),
+                name: None,
+                role_arn: Some(format!("arn:aws:iam::{m}:role/rolewatch-member")),
+                external_id: Some(rolewatch::config::ExternalId::Inline("ext".into())),
+                session_name: "rolewatch".into(),
+            };
+            sdks.push(rolewatch::runtime::build::account_sdk(&base, &account).await);
+        }
+        // Four requests at once per account, each asking the cache for credentials; every
+        // answer comes from the member account.
+        let ask = || {
+            let (sdks, members) = (&sdks, &members);
+            async move {
+                let calls = (0..members.len()).flat_map(|i| {
+                    (0..4).map(move |_| async move {
+                        let client = aws_sdk_sts::Client::new(&sdks[i]);
+                        let who = client.get_caller_identity().send().await.unwrap();
+                        assert_eq!(who.account(), Some(members[i].as_str()));
+                    })
+                });
+                futures_util::future::join_all(calls).await;
+            }
+        };
+        ask().await;
+        assert!(
+            counts().iter().all(|&n| n == 1),
+            "one AssumeRole per account to start with: {:?}",
+            counts()
+        );
+        // Up to 5 minutes 10 s before the hour is up: still cached.
+        for before in [1800, 600, 310] {
+            clock.set(t0 + (3600 - before) * 1000);
+            ask().await;
+            assert!(
+                counts().iter().all(|&n| n == 1),
+                "refreshed {before} s before expiry: {:?}",
+                counts()
+            );
+        }
+        // From 5 minutes before to 2 minutes before, 10 s at a time: when does each account
+        // refresh?
+        let mut refreshed_at: HashMap<String, i64> = HashMap::new();
+        let mut before = 300;
+        while before >= 120 {
+            clock.set(t0 + (3600 - before) * 1000);
+            ask().await;
+            for (m, n) in members.iter().zip(counts()) {
+                match n {
+                    1 => {}
+                    2 => {
+                        refreshed_at.entry(m.clone()).or_insert(before);
+                    }
+                    n => panic!("{m} assumed {n} times by {before} s before expiry"),
+                }
+            }
+            before -= 10;
+        }
+        assert_eq!(
+            refreshed_at.len(),
+            members.len(),
+            "every account refreshed by 2 minutes before expiry: {refreshed_at:?}"
+        );
+        assert!(
+            refreshed_at.values().all(|&b| (150..=300).contains(&b)),
+            "refreshed 5 to 2.5 minutes before expiry: {refreshed_at:?}"
+        );
+        let distinct: std::collections::HashSet<i64> = refreshed_at.values().copied().collect();
+        assert!(
+            distinct.len() >= 3,
+            "the jitter spreads the refreshes: {refreshed_at:?}"
+        );
+        eprintln!("seconds before expiry each account refreshed: {refreshed_at:?}");
+        // The next hour: refreshed once more each, in the same window.
+        clock.set(t0 + (3600 + 3600 - 140) * 1000);
+        ask().await;
+        assert!(
+            counts().iter().all(|&n| n == 3),
+            "{:?} {}",
+            counts(),
+            sts.stats()["calls"]
+        );
+    });
+    let calls = sts.stats()["calls"].as_array().unwrap().clone();
+    assert!(
+        calls
+            .iter()
+            .all(|c| c["external_id"] == "ext" && c["session_name"] == "rolewatch"),
+        "{calls:?}"
+    );
+}

@@ -162,7 +162,9 @@ impl Daemon {
                 }
             }
         }
-        let built = super::build::pipeline_reusing(cfg, reuse.accounts.as_deref()).await?;
+        let built =
+            super::build::pipeline_reusing(cfg, reuse.accounts.as_deref(), Some(clock.clone()))
+                .await?;
         if !built.pinned_names {
             tracing::warn!("A rule does not pin $.eventName: CloudTrail sources read every IAM event (EventSource=iam.amazonaws.com)");
         }

@@ -1153,3 +1153,52 @@ impl Drop for WebhookServer {
         let _ = self.child.wait();
     }
 }
+
+/// `tests/servers/sts_clock.py` on a free port: an STS stand-in whose assumed-role
+/// credentials expire an hour after the request's signing time (the caller's clock), with
+/// AssumeRole counted per account.
+pub struct StsClockServer {
+    child: Child,
+    port: u16,
+    _stderr: Arc<Mutex<String>>,
+    _stdin: ChildStdin,
+}
+
+impl StsClockServer {
+    #[track_caller]
+    pub fn start() -> StsClockServer {
+        let mut cmd = Command::new(python());
+        cmd.arg(repo_root().join("tests/servers/sts_clock.py"))
+            .args(["--port", "0", "--exit-on-stdin-eof"]);
+        let Started {
+            child,
+            port,
+            stderr,
+            stdin,
+        } = start_script("STS stand-in", cmd, LOOKUP_START_TIMEOUT);
+        StsClockServer {
+            child,
+            port,
+            _stderr: stderr,
+            _stdin: stdin,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `GET /stats`: AssumeRole calls per account, and each call.
+    pub fn stats(&self) -> Value {
+        http(self.port, "GET", "/stats", &[], b"")
+            .unwrap_or_else(|e| panic!("STS stand-in /stats: {e}"))
+            .json()
+    }
+}
+
+impl Drop for StsClockServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
