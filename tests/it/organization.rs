@@ -259,8 +259,15 @@ fn a_refresh_picks_up_a_new_account_and_drops_a_closed_one_with_a_notice() {
         change_in(&server, acct);
     }
     let setup = Setup::new();
+    // The admin endpoint too survives the restarts (it is bound again each time).
+    let admin = crate::support::free_port();
+    let source = SOURCE.replace(
+        "[admin]\nenabled = false\n",
+        &format!("[admin]\nlisten = \"127.0.0.1:{admin}\"\n"),
+    );
+    assert_ne!(source, SOURCE);
     let config = setup.config(&format!(
-        "{SOURCE}
+        "{source}
 [daemon]
 shutdown_grace_secs = 5
 
@@ -300,6 +307,11 @@ refresh_minutes = 0.05
     };
     daemon.wait_for(Duration::from_secs(60), "the notice about dev", dropped);
     let requests_before = server.stats()["by_account"][&dev].as_u64().unwrap_or(0);
+    daemon.wait_for(Duration::from_secs(10), "/metrics after the restarts", |_| {
+        http(admin, "GET", "/metrics", &[], b"").is_ok_and(|r| {
+            r.status == 200 && String::from_utf8_lossy(&r.body).contains(&ops)
+        })
+    });
     // Two more refreshes: dev is not polled again.
     std::thread::sleep(Duration::from_secs(7));
     let (status, out, err) = daemon.stop("-TERM");
