@@ -361,3 +361,105 @@ accounts = ["{DEV}"]
         "{err}"
     );
 }
+
+/// An organization trail's log group, read by one `cloudwatch_logs` source with rolewatch's
+/// own credentials: the account of each record is its `recipientAccountId`, and the change
+/// analysis of a member's record reads IAM inside that member (the policy exists only there).
+#[test]
+fn a_central_log_groups_record_is_analysed_inside_its_recipient_account() {
+    use crate::support::{attach_new_policy, logs_call, put_records, sdk_config};
+    const ROLE: &str = "astronomer-remote-management";
+    let moto = Moto::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let policy_arn = rt.block_on(async {
+        let base = sdk_config(&moto.endpoint()).await;
+        let member = rolewatch::config::AccountConfig {
+            id: PROD.into(),
+            name: None,
+            role_arn: Some(format!("arn:aws:iam::{PROD}:role/rolewatch-member")),
+            external_id: None,
+            session_name: "rolewatch".into(),
+        };
+        let sdk = rolewatch::runtime::build::account_sdk(&base, &member).await;
+        let iam = aws_sdk_iam::Client::new(&sdk);
+        let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": {"AWS": "arn:aws:iam::406882777402:root"}, "Action": "sts:AssumeRole"}]});
+        iam.create_role()
+            .role_name(ROLE)
+            .assume_role_policy_document(trust.to_string())
+            .send()
+            .await
+            .unwrap();
+        let doc = |a: &str| {
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": [a], "Resource": "*"}]})
+        };
+        attach_new_policy(&iam, ROLE, "AstronomerCrossAccountRole", &doc("s3:GetObject")).await;
+        // A policy of the member's, attached by the change below.
+        iam.create_policy()
+            .policy_name("MemberExtra")
+            .policy_document(doc("iam:PassRole").to_string())
+            .send()
+            .await
+            .unwrap()
+            .policy()
+            .and_then(|p| p.arn())
+            .unwrap()
+            .to_owned()
+    });
+    assert!(policy_arn.contains(PROD), "{policy_arn}");
+
+    let group = "org-trail";
+    logs_call(&moto, "CreateLogGroup", &json!({"logGroupName": group}));
+    let stream = format!("o-abc_{PROD}_CloudTrail_us-east-1");
+    logs_call(
+        &moto,
+        "CreateLogStream",
+        &json!({"logGroupName": group, "logStreamName": stream}),
+    );
+    let mut record = cloudtrail_record("member-attach", "AttachRolePolicy", now_secs() - 120);
+    record["recipientAccountId"] = json!(PROD);
+    record["requestParameters"] = json!({"roleName": ROLE, "policyArn": policy_arn});
+    put_records(&moto, group, &stream, &[record]);
+
+    let setup = Setup::new();
+    let config = setup.config(&format!(
+        r#"[[source]]
+type = "cloudwatch_logs"
+name = "org-trail"
+log_group = "{group}"
+max_requests_per_sec = 5
+
+[admin]
+enabled = false
+
+[[account]]
+id = "{OWN}"
+
+[[account]]
+id = "{PROD}"
+name = "prod"
+role_arn = "arn:aws:iam::{PROD}:role/rolewatch-member"
+"#
+    ));
+    let out = command(None, Some(&moto))
+        .args(["once", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_exit(&out, 0);
+    let alerts = alerts_by_id(&out);
+    let a = &alerts["member-attach"];
+    assert_eq!(a["recipient_account_id"], PROD, "{a}");
+    assert_eq!(a["account_name"], "prod", "{a}");
+    assert_eq!(a["source_id"], "org-trail", "{a}");
+    let analysis = &a["analysis"];
+    assert!(
+        analysis["diff_unavailable"].is_null(),
+        "the member's policy was read inside the member: {analysis:#}\n{err}"
+    );
+    assert!(
+        analysis.to_string().contains("iam:passrole") && analysis["verdict"] == "widened",
+        "the attached document, from the member's IAM: {analysis:#}"
+    );
+}

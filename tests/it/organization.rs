@@ -307,11 +307,14 @@ refresh_minutes = 0.05
     };
     daemon.wait_for(Duration::from_secs(60), "the notice about dev", dropped);
     let requests_before = server.stats()["by_account"][&dev].as_u64().unwrap_or(0);
-    daemon.wait_for(Duration::from_secs(10), "/metrics after the restarts", |_| {
-        http(admin, "GET", "/metrics", &[], b"").is_ok_and(|r| {
-            r.status == 200 && String::from_utf8_lossy(&r.body).contains(&ops)
-        })
-    });
+    daemon.wait_for(
+        Duration::from_secs(10),
+        "/metrics after the restarts",
+        |_| {
+            http(admin, "GET", "/metrics", &[], b"")
+                .is_ok_and(|r| r.status == 200 && String::from_utf8_lossy(&r.body).contains(&ops))
+        },
+    );
     // Two more refreshes: dev is not polled again.
     std::thread::sleep(Duration::from_secs(7));
     let (status, out, err) = daemon.stop("-TERM");
