@@ -227,6 +227,12 @@ pub async fn discover_logged(
     sdk: &SdkConfig,
 ) -> anyhow::Result<Discovered> {
     let d = discover(org, sdk).await?;
+    if d.accounts.is_empty() {
+        tracing::warn!(
+            event = "organization_empty",
+            "No ACTIVE account of the organization is let in by the [organization] filters: only the account of rolewatch's own credentials is read, as without [organization]"
+        );
+    }
     tracing::info!(
         event = "organization_listed",
         accounts = d.accounts.len(),
