@@ -521,3 +521,141 @@ fn credentials_are_refreshed_before_expiry_with_jitter_one_assume_role_per_accou
         "{calls:?}"
     );
 }
+
+/// A proxy in front of moto's Organizations that, once told to, refuses every call with
+/// AccessDenied (as Organizations does for an account that is not the management or a
+/// delegated administrator).
+struct DenyingProxy {
+    port: u16,
+    deny: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl DenyingProxy {
+    fn start(upstream: u16) -> DenyingProxy {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let deny = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = deny.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let flag = flag.clone();
+                std::thread::spawn(move || -> std::io::Result<()> {
+                    let mut stream = stream;
+                    let Some(request) = crate::support::read_request(&stream)? else {
+                        return Ok(());
+                    };
+                    let (status, body) = if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                        (
+                            400,
+                            br#"{"__type":"AccessDeniedException","Message":"denied by the test"}"#
+                                .to_vec(),
+                        )
+                    } else {
+                        let reply = request.forward(upstream)?;
+                        (reply.status, reply.body)
+                    };
+                    write!(
+                        stream,
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )?;
+                    stream.write_all(&body)?;
+                    stream.flush()
+                });
+            }
+        });
+        DenyingProxy { port, deny }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn deny(&self, on: bool) {
+        self.deny.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Organizations refusing: `once` fails at the start, saying what it could not do; a listing
+/// that starts failing under `run` keeps the accounts found before (they still alert) and is
+/// reported "cannot see" once per run of failures.
+#[test]
+fn a_listing_that_fails_stops_once_and_is_reported_under_run() {
+    let moto = Moto::start();
+    let members = organization(&moto, &["prod"]);
+    let prod = members[0].clone();
+    let proxy = DenyingProxy::start(moto.port());
+    let server = LookupServer::start();
+    server.accounts(json!({"moto": moto.endpoint()}));
+    let setup = Setup::new();
+    let config = setup.config(&format!(
+        "{SOURCE}
+[daemon]
+shutdown_grace_secs = 5
+
+[organization]
+refresh_minutes = 0.05
+"
+    ));
+    proxy.deny(true);
+    let out = command(Some(&server), Some(&moto))
+        .env("AWS_ENDPOINT_URL_ORGANIZATIONS", proxy.endpoint())
+        .args(["once", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_exit(&out, 1);
+    assert!(
+        err.contains("cannot list the organization's accounts ([organization])")
+            && err.contains("AccessDeniedException"),
+        "{err}"
+    );
+
+    proxy.deny(false);
+    let mut cmd = command(Some(&server), Some(&moto));
+    cmd.env("AWS_ENDPOINT_URL_ORGANIZATIONS", proxy.endpoint())
+        .args(["run", "--config"])
+        .arg(&config);
+    let daemon = Daemon::spawn(cmd);
+    daemon.wait_for(Duration::from_secs(30), "both accounts polled", |_| {
+        let by = &server.stats()["by_account"];
+        by.get(OWN).is_some() && by.get(&prod).is_some()
+    });
+    proxy.deny(true);
+    let blind = |d: &Daemon| {
+        d.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("\"event_name\":\"SourceBlind\""))
+    };
+    daemon.wait_for(Duration::from_secs(30), "the cannot-see notice", blind);
+    // Two more failing refreshes: one notice still, and no restart (the accounts found
+    // before stay watched).
+    std::thread::sleep(Duration::from_secs(7));
+    let (status, out, err) = daemon.stop("-TERM");
+    assert!(status.success(), "{status}\n{err}");
+    let notices: Vec<&String> = out
+        .iter()
+        .filter(|l| l.contains("\"event_name\":\"SourceBlind\""))
+        .collect();
+    assert_eq!(
+        notices.len(),
+        1,
+        "one notice per run of failures: {notices:?}"
+    );
+    assert!(
+        notices[0].contains("organization (ListAccounts)")
+            && notices[0].contains("AccessDeniedException")
+            && notices[0].contains("the accounts found before stay watched"),
+        "{}",
+        notices[0]
+    );
+    assert!(
+        err.matches("organization_list_failed").count() >= 2,
+        "{err}"
+    );
+    assert!(!err.contains("organization_changed"), "no restart: {err}");
+}
