@@ -91,6 +91,17 @@ impl Engine {
         (!rules.is_empty()).then_some(Match { rules })
     }
 
+    /// [`Engine::evaluate`] for an event of `account`: only the rules that apply to that
+    /// account (`accounts = [...]`) are tried.
+    pub fn evaluate_in<'a>(&'a self, event: &str, account: Option<&str>) -> Option<Match<'a>> {
+        let rules: Vec<&Rule> = self
+            .rules
+            .iter()
+            .filter(|r| r.applies_to(account) && r.pattern.is_match(event))
+            .collect();
+        (!rules.is_empty()).then_some(Match { rules })
+    }
+
     /// The event names that, together, every rule needs: LookupEvents can then ask for each
     /// by name. `None` when some rule does not pin `$.eventName` to a finite set (then the
     /// source must read every IAM event).
@@ -115,6 +126,7 @@ mod tests {
             pattern: FilterPattern::new(p).unwrap(),
             severity: Severity::High,
             channels: None,
+            accounts: None,
         }
     }
 
@@ -148,6 +160,7 @@ mod tests {
             pattern: FilterPattern::new("{ $.eventName = AttachRolePolicy }").unwrap(),
             severity,
             channels: channels.map(|c| c.iter().map(|s| (*s).to_owned()).collect()),
+            accounts: None,
         }
     }
 

@@ -71,6 +71,35 @@ pub async fn load(region: &str) -> anyhow::Result<SdkConfig> {
     }
 }
 
+/// The AWS SDK's time source read from rolewatch's [`crate::time::Clock`]: request signing and
+/// the identity cache's "are these credentials due for refresh" use the same clock as the
+/// rest of rolewatch, so a test can move it.
+#[derive(Clone)]
+pub struct ClockTime(pub std::sync::Arc<dyn crate::time::Clock>);
+
+impl std::fmt::Debug for ClockTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClockTime")
+    }
+}
+
+impl aws_smithy_async::time::TimeSource for ClockTime {
+    fn now(&self) -> std::time::SystemTime {
+        let ms = u64::try_from(self.0.now_ms()).unwrap_or(0);
+        std::time::UNIX_EPOCH + Duration::from_millis(ms)
+    }
+}
+
+/// `sdk` with its time source read from `clock`.
+#[must_use]
+pub fn with_clock(sdk: &SdkConfig, clock: std::sync::Arc<dyn crate::time::Clock>) -> SdkConfig {
+    sdk.to_builder()
+        .time_source(aws_smithy_async::time::SharedTimeSource::new(ClockTime(
+            clock,
+        )))
+        .build()
+}
+
 /// A one-line description of an SDK error: its code and message, or its kind.
 pub fn error_text<E>(
     e: &aws_smithy_runtime_api::client::result::SdkError<

@@ -160,6 +160,7 @@ mod tests {
             pattern: FilterPattern::new(p).unwrap(),
             severity: Severity::High,
             channels: None,
+            accounts: None,
         }
     }
 

@@ -19,6 +19,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = crate::config::load(args.config.as_deref())?;
     super::init_logging(cfg.daemon.log_format);
     super::tokio_runtime()?.block_on(async move {
+        // `[organization]`: the accounts as they are now.
+        let cfg = crate::runtime::organization::resolve(&cfg).await?;
         let daemon = Daemon::start(&cfg, Arc::new(SystemClock)).await?;
         Ok(if daemon.once().await {
             ExitCode::SUCCESS

@@ -8,7 +8,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::RunArgs;
 use crate::exit::EXIT_FAILURE;
-use crate::runtime::daemon::Daemon;
 use crate::runtime::shutdown;
 use crate::time::SystemClock;
 
@@ -26,9 +25,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let outcome = rt.block_on(async move {
         let token = CancellationToken::new();
         let overdue = shutdown::cancel_on_signals(token.clone(), cfg.daemon.shutdown_grace);
-        let daemon = Arc::new(Daemon::start(&cfg, Arc::new(SystemClock)).await?);
+        // Without `[organization]`: one daemon; with it, one per state of the organization.
+        let ran = crate::runtime::organization::run(&cfg, Arc::new(SystemClock), token);
         tokio::select! {
-            ran = daemon.run(token) => ran.map(|()| ExitCode::SUCCESS),
+            ran = ran => ran.map(|()| ExitCode::SUCCESS),
             waited = overdue => {
                 let secs = waited.map_or(0, |d| d.as_secs());
                 tracing::error!(

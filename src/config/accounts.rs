@@ -157,7 +157,7 @@ fn role_account(arn: &str) -> Option<&str> {
 }
 
 /// A role session name: 2 to 64 of `[\w+=,.@-]`.
-fn session_name_ok(s: &str) -> bool {
+pub(super) fn session_name_ok(s: &str) -> bool {
     (2..=64).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
@@ -223,36 +223,12 @@ pub fn validate(raw: Vec<RawAccount>, problems: &mut Vec<Problem>) -> Vec<Accoun
                 own = own.or(Some(i));
             }
         }
-        let external_id = match (a.external_id, a.external_id_env, a.external_id_file) {
-            (None, None, None) => None,
-            (Some(v), None, None) if !v.is_empty() => Some(ExternalId::Inline(v)),
-            (Some(_), None, None) => {
-                problem("external_id", "must not be empty".into());
-                None
-            }
-            (None, Some(v), None) if !v.is_empty() && !v.contains('=') && !v.contains('\0') => {
-                Some(ExternalId::Env(v))
-            }
-            (None, Some(_), None) => {
-                problem(
-                    "external_id_env",
-                    "must be the name of an environment variable".into(),
-                );
-                None
-            }
-            (None, None, Some(f)) if !f.as_os_str().is_empty() => Some(ExternalId::File(f)),
-            (None, None, Some(_)) => {
-                problem("external_id_file", "must not be empty".into());
-                None
-            }
-            _ => {
-                problem(
-                    "external_id",
-                    "give the ExternalId in one place: `external_id`, `external_id_env` or `external_id_file`".into(),
-                );
-                None
-            }
-        };
+        let external_id = external_id_of(
+            a.external_id,
+            a.external_id_env,
+            a.external_id_file,
+            &mut problem,
+        );
         if external_id.is_some() && a.role_arn.is_none() {
             problem(
                 "external_id",
@@ -277,6 +253,46 @@ pub fn validate(raw: Vec<RawAccount>, problems: &mut Vec<Problem>) -> Vec<Accoun
         });
     }
     out
+}
+
+/// The ExternalId given in at most one of `external_id`, `external_id_env`, `external_id_file`
+/// (problems reported by their key through `problem`).
+pub(super) fn external_id_of(
+    inline: Option<String>,
+    env: Option<String>,
+    file: Option<PathBuf>,
+    problem: &mut impl FnMut(&str, String),
+) -> Option<ExternalId> {
+    match (inline, env, file) {
+        (None, None, None) => None,
+        (Some(v), None, None) if !v.is_empty() => Some(ExternalId::Inline(v)),
+        (Some(_), None, None) => {
+            problem("external_id", "must not be empty".into());
+            None
+        }
+        (None, Some(v), None) if !v.is_empty() && !v.contains('=') && !v.contains('\0') => {
+            Some(ExternalId::Env(v))
+        }
+        (None, Some(_), None) => {
+            problem(
+                "external_id_env",
+                "must be the name of an environment variable".into(),
+            );
+            None
+        }
+        (None, None, Some(f)) if !f.as_os_str().is_empty() => Some(ExternalId::File(f)),
+        (None, None, Some(_)) => {
+            problem("external_id_file", "must not be empty".into());
+            None
+        }
+        _ => {
+            problem(
+                "external_id",
+                "give the ExternalId in one place: `external_id`, `external_id_env` or `external_id_file`".into(),
+            );
+            None
+        }
+    }
 }
 
 /// The source id of `source` in `account`: `<source>@<account>`.

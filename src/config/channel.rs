@@ -52,6 +52,8 @@ pub struct ChannelConfig {
     pub name: String,
     pub kind: ChannelKind,
     pub delivery: DeliveryPolicy,
+    /// The accounts whose alerts it receives; `None`: every account's.
+    pub accounts: Option<Vec<String>>,
 }
 
 /// When the outbox gives up on an alert for a channel.
@@ -222,6 +224,7 @@ pub fn validate(raw: Vec<RawChannel>, problems: &mut Vec<Problem>) -> Vec<Channe
             name: "stdout".to_owned(),
             kind: ChannelKind::Stdout,
             delivery: DeliveryPolicy::default(),
+            accounts: None,
         }];
     }
     let mut out = Vec::new();
@@ -292,6 +295,7 @@ pub fn validate(raw: Vec<RawChannel>, problems: &mut Vec<Problem>) -> Vec<Channe
                 name,
                 kind,
                 delivery,
+                accounts: c.accounts.clone(),
             });
         }
     }

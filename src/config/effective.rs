@@ -22,8 +22,9 @@ pub fn to_toml(cfg: &Config) -> String {
     super::state_backend::to_toml(&cfg.state.backend, &mut state);
     root.insert("state".into(), state.into());
 
+    // As configured: each `cloudtrail` source once, not once per account.
     let sources = cfg
-        .sources
+        .source_templates
         .iter()
         .map(|s| {
             let mut t = Table::new();
@@ -94,6 +95,9 @@ pub fn to_toml(cfg: &Config) -> String {
             t.insert("severity".into(), r.severity.as_str().into());
             if let Some(c) = &r.channels {
                 t.insert("channels".into(), strings(c));
+            }
+            if let Some(a) = &r.accounts {
+                t.insert("accounts".into(), strings(a));
             }
             Value::Table(t)
         })
@@ -179,6 +183,9 @@ pub fn to_toml(cfg: &Config) -> String {
                     }
                 }
             }
+            if let Some(a) = &c.accounts {
+                t.insert("accounts".into(), strings(a));
+            }
             if let Some(n) = c.delivery.retry_max_attempts {
                 t.insert("retry_max_attempts".into(), i64::from(n).into());
             }
@@ -261,6 +268,12 @@ pub fn to_toml(cfg: &Config) -> String {
     );
     daemon.insert("blind_after_secs".into(), secs(d.blind_after));
     daemon.insert("channel_probe_secs".into(), secs(d.channel_probe));
+    daemon.insert(
+        "max_concurrent_polls".into(),
+        i64::try_from(d.max_concurrent_polls)
+            .unwrap_or(i64::MAX)
+            .into(),
+    );
     root.insert("daemon".into(), daemon.into());
 
     let mut admin = Table::new();
@@ -269,6 +282,50 @@ pub fn to_toml(cfg: &Config) -> String {
         admin.insert("listen".into(), l.to_string().into());
     }
     root.insert("admin".into(), admin.into());
+
+    if !cfg.accounts.is_empty() {
+        let accounts = cfg
+            .accounts
+            .iter()
+            .map(|a| {
+                let mut t = Table::new();
+                t.insert("id".into(), a.id.as_str().into());
+                if let Some(n) = &a.name {
+                    t.insert("name".into(), n.as_str().into());
+                }
+                if let Some(r) = &a.role_arn {
+                    t.insert("role_arn".into(), r.as_str().into());
+                }
+                external_id(&mut t, a.external_id.as_ref());
+                t.insert("session_name".into(), a.session_name.as_str().into());
+                Value::Table(t)
+            })
+            .collect::<Vec<_>>();
+        root.insert("account".into(), accounts.into());
+    }
+
+    if let Some(o) = &cfg.organization {
+        let mut t = Table::new();
+        t.insert("role_name".into(), o.role_name.as_str().into());
+        external_id(&mut t, o.external_id.as_ref());
+        t.insert("session_name".into(), o.session_name.as_str().into());
+        if let Some(l) = &o.include_accounts {
+            t.insert("include_accounts".into(), strings(l));
+        }
+        if !o.exclude_accounts.is_empty() {
+            t.insert("exclude_accounts".into(), strings(&o.exclude_accounts));
+        }
+        if let Some(l) = &o.include_ous {
+            t.insert("include_ous".into(), strings(l));
+        }
+        if !o.exclude_ous.is_empty() {
+            t.insert("exclude_ous".into(), strings(&o.exclude_ous));
+        }
+        #[allow(clippy::cast_precision_loss)] // milliseconds of at most a week
+        let minutes = o.refresh.as_millis() as f64 / 60_000.0;
+        t.insert("refresh_minutes".into(), Value::Float(minutes));
+        root.insert("organization".into(), t.into());
+    }
 
     // A table of plain values cannot fail to serialise.
     toml::to_string(&root).unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
@@ -280,6 +337,23 @@ fn secs(d: std::time::Duration) -> Value {
 
 fn strings(items: &[String]) -> Value {
     Value::Array(items.iter().map(|s| Value::from(s.as_str())).collect())
+}
+
+/// Where an ExternalId is: `external_id_env` or `external_id_file`; one written inline is
+/// shown as `external_id = "<redacted>"` (this output is for reading, and a log).
+fn external_id(t: &mut Table, id: Option<&super::ExternalId>) {
+    match id {
+        Some(super::ExternalId::Env(v)) => {
+            t.insert("external_id_env".into(), v.as_str().into());
+        }
+        Some(super::ExternalId::File(p)) => {
+            t.insert("external_id_file".into(), p.display().to_string().into());
+        }
+        Some(super::ExternalId::Inline(_)) => {
+            t.insert("external_id".into(), "<redacted>".into());
+        }
+        None => {}
+    }
 }
 
 /// `<key>_env` or `<key>_file`: where a secret is, never the secret.
@@ -305,6 +379,8 @@ mod tests {
             r#"
             [state]
             path = "/tmp/x.db"
+            [[source]]
+            type = "cloudtrail"
             [[source]]
             type = "cloudwatch_logs"
             log_group = "aws-cloudtrail-logs"
@@ -340,11 +416,13 @@ mod tests {
             type = "sns"
             topic_arn = "arn:aws:sns:eu-west-1:111122223333:alerts"
             retry_max_attempts = 100
+            accounts = ["111122223333"]
             [[rule]]
             name = "mine"
             pattern = '{ $.eventName = "PutRolePolicy" }'
             severity = "critical"
             channels = ["sns"]
+            accounts = ["444455556666"]
             [vendor]
             allowed_principals = ["arn:aws:iam::111122223333:role/ci-*"]
             [[expect]]
@@ -358,6 +436,18 @@ mod tests {
             heartbeat_schedule = "0 0 9 * * *"
             [admin]
             enabled = false
+            [[account]]
+            id = "111122223333"
+            name = "management"
+            [[account]]
+            id = "444455556666"
+            role_arn = "arn:aws:iam::444455556666:role/rolewatch-member"
+            external_id = "inline-secret"
+            [organization]
+            external_id_file = "/run/secrets/ext"
+            exclude_accounts = ["777788889999"]
+            include_ous = ["ou-ab12-cdefgh34"]
+            refresh_minutes = 15
             "#,
         )
         .unwrap();
@@ -379,5 +469,19 @@ mod tests {
         assert!(text.contains("enabled = false"), "{text}");
         assert!(text.contains("[[expect]]"), "{text}");
         assert!(text.contains("until = \"2026-12-12T00:00:00Z\""), "{text}");
+        assert!(!text.contains("inline-secret"), "{text}");
+        assert!(text.contains("[[account]]"), "{text}");
+        assert!(text.contains("external_id = \"<redacted>\""), "{text}");
+        assert!(text.contains("[organization]"), "{text}");
+        assert!(text.contains("accounts = [\"444455556666\"]"), "{text}");
+        assert!(text.contains("accounts = [\"111122223333\"]"), "{text}");
+        assert!(text.contains("refresh_minutes = 15.0"), "{text}");
+        assert!(
+            text.contains("external_id_file = \"/run/secrets/ext\""),
+            "{text}"
+        );
+        assert!(text.contains("max_concurrent_polls = 50"), "{text}");
+        // Each cloudtrail source once, not once per account.
+        assert_eq!(text.matches("[[source]]").count(), 2, "{text}");
     }
 }

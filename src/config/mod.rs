@@ -10,6 +10,7 @@ mod error;
 pub mod expect;
 mod load;
 mod model;
+pub mod organization;
 pub mod raw;
 pub mod state_backend;
 mod validate;
@@ -27,12 +28,30 @@ pub use load::{load, load_with_env, ENV_PREFIX};
 pub use model::{
     AdminConfig, Config, DaemonConfig, LogFormat, Schedule, SourceConfig, SourceKind, StateConfig,
 };
+pub use organization::OrganizationConfig;
 pub use raw::RawConfig;
 pub use state_backend::{DynamoConfig, StateBackend};
 pub use validate::validate;
 pub use vendor::VendorConfig;
 
 impl Config {
+    /// This configuration watching the `discovered` accounts (from `[organization]`) beside
+    /// its `[[account]]` entries — an entry overrides the discovered account with the same
+    /// id — with every `cloudtrail` source once per account of the union.
+    #[must_use]
+    pub fn with_accounts(&self, discovered: Vec<AccountConfig>) -> Config {
+        let mut accounts = self.accounts.clone();
+        for a in discovered {
+            if !accounts.iter().any(|e| e.id == a.id) {
+                accounts.push(a);
+            }
+        }
+        let mut c = self.clone();
+        c.sources = validate::per_account(self.source_templates.clone(), &accounts);
+        c.accounts = accounts;
+        c
+    }
+
     /// What pattern lint checks the rules against: the watched role, policy and account, the
     /// trails and log groups.
     pub fn lint_context(&self) -> crate::rules::LintContext {

@@ -25,6 +25,11 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[[account]]`: empty when rolewatch watches only the account of its credentials.
     pub accounts: Vec<super::AccountConfig>,
+    /// `[organization]`: accounts discovered with ListAccounts, refreshed.
+    pub organization: Option<super::OrganizationConfig>,
+    /// The sources as configured, before each `cloudtrail` source was expanded per account
+    /// (what [`Config::with_accounts`] expands again for the discovered accounts).
+    pub source_templates: Vec<SourceConfig>,
 }
 
 /// When a source is polled.

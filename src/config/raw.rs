@@ -37,6 +37,9 @@ pub struct RawConfig {
     /// The accounts to watch (`[[account]]`); none: the account of rolewatch's credentials.
     #[serde(default, rename = "account")]
     pub accounts: Vec<super::accounts::RawAccount>,
+    /// The accounts of an organization, discovered and refreshed (`[organization]`).
+    #[serde(default)]
+    pub organization: Option<super::organization::RawOrganization>,
 }
 
 /// `[daemon]`
@@ -164,6 +167,9 @@ pub struct RawRule {
     pub severity: Option<String>,
     /// The channels (by name) this rule's alerts go to (default: every channel).
     pub channels: Option<Vec<String>>,
+    /// The accounts (ids, as strings) whose events this rule applies to (default: every
+    /// account).
+    pub accounts: Option<Vec<String>>,
     /// Pack `trail-tamper`: the alarms whose deletion to watch (default: any DeleteAlarms).
     pub alarm_names: Option<Vec<String>>,
 }
@@ -222,6 +228,9 @@ pub struct RawChannel {
     /// `pagerduty`: the Events API v2 enqueue URL (default
     /// `https://events.pagerduty.com/v2/enqueue`; for tests or the EU service region).
     pub events_url: Option<String>,
+    /// Only alerts about these accounts (ids, as strings) go to this channel (default: every
+    /// account's). rolewatch's own notices go to every channel.
+    pub accounts: Option<Vec<String>>,
     /// Attempts for retryable errors before giving up (default: no limit).
     pub retry_max_attempts: Option<u32>,
     /// Attempts for errors a retry will not fix (default 5).

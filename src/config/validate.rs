@@ -97,6 +97,22 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
         }
     }
 
+    // `accounts = [...]` on rules and channels, checked once the accounts are known.
+    let account_refs: Vec<(String, Vec<String>)> = raw
+        .rules
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            r.accounts
+                .clone()
+                .map(|l| (format!("rule[{i}].accounts"), l))
+        })
+        .chain(raw.channels.iter().enumerate().filter_map(|(i, c)| {
+            c.accounts
+                .clone()
+                .map(|l| (format!("channel[{i}].accounts"), l))
+        }))
+        .collect();
     let vendor = vendor::validate(raw.vendor, &mut problems);
     let expect = super::expect::validate(raw.expect, &mut problems);
     let channels = channel::validate(raw.channels, &mut problems);
@@ -124,6 +140,14 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
     let daemon = validate_daemon(&raw.daemon, &mut problems);
     let admin = validate_admin(&raw.admin, &mut problems);
     let accounts = super::accounts::validate(raw.accounts, &mut problems);
+    let organization = super::organization::validate(raw.organization, &mut problems);
+    check_account_refs(
+        &account_refs,
+        &accounts,
+        organization.is_some(),
+        &mut problems,
+    );
+    let source_templates = sources.clone();
     let sources = per_account(sources, &accounts);
 
     if !problems.is_empty() {
@@ -147,13 +171,60 @@ pub fn validate(raw: RawConfig, file: Option<&Path>) -> Result<Config, ConfigErr
         daemon,
         admin,
         accounts,
+        organization,
+        source_templates,
     })
+}
+
+/// Checks each `accounts = [...]` of a rule or channel: not empty, account ids, none twice,
+/// and — when the accounts are static (`[[account]]` without `[organization]`) — each one
+/// an `[[account]]`. With `[organization]` the accounts are known only at run time; with
+/// neither, the one account's id is not in the configuration.
+fn check_account_refs(
+    refs: &[(String, Vec<String>)],
+    accounts: &[super::AccountConfig],
+    discovered: bool,
+    problems: &mut Vec<Problem>,
+) {
+    let known: Vec<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
+    let check_known = !discovered && !known.is_empty();
+    for (key, list) in refs {
+        if list.is_empty() {
+            problems.push(Problem {
+                key: key.clone(),
+                message: "is empty: it would apply to no account (leave it out for every account)"
+                    .into(),
+            });
+        }
+        let mut seen = HashSet::new();
+        for (j, id) in list.iter().enumerate() {
+            let message = if !super::accounts::account_id_ok(id) {
+                format!("`{id}` is not an account id (12 digits, as a string)")
+            } else if !seen.insert(id.as_str()) {
+                format!("`{id}` is listed twice")
+            } else if check_known && !known.contains(&id.as_str()) {
+                format!(
+                    "`{id}` is not one of the [[account]] ids: {}",
+                    known.join(", ")
+                )
+            } else {
+                continue;
+            };
+            problems.push(Problem {
+                key: format!("{key}[{j}]"),
+                message,
+            });
+        }
+    }
 }
 
 /// With `[[account]]`s, every `cloudtrail` source runs once per account, as
 /// `<source>@<account>`; the other sources read a central log group or queue, where the
 /// account comes from each record.
-fn per_account(sources: Vec<SourceConfig>, accounts: &[super::AccountConfig]) -> Vec<SourceConfig> {
+pub(super) fn per_account(
+    sources: Vec<SourceConfig>,
+    accounts: &[super::AccountConfig],
+) -> Vec<SourceConfig> {
     if accounts.is_empty() {
         return sources;
     }
@@ -556,6 +627,7 @@ fn validate_rule(
                 pattern,
                 severity,
                 channels: rule_channels.clone(),
+                accounts: r.accounts.clone(),
             });
         };
     match (r.pattern, r.pack) {

@@ -47,7 +47,8 @@ const PREFETCH: usize = 8;
 /// The worker of the daemon: the real IAM, the configured vendor, the default budget.
 ///
 /// `accounts`: each `[[account]]` with its AWS configuration; an alert of a per-account source
-/// is analysed with IAM inside that account, and each account has its own baseline and last
+/// (or, from a central log group or queue, of a record whose `recipientAccountId` is one of
+/// them) is analysed with IAM inside that account, and each account has its own baseline and last
 /// known state of the role (keyed `<role>@<account>`).
 pub fn for_daemon(
     cfg: &crate::config::Config,
@@ -310,8 +311,14 @@ impl<R: IamReader> Worker<R> {
         // left; IAM that fails in one account does not cut the others' analysis short.
         let mut groups: Vec<(String, Option<&str>, Vec<&StoredAlert>)> = Vec::new();
         for stored in due.iter().filter(|s| !is_own_notice(s)) {
+            // A per-account source's account; else (a central log group or queue: an
+            // organization trail) the account that recorded the event, from the record.
             let member = crate::config::accounts::account_of_source(&stored.source_id)
+                .map(str::to_owned)
+                .or_else(|| recipient_account(&stored.record))
                 .filter(|a| self.accounts.iter().any(|m| m == a));
+            let member = member.and_then(|a| self.accounts.iter().find(|m| **m == a));
+            let member = member.map(String::as_str);
             let key = self.role_key(member);
             match groups.iter_mut().find(|(k, _, _)| *k == key) {
                 Some((_, _, alerts)) => alerts.push(stored),
@@ -471,4 +478,17 @@ impl<R: IamReader> Worker<R> {
             }
         }
     }
+}
+
+/// The `recipientAccountId` of a stored record (the account whose trail recorded it).
+fn recipient_account(record: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(rename = "recipientAccountId")]
+        recipient_account_id: Option<String>,
+    }
+    serde_json::from_str::<Head>(record)
+        .ok()?
+        .recipient_account_id
+        .filter(|a| crate::config::accounts::account_id_ok(a))
 }

@@ -33,6 +33,8 @@ pub const SOURCE_RECOVERED_RULE: &str = "rolewatch-source-recovered";
 pub const COVERAGE_GAP_RULE: &str = "rolewatch-coverage-gap";
 /// The rule of the heartbeat.
 pub const HEARTBEAT_RULE: &str = "rolewatch-heartbeat";
+/// The rule of the notice that an `[organization]` account is no longer watched.
+pub const ACCOUNT_DROPPED_RULE: &str = "rolewatch-account-dropped";
 
 /// What a test alert says, first, everywhere.
 pub const TEST_BANNER: &str = "TEST \u{2014} not a real change";
@@ -72,6 +74,13 @@ pub fn banner(alert: &Alert) -> Option<(String, String)> {
             format!(
                 "rolewatch coverage gap: {}",
                 alert.action.error_message.as_deref().unwrap_or("events were not checked")
+            ),
+        )),
+        ACCOUNT_DROPPED_RULE => Some((
+            "[rolewatch stops watching an account]".to_owned(),
+            format!(
+                "rolewatch stops watching an account: {}",
+                alert.action.error_message.as_deref().unwrap_or("an account left the organization")
             ),
         )),
         HEARTBEAT_RULE => Some((
@@ -222,6 +231,21 @@ pub fn coverage_gap(source: &str, from_ms: i64, to_ms: i64, reason: &str, now_ms
             format_rfc3339_ms(to_ms)
         ),
         json!({ "errorCode": "CoverageGap" }),
+        now_ms,
+    )
+}
+
+/// An `[organization]` account watched until now is dropped (`why`: closed, suspended, gone
+/// from the organization or from the filters); `label` is `id (name)` or the id.
+pub fn account_dropped(id: &str, label: &str, why: &str, now_ms: i64) -> Notice {
+    Notice::new(
+        ACCOUNT_DROPPED_RULE,
+        "high",
+        format!("rolewatch-account-dropped-{id}-{now_ms}"),
+        "AccountDropped",
+        &format!("account {label}"),
+        format!("account {label} is no longer watched: {why}"),
+        json!({ "errorCode": "AccountDropped", "recipientAccountId": id }),
         now_ms,
     )
 }

@@ -56,6 +56,21 @@ pub struct Rule {
     pub severity: Severity,
     /// The channels (by name) its alerts go to; `None`: every channel.
     pub channels: Option<Vec<String>>,
+    /// The accounts (ids) whose events it applies to; `None`: every account.
+    pub accounts: Option<Vec<String>>,
+}
+
+impl Rule {
+    /// Whether the rule applies to an event of `account` (`None`: an event whose account is
+    /// not known, which only a rule for every account applies to).
+    #[must_use]
+    pub fn applies_to(&self, account: Option<&str>) -> bool {
+        match (&self.accounts, account) {
+            (None, _) => true,
+            (Some(list), Some(a)) => list.iter().any(|x| x == a),
+            (Some(_), None) => false,
+        }
+    }
 }
 
 impl Rule {
@@ -68,6 +83,7 @@ impl Rule {
                 .unwrap_or_else(|e| unreachable!("the documented pattern compiles: {e}")),
             severity: Severity::High,
             channels: None,
+            accounts: None,
         }
     }
 }

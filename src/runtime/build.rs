@@ -23,9 +23,12 @@ pub struct Pipeline {
     pub accounts: Vec<(AccountConfig, SdkConfig)>,
 }
 
-/// Assumed-role credentials are refreshed this long before they expire, plus a random 0 to
-/// 50 % more (the SDK's lazy identity cache jitters the buffer), so that hundreds of
-/// accounts do not all call STS at once.
+/// Assumed-role credentials are refreshed at most this long before they expire, and at least
+/// half of it: the SDK's lazy identity cache adds a random 0 to 50 % of the buffer to the
+/// expiry it keeps, so that hundreds of accounts do not all call STS at once (2.5 to 5
+/// minutes before expiry, measured through the clock seam in
+/// `tests/it/organization.rs`). The SDK reads the time from rolewatch's
+/// [`crate::time::Clock`] ([`crate::aws::ClockTime`]).
 pub const CREDENTIALS_REFRESH_BEFORE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The AWS configuration for `account`: `base` itself for the account rolewatch runs in,
@@ -89,12 +92,32 @@ impl ProvideCredentials for NoCredentials {
     }
 }
 
+/// Each account's AWS configuration by account id, kept from one daemon to the next in one
+/// process so that an account's credentials are not assumed again when the organization's
+/// accounts change (an entry is used only while its [`AccountConfig`] is the same).
+pub type AccountSdks =
+    std::sync::Mutex<std::collections::HashMap<String, (AccountConfig, SdkConfig)>>;
+
 /// Builds the engine, the AWS configuration (the first source's region) and the sources.
 ///
 /// # Errors
 ///
 /// When the AWS configuration cannot be loaded.
 pub async fn pipeline(cfg: &Config) -> anyhow::Result<Pipeline> {
+    pipeline_reusing(cfg, None, None).await
+}
+
+/// [`pipeline`], with the accounts' configurations taken from (and left in) `reuse`, and
+/// the SDK's time read from `clock` (credential refresh included; `None`: the system's).
+///
+/// # Errors
+///
+/// When the AWS configuration cannot be loaded.
+pub async fn pipeline_reusing(
+    cfg: &Config,
+    reuse: Option<&AccountSdks>,
+    clock: Option<std::sync::Arc<dyn crate::time::Clock>>,
+) -> anyhow::Result<Pipeline> {
     let engine = Engine::new(cfg.rules.clone());
     let names = engine
         .lookup_event_names()
@@ -108,10 +131,32 @@ pub async fn pipeline(cfg: &Config) -> anyhow::Result<Pipeline> {
         .sources
         .first()
         .map_or(crate::config::defaults::REGION, |s| s.region.as_str());
-    let sdk = crate::aws::load(region).await?;
+    let mut sdk = crate::aws::load(region).await?;
+    if let Some(clock) = clock {
+        sdk = crate::aws::with_clock(&sdk, clock);
+    }
     let mut accounts = Vec::with_capacity(cfg.accounts.len());
     for a in &cfg.accounts {
-        accounts.push((a.clone(), account_sdk(&sdk, a).await));
+        let kept = reuse.and_then(|r| {
+            let map = r.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.get(&a.id)
+                .filter(|(was, _)| was == a)
+                .map(|(_, s)| s.clone())
+        });
+        let each = match kept {
+            Some(s) => s,
+            None => account_sdk(&sdk, a).await,
+        };
+        accounts.push((a.clone(), each));
+    }
+    if let Some(r) = reuse {
+        let mut map = r.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.clear();
+        map.extend(
+            accounts
+                .iter()
+                .map(|(a, s)| (a.id.clone(), (a.clone(), s.clone()))),
+        );
     }
     let sdk_of = |sc: &SourceConfig| {
         sc.account

@@ -74,6 +74,9 @@ pub struct PollContext<'a> {
     pub clock: &'a dyn Clock,
     /// Outbox channels each new alert gets a row for.
     pub channels: &'a [&'a str],
+    /// The channels that receive only some accounts' alerts (`accounts = [...]`), with those
+    /// accounts; empty when every channel receives every account's.
+    pub channel_accounts: &'a [(String, Vec<String>)],
     pub initial_lookback: Duration,
     /// Retention of the source, read once by the caller (`None`: forever or unknown).
     pub retention: Option<Duration>,
@@ -340,6 +343,30 @@ fn commit_error(e: anyhow::Error) -> PollError {
     }
 }
 
+/// The channels an alert about `account` goes to: the rules' (`None`: every channel), less
+/// the channels that receive only other accounts' alerts.
+fn route<'a>(
+    rules: Option<Vec<&'a str>>,
+    account: Option<&str>,
+    ctx: &PollContext<'a>,
+) -> Option<Vec<&'a str>> {
+    if ctx.channel_accounts.is_empty() {
+        return rules;
+    }
+    let candidates = rules.unwrap_or_else(|| ctx.channels.to_vec());
+    Some(
+        candidates
+            .into_iter()
+            .filter(|c| {
+                ctx.channel_accounts
+                    .iter()
+                    .find(|(name, _)| name == c)
+                    .is_none_or(|(_, list)| account.is_some_and(|a| list.iter().any(|x| x == a)))
+            })
+            .collect(),
+    )
+}
+
 /// Runs the engine on a page and commits it (with the cursor when `cursor_ms` is given):
 /// one alert per new event that any rule matches, with every rule that matched.
 pub(crate) fn commit_page(
@@ -399,7 +426,10 @@ pub(crate) fn commit_page(
         }
         let mut alerts = Vec::new();
         for (e, key, dedup) in &fresh {
-            let Some(m) = ctx.engine.evaluate(&e.record) else {
+            // The account of the event: the source's, or (a central log group or queue) the
+            // record's.
+            let account = cfg.account.as_deref().or(e.account_id.as_deref());
+            let Some(m) = ctx.engine.evaluate_in(&e.record, account) else {
                 continue;
             };
             out.matches += m.rules.len() as u64;
@@ -417,7 +447,7 @@ pub(crate) fn commit_page(
                 event_time_ms: e.event_time_ms,
                 source_id: &cfg.id,
                 record: &e.record,
-                channels: m.channels(),
+                channels: route(m.channels(), account, ctx),
             });
         }
         // A seen eventID is kept as long as a poll's window or the sweep's lookback can still

@@ -267,3 +267,199 @@ fn polls_of_all_accounts_share_one_concurrency_cap() {
     let (status, _, _) = daemon.stop("-TERM");
     assert!(status.success(), "{status}");
 }
+
+/// `accounts = [...]`: a rule applies to the events of its accounts only, a channel receives
+/// the alerts of its accounts only.
+#[test]
+fn rules_and_channels_are_routed_by_account() {
+    let moto = Moto::start();
+    let server = LookupServer::start();
+    server.accounts(json!({"moto": moto.endpoint()}));
+    let t = now_secs() - 60;
+    let mut specs = Vec::new();
+    for (acct, name) in [
+        (OWN, "AttachRolePolicy"),
+        (PROD, "AttachRolePolicy"),
+        (DEV, "AttachRolePolicy"),
+        (OWN, "DetachRolePolicy"),
+        (DEV, "DetachRolePolicy"),
+    ] {
+        let mut record = cloudtrail_record(&format!("{name}-{acct}"), name, t);
+        record["recipientAccountId"] = json!(acct);
+        specs.push(json!({"record": record, "account": acct}));
+    }
+    server.add_specs(&specs);
+    let setup = Setup::new();
+    let config = setup.config(&format!(
+        r#"[[source]]
+type = "cloudtrail"
+name = "ct"
+sweep_interval_secs = 0
+
+[admin]
+enabled = false
+
+[[account]]
+id = "{OWN}"
+
+[[account]]
+id = "{PROD}"
+role_arn = "arn:aws:iam::{PROD}:role/rolewatch-member"
+
+[[account]]
+id = "{DEV}"
+role_arn = "arn:aws:iam::{DEV}:role/rolewatch-member"
+
+[[channel]]
+type = "stdout"
+name = "all"
+
+[[channel]]
+type = "stdout"
+name = "prod-only"
+accounts = ["{PROD}"]
+
+[[rule]]
+name = "attach"
+pattern = "{{ $.eventName = AttachRolePolicy }}"
+
+[[rule]]
+name = "detach-in-dev"
+pattern = "{{ $.eventName = DetachRolePolicy }}"
+accounts = ["{DEV}"]
+"#
+    ));
+    let out = command(Some(&server), Some(&moto))
+        .args(["once", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_exit(&out, 0);
+    let conn = rusqlite::Connection::open(setup.state_path()).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT a.event_id, d.channel FROM alerts a LEFT JOIN deliveries d ON d.alert_id = a.id \
+             WHERE a.source_id <> 'rolewatch' ORDER BY a.event_id, d.channel",
+        )
+        .unwrap();
+    let rows: Vec<(String, Option<String>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let row = |e: String, c: &str| (e, Some(c.to_owned()));
+    assert_eq!(
+        rows,
+        [
+            row(format!("AttachRolePolicy-{OWN}"), "all"),
+            row(format!("AttachRolePolicy-{PROD}"), "all"),
+            row(format!("AttachRolePolicy-{PROD}"), "prod-only"),
+            row(format!("AttachRolePolicy-{DEV}"), "all"),
+            row(format!("DetachRolePolicy-{DEV}"), "all"),
+        ],
+        "{err}"
+    );
+}
+
+/// An organization trail's log group, read by one `cloudwatch_logs` source with rolewatch's
+/// own credentials: the account of each record is its `recipientAccountId`, and the change
+/// analysis of a member's record reads IAM inside that member (the policy exists only there).
+#[test]
+fn a_central_log_groups_record_is_analysed_inside_its_recipient_account() {
+    use crate::support::{attach_new_policy, logs_call, put_records, sdk_config};
+    const ROLE: &str = "astronomer-remote-management";
+    let moto = Moto::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let policy_arn = rt.block_on(async {
+        let base = sdk_config(&moto.endpoint()).await;
+        let member = rolewatch::config::AccountConfig {
+            id: PROD.into(),
+            name: None,
+            role_arn: Some(format!("arn:aws:iam::{PROD}:role/rolewatch-member")),
+            external_id: None,
+            session_name: "rolewatch".into(),
+        };
+        let sdk = rolewatch::runtime::build::account_sdk(&base, &member).await;
+        let iam = aws_sdk_iam::Client::new(&sdk);
+        let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": {"AWS": "arn:aws:iam::406882777402:root"}, "Action": "sts:AssumeRole"}]});
+        iam.create_role()
+            .role_name(ROLE)
+            .assume_role_policy_document(trust.to_string())
+            .send()
+            .await
+            .unwrap();
+        let doc = |a: &str| {
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": [a], "Resource": "*"}]})
+        };
+        attach_new_policy(&iam, ROLE, "AstronomerCrossAccountRole", &doc("s3:GetObject")).await;
+        // A policy of the member's, attached by the change below.
+        iam.create_policy()
+            .policy_name("MemberExtra")
+            .policy_document(doc("iam:PassRole").to_string())
+            .send()
+            .await
+            .unwrap()
+            .policy()
+            .and_then(|p| p.arn())
+            .unwrap()
+            .to_owned()
+    });
+    assert!(policy_arn.contains(PROD), "{policy_arn}");
+
+    let group = "org-trail";
+    logs_call(&moto, "CreateLogGroup", &json!({"logGroupName": group}));
+    let stream = format!("o-abc_{PROD}_CloudTrail_us-east-1");
+    logs_call(
+        &moto,
+        "CreateLogStream",
+        &json!({"logGroupName": group, "logStreamName": stream}),
+    );
+    let mut record = cloudtrail_record("member-attach", "AttachRolePolicy", now_secs() - 120);
+    record["recipientAccountId"] = json!(PROD);
+    record["requestParameters"] = json!({"roleName": ROLE, "policyArn": policy_arn});
+    put_records(&moto, group, &stream, &[record]);
+
+    let setup = Setup::new();
+    let config = setup.config(&format!(
+        r#"[[source]]
+type = "cloudwatch_logs"
+name = "org-trail"
+log_group = "{group}"
+max_requests_per_sec = 5
+
+[admin]
+enabled = false
+
+[[account]]
+id = "{OWN}"
+
+[[account]]
+id = "{PROD}"
+name = "prod"
+role_arn = "arn:aws:iam::{PROD}:role/rolewatch-member"
+"#
+    ));
+    let out = command(None, Some(&moto))
+        .args(["once", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_exit(&out, 0);
+    let alerts = alerts_by_id(&out);
+    let a = &alerts["member-attach"];
+    assert_eq!(a["recipient_account_id"], PROD, "{a}");
+    assert_eq!(a["account_name"], "prod", "{a}");
+    assert_eq!(a["source_id"], "org-trail", "{a}");
+    let analysis = &a["analysis"];
+    assert!(
+        analysis["diff_unavailable"].is_null(),
+        "the member's policy was read inside the member: {analysis:#}\n{err}"
+    );
+    assert!(
+        analysis.to_string().contains("iam:passrole") && analysis["verdict"] == "widened",
+        "the attached document, from the member's IAM: {analysis:#}"
+    );
+}

@@ -83,7 +83,28 @@ const OPERATIONS: &[(&str, &str, Need)] = &[
         "events:ListTargetsByRule",
         Need::Optional,
     ),
-    // STS GetCallerIdentity (doctor's "who am I") needs no permission: nothing to grant.
+    // Many accounts (`[[account]]`, `[organization]`; src/runtime/build.rs): the member role,
+    // assumed by the SDK's AssumeRoleProvider (found by the scan below as `assume_role`).
+    ("assume_role", "sts:AssumeRole", Need::Optional),
+    // `[organization]` discovery (src/runtime/organization.rs): the accounts, and the OU walk
+    // for `include_ous` / `exclude_ous`.
+    (
+        "list_accounts",
+        "organizations:ListAccounts",
+        Need::Optional,
+    ),
+    (
+        "list_accounts_for_parent",
+        "organizations:ListAccountsForParent",
+        Need::Optional,
+    ),
+    (
+        "list_organizational_units_for_parent",
+        "organizations:ListOrganizationalUnitsForParent",
+        Need::Optional,
+    ),
+    // STS GetCallerIdentity (doctor's "who am I", and which discovered account is
+    // rolewatch's own) needs no permission: nothing to grant.
     ("get_caller_identity", "", Need::Optional),
     // `rolewatch test-pattern --compare-aws`: run by a person with their own credentials,
     // never by the daemon, so in neither policy (the README says so).
@@ -159,6 +180,13 @@ fn sdk_operations_in_src() -> BTreeMap<String, BTreeSet<String>> {
             })
             .flat_map(|line| line.chars().filter(|c| !c.is_whitespace()))
             .collect();
+        // The SDK's AssumeRoleProvider calls sts:AssumeRole itself.
+        if code.contains("AssumeRoleProvider::builder(") {
+            let shown = file.strip_prefix(repo_root()).unwrap_or(&file);
+            ops.entry("assume_role".to_owned())
+                .or_default()
+                .insert(shown.display().to_string());
+        }
         let mut rest = code.as_str();
         while let Some(at) = rest.find("client.") {
             rest = &rest[at + "client.".len()..];
@@ -357,6 +385,18 @@ fn iam_policy_scopes_every_resource_it_can() {
                 assert_eq!(resource, "*", "{action}");
                 continue;
             }
+            if action.starts_with("organizations:") {
+                // The organization's own listing, from the management or delegated-admin
+                // account: granted on "*".
+                assert_eq!(resource, "*", "{action}");
+                continue;
+            }
+            if action == "sts:AssumeRole" {
+                // The member role in any account — of rolewatch's own organization only (the
+                // statement's aws:ResourceOrgID condition, checked below).
+                assert_eq!(resource, "arn:aws:iam::*:role/rolewatch-member", "{action}");
+                continue;
+            }
             assert!(
                 resource.starts_with("arn:aws:")
                     && (resource.contains("${aws:PrincipalAccount}")
@@ -365,6 +405,17 @@ fn iam_policy_scopes_every_resource_it_can() {
             );
         }
     }
+    let assume = json_file("deploy/iam-policy-optional.json")["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Action"] == "sts:AssumeRole")
+        .cloned()
+        .expect("a statement for sts:AssumeRole alone");
+    assert_eq!(
+        assume["Condition"]["StringEquals"]["aws:ResourceOrgID"], "${aws:PrincipalOrgID}",
+        "the member role only in rolewatch's own organization: {assume}"
+    );
     for resource in &optional["cloudtrail:GetTrailStatus"] {
         assert!(
             resource.starts_with("arn:aws:cloudtrail:") && resource.contains(":trail/"),

@@ -14,6 +14,7 @@ mod doctor;
 mod intel;
 mod layering;
 mod notify;
+mod organization;
 mod queue;
 mod replicas;
 mod rules;

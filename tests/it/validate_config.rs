@@ -142,3 +142,43 @@ fn environment_overrides_show_in_the_effective_config_and_bad_ones_name_the_vari
         "{err}"
     );
 }
+
+/// `accounts = [...]` on a rule or a channel must name `[[account]]`s (the accounts are
+/// static without `[organization]`); with `[organization]` any account id is accepted.
+#[test]
+fn accounts_of_a_rule_or_channel_must_be_configured_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routing.toml");
+    let body = "[[account]]\nid = \"111122223333\"\n\
+        [[account]]\nid = \"444455556666\"\nrole_arn = \"arn:aws:iam::444455556666:role/rw\"\n\
+        [[channel]]\ntype = \"stdout\"\naccounts = [\"444455556666\", \"999999999999\"]\n\
+        [[rule]]\nname = \"r\"\npattern = \"{ $.eventName = PutRolePolicy }\"\naccounts = [\"123\", \"111122223333\", \"111122223333\"]\n";
+    std::fs::write(&path, body).unwrap();
+    let out = rolewatch(["validate-config", "--config", path.to_str().unwrap()]);
+    assert_exit(&out, 78);
+    let err = stderr(&out);
+    for (key, what) in [
+        (
+            "channel[0].accounts[1]",
+            "`999999999999` is not one of the [[account]] ids: 111122223333, 444455556666",
+        ),
+        ("rule[0].accounts[0]", "`123` is not an account id"),
+        ("rule[0].accounts[2]", "`111122223333` is listed twice"),
+    ] {
+        assert!(
+            err.contains(&format!("routing.toml: {key}: {what}")),
+            "{key} missing:\n{err}"
+        );
+    }
+    // Discovered accounts are known only at run time: any account id is accepted.
+    std::fs::write(
+        &path,
+        "[organization]\n[[channel]]\ntype = \"stdout\"\naccounts = [\"999999999999\"]\n",
+    )
+    .unwrap();
+    let out = rolewatch(["validate-config", "--config", path.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("accounts = [\"999999999999\"]"), "{text}");
+    assert!(text.contains("[organization]"), "{text}");
+}

@@ -419,6 +419,7 @@ async fn the_probe_connects_and_handshakes_without_sending() {
             ca_file,
         }),
         delivery: DeliveryPolicy::default(),
+        accounts: None,
     };
     let trusted = rolewatch::notify::Notifier::build(&cfg(Some(ca.ca())), None).unwrap();
     let debug = format!("{trusted:?}");

@@ -83,6 +83,15 @@ struct Slot {
     missed: std::sync::atomic::AtomicU64,
 }
 
+/// What a daemon may take over from the one before it in the same process.
+#[derive(Default)]
+pub struct Reuse {
+    /// The state, opened and locked.
+    pub state: Option<Store>,
+    /// The accounts' AWS configurations (their cached credentials).
+    pub accounts: Option<Arc<super::build::AccountSdks>>,
+}
+
 /// The running service: state, engine and sources, ready to poll.
 pub struct Daemon {
     state: Store,
@@ -93,6 +102,8 @@ pub struct Daemon {
     outbox: Arc<Outbox>,
     /// The configured channels' names: each new alert gets one outbox row per name.
     channel_names: Vec<String>,
+    /// The channels with `accounts = [...]`, and those accounts.
+    channel_accounts: Vec<(String, Vec<String>)>,
     /// The change analysis, a stage of its own between the state and the outbox.
     analysis: Arc<Worker<AwsIam>>,
     /// Wakes the outbox after a poll committed alerts, or their analysis is recorded.
@@ -124,7 +135,25 @@ impl Daemon {
     ///
     /// State (corrupt, unreadable), credentials, a channel's password or CA file.
     pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
-        let state = Store::open_locked(cfg)?;
+        Daemon::start_with(cfg, clock, Reuse::default()).await
+    }
+
+    /// [`Daemon::start`], taking over what an earlier daemon of this process had: its state
+    /// (still locked) and its accounts' credentials (`[organization]` restarts the daemon
+    /// when the organization's accounts change).
+    ///
+    /// # Errors
+    ///
+    /// As [`Daemon::start`].
+    pub async fn start_with(
+        cfg: &Config,
+        clock: Arc<dyn Clock>,
+        reuse: Reuse,
+    ) -> anyhow::Result<Daemon> {
+        let state = match reuse.state {
+            Some(s) => s,
+            None => Store::open_locked(cfg)?,
+        };
         // Pattern lint, at every start: what a rule misses or will never match.
         for (about, finding) in cfg.lint() {
             match finding.level {
@@ -136,7 +165,9 @@ impl Daemon {
                 }
             }
         }
-        let built = super::build::pipeline(cfg).await?;
+        let built =
+            super::build::pipeline_reusing(cfg, reuse.accounts.as_deref(), Some(clock.clone()))
+                .await?;
         if !built.pinned_names {
             tracing::warn!("A rule does not pin $.eventName: CloudTrail sources read every IAM event (EventSource=iam.amazonaws.com)");
         }
@@ -204,6 +235,11 @@ impl Daemon {
             initial_lookback: cfg.state.initial_lookback,
             outbox,
             channel_names,
+            channel_accounts: cfg
+                .channels
+                .iter()
+                .filter_map(|c| c.accounts.clone().map(|l| (c.name.clone(), l)))
+                .collect(),
             analysis,
             wake: Arc::new(tokio::sync::Notify::new()),
             analysis_wake: Arc::new(tokio::sync::Notify::new()),
@@ -220,6 +256,30 @@ impl Daemon {
             replica: Mutex::new(crate::state::Leadership::Sole),
             polls_at_once: tokio::sync::Semaphore::new(cfg.daemon.max_concurrent_polls),
         })
+    }
+
+    /// The state this daemon writes (for the next daemon of this process).
+    pub fn store(&self) -> Store {
+        self.state.clone()
+    }
+
+    /// Records the notice that the accounts `dropped` are no longer watched, and logs it.
+    pub fn accounts_dropped(&self, dropped: &[crate::runtime::organization::Dropped]) {
+        let now = self.clock.now_ms();
+        for d in dropped {
+            let label = match &d.name {
+                Some(n) => format!("{} ({n})", d.id),
+                None => d.id.clone(),
+            };
+            let n = synthetic::account_dropped(&d.id, &label, &d.why, now);
+            tracing::warn!(event = "account_dropped", account = %d.id, "{}", n.summary);
+            self.record_notice(&n);
+        }
+    }
+
+    /// Records a notice (through every channel).
+    pub fn notice(&self, n: &synthetic::Notice) {
+        self.record_notice(n);
     }
 
     /// Tells the later stages that a poll (or a notice) committed alerts.

@@ -137,6 +137,7 @@ impl Daemon {
             state: &self.state,
             clock: self.clock.as_ref(),
             channels,
+            channel_accounts: &self.channel_accounts,
             initial_lookback: self.initial_lookback,
             retention,
         }

@@ -77,6 +77,40 @@ pub fn logs_call(moto: &Moto, operation: &str, body: &Value) -> Value {
     }
 }
 
+/// An AWS Organizations JSON-protocol call to moto, as the account of moto's static test key.
+#[track_caller]
+pub fn org_call(moto: &Moto, operation: &str, body: &Value) -> Value {
+    let target = format!("AWSOrganizationsV20161128.{operation}");
+    let reply = http(
+        moto.port(),
+        "POST",
+        "/",
+        &[
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("X-Amz-Target", &target),
+            (
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/organizations/aws4_request, \
+                 SignedHeaders=host;x-amz-date;x-amz-target, Signature=0",
+            ),
+            ("X-Amz-Date", "20260101T000000Z"),
+        ],
+        &serde_json::to_vec(body).unwrap(),
+    )
+    .unwrap_or_else(|e| panic!("{operation} on moto: {e}"));
+    assert_eq!(
+        reply.status,
+        200,
+        "{operation}: {}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    if reply.body.is_empty() {
+        Value::Null
+    } else {
+        reply.json()
+    }
+}
+
 /// Puts `records` (each with its eventTime as the timestamp) into `stream`, oldest first, in
 /// batches.
 pub fn put_records(moto: &Moto, group: &str, stream: &str, records: &[Value]) {

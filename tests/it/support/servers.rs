@@ -643,6 +643,7 @@ pub fn aws_env(cmd: &mut Command, endpoint_cloudtrail: Option<&str>, endpoint_mo
         "IAM",
         "STS",
         "EVENTBRIDGE",
+        "ORGANIZATIONS",
     ] {
         cmd.env_remove(format!("AWS_ENDPOINT_URL_{service}"));
     }
@@ -655,9 +656,18 @@ pub fn aws_env(cmd: &mut Command, endpoint_cloudtrail: Option<&str>, endpoint_mo
     // Without moto, IAM (the change analysis) refuses the connection at once: the analysis
     // degrades to "diff unavailable" instead of waiting for the real endpoint.
     cmd.env("AWS_ENDPOINT_URL_IAM", "http://127.0.0.1:9")
+        .env("AWS_ENDPOINT_URL_ORGANIZATIONS", "http://127.0.0.1:9")
         .env("AWS_ENDPOINT_URL_EVENTBRIDGE", "http://127.0.0.1:9");
     if let Some(endpoint) = endpoint_moto {
-        for service in ["CLOUDWATCH_LOGS", "SNS", "SQS", "IAM", "STS", "EVENTBRIDGE"] {
+        for service in [
+            "CLOUDWATCH_LOGS",
+            "SNS",
+            "SQS",
+            "IAM",
+            "STS",
+            "EVENTBRIDGE",
+            "ORGANIZATIONS",
+        ] {
             cmd.env(format!("AWS_ENDPOINT_URL_{service}"), endpoint);
         }
     }
@@ -1139,6 +1149,55 @@ pub fn request_header<'a>(request: &'a Value, name: &str) -> Option<&'a str> {
 }
 
 impl Drop for WebhookServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `tests/servers/sts_clock.py` on a free port: an STS stand-in whose assumed-role
+/// credentials expire an hour after the request's signing time (the caller's clock), with
+/// AssumeRole counted per account.
+pub struct StsClockServer {
+    child: Child,
+    port: u16,
+    _stderr: Arc<Mutex<String>>,
+    _stdin: ChildStdin,
+}
+
+impl StsClockServer {
+    #[track_caller]
+    pub fn start() -> StsClockServer {
+        let mut cmd = Command::new(python());
+        cmd.arg(repo_root().join("tests/servers/sts_clock.py"))
+            .args(["--port", "0", "--exit-on-stdin-eof"]);
+        let Started {
+            child,
+            port,
+            stderr,
+            stdin,
+        } = start_script("STS stand-in", cmd, LOOKUP_START_TIMEOUT);
+        StsClockServer {
+            child,
+            port,
+            _stderr: stderr,
+            _stdin: stdin,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `GET /stats`: AssumeRole calls per account, and each call.
+    pub fn stats(&self) -> Value {
+        http(self.port, "GET", "/stats", &[], b"")
+            .unwrap_or_else(|e| panic!("STS stand-in /stats: {e}"))
+            .json()
+    }
+}
+
+impl Drop for StsClockServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
