@@ -519,7 +519,7 @@ impl DynamoState {
     }
 
     /// The stored expiry of each of `event_ids` that `source_id` has seen.
-    fn seen_expiry(
+    pub(super) fn seen_expiry(
         &self,
         source_id: &str,
         event_ids: &[&str],

@@ -182,18 +182,10 @@ impl Backend for DynamoState {
     }
 
     fn seen_ids(&self, source_id: &str, event_ids: &[&str]) -> Result<HashSet<String>, StateError> {
-        let mut unique: Vec<&str> = event_ids
-            .iter()
-            .copied()
-            .filter(|e| !e.is_empty())
-            .collect();
-        unique.sort_unstable();
-        unique.dedup();
-        let found = self.get_many(
-            unique.iter().map(|e| keys::seen(source_id, e)).collect(),
-            "read seen eventIDs",
-        )?;
-        Ok(found.iter().filter_map(|i| text(i, "sk")).collect())
+        Ok(self
+            .seen_expiry(source_id, event_ids)?
+            .into_keys()
+            .collect())
     }
 
     fn commit_poll(&mut self, c: &PollCommit<'_>) -> Result<Committed, StateError> {

@@ -127,13 +127,23 @@ impl DynamoState {
         owner: &str,
         given: Option<&aws_config::SdkConfig>,
     ) -> Result<(DynamoState, Freshness), StateError> {
+        let (rt, client) = Self::client(cfg, given)?;
+        Self::finish_open(cfg, owner, rt, client)
+    }
+
+    /// The backend's runtime and a DynamoDB client: on `given`, or on the standard AWS
+    /// configuration for the table's region.
+    fn client(
+        cfg: &DynamoConfig,
+        given: Option<&aws_config::SdkConfig>,
+    ) -> Result<(&'static tokio::runtime::Runtime, Client), StateError> {
         let rt = runtime().map_err(|detail| StateError::Dynamo {
             table: cfg.table.clone(),
             op: "start the DynamoDB client",
             detail,
         })?;
         if let Some(sdk) = given {
-            return Self::finish_open(cfg, owner, rt, Client::new(sdk));
+            return Ok((rt, Client::new(sdk)));
         }
         let region = cfg.region.clone();
         let sdk = block(rt, async move { crate::aws::load(&region).await }).map_err(|e| {
@@ -143,34 +153,20 @@ impl DynamoState {
                 detail: format!("{e:#}"),
             }
         })?;
-        Self::finish_open(cfg, owner, rt, Client::new(&sdk))
+        Ok((rt, Client::new(&sdk)))
     }
 
     /// What `rolewatch doctor` reads of the table, writing nothing: the table must exist;
-    /// returns its schema version (`None`: no rolewatch state yet) and the lease
-    /// `(owner, fence, expires_ms)`.
+    /// returns its schema version (`None`: no rolewatch state yet), the lease
+    /// `(owner, fence, expires_ms)` and the newest baseline of `role_name`.
     ///
     /// # Errors
     ///
     /// No credentials, a missing table (with what to do), a failed request.
     pub fn inspect(cfg: &DynamoConfig, role_name: &str) -> Result<Inspection, StateError> {
-        let mut probe = cfg.clone();
-        probe.create_table = false;
-        let rt = runtime().map_err(|detail| StateError::Dynamo {
-            table: cfg.table.clone(),
-            op: "start the DynamoDB client",
-            detail,
-        })?;
-        let region = cfg.region.clone();
-        let sdk = block(rt, async move { crate::aws::load(&region).await }).map_err(|e| {
-            StateError::Dynamo {
-                table: cfg.table.clone(),
-                op: "load the AWS configuration",
-                detail: format!("{e:#}"),
-            }
-        })?;
+        let (_rt, client) = Self::client(cfg, None)?;
         let mut state = DynamoState {
-            client: Client::new(&sdk),
+            client,
             table: cfg.table.clone(),
             owner: "doctor".into(),
             lease: lease::LeaseState::new(0),
