@@ -528,6 +528,7 @@ async fn lookup_server_speaks_to_the_real_sdk_client() {
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
         .endpoint_url(server.endpoint())
         .retry_config(RetryConfig::disabled())
+        .http_client(rolewatch::aws::https_client())
         .build();
     let client = aws_sdk_cloudtrail::Client::from_conf(config);
 

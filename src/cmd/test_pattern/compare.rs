@@ -580,15 +580,18 @@ pub fn run(args: &TestPatternArgs, messages: &[String]) -> anyhow::Result<ExitCo
     })
 }
 
-/// `--region`, else the standard chain (`AWS_REGION`, the profile, instance metadata).
+/// `--region`, else the standard chain (`AWS_REGION`, the profile, instance metadata), read
+/// on rolewatch's HTTPS client (instance metadata needs one).
 async fn resolve_region(flag: Option<&str>) -> anyhow::Result<String> {
-    use aws_config::meta::region::RegionProviderChain;
-    let chain = RegionProviderChain::first_try(flag.map(|r| aws_config::Region::new(r.to_owned())))
-        .or_default_provider();
-    chain
-        .region()
-        .await
-        .map(|r| r.to_string())
+    if let Some(region) = flag {
+        return Ok(region.to_owned());
+    }
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(crate::aws::https_client())
+        .load()
+        .await;
+    sdk.region()
+        .map(ToString::to_string)
         .context("no AWS region: pass --region, or set AWS_REGION (or a region in the AWS profile)")
 }
 
