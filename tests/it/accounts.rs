@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{
-    cloudtrail_record, command, http, lines, now_secs, LookupServer, Moto, Setup,
-};
+use crate::support::{cloudtrail_record, command, lines, now_secs, LookupServer, Moto, Setup};
 use crate::{assert_exit, stderr};
 
 /// The account of moto's static test key.
@@ -133,31 +131,14 @@ fn three_accounts_one_alert_each_with_its_account_and_the_external_ids_sent() {
     );
 
     // What moto was sent: one AssumeRole per member, with its ExternalId and session name.
-    let data = http(moto.port(), "GET", "/moto-api/data.json", &[], b"")
-        .unwrap()
-        .json();
-    let assumed = data["sts"]["AssumedRole"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let mut seen: Vec<(String, String, String)> = assumed
-        .iter()
-        .map(|r| {
-            (
-                r["account_id"].as_str().unwrap_or_default().to_owned(),
-                r["external_id"].as_str().unwrap_or_default().to_owned(),
-                r["session_name"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    seen.sort();
+    let seen = crate::support::moto_assumed_roles(&moto);
     assert_eq!(
         seen,
         [
             (PROD.into(), "prod-ext-id".into(), "rolewatch".into()),
             (DEV.into(), "dev-ext-id".into(), "rolewatch-dev".into()),
         ],
-        "credentials are cached: one AssumeRole per account; {assumed:?}"
+        "credentials are cached: one AssumeRole per account; {seen:?}"
     );
 }
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::support::{
-    cloudtrail_record, command, http, lines, now_secs, org_call, Daemon, LookupServer, Moto, Setup,
+    cloudtrail_record, command, http, lines, moto_assumed_roles, now_secs, org_call, Daemon,
+    LookupServer, Moto, Setup,
 };
 use crate::{assert_exit, stderr};
 
@@ -57,28 +58,6 @@ fn alerts_by_id(lines: &[Value]) -> HashMap<String, Value> {
             )
         })
         .collect()
-}
-
-/// What moto's STS was asked: (account, external id, session name) per AssumeRole, sorted.
-fn assumed(moto: &Moto) -> Vec<(String, String, String)> {
-    let data = http(moto.port(), "GET", "/moto-api/data.json", &[], b"")
-        .unwrap()
-        .json();
-    let mut seen: Vec<(String, String, String)> = data["sts"]["AssumedRole"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|r| {
-            (
-                r["account_id"].as_str().unwrap_or_default().to_owned(),
-                r["external_id"].as_str().unwrap_or_default().to_owned(),
-                r["session_name"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    seen.sort();
-    seen
 }
 
 const SOURCE: &str = "[[source]]
@@ -170,7 +149,7 @@ session_name = \"rolewatch-dev\"
         ),
     ];
     want.sort();
-    assert_eq!(assumed(&moto), want);
+    assert_eq!(moto_assumed_roles(&moto), want);
     assert!(err.contains("organization_listed"), "{err}");
 }
 
@@ -370,7 +349,7 @@ refresh_minutes = 0.05
         (ops.clone(), "org-ext-id".to_owned(), "rolewatch".to_owned()),
     ];
     want.sort();
-    assert_eq!(assumed(&moto), want);
+    assert_eq!(moto_assumed_roles(&moto), want);
 }
 
 /// ListAccounts gives at most 20 accounts a page: 22 accounts are all found, each polled.

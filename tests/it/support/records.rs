@@ -46,7 +46,30 @@ pub fn policy_record(event_id: &str, event_name: &str, time: i64, policy_arn: &s
 /// A CloudWatch Logs JSON-protocol call to moto.
 #[track_caller]
 pub fn logs_call(moto: &Moto, operation: &str, body: &Value) -> Value {
-    let target = format!("Logs_20140328.{operation}");
+    json_call(moto, "logs", "Logs_20140328", operation, body)
+}
+
+/// An AWS Organizations JSON-protocol call to moto, as the account of moto's static test key.
+#[track_caller]
+pub fn org_call(moto: &Moto, operation: &str, body: &Value) -> Value {
+    json_call(
+        moto,
+        "organizations",
+        "AWSOrganizationsV20161128",
+        operation,
+        body,
+    )
+}
+
+/// A JSON-protocol (1.1) call of `service` to moto: `X-Amz-Target` is `prefix.operation`;
+/// the reply's JSON (null when empty), a 200 required.
+#[track_caller]
+fn json_call(moto: &Moto, service: &str, prefix: &str, operation: &str, body: &Value) -> Value {
+    let target = format!("{prefix}.{operation}");
+    let authorization = format!(
+        "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{service}/aws4_request, \
+         SignedHeaders=host;x-amz-date;x-amz-target, Signature=0"
+    );
     let reply = http(
         moto.port(),
         "POST",
@@ -54,11 +77,7 @@ pub fn logs_call(moto: &Moto, operation: &str, body: &Value) -> Value {
         &[
             ("Content-Type", "application/x-amz-json-1.1"),
             ("X-Amz-Target", &target),
-            (
-                "Authorization",
-                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/logs/aws4_request, \
-                 SignedHeaders=host;x-amz-date;x-amz-target, Signature=0",
-            ),
+            ("Authorization", &authorization),
             ("X-Amz-Date", "20260101T000000Z"),
         ],
         &serde_json::to_vec(body).unwrap(),
@@ -77,38 +96,27 @@ pub fn logs_call(moto: &Moto, operation: &str, body: &Value) -> Value {
     }
 }
 
-/// An AWS Organizations JSON-protocol call to moto, as the account of moto's static test key.
-#[track_caller]
-pub fn org_call(moto: &Moto, operation: &str, body: &Value) -> Value {
-    let target = format!("AWSOrganizationsV20161128.{operation}");
-    let reply = http(
-        moto.port(),
-        "POST",
-        "/",
-        &[
-            ("Content-Type", "application/x-amz-json-1.1"),
-            ("X-Amz-Target", &target),
+/// What moto's STS was asked: (account, external id, session name) per AssumeRole, sorted
+/// (moto does not check ExternalIds; its `/moto-api/data.json` shows what was sent).
+pub fn moto_assumed_roles(moto: &Moto) -> Vec<(String, String, String)> {
+    let data = http(moto.port(), "GET", "/moto-api/data.json", &[], b"")
+        .unwrap()
+        .json();
+    let mut seen: Vec<(String, String, String)> = data["sts"]["AssumedRole"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
             (
-                "Authorization",
-                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/organizations/aws4_request, \
-                 SignedHeaders=host;x-amz-date;x-amz-target, Signature=0",
-            ),
-            ("X-Amz-Date", "20260101T000000Z"),
-        ],
-        &serde_json::to_vec(body).unwrap(),
-    )
-    .unwrap_or_else(|e| panic!("{operation} on moto: {e}"));
-    assert_eq!(
-        reply.status,
-        200,
-        "{operation}: {}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    if reply.body.is_empty() {
-        Value::Null
-    } else {
-        reply.json()
-    }
+                r["account_id"].as_str().unwrap_or_default().to_owned(),
+                r["external_id"].as_str().unwrap_or_default().to_owned(),
+                r["session_name"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    seen
 }
 
 /// Puts `records` (each with its eventTime as the timestamp) into `stream`, oldest first, in
