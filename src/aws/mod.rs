@@ -4,6 +4,7 @@
 //! [`retry`]: the one retry classifier, backoff and client-side rate limit every AWS caller
 //! uses (sources, SNS, IAM, TestMetricFilter).
 
+pub mod assume;
 pub mod retry;
 
 use std::time::Duration;

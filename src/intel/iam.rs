@@ -9,6 +9,7 @@
 
 use std::future::Future;
 
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::aws::retry::{classify, Backoff, RetryClass};
@@ -95,11 +96,16 @@ pub trait IamReader: Send + Sync {
 const ATTEMPTS: u32 = 2;
 
 /// The real IAM.
+///
+/// One client for every account: a call inside an `[[account]]` carries that account's
+/// credentials (a client per account cost about 14 KB each; bench/RESULTS.md).
 #[derive(Debug, Clone)]
 pub struct AwsIam {
     client: aws_sdk_iam::Client,
-    /// One client per `[[account]]`, with the account's credentials.
-    members: std::sync::Arc<std::collections::HashMap<String, aws_sdk_iam::Client>>,
+    /// The account's credentials this reader calls with; `None`: the client's own.
+    credentials: Option<SharedCredentialsProvider>,
+    /// Each `[[account]]`'s credentials (`None`: the account rolewatch runs in).
+    members: std::sync::Arc<std::collections::HashMap<String, Option<SharedCredentialsProvider>>>,
 }
 
 impl AwsIam {
@@ -107,25 +113,41 @@ impl AwsIam {
     pub fn new(sdk: &aws_config::SdkConfig) -> AwsIam {
         AwsIam {
             client: Self::client(sdk),
+            credentials: None,
             members: std::sync::Arc::default(),
         }
     }
 
-    /// [`AwsIam::new`] with one client per account (`(id, its AWS configuration)`).
+    /// [`AwsIam::new`] that also reads inside each account (`(id, its credentials)`).
     #[must_use]
     pub fn with_accounts<'a>(
         sdk: &aws_config::SdkConfig,
-        accounts: impl IntoIterator<Item = (&'a str, &'a aws_config::SdkConfig)>,
+        accounts: impl IntoIterator<Item = (&'a str, &'a Option<SharedCredentialsProvider>)>,
     ) -> AwsIam {
         AwsIam {
             client: Self::client(sdk),
+            credentials: None,
             members: std::sync::Arc::new(
                 accounts
                     .into_iter()
-                    .map(|(id, sdk)| (id.to_owned(), Self::client(sdk)))
+                    .map(|(id, c)| (id.to_owned(), c.clone()))
                     .collect(),
             ),
         }
+    }
+
+    /// The per-request configuration of this reader's calls: its account's credentials, and
+    /// the client's identity cache that every account shares (without one, the SDK gives
+    /// each request a throwaway cache, and each call would assume the role again).
+    fn account(&self) -> aws_sdk_iam::config::Builder {
+        let mut b = aws_sdk_iam::config::Builder::default();
+        if self.credentials.is_some() {
+            b.set_credentials_provider(self.credentials.clone());
+            if let Some(cache) = self.client.config().identity_cache() {
+                b.set_identity_cache(cache);
+            }
+        }
+        b
     }
 
     fn client(sdk: &aws_config::SdkConfig) -> aws_sdk_iam::Client {
@@ -191,13 +213,22 @@ fn missing(call: &'static str, what: &str) -> IamError {
     }
 }
 
+/// The marker of the next page: IAM's, while it says the list is truncated (an empty or
+/// missing marker ends the list, as it does the SDK's paginators).
+fn next_marker(truncated: bool, marker: Option<&str>) -> Option<String> {
+    marker
+        .filter(|m| truncated && !m.is_empty())
+        .map(str::to_owned)
+}
+
 /// The most policies read from one list (a role holds at most 20 managed and a few inline).
 const MAX_LISTED: usize = 1000;
 
 impl IamReader for AwsIam {
     fn for_account(&self, account: &str) -> Option<AwsIam> {
-        self.members.get(account).map(|member| AwsIam {
-            client: aws_sdk_iam::Client::clone(member),
+        self.members.get(account).map(|credentials| AwsIam {
+            client: self.client.clone(),
+            credentials: credentials.clone(),
             members: std::sync::Arc::default(),
         })
     }
@@ -208,6 +239,8 @@ impl IamReader for AwsIam {
                 .client
                 .get_policy()
                 .policy_arn(policy_arn)
+                .customize()
+                .config_override(self.account())
                 .send()
                 .await
                 .map_err(|e| iam_error("GetPolicy", &e))?;
@@ -226,6 +259,8 @@ impl IamReader for AwsIam {
                 .get_policy_version()
                 .policy_arn(policy_arn)
                 .version_id(version_id)
+                .customize()
+                .config_override(self.account())
                 .send()
                 .await
                 .map_err(|e| iam_error("GetPolicyVersion", &e))?;
@@ -243,6 +278,8 @@ impl IamReader for AwsIam {
                 .client
                 .get_role()
                 .role_name(role_name)
+                .customize()
+                .config_override(self.account())
                 .send()
                 .await
                 .map_err(|e| iam_error("GetRole", &e))?;
@@ -260,25 +297,34 @@ impl IamReader for AwsIam {
 
     async fn attached_policies(&self, role_name: &str) -> Result<Vec<(String, String)>, IamError> {
         retrying(|| async {
+            // Page by page here: the SDK's paginators ignore a per-request configuration.
             let mut out = Vec::new();
-            let mut items = self
-                .client
-                .list_attached_role_policies()
-                .role_name(role_name)
-                .into_paginator()
-                .items()
-                .send();
-            while let Some(p) = items.next().await {
-                let p = p.map_err(|e| iam_error("ListAttachedRolePolicies", &e))?;
-                out.push((
-                    p.policy_name().unwrap_or_default().to_owned(),
-                    p.policy_arn().unwrap_or_default().to_owned(),
-                ));
-                if out.len() >= MAX_LISTED {
-                    break;
+            let mut marker = None;
+            loop {
+                let sent = marker.take();
+                let page = self
+                    .client
+                    .list_attached_role_policies()
+                    .role_name(role_name)
+                    .set_marker(sent.clone())
+                    .customize()
+                    .config_override(self.account())
+                    .send()
+                    .await
+                    .map_err(|e| iam_error("ListAttachedRolePolicies", &e))?;
+                out.extend(page.attached_policies().iter().map(|p| {
+                    (
+                        p.policy_name().unwrap_or_default().to_owned(),
+                        p.policy_arn().unwrap_or_default().to_owned(),
+                    )
+                }));
+                marker = next_marker(page.is_truncated(), page.marker());
+                // A marker sent back unchanged would list the same page for ever.
+                if marker.is_none() || marker == sent || out.len() >= MAX_LISTED {
+                    out.truncate(MAX_LISTED);
+                    return Ok(out);
                 }
             }
-            Ok(out)
         })
         .await
     }
@@ -286,20 +332,27 @@ impl IamReader for AwsIam {
     async fn inline_policy_names(&self, role_name: &str) -> Result<Vec<String>, IamError> {
         retrying(|| async {
             let mut out = Vec::new();
-            let mut items = self
-                .client
-                .list_role_policies()
-                .role_name(role_name)
-                .into_paginator()
-                .items()
-                .send();
-            while let Some(name) = items.next().await {
-                out.push(name.map_err(|e| iam_error("ListRolePolicies", &e))?);
-                if out.len() >= MAX_LISTED {
-                    break;
+            let mut marker = None;
+            loop {
+                let sent = marker.take();
+                let page = self
+                    .client
+                    .list_role_policies()
+                    .role_name(role_name)
+                    .set_marker(sent.clone())
+                    .customize()
+                    .config_override(self.account())
+                    .send()
+                    .await
+                    .map_err(|e| iam_error("ListRolePolicies", &e))?;
+                out.extend(page.policy_names().iter().cloned());
+                marker = next_marker(page.is_truncated(), page.marker());
+                // A marker sent back unchanged would list the same page for ever.
+                if marker.is_none() || marker == sent || out.len() >= MAX_LISTED {
+                    out.truncate(MAX_LISTED);
+                    return Ok(out);
                 }
             }
-            Ok(out)
         })
         .await
     }
@@ -311,6 +364,8 @@ impl IamReader for AwsIam {
                 .get_role_policy()
                 .role_name(role_name)
                 .policy_name(policy_name)
+                .customize()
+                .config_override(self.account())
                 .send()
                 .await
                 .map_err(|e| iam_error("GetRolePolicy", &e))?;

@@ -53,7 +53,10 @@ const PREFETCH: usize = 8;
 pub fn for_daemon(
     cfg: &crate::config::Config,
     sdk: &aws_config::SdkConfig,
-    accounts: &[(crate::config::AccountConfig, aws_config::SdkConfig)],
+    accounts: &[(
+        crate::config::AccountConfig,
+        Option<aws_credential_types::provider::SharedCredentialsProvider>,
+    )],
     state: Store,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,

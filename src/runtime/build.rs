@@ -4,23 +4,29 @@
 
 use aws_config::SdkConfig;
 
-use aws_credential_types::provider::{self, error::CredentialsError, ProvideCredentials};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_smithy_runtime_api::client::identity::SharedIdentityCache;
 
+use crate::aws::assume::{AssumedRole, NoCredentials};
 use crate::config::{AccountConfig, Config, SourceConfig, SourceKind};
 use crate::engine::Engine;
-use crate::source::Source;
+use crate::source::{Clients, Source};
 
 /// What the stages are built from.
 pub struct Pipeline {
     pub engine: Engine,
+    /// rolewatch's own AWS configuration; with `[[account]]`s, its identity cache also holds
+    /// every account's credentials (each under its provider's own partition).
     pub sdk: SdkConfig,
     /// Each configured source with its client, in configuration order.
     pub sources: Vec<(SourceConfig, Source)>,
     /// Whether every rule pins `$.eventName` (CloudTrail then looks up only those names).
     pub pinned_names: bool,
-    /// Each `[[account]]` with the AWS configuration that reaches it (its assumed role's
-    /// credentials, cached and refreshed before they expire); empty without `[[account]]`.
-    pub accounts: Vec<(AccountConfig, SdkConfig)>,
+    /// Each `[[account]]` with the credentials that reach it: its assumed role's, cached and
+    /// refreshed before they expire, or `None` for the account rolewatch runs in (its own);
+    /// empty without `[[account]]`. Requests into an account go through the clients every
+    /// account shares, carrying these credentials.
+    pub accounts: Vec<(AccountConfig, Option<SharedCredentialsProvider>)>,
 }
 
 /// Assumed-role credentials are refreshed at most this long before they expire, and at least
@@ -31,18 +37,16 @@ pub struct Pipeline {
 /// [`crate::time::Clock`] ([`crate::aws::ClockTime`]).
 pub const CREDENTIALS_REFRESH_BEFORE: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// The AWS configuration for `account`: `base` itself for the account rolewatch runs in,
-/// else `base` with credentials from `sts:AssumeRole` into the account's role (with its
-/// ExternalId and session name). Nothing is called here: the role is assumed on the first
-/// request, so an account whose role cannot be assumed fails its own sources only.
-pub async fn account_sdk(base: &SdkConfig, account: &AccountConfig) -> SdkConfig {
-    let Some(role) = &account.role_arn else {
-        return base.clone();
-    };
-    let cache = aws_config::identity::IdentityCache::lazy()
-        .buffer_time(CREDENTIALS_REFRESH_BEFORE)
-        .build();
-    let builder = base.to_builder().identity_cache(cache);
+/// The credentials that reach `account`: `None` for the account rolewatch runs in (its own),
+/// else `sts:AssumeRole` into the account's role (with its ExternalId and session name)
+/// through `sts`. Nothing is called here: the role is assumed on the first request, so an
+/// account whose role cannot be assumed fails its own sources only.
+#[must_use]
+pub fn account_credentials(
+    sts: &aws_sdk_sts::Client,
+    account: &AccountConfig,
+) -> Option<SharedCredentialsProvider> {
+    let role = account.role_arn.as_ref()?;
     let external_id = match account
         .external_id
         .as_ref()
@@ -54,49 +58,69 @@ pub async fn account_sdk(base: &SdkConfig, account: &AccountConfig) -> SdkConfig
                 "Cannot read the ExternalId for account {}: {why}; its sources will fail",
                 account.id
             );
-            let failing = NoCredentials(format!(
+            return Some(SharedCredentialsProvider::new(NoCredentials(format!(
                 "no credentials for account {}: its ExternalId cannot be read ({why})",
                 account.id
-            ));
-            return builder
-                .credentials_provider(provider::SharedCredentialsProvider::new(failing))
-                .build();
+            ))));
         }
         Some(Ok(v)) => Some(v),
         None => None,
     };
-    let mut assume = aws_config::sts::AssumeRoleProvider::builder(role.clone())
-        .session_name(account.session_name.clone())
-        .configure(base);
-    if let Some(id) = external_id {
-        assume = assume.external_id(id);
-    }
-    let provider = assume.build().await;
-    builder
-        .credentials_provider(provider::SharedCredentialsProvider::new(provider))
-        .build()
+    Some(SharedCredentialsProvider::new(AssumedRole::new(
+        sts.clone(),
+        role.clone(),
+        account.session_name.clone(),
+        external_id,
+    )))
 }
 
-/// Credentials that never resolve, saying why (an account whose ExternalId is missing).
-#[derive(Debug)]
-struct NoCredentials(String);
-
-impl ProvideCredentials for NoCredentials {
-    fn provide_credentials<'a>(&'a self) -> provider::future::ProvideCredentials<'a>
-    where
-        Self: 'a,
-    {
-        provider::future::ProvideCredentials::ready(Err(CredentialsError::not_loaded(
-            self.0.clone(),
-        )))
+/// `base` reaching `account` as a configuration of its own: its credentials
+/// ([`account_credentials`]) with an identity cache of their own. For one-off callers (tests,
+/// commands that make a few calls); the daemon shares its clients instead.
+#[must_use]
+pub fn account_sdk(base: &SdkConfig, account: &AccountConfig) -> SdkConfig {
+    match account_credentials(&aws_sdk_sts::Client::new(base), account) {
+        None => base.clone(),
+        Some(c) => base
+            .to_builder()
+            .identity_cache(
+                aws_config::identity::IdentityCache::lazy()
+                    .buffer_time(CREDENTIALS_REFRESH_BEFORE)
+                    .build(),
+            )
+            .credentials_provider(c)
+            .build(),
     }
 }
 
-/// Each account's AWS configuration by account id, kept from one daemon to the next in one
-/// process so that an account's credentials are not assumed again when the organization's
-/// accounts change (an entry is used only while its [`AccountConfig`] is the same).
-pub type AccountSdks =
-    std::sync::Mutex<std::collections::HashMap<String, (AccountConfig, SdkConfig)>>;
+/// `base` with the identity cache of `kept`, which holds rolewatch's own credentials and
+/// every account's: the configuration of the clients every account's requests go through.
+#[must_use]
+pub fn shared_sdk(base: &SdkConfig, kept: &AccountSdks) -> SdkConfig {
+    base.to_builder().identity_cache(kept.cache.clone()).build()
+}
+
+/// The accounts' credentials, kept from one daemon to the next in one process so that an
+/// account's role is not assumed again when the organization's accounts change: the identity
+/// cache that holds them, and each account's provider by account id (an entry is used only
+/// while its [`AccountConfig`] is the same).
+pub struct AccountSdks {
+    cache: SharedIdentityCache,
+    by_id: std::sync::Mutex<
+        std::collections::HashMap<String, (AccountConfig, Option<SharedCredentialsProvider>)>,
+    >,
+}
+
+impl Default for AccountSdks {
+    fn default() -> AccountSdks {
+        AccountSdks {
+            cache: aws_config::identity::IdentityCache::lazy()
+                .buffer_time(CREDENTIALS_REFRESH_BEFORE)
+                .build(),
+            by_id: std::sync::Mutex::default(),
+        }
+    }
+}
 
 /// Builds the engine, the AWS configuration (the first source's region) and the sources.
 ///
@@ -135,35 +159,46 @@ pub async fn pipeline_reusing(
     if let Some(clock) = clock {
         sdk = crate::aws::with_clock(&sdk, clock);
     }
+    let fresh;
+    let kept = match reuse {
+        Some(r) => r,
+        None => {
+            fresh = AccountSdks::default();
+            &fresh
+        }
+    };
     let mut accounts = Vec::with_capacity(cfg.accounts.len());
-    for a in &cfg.accounts {
-        let kept = reuse.and_then(|r| {
-            let map = r.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            map.get(&a.id)
-                .filter(|(was, _)| was == a)
-                .map(|(_, s)| s.clone())
-        });
-        let each = match kept {
-            Some(s) => s,
-            None => account_sdk(&sdk, a).await,
-        };
-        accounts.push((a.clone(), each));
-    }
-    if let Some(r) = reuse {
-        let mut map = r.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !cfg.accounts.is_empty() {
+        // One identity cache for rolewatch's own credentials and every account's.
+        sdk = shared_sdk(&sdk, kept);
+        let sts = aws_sdk_sts::Client::new(&sdk);
+        let mut map = kept
+            .by_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for a in &cfg.accounts {
+            let creds = match map.get(&a.id).filter(|(was, _)| was == a) {
+                Some((_, c)) => c.clone(),
+                None => account_credentials(&sts, a),
+            };
+            accounts.push((a.clone(), creds));
+        }
         map.clear();
         map.extend(
             accounts
                 .iter()
-                .map(|(a, s)| (a.id.clone(), (a.clone(), s.clone()))),
+                .map(|(a, c)| (a.id.clone(), (a.clone(), c.clone()))),
         );
     }
-    let sdk_of = |sc: &SourceConfig| {
+    let by_id: std::collections::HashMap<&str, &Option<SharedCredentialsProvider>> =
+        accounts.iter().map(|(a, c)| (a.id.as_str(), c)).collect();
+    let creds_of = |sc: &SourceConfig| {
         sc.account
             .as_deref()
-            .and_then(|id| accounts.iter().find(|(a, _)| a.id == id))
-            .map_or(&sdk, |(_, s)| s)
+            .and_then(|id| by_id.get(id))
+            .and_then(|c| (*c).clone())
     };
+    let mut clients = Clients::new(&sdk);
     let mut warned = std::collections::HashSet::new();
     let sources = cfg
         .sources
@@ -176,7 +211,13 @@ pub async fn pipeline_reusing(
             }
             (
                 sc.clone(),
-                Source::new(sc, sdk_of(sc), names.clone(), patterns.clone()),
+                Source::new(
+                    sc,
+                    &mut clients,
+                    creds_of(sc),
+                    names.clone(),
+                    patterns.clone(),
+                ),
             )
         })
         .collect();

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
 use aws_sdk_cloudtrail::Client;
 use aws_smithy_types::DateTime;
@@ -19,29 +20,39 @@ const MAX_RETRIES: usize = 6;
 
 pub struct CloudTrailSource {
     id: String,
+    /// Shared by every source of the region (and every account).
     client: Client,
+    /// The account's credentials, sent with each request; `None`: the client's own.
+    credentials: Option<SharedCredentialsProvider>,
     limiter: Arc<RateLimiter>,
     /// `(key, value)` lookups, one paginated query each.
     lookups: Vec<(LookupAttributeKey, String)>,
 }
 
+/// The CloudTrail client of `region`, for every source there.
+pub fn client(sdk: &SdkConfig, region: &str) -> Client {
+    let http = match sdk.http_client() {
+        Some(http) => super::lenient::LenientClient::wrap(http),
+        None => super::lenient::LenientClient::default_https(),
+    };
+    let conf = aws_sdk_cloudtrail::config::Builder::from(sdk)
+        .region(aws_config::Region::new(region.to_owned()))
+        // Retries go through our own loop, so that each attempt waits for the rate limit.
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .http_client(http)
+        .build();
+    Client::from_conf(conf)
+}
+
 impl CloudTrailSource {
-    /// `event_names`: what the rules need; `None` reads every IAM event instead.
+    /// `client`: [`client`] of the source's region; `credentials`: the account's;
+    /// `event_names`: what the rules need (`None` reads every IAM event instead).
     pub fn new(
         cfg: &SourceConfig,
-        sdk: &SdkConfig,
+        client: Client,
+        credentials: Option<SharedCredentialsProvider>,
         event_names: Option<Vec<String>>,
     ) -> CloudTrailSource {
-        let http = match sdk.http_client() {
-            Some(http) => super::lenient::LenientClient::wrap(http),
-            None => super::lenient::LenientClient::default_https(),
-        };
-        let conf = aws_sdk_cloudtrail::config::Builder::from(sdk)
-            .region(aws_config::Region::new(cfg.region.clone()))
-            // Retries go through our own loop, so that each attempt waits for the rate limit.
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .http_client(http)
-            .build();
         let lookups = match event_names {
             Some(names) => names
                 .into_iter()
@@ -54,7 +65,8 @@ impl CloudTrailSource {
         };
         CloudTrailSource {
             id: cfg.id.clone(),
-            client: Client::from_conf(conf),
+            client,
+            credentials,
             limiter: Arc::new(RateLimiter::new(cfg.max_requests_per_sec)),
             lookups,
         }
@@ -103,16 +115,29 @@ impl CloudTrailSource {
             .map_err(|e| self.error(RetryClass::Permanent, e.to_string(), *stats))?;
         let call = || async {
             self.limiter.acquire_as(priority).await;
-            self.client
+            let request = self
+                .client
                 .lookup_events()
                 .lookup_attributes(attribute.clone())
                 .start_time(DateTime::from_millis(window.start_ms))
                 // EndTime is inclusive; the window is half-open.
                 .end_time(DateTime::from_millis(window.end_ms - 1))
                 .max_results(50)
-                .set_next_token(token.clone())
-                .send()
-                .await
+                .set_next_token(token.clone());
+            match &self.credentials {
+                None => request.send().await,
+                Some(c) => {
+                    // With the client's identity cache, which every account shares: without
+                    // one, the SDK gives the request a throwaway cache of its own, and each
+                    // request would assume the role again.
+                    let mut with = aws_sdk_cloudtrail::config::Builder::default();
+                    with.set_credentials_provider(Some(c.clone()));
+                    if let Some(cache) = self.client.config().identity_cache() {
+                        with.set_identity_cache(cache);
+                    }
+                    request.customize().config_override(with).send().await
+                }
+            }
         };
         let mut calls = CallStats::default();
         let sent = send_with_retries(

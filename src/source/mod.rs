@@ -95,6 +95,32 @@ pub struct Source {
     retry_budget: Duration,
 }
 
+/// The SDK clients sources share, built on first use: one CloudTrail client per region,
+/// whatever the number of accounts — a request into an account carries that account's
+/// credentials ([`cloudtrail::CloudTrailSource`]). A client is about 14 KB of configuration
+/// and runtime plugins; one per account and service was most of what an account cost.
+pub struct Clients {
+    sdk: SdkConfig,
+    cloudtrail: std::collections::HashMap<String, aws_sdk_cloudtrail::Client>,
+}
+
+impl Clients {
+    #[must_use]
+    pub fn new(sdk: &SdkConfig) -> Clients {
+        Clients {
+            sdk: sdk.clone(),
+            cloudtrail: std::collections::HashMap::new(),
+        }
+    }
+
+    fn cloudtrail(&mut self, region: &str) -> aws_sdk_cloudtrail::Client {
+        self.cloudtrail
+            .entry(region.to_owned())
+            .or_insert_with(|| cloudtrail::client(&self.sdk, region))
+            .clone()
+    }
+}
+
 /// The API a source reads.
 enum Api {
     CloudTrail(cloudtrail::CloudTrailSource),
@@ -103,21 +129,26 @@ enum Api {
 }
 
 impl Source {
-    /// Builds the source's client from the shared AWS configuration.
+    /// Builds the source on the shared clients; `credentials`: the account's (a per-account
+    /// CloudTrail source), `None` for rolewatch's own.
     pub fn new(
         cfg: &SourceConfig,
-        sdk: &SdkConfig,
+        clients: &mut Clients,
+        credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
         event_names: Option<Vec<String>>,
         patterns: Vec<String>,
     ) -> Source {
         let api = match &cfg.kind {
-            SourceKind::CloudTrail => {
-                Api::CloudTrail(cloudtrail::CloudTrailSource::new(cfg, sdk, event_names))
-            }
+            SourceKind::CloudTrail => Api::CloudTrail(cloudtrail::CloudTrailSource::new(
+                cfg,
+                clients.cloudtrail(&cfg.region),
+                credentials,
+                event_names,
+            )),
             SourceKind::CloudWatchLogs { .. } => {
-                Api::Logs(logs::LogsSource::new(cfg, sdk, patterns))
+                Api::Logs(logs::LogsSource::new(cfg, &clients.sdk, patterns))
             }
-            SourceKind::Sqs { .. } => Api::Queue(sqs::QueueSource::new(cfg, sdk)),
+            SourceKind::Sqs { .. } => Api::Queue(sqs::QueueSource::new(cfg, &clients.sdk)),
         };
         Source {
             api,

@@ -361,7 +361,7 @@ fn a_central_log_groups_record_is_analysed_inside_its_recipient_account() {
             external_id: None,
             session_name: "rolewatch".into(),
         };
-        let sdk = rolewatch::runtime::build::account_sdk(&base, &member).await;
+        let sdk = rolewatch::runtime::build::account_sdk(&base, &member);
         let iam = aws_sdk_iam::Client::new(&sdk);
         let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
             "Principal": {"AWS": "arn:aws:iam::406882777402:root"}, "Action": "sts:AssumeRole"}]});

@@ -912,7 +912,7 @@ async fn the_analysis_reads_iam_inside_the_member_account() {
         external_id: Some(rolewatch::config::ExternalId::Inline("ext-member".into())),
         session_name: "rolewatch".into(),
     };
-    let member_sdk = rolewatch::runtime::build::account_sdk(&base, &account).await;
+    let member_sdk = rolewatch::runtime::build::account_sdk(&base, &account);
     let member_admin = aws_sdk_iam::Client::new(&member_sdk);
     member_admin
         .create_role()
@@ -929,7 +929,9 @@ async fn the_analysis_reads_iam_inside_the_member_account() {
     )
     .await;
 
-    let iam = AwsIam::with_accounts(&base, [(MEMBER, &member_sdk)]);
+    let member_credentials =
+        rolewatch::runtime::build::account_credentials(&aws_sdk_sts::Client::new(&base), &account);
+    let iam = AwsIam::with_accounts(&base, [(MEMBER, &member_credentials)]);
     let vendor = VendorConfig::default();
     let own = baseline::snapshot(&iam, &vendor, 1_000).await;
     assert!(

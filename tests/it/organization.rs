@@ -408,7 +408,12 @@ fn credentials_are_refreshed_before_expiry_with_jitter_one_assume_role_per_accou
             .load()
             .await;
         let base = rolewatch::aws::with_clock(&base, clock.clone());
-        let mut sdks = Vec::new();
+        // As the daemon does it: one identity cache for every account, one STS client that
+        // assumes every role, one client that calls into every account with its credentials.
+        let kept = rolewatch::runtime::build::AccountSdks::default();
+        let shared = rolewatch::runtime::build::shared_sdk(&base, &kept);
+        let client = aws_sdk_sts::Client::new(&shared);
+        let mut credentials = Vec::new();
         for m in &members {
             let account = AccountConfig {
                 id: m.clone(),
@@ -417,17 +422,28 @@ fn credentials_are_refreshed_before_expiry_with_jitter_one_assume_role_per_accou
                 external_id: Some(rolewatch::config::ExternalId::Inline("ext".into())),
                 session_name: "rolewatch".into(),
             };
-            sdks.push(rolewatch::runtime::build::account_sdk(&base, &account).await);
+            credentials.push(
+                rolewatch::runtime::build::account_credentials(&client, &account)
+                    .expect("a member's credentials"),
+            );
         }
         // Four requests at once per account, each asking the cache for credentials; every
         // answer comes from the member account.
         let ask = || {
-            let (sdks, members) = (&sdks, &members);
+            let (client, credentials, members) = (&client, &credentials, &members);
             async move {
                 let calls = (0..members.len()).flat_map(|i| {
                     (0..4).map(move |_| async move {
-                        let client = aws_sdk_sts::Client::new(&sdks[i]);
-                        let who = client.get_caller_identity().send().await.unwrap();
+                        let mut with = aws_sdk_sts::config::Builder::default();
+                        with.set_credentials_provider(Some(credentials[i].clone()));
+                        with.set_identity_cache(client.config().identity_cache().unwrap());
+                        let who = client
+                            .get_caller_identity()
+                            .customize()
+                            .config_override(with)
+                            .send()
+                            .await
+                            .unwrap();
                         assert_eq!(who.account(), Some(members[i].as_str()));
                     })
                 });

@@ -23,7 +23,7 @@ impl Daemon {
     pub(super) async fn poll(&self, i: usize) -> bool {
         let slot = &self.sources[i];
         if slot.cfg.kind.is_queue() {
-            return self.receive(i).await;
+            return Box::pin(self.receive(i)).await;
         }
         let sc = &slot.cfg;
         // Replicas: only the lease holder polls (its clock says its lease is still fresh).
@@ -36,6 +36,16 @@ impl Daemon {
         // One global cap over every source and account; a closed semaphore never happens
         // (it is never closed), and then the poll simply runs.
         let _permit = self.polls_at_once.acquire().await.ok();
+        // Boxed, and only once the permit is held: a poll waiting for its turn is a small
+        // task, and only the `max_concurrent_polls` polls that run hold their whole state
+        // (with 1,000 accounts, every account's poll waits at the start of each round).
+        Box::pin(self.poll_now(i)).await
+    }
+
+    /// The poll of [`Daemon::poll`], its permit held.
+    async fn poll_now(&self, i: usize) -> bool {
+        let slot = &self.sources[i];
+        let sc = &slot.cfg;
         let retention = self.retention_of(i).await;
         lock(&self.health)[i].polling = true;
         let channels: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
@@ -169,6 +179,13 @@ impl Daemon {
             return false;
         }
         let _permit = self.polls_at_once.acquire().await.ok();
+        Box::pin(self.sweep_now(i)).await
+    }
+
+    /// The sweep of [`Daemon::sweep`], its permit held (boxed as a poll is).
+    async fn sweep_now(&self, i: usize) -> bool {
+        let slot = &self.sources[i];
+        let sc = &slot.cfg;
         let retention = self.retention_of(i).await;
         let channels: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
         let ctx = self.poll_context(&channels, retention);
