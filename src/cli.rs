@@ -137,6 +137,10 @@ pub struct BaselineArgs {
     /// holds the state's lock).
     #[arg(long)]
     pub record: bool,
+    /// With `[[account]]`s or `[organization]`: only this account (its id). Without it, the
+    /// role inside every account, printed as one JSON object keyed by account id.
+    #[arg(long, value_name = "ID")]
+    pub account: Option<String>,
 }
 
 /// `rolewatch expect …`

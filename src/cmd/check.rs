@@ -79,6 +79,8 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let cfg = config::load(args.config.as_deref())?;
     let now = SystemClock.now_ms();
     let window = window(args, now)?;
+    // `[organization]`: every account it lets in now, as the daemon would read them.
+    let cfg = crate::runtime::organization::resolve(&cfg).await?;
     let built = crate::runtime::build::pipeline(&cfg).await?;
     let engine = built.engine;
     let mut failed = 0;

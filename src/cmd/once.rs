@@ -20,8 +20,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     super::init_logging(cfg.daemon.log_format);
     super::tokio_runtime()?.block_on(async move {
         // `[organization]`: the accounts as they are now.
-        let cfg = crate::runtime::organization::resolve(&cfg).await?;
+        let (cfg, found) = crate::runtime::organization::resolve_found(&cfg).await?;
         let daemon = Daemon::start(&cfg, Arc::new(SystemClock)).await?;
+        // The accounts an earlier run watched that the organization no longer lets in.
+        if let Some(found) = &found {
+            daemon.report_unwatched(&found.inactive);
+        }
         Ok(if daemon.once().await {
             ExitCode::SUCCESS
         } else {

@@ -237,11 +237,20 @@ pub fn coverage_gap(source: &str, from_ms: i64, to_ms: i64, reason: &str, now_ms
 
 /// An `[organization]` account watched until now is dropped (`why`: closed, suspended, gone
 /// from the organization or from the filters); `label` is `id (name)` or the id.
-pub fn account_dropped(id: &str, label: &str, why: &str, now_ms: i64) -> Notice {
+/// `last_polled_ms`: the end of the account's last polled window, which names this drop
+/// (the same drop reported again is the same notice); `None`: never polled, named by now.
+pub fn account_dropped(
+    id: &str,
+    label: &str,
+    why: &str,
+    last_polled_ms: Option<i64>,
+    now_ms: i64,
+) -> Notice {
+    let at = last_polled_ms.unwrap_or(now_ms);
     Notice::new(
         ACCOUNT_DROPPED_RULE,
         "high",
-        format!("rolewatch-account-dropped-{id}-{now_ms}"),
+        format!("rolewatch-account-dropped-{id}-{at}"),
         "AccountDropped",
         &format!("account {label}"),
         format!("account {label} is no longer watched: {why}"),

@@ -272,14 +272,23 @@ async fn base_sdk(cfg: &Config) -> anyhow::Result<SdkConfig> {
 ///
 /// The organization's accounts cannot be listed.
 pub async fn resolve(cfg: &Config) -> anyhow::Result<Config> {
+    Ok(resolve_found(cfg).await?.0)
+}
+
+/// [`resolve`], and the discovery it made (`None` without `[organization]`).
+///
+/// # Errors
+///
+/// The organization's accounts cannot be listed.
+pub async fn resolve_found(cfg: &Config) -> anyhow::Result<(Config, Option<Discovered>)> {
     let Some(org) = &cfg.organization else {
-        return Ok(cfg.clone());
+        return Ok((cfg.clone(), None));
     };
     let sdk = base_sdk(cfg).await?;
     let d = discover_logged(org, &sdk)
         .await
         .context("cannot list the organization's accounts ([organization])")?;
-    Ok(cfg.with_accounts(d.accounts))
+    Ok((cfg.with_accounts(d.accounts.clone()), Some(d)))
 }
 
 /// `rolewatch run`: the daemon, on `cfg`'s accounts; with `[organization]`, the accounts
@@ -326,6 +335,8 @@ pub async fn run(
             .await?,
         );
         daemon.accounts_dropped(&std::mem::take(&mut to_report));
+        // And those dropped while no rolewatch ran (the same drop is one notice).
+        daemon.report_unwatched(&found.inactive);
         let this_round = shutdown.child_token();
         let refresher = {
             let (org, sdk, daemon, stop) =

@@ -444,3 +444,158 @@ role_arn = "arn:aws:iam::{PROD}:role/rolewatch-member"
         "the attached document, from the member's IAM: {analysis:#}"
     );
 }
+
+/// `baseline` and `doctor` read inside each account, with the account's credentials: the role
+/// of prod (in prod's IAM on moto) is snapshotted, recorded under `<role>@<account>` and
+/// then found again by doctor; an account whose role is not there, and one whose
+/// ExternalId cannot be read, are each reported for that account alone.
+#[test]
+fn baseline_and_doctor_read_inside_each_account() {
+    use crate::stdout;
+    use crate::support::{attach_new_policy, run_with, sdk_config};
+    const ROLE: &str = "astronomer-remote-management";
+    let moto = Moto::start();
+    let server = LookupServer::start();
+    server.accounts(json!({"moto": moto.endpoint()}));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let base = sdk_config(&moto.endpoint()).await;
+        let member = rolewatch::config::AccountConfig {
+            id: PROD.into(),
+            name: None,
+            role_arn: Some(format!("arn:aws:iam::{PROD}:role/rolewatch-member")),
+            external_id: None,
+            session_name: "rolewatch".into(),
+        };
+        let iam = aws_sdk_iam::Client::new(&rolewatch::runtime::build::account_sdk(&base, &member));
+        let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": {"AWS": "arn:aws:iam::406882777402:root"}, "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"sts:ExternalId": "vendor-ext-id"}}}]});
+        iam.create_role()
+            .role_name(ROLE)
+            .assume_role_policy_document(trust.to_string())
+            .send()
+            .await
+            .unwrap();
+        let doc = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Action": ["s3:GetObject"], "Resource": "*"}]});
+        attach_new_policy(&iam, ROLE, "AstronomerCrossAccountRole", &doc).await;
+    });
+    let setup = Setup::new();
+    let config = setup.config(&format!(
+        r#"[[source]]
+type = "cloudtrail"
+name = "ct"
+
+[admin]
+enabled = false
+
+[[account]]
+id = "{OWN}"
+name = "management"
+
+[[account]]
+id = "{PROD}"
+name = "prod"
+role_arn = "arn:aws:iam::{PROD}:role/rolewatch-member"
+external_id = "prod-ext-id"
+
+[[account]]
+id = "{DEV}"
+role_arn = "arn:aws:iam::{DEV}:role/rolewatch-member"
+external_id_env = "RW_TEST_UNSET_EXTERNAL_ID"
+"#
+    ));
+
+    // Every account: prod's role, an error for the other two; exit 1.
+    let out = run_with(Some(&server), Some(&moto), &["baseline"], &config);
+    assert_exit(&out, 1);
+    let all: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(all[PROD]["role_name"], ROLE, "{all}");
+    assert!(
+        all[PROD].to_string().contains("AstronomerCrossAccountRole"),
+        "{all}"
+    );
+    assert!(all[OWN]["error"].as_str().unwrap().contains(ROLE), "{all}");
+    assert!(
+        all[DEV]["error"]
+            .as_str()
+            .unwrap()
+            .contains("ExternalId cannot be read"),
+        "{all}"
+    );
+
+    // Only prod, recorded.
+    let out = run_with(
+        Some(&server),
+        Some(&moto),
+        &["baseline", "--account", PROD, "--record"],
+        &config,
+    );
+    assert_exit(&out, 0);
+    let one: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(one.as_object().unwrap().len(), 1, "{one}");
+    let out = run_with(
+        Some(&server),
+        Some(&moto),
+        &["baseline", "--account", "999999999999"],
+        &config,
+    );
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("999999999999"), "{}", stderr(&out));
+
+    // doctor: one finding per account, each with its source and its role.
+    let out = run_with(Some(&server), Some(&moto), &["doctor"], &config);
+    assert_exit(&out, 1);
+    let text = stdout(&out);
+    // Findings: a headline at column 0 (`ok`, `WARN`, `FAIL`), detail lines indented.
+    let mut findings: Vec<String> = Vec::new();
+    for line in text.lines() {
+        match findings.last_mut() {
+            Some(f) if line.starts_with(' ') => {
+                f.push('\n');
+                f.push_str(line);
+            }
+            _ => findings.push(line.to_owned()),
+        }
+    }
+    let finding = |head: &str| -> String {
+        findings
+            .iter()
+            .find(|f| f.contains(head))
+            .unwrap_or_else(|| panic!("no `{head}` in:\n{text}"))
+            .clone()
+    };
+    let prod = finding(&format!("account {PROD} (prod): "));
+    assert!(
+        prod.contains(&format!("through arn:aws:iam::{PROD}:role/rolewatch-member as arn:aws:sts::{PROD}:assumed-role/")),
+        "{prod}"
+    );
+    assert!(prod.contains(&format!("source ct@{PROD}")), "{prod}");
+    assert!(prod.contains("same as the baseline of"), "{prod}");
+    let dev = finding(&format!("account {DEV}: "));
+    assert!(
+        dev.starts_with("FAIL") && dev.contains("ExternalId cannot be read"),
+        "{dev}"
+    );
+    assert!(prod.starts_with("ok "), "{prod}");
+    let own = finding(&format!("account {OWN} (management): "));
+    assert!(
+        own.contains("with rolewatch's own credentials") && own.contains("cannot read the role"),
+        "{own}"
+    );
+    // The sources of the accounts are checked inside them only, not once more outside.
+    assert!(
+        !findings
+            .iter()
+            .any(|f| f.contains(&format!("  source ct@{PROD}")) && !f.contains("account ")),
+        "{text}"
+    );
+    // With accounts, no role check outside them.
+    assert!(
+        !findings
+            .iter()
+            .any(|f| f.contains(&format!("  role {ROLE}: "))),
+        "{text}"
+    );
+}

@@ -655,3 +655,92 @@ refresh_minutes = 0.05
     );
     assert!(!err.contains("organization_changed"), "no restart: {err}");
 }
+
+/// `check`, `doctor` and `once` list the organization as `run` does. An account closed
+/// between two `once` runs is reported by the second (an earlier run's cursors are in the
+/// state), once: the third run says nothing more about it.
+#[test]
+fn check_doctor_and_once_see_the_organization_and_once_reports_a_closed_account_once() {
+    use crate::support::run_with;
+    let moto = Moto::start();
+    let members = organization(&moto, &["prod", "dev"]);
+    let (prod, dev) = (members[0].clone(), members[1].clone());
+    let server = LookupServer::start();
+    server.accounts(json!({"moto": moto.endpoint()}));
+    for acct in [OWN, &prod, &dev] {
+        change_in(&server, acct);
+    }
+    let setup = Setup::new();
+    let config = setup.config(&format!(
+        "{SOURCE}
+[organization]
+external_id = \"org-ext-id\"
+"
+    ));
+    let ids = |out: &std::process::Output| -> Vec<String> {
+        let mut v: Vec<String> = lines(out)
+            .iter()
+            .filter_map(|l| l["eventID"].as_str().map(str::to_owned))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut want: Vec<String> = [OWN, &prod, &dev]
+        .iter()
+        .map(|a| format!("change-{a}"))
+        .collect();
+    want.sort();
+
+    // check: every account of the organization, read-only.
+    let out = run_with(Some(&server), Some(&moto), &["check"], &config);
+    assert_exit(&out, 0);
+    assert_eq!(ids(&out), want, "{}", stderr(&out));
+
+    // doctor: the listing, then one finding per account.
+    let out = run_with(Some(&server), Some(&moto), &["doctor"], &config);
+    let text = crate::stdout(&out);
+    assert!(
+        text.contains("organization: 3 active account(s) let in by the filters"),
+        "{text}"
+    );
+    for acct in [&prod, &dev] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&format!("account {acct} ("))
+                    && l.contains(&format!("reached through arn:aws:iam::{acct}:role/"))),
+            "{acct}:\n{text}"
+        );
+    }
+
+    let once = || run_with(Some(&server), Some(&moto), &["once"], &config);
+    let dropped = |out: &std::process::Output| -> Vec<Value> {
+        lines(out)
+            .into_iter()
+            .filter(|l| l["event_name"] == "AccountDropped")
+            .collect()
+    };
+    let first = once();
+    assert_exit(&first, 0);
+    assert_eq!(alerts_by_id(&lines(&first)).len(), 3, "{}", stderr(&first));
+    assert!(dropped(&first).is_empty());
+
+    org_call(&moto, "CloseAccount", &json!({"AccountId": dev}));
+    let second = once();
+    assert_exit(&second, 0);
+    let notices = dropped(&second);
+    assert_eq!(notices.len(), 1, "{}", stderr(&second));
+    assert_eq!(notices[0]["recipient_account_id"], dev.as_str());
+    assert!(
+        notices[0].to_string().contains("SUSPENDED"),
+        "{}",
+        notices[0]
+    );
+
+    let third = once();
+    assert_exit(&third, 0);
+    assert!(
+        dropped(&third).is_empty(),
+        "reported again: {:?}",
+        dropped(&third)
+    );
+}

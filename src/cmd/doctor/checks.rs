@@ -120,7 +120,9 @@ fn other_accounts(cfg: &Config, account: &str) -> Vec<(String, String)> {
 /// One check per source: can it be read at all.
 pub(super) async fn sources(cfg: &Config, sdk: Option<&SdkConfig>, now_ms: i64) -> Vec<Finding> {
     let mut out = Vec::new();
-    for s in &cfg.sources {
+    // A per-account source is checked with its account's credentials, in the account's
+    // check (`super::accounts`).
+    for s in cfg.sources.iter().filter(|s| s.account.is_none()) {
         let kind = s.kind.name();
         let check = format!("source {} ({kind}, {})", s.id, s.region);
         out.push(match sdk {
@@ -394,7 +396,7 @@ fn cloudtrail_client(sdk: &SdkConfig, region: &str) -> aws_sdk_cloudtrail::Clien
     aws_sdk_cloudtrail::Client::from_conf(conf)
 }
 
-async fn cloudtrail_source(
+pub(super) async fn cloudtrail_source(
     check: String,
     s: &SourceConfig,
     sdk: &SdkConfig,

@@ -15,6 +15,7 @@
 //! failed check does not stop the others; the checks that need AWS credentials say
 //! `skipped: no credentials` when there are none.
 
+mod accounts;
 mod checks;
 mod role;
 mod state;
@@ -138,6 +139,29 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> 
 
     let (credentials, sdk) = checks::credentials(cfg).await;
     emit(credentials, out)?;
+    // `[organization]`: the accounts as the daemon would find them now.
+    let discovered;
+    let cfg = match (&cfg.organization, &sdk) {
+        (Some(org), Some(sdk)) => {
+            let (finding, found) = organization(org, sdk).await;
+            emit(finding, out)?;
+            match found {
+                Some(accounts) => {
+                    discovered = cfg.with_accounts(accounts);
+                    &discovered
+                }
+                None => cfg,
+            }
+        }
+        (Some(_), None) => {
+            emit(Finding::skipped("organization"), out)?;
+            cfg
+        }
+        (None, _) => cfg,
+    };
+    for finding in accounts::check(cfg, sdk.as_ref(), now_ms).await {
+        emit(finding, out)?;
+    }
     for finding in checks::sources(cfg, sdk.as_ref(), now_ms).await {
         emit(finding, out)?;
     }
@@ -153,7 +177,10 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> 
     let state = state::check(cfg);
     let stored = state.baseline.clone();
     emit(state.finding, out)?;
-    emit(role::check(cfg, sdk.as_ref(), stored, now_ms).await, out)?;
+    // With accounts, the role is checked inside each (above), as the daemon watches it.
+    if cfg.accounts.is_empty() {
+        emit(role::check(cfg, sdk.as_ref(), stored, now_ms).await, out)?;
+    }
 
     let [ok, warn, fail] = counts;
     writeln!(
@@ -167,6 +194,54 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> 
     } else {
         ExitCode::from(crate::exit::EXIT_FAILURE)
     })
+}
+
+/// The `[organization]` check: ListAccounts (every page) and the filters, as the daemon
+/// lists the accounts; the accounts found, or `None` when the listing failed.
+async fn organization(
+    org: &crate::config::OrganizationConfig,
+    sdk: &aws_config::SdkConfig,
+) -> (Finding, Option<Vec<crate::config::AccountConfig>>) {
+    const CHECK: &str = "organization";
+    match bounded(
+        CHECK_TIMEOUT * 3,
+        crate::runtime::organization::discover(org, sdk),
+    )
+    .await
+    {
+        Ok(Ok(d)) => {
+            let status = if d.accounts.is_empty() {
+                Status::Warn
+            } else {
+                Status::Ok
+            };
+            let mut f = Finding::new(
+                status,
+                CHECK,
+                format!(
+                    "{} active account(s) let in by the filters ({} calls)",
+                    d.accounts.len(),
+                    d.calls
+                ),
+            );
+            if d.accounts.is_empty() {
+                f.line("only the account of rolewatch's own credentials would be read");
+            }
+            for (id, state) in &d.inactive {
+                f.line(format!("not watched: {id} ({state})"));
+            }
+            (f, Some(d.accounts))
+        }
+        Ok(Err(e)) => {
+            let mut f = Finding::new(Status::Fail, CHECK, format!("{e:#}"));
+            f.line("rolewatch needs organizations:ListAccounts from the management account or a delegated administrator; the [[account]] entries are checked alone");
+            (f, None)
+        }
+        Err(why) => (
+            Finding::new(Status::Fail, CHECK, format!("Organizations: {why}")),
+            None,
+        ),
+    }
 }
 
 /// `fut`, or a sentence saying it took longer than `limit`.

@@ -39,9 +39,15 @@ pub(super) struct StateReport {
 
 /// Checks the state's place; reads its baseline of the vendor's role.
 pub(super) fn check(cfg: &Config) -> StateReport {
+    check_role(cfg, &cfg.vendor.role_name)
+}
+
+/// [`check`], reading the baseline stored under `role_key` (`<role>@<account>` for the role
+/// inside an `[[account]]`).
+pub(super) fn check_role(cfg: &Config, role_key: &str) -> StateReport {
     const CHECK: &str = "state";
     if let crate::config::StateBackend::DynamoDb(d) = &cfg.state.backend {
-        return check_dynamo(d, &cfg.vendor.role_name);
+        return check_dynamo(d, role_key);
     }
     let path = match crate::state::state_path(cfg) {
         Ok(p) => p,
@@ -52,7 +58,7 @@ pub(super) fn check(cfg: &Config) -> StateReport {
             }
         }
     };
-    check_path(&path, &cfg.vendor.role_name)
+    check_path(&path, role_key)
 }
 
 /// The DynamoDB backend: the table exists, its schema is one this rolewatch knows, who holds

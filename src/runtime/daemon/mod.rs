@@ -264,17 +264,74 @@ impl Daemon {
     }
 
     /// Records the notice that the accounts `dropped` are no longer watched, and logs it.
+    ///
+    /// One notice per account and drop, however often it is reported (by the listing that
+    /// dropped it, and by every later start that finds its cursors in the state): the
+    /// notice's eventID carries the account's last polled position, which stays put once
+    /// the account is no longer polled.
     pub fn accounts_dropped(&self, dropped: &[crate::runtime::organization::Dropped]) {
+        if dropped.is_empty() {
+            return;
+        }
         let now = self.clock.now_ms();
+        let last_polled = self.last_polled_by_account();
         for d in dropped {
             let label = match &d.name {
                 Some(n) => format!("{} ({n})", d.id),
                 None => d.id.clone(),
             };
-            let n = synthetic::account_dropped(&d.id, &label, &d.why, now);
+            let last = last_polled.get(d.id.as_str()).copied();
+            let n = synthetic::account_dropped(&d.id, &label, &d.why, last, now);
             tracing::warn!(event = "account_dropped", account = %d.id, "{}", n.summary);
             self.record_notice(&n);
         }
+    }
+
+    /// With `[organization]`, at the start of `run` and `once`: the accounts an earlier run
+    /// watched (the state holds cursors of their sources) that this one does not — closed,
+    /// suspended or filtered out while rolewatch was not running — reported as dropped
+    /// (once each: [`Daemon::accounts_dropped`]). `inactive`: the listing's accounts that
+    /// are not ACTIVE, with their state.
+    pub fn report_unwatched(&self, inactive: &std::collections::BTreeMap<String, String>) {
+        let watched: std::collections::HashSet<&str> = self
+            .sources
+            .iter()
+            .filter_map(|s| s.cfg.account.as_deref())
+            .collect();
+        let mut gone: Vec<crate::runtime::organization::Dropped> = self
+            .last_polled_by_account()
+            .into_keys()
+            .filter(|a| !watched.contains(a.as_str()))
+            .map(|id| crate::runtime::organization::Dropped {
+                why: inactive.get(&id).map_or_else(
+                    || "no longer in the organization, or no longer let in by the [organization] filters (found at start: an earlier run watched it)".to_owned(),
+                    |state| format!("its state is {state}"),
+                ),
+                id,
+                name: None,
+            })
+            .collect();
+        gone.sort_by(|a, b| a.id.cmp(&b.id));
+        self.accounts_dropped(&gone);
+    }
+
+    /// The latest polled position of each account's sources, from the state's cursors.
+    fn last_polled_by_account(&self) -> std::collections::HashMap<String, i64> {
+        let cursors = match self.state.with(|s| s.cursors()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot read the sources' cursors");
+                return std::collections::HashMap::new();
+            }
+        };
+        let mut out = std::collections::HashMap::new();
+        for c in cursors {
+            if let Some(a) = crate::config::accounts::account_of_source(&c.source_id) {
+                let at = out.entry(a.to_owned()).or_insert(c.position_ms);
+                *at = (*at).max(c.position_ms);
+            }
+        }
+        out
     }
 
     /// Records a notice (through every channel).
