@@ -221,6 +221,29 @@ fn next_marker(truncated: bool, marker: Option<&str>) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Every page of an IAM list, page by page (the SDK's paginators ignore a per-request
+/// configuration): `page(marker)` gives a page's items and the next marker; at most
+/// [`MAX_LISTED`] items, and a marker sent back unchanged ends the list (it would list the
+/// same page for ever).
+async fn listed<T, F, Fut>(mut page: F) -> Result<Vec<T>, IamError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<String>), IamError>>,
+{
+    let mut out = Vec::new();
+    let mut marker = None;
+    loop {
+        let sent = marker.take();
+        let (items, next) = page(sent.clone()).await?;
+        out.extend(items);
+        if next.is_none() || next == sent || out.len() >= MAX_LISTED {
+            out.truncate(MAX_LISTED);
+            return Ok(out);
+        }
+        marker = next;
+    }
+}
+
 /// The most policies read from one list (a role holds at most 20 managed and a few inline).
 const MAX_LISTED: usize = 1000;
 
@@ -296,63 +319,50 @@ impl IamReader for AwsIam {
     }
 
     async fn attached_policies(&self, role_name: &str) -> Result<Vec<(String, String)>, IamError> {
-        retrying(|| async {
-            // Page by page here: the SDK's paginators ignore a per-request configuration.
-            let mut out = Vec::new();
-            let mut marker = None;
-            loop {
-                let sent = marker.take();
+        retrying(|| {
+            listed(|marker| async move {
                 let page = self
                     .client
                     .list_attached_role_policies()
                     .role_name(role_name)
-                    .set_marker(sent.clone())
+                    .set_marker(marker)
                     .customize()
                     .config_override(self.account())
                     .send()
                     .await
                     .map_err(|e| iam_error("ListAttachedRolePolicies", &e))?;
-                out.extend(page.attached_policies().iter().map(|p| {
-                    (
-                        p.policy_name().unwrap_or_default().to_owned(),
-                        p.policy_arn().unwrap_or_default().to_owned(),
-                    )
-                }));
-                marker = next_marker(page.is_truncated(), page.marker());
-                // A marker sent back unchanged would list the same page for ever.
-                if marker.is_none() || marker == sent || out.len() >= MAX_LISTED {
-                    out.truncate(MAX_LISTED);
-                    return Ok(out);
-                }
-            }
+                let items = page
+                    .attached_policies()
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.policy_name().unwrap_or_default().to_owned(),
+                            p.policy_arn().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect();
+                Ok((items, next_marker(page.is_truncated(), page.marker())))
+            })
         })
         .await
     }
 
     async fn inline_policy_names(&self, role_name: &str) -> Result<Vec<String>, IamError> {
-        retrying(|| async {
-            let mut out = Vec::new();
-            let mut marker = None;
-            loop {
-                let sent = marker.take();
+        retrying(|| {
+            listed(|marker| async move {
                 let page = self
                     .client
                     .list_role_policies()
                     .role_name(role_name)
-                    .set_marker(sent.clone())
+                    .set_marker(marker)
                     .customize()
                     .config_override(self.account())
                     .send()
                     .await
                     .map_err(|e| iam_error("ListRolePolicies", &e))?;
-                out.extend(page.policy_names().iter().cloned());
-                marker = next_marker(page.is_truncated(), page.marker());
-                // A marker sent back unchanged would list the same page for ever.
-                if marker.is_none() || marker == sent || out.len() >= MAX_LISTED {
-                    out.truncate(MAX_LISTED);
-                    return Ok(out);
-                }
-            }
+                let items = page.policy_names().to_vec();
+                Ok((items, next_marker(page.is_truncated(), page.marker())))
+            })
         })
         .await
     }
@@ -372,5 +382,59 @@ impl IamReader for AwsIam {
             Ok(out.policy_document().to_owned())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pages as IAM gives them: `(items, IsTruncated, Marker)` by the marker asked for.
+    async fn list(pages: &[(Vec<u32>, bool, Option<&str>)]) -> (Vec<u32>, Vec<Option<String>>) {
+        let asked = std::sync::Mutex::new(Vec::new());
+        let got = listed(|marker: Option<String>| {
+            asked.lock().unwrap().push(marker.clone());
+            let i = asked.lock().unwrap().len() - 1;
+            let (items, truncated, next) = pages[i].clone();
+            async move { Ok((items, next_marker(truncated, next))) }
+        })
+        .await
+        .unwrap();
+        (got, asked.into_inner().unwrap())
+    }
+
+    #[tokio::test]
+    async fn every_page_is_read_until_iam_says_the_list_is_whole() {
+        let (got, asked) = list(&[
+            (vec![1, 2], true, Some("m1")),
+            (vec![3], true, Some("m2")),
+            (vec![4], false, Some("ignored")),
+        ])
+        .await;
+        assert_eq!(got, [1, 2, 3, 4]);
+        assert_eq!(asked, [None, Some("m1".into()), Some("m2".into())]);
+        // An empty marker ends the list too.
+        let (got, _) = list(&[(vec![1], true, Some(""))]).await;
+        assert_eq!(got, [1]);
+    }
+
+    #[tokio::test]
+    async fn a_marker_sent_back_unchanged_ends_the_list() {
+        let (got, asked) = list(&[(vec![1], true, Some("m")), (vec![2], true, Some("m"))]).await;
+        assert_eq!(got, [1, 2]);
+        assert_eq!(asked.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn at_most_max_listed_items() {
+        let big: Vec<u32> = (0..700).collect();
+        let (got, asked) = list(&[
+            (big.clone(), true, Some("a")),
+            (big.clone(), true, Some("b")),
+            (big, true, Some("c")),
+        ])
+        .await;
+        assert_eq!(got.len(), MAX_LISTED);
+        assert_eq!(asked.len(), 2);
     }
 }

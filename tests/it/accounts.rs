@@ -348,33 +348,15 @@ accounts = ["{DEV}"]
 /// analysis of a member's record reads IAM inside that member (the policy exists only there).
 #[test]
 fn a_central_log_groups_record_is_analysed_inside_its_recipient_account() {
-    use crate::support::{attach_new_policy, logs_call, put_records, sdk_config};
+    use crate::support::{logs_call, put_records};
     const ROLE: &str = "astronomer-remote-management";
     let moto = Moto::start();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let policy_arn = rt.block_on(async {
-        let base = sdk_config(&moto.endpoint()).await;
-        let member = rolewatch::config::AccountConfig {
-            id: PROD.into(),
-            name: None,
-            role_arn: Some(format!("arn:aws:iam::{PROD}:role/rolewatch-member")),
-            external_id: None,
-            session_name: "rolewatch".into(),
-        };
-        let sdk = rolewatch::runtime::build::account_sdk(&base, &member);
-        let iam = aws_sdk_iam::Client::new(&sdk);
-        let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-            "Principal": {"AWS": "arn:aws:iam::406882777402:root"}, "Action": "sts:AssumeRole"}]});
-        iam.create_role()
-            .role_name(ROLE)
-            .assume_role_policy_document(trust.to_string())
-            .send()
-            .await
-            .unwrap();
+        let iam = vendor_role_in_prod(&moto).await;
         let doc = |a: &str| {
             json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": [a], "Resource": "*"}]})
         };
-        attach_new_policy(&iam, ROLE, "AstronomerCrossAccountRole", &doc("s3:GetObject")).await;
         // A policy of the member's, attached by the change below.
         iam.create_policy()
             .policy_name("MemberExtra")
@@ -452,63 +434,27 @@ role_arn = "arn:aws:iam::{PROD}:role/rolewatch-member"
 #[test]
 fn baseline_and_doctor_read_inside_each_account() {
     use crate::stdout;
-    use crate::support::{attach_new_policy, run_with, sdk_config};
     const ROLE: &str = "astronomer-remote-management";
     let moto = Moto::start();
     let server = LookupServer::start();
     server.accounts(json!({"moto": moto.endpoint()}));
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let base = sdk_config(&moto.endpoint()).await;
-        let member = rolewatch::config::AccountConfig {
-            id: PROD.into(),
-            name: None,
-            role_arn: Some(format!("arn:aws:iam::{PROD}:role/rolewatch-member")),
-            external_id: None,
-            session_name: "rolewatch".into(),
-        };
-        let iam = aws_sdk_iam::Client::new(&rolewatch::runtime::build::account_sdk(&base, &member));
-        let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-            "Principal": {"AWS": "arn:aws:iam::406882777402:root"}, "Action": "sts:AssumeRole",
-            "Condition": {"StringEquals": {"sts:ExternalId": "vendor-ext-id"}}}]});
-        iam.create_role()
-            .role_name(ROLE)
-            .assume_role_policy_document(trust.to_string())
-            .send()
-            .await
-            .unwrap();
-        let doc = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-            "Action": ["s3:GetObject"], "Resource": "*"}]});
-        attach_new_policy(&iam, ROLE, "AstronomerCrossAccountRole", &doc).await;
-    });
+    rt.block_on(vendor_role_in_prod(&moto));
     let setup = Setup::new();
-    let config = setup.config(&format!(
-        r#"[[source]]
-type = "cloudtrail"
-name = "ct"
-
-[admin]
-enabled = false
-
-[[account]]
-id = "{OWN}"
-name = "management"
-
-[[account]]
-id = "{PROD}"
-name = "prod"
-role_arn = "arn:aws:iam::{PROD}:role/rolewatch-member"
-external_id = "prod-ext-id"
-
-[[account]]
-id = "{DEV}"
-role_arn = "arn:aws:iam::{DEV}:role/rolewatch-member"
-external_id_env = "RW_TEST_UNSET_EXTERNAL_ID"
-"#
-    ));
+    // dev's ExternalId file does not exist: dev cannot be reached.
+    let config = accounts_config(&setup, &setup.path("no-such-file"));
+    let run = |args: &[&str]| {
+        command(Some(&server), Some(&moto))
+            .env("RW_TEST_PROD_EXTERNAL_ID", "prod-ext-id")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
 
     // Every account: prod's role, an error for the other two; exit 1.
-    let out = run_with(Some(&server), Some(&moto), &["baseline"], &config);
+    let out = run(&["baseline"]);
     assert_exit(&out, 1);
     let all: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(all[PROD]["role_name"], ROLE, "{all}");
@@ -526,26 +472,16 @@ external_id_env = "RW_TEST_UNSET_EXTERNAL_ID"
     );
 
     // Only prod, recorded.
-    let out = run_with(
-        Some(&server),
-        Some(&moto),
-        &["baseline", "--account", PROD, "--record"],
-        &config,
-    );
+    let out = run(&["baseline", "--account", PROD, "--record"]);
     assert_exit(&out, 0);
     let one: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(one.as_object().unwrap().len(), 1, "{one}");
-    let out = run_with(
-        Some(&server),
-        Some(&moto),
-        &["baseline", "--account", "999999999999"],
-        &config,
-    );
+    let out = run(&["baseline", "--account", "999999999999"]);
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("999999999999"), "{}", stderr(&out));
 
     // doctor: one finding per account, each with its source and its role.
-    let out = run_with(Some(&server), Some(&moto), &["doctor"], &config);
+    let out = run(&["doctor"]);
     assert_exit(&out, 1);
     let text = stdout(&out);
     // Findings: a headline at column 0 (`ok`, `WARN`, `FAIL`), detail lines indented.
@@ -598,4 +534,38 @@ external_id_env = "RW_TEST_UNSET_EXTERNAL_ID"
             .any(|f| f.contains(&format!("  role {ROLE}: "))),
         "{text}"
     );
+}
+
+/// The vendor's role in prod's IAM on moto (trusting the vendor with an ExternalId), with
+/// the vendor's policy attached (`s3:GetObject`): prod's IAM client, for more.
+async fn vendor_role_in_prod(moto: &Moto) -> aws_sdk_iam::Client {
+    use crate::support::{attach_new_policy, sdk_config};
+    let base = sdk_config(&moto.endpoint()).await;
+    let member = rolewatch::config::AccountConfig {
+        id: PROD.into(),
+        name: None,
+        role_arn: Some(format!("arn:aws:iam::{PROD}:role/rolewatch-member")),
+        external_id: None,
+        session_name: "rolewatch".into(),
+    };
+    let iam = aws_sdk_iam::Client::new(&rolewatch::runtime::build::account_sdk(&base, &member));
+    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::406882777402:root"}, "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"sts:ExternalId": "vendor-ext-id"}}}]});
+    iam.create_role()
+        .role_name("astronomer-remote-management")
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await
+        .unwrap();
+    let doc = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": ["s3:GetObject"], "Resource": "*"}]});
+    attach_new_policy(
+        &iam,
+        "astronomer-remote-management",
+        "AstronomerCrossAccountRole",
+        &doc,
+    )
+    .await;
+    iam
 }

@@ -46,6 +46,20 @@ fn change_in(server: &LookupServer, account: &str) {
     server.add_specs(&[json!({"record": record, "account": account})]);
 }
 
+/// An organization of the management account, prod and dev on moto, and a LookupEvents
+/// server with one change in each of the three: `(moto, prod, dev, server)`.
+fn prod_and_dev_with_a_change_each() -> (Moto, String, String, LookupServer) {
+    let moto = Moto::start();
+    let members = organization(&moto, &["prod", "dev"]);
+    let (prod, dev) = (members[0].clone(), members[1].clone());
+    let server = LookupServer::start();
+    server.accounts(json!({"moto": moto.endpoint()}));
+    for acct in [OWN, &prod, &dev] {
+        change_in(&server, acct);
+    }
+    (moto, prod, dev, server)
+}
+
 /// Rule alerts by eventID.
 fn alerts_by_id(lines: &[Value]) -> HashMap<String, Value> {
     lines
@@ -74,14 +88,7 @@ enabled = false
 
 #[test]
 fn three_accounts_of_an_organization_one_alert_each_with_its_account() {
-    let moto = Moto::start();
-    let members = organization(&moto, &["prod", "dev"]);
-    let (prod, dev) = (members[0].clone(), members[1].clone());
-    let server = LookupServer::start();
-    server.accounts(json!({"moto": moto.endpoint()}));
-    for acct in [OWN, &prod, &dev] {
-        change_in(&server, acct);
-    }
+    let (moto, prod, dev, server) = prod_and_dev_with_a_change_each();
     let setup = Setup::new();
     // dev has an [[account]] entry of its own: it overrides the discovered one.
     let config = setup.config(&format!(
@@ -229,14 +236,7 @@ exclude_accounts = [\"{}\"]
 /// keep their credentials (one AssumeRole each over the whole run).
 #[test]
 fn a_refresh_picks_up_a_new_account_and_drops_a_closed_one_with_a_notice() {
-    let moto = Moto::start();
-    let members = organization(&moto, &["prod", "dev"]);
-    let (prod, dev) = (members[0].clone(), members[1].clone());
-    let server = LookupServer::start();
-    server.accounts(json!({"moto": moto.endpoint()}));
-    for acct in [OWN, &prod, &dev] {
-        change_in(&server, acct);
-    }
+    let (moto, prod, dev, server) = prod_and_dev_with_a_change_each();
     let setup = Setup::new();
     // The admin endpoint too survives the restarts (it is bound again each time).
     let admin = crate::support::free_port();
@@ -662,14 +662,7 @@ refresh_minutes = 0.05
 #[test]
 fn check_doctor_and_once_see_the_organization_and_once_reports_a_closed_account_once() {
     use crate::support::run_with;
-    let moto = Moto::start();
-    let members = organization(&moto, &["prod", "dev"]);
-    let (prod, dev) = (members[0].clone(), members[1].clone());
-    let server = LookupServer::start();
-    server.accounts(json!({"moto": moto.endpoint()}));
-    for acct in [OWN, &prod, &dev] {
-        change_in(&server, acct);
-    }
+    let (moto, prod, dev, server) = prod_and_dev_with_a_change_each();
     let setup = Setup::new();
     let config = setup.config(&format!(
         "{SOURCE}
