@@ -322,6 +322,8 @@ pub async fn run(
     let mut state = None;
     let mut to_report: Vec<Dropped> = Vec::new();
     loop {
+        // The first daemon of this process also reports what earlier runs watched.
+        let first = state.is_none();
         let effective = cfg.with_accounts(found.accounts.clone());
         let daemon = Arc::new(
             Daemon::start_with(
@@ -335,8 +337,11 @@ pub async fn run(
             .await?,
         );
         daemon.accounts_dropped(&std::mem::take(&mut to_report));
-        // And those dropped while no rolewatch ran (the same drop is one notice).
-        daemon.report_unwatched(&found.inactive);
+        // And, at the start, those dropped while no rolewatch ran (the same drop is one
+        // notice).
+        if first {
+            daemon.report_unwatched(&found.inactive);
+        }
         let this_round = shutdown.child_token();
         let refresher = {
             let (org, sdk, daemon, stop) =
