@@ -28,8 +28,18 @@ pub mod validate_config;
 
 use crate::config::LogFormat;
 
+/// Threads of the blocking pool at most. Each call into the state runs under
+/// `block_in_place` (`crate::state::Store`), which hands the worker's tasks to a thread of
+/// this pool; calls wait for one another on the state's mutex, so with 1,000 accounts' polls
+/// committing at once the pool grew to tokio's default limit of 512 threads, and their stacks
+/// and allocator arenas were most of rolewatch's memory (about 100 MB, bench/RESULTS.md).
+/// With this limit a handoff beyond it waits in the pool's queue (the thread that finishes
+/// its state call takes its worker back first), so the state stays serialised as before and
+/// other tasks wait at most one state call.
+pub const MAX_BLOCKING_THREADS: usize = 8;
+
 /// The runtime every async command runs on: two worker threads (rolewatch is I/O-bound; SQLite
-/// work runs on the blocking pool).
+/// work runs on the blocking pool, [`MAX_BLOCKING_THREADS`] at most).
 ///
 /// # Errors
 ///
@@ -37,6 +47,7 @@ use crate::config::LogFormat;
 pub fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .enable_all()
         .build()?)
 }

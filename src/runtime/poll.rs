@@ -98,7 +98,7 @@ pub async fn poll_source(
         source_id: cfg.id.clone(),
         ..PollOutcome::default()
     };
-    let stored = ctx.state.with(|s| s.cursor(&cfg.id))?;
+    let stored = ctx.state.run(|s| s.cursor(&cfg.id)).await?;
     let mut cursor = match stored {
         Some(c) => c,
         None => {
@@ -111,17 +111,19 @@ pub async fn poll_source(
             );
             // Record where coverage starts, so that a crash during the first poll resumes
             // from here rather than looking back from a later "now".
-            ctx.state.with(|s| {
-                s.commit_poll(&PollCommit {
-                    source_id: &cfg.id,
-                    cursor_ms: c,
-                    now_ms: now,
-                    seen: Vec::new(),
-                    alerts: Vec::new(),
-                    channels: Vec::new(),
-                    gaps: Vec::new(),
+            ctx.state
+                .run(|s| {
+                    s.commit_poll(&PollCommit {
+                        source_id: &cfg.id,
+                        cursor_ms: c,
+                        now_ms: now,
+                        seen: Vec::new(),
+                        alerts: Vec::new(),
+                        channels: Vec::new(),
+                        gaps: Vec::new(),
+                    })
                 })
-            })?;
+                .await?;
             c
         }
     };
@@ -156,31 +158,34 @@ pub async fn poll_source(
                     &gap.reason,
                     now,
                 );
-                let committed = ctx.state.with(|s| {
-                    s.commit_poll(&PollCommit {
-                        source_id: &cfg.id,
-                        cursor_ms: earliest,
-                        now_ms: now,
-                        seen: Vec::new(),
-                        alerts: vec![NewAlert {
-                            rule: notice.rule,
-                            rules: vec![notice.rule],
-                            severity: notice.severity,
-                            origin: Origin::Notice,
-                            found_by: FoundBy::Notice,
-                            change_key: None,
-                            dedup_key: None,
-                            event_id: &notice.event_id,
-                            event_name: notice.event_name,
-                            event_time_ms: now,
-                            source_id: crate::notify::synthetic::Notice::SOURCE,
-                            record: &notice.record,
-                            channels: None,
-                        }],
-                        channels: ctx.channels.to_vec(),
-                        gaps: vec![gap],
+                let committed = ctx
+                    .state
+                    .run(|s| {
+                        s.commit_poll(&PollCommit {
+                            source_id: &cfg.id,
+                            cursor_ms: earliest,
+                            now_ms: now,
+                            seen: Vec::new(),
+                            alerts: vec![NewAlert {
+                                rule: notice.rule,
+                                rules: vec![notice.rule],
+                                severity: notice.severity,
+                                origin: Origin::Notice,
+                                found_by: FoundBy::Notice,
+                                change_key: None,
+                                dedup_key: None,
+                                event_id: &notice.event_id,
+                                event_name: notice.event_name,
+                                event_time_ms: now,
+                                source_id: crate::notify::synthetic::Notice::SOURCE,
+                                record: &notice.record,
+                                channels: None,
+                            }],
+                            channels: ctx.channels.to_vec(),
+                            gaps: vec![gap],
+                        })
                     })
-                })?;
+                    .await?;
                 out.new_alerts.extend(committed.alerts);
                 out.gaps.extend(committed.gaps);
             }
@@ -211,7 +216,7 @@ pub async fn poll_source(
         poll_window(source, cfg, ctx, window, Pass::Poll, &mut out, now).await?;
         window_start = window_end;
     }
-    out.cursor_ms = ctx.state.with(|s| s.cursor(&cfg.id))?.unwrap_or(now);
+    out.cursor_ms = ctx.state.run(|s| s.cursor(&cfg.id)).await?.unwrap_or(now);
     Ok(out)
 }
 
@@ -259,7 +264,7 @@ pub async fn sweep_source(
         source_id: cfg.id.clone(),
         ..PollOutcome::default()
     };
-    let Some(cursor) = ctx.state.with(|s| s.cursor(&cfg.id))? else {
+    let Some(cursor) = ctx.state.run(|s| s.cursor(&cfg.id)).await? else {
         return Ok(out);
     };
     out.cursor_ms = cursor;
@@ -279,7 +284,7 @@ pub async fn sweep_source(
         poll_window(source, cfg, ctx, window, Pass::Sweep, &mut out, now).await?;
         window_start = window.end_ms;
     }
-    ctx.state.with(|s| s.record_sweep(&cfg.id, now))?;
+    ctx.state.run(|s| s.record_sweep(&cfg.id, now)).await?;
     Ok(out)
 }
 
@@ -308,6 +313,7 @@ async fn poll_window(
             Ok(Some(page)) => {
                 if let Some(previous) = held.replace(page) {
                     let committed = commit_page(cfg, ctx, previous, None, pass, out, now)
+                        .await
                         .map_err(commit_error)?;
                     out.new_alerts.extend(committed);
                 }
@@ -316,8 +322,9 @@ async fn poll_window(
                 out.stats.add(pages.stats());
                 let last = held.take().unwrap_or_default();
                 let cursor = (pass == Pass::Poll).then_some(window.end_ms);
-                let committed =
-                    commit_page(cfg, ctx, last, cursor, pass, out, now).map_err(commit_error)?;
+                let committed = commit_page(cfg, ctx, last, cursor, pass, out, now)
+                    .await
+                    .map_err(commit_error)?;
                 out.new_alerts.extend(committed);
                 return Ok(());
             }
@@ -326,8 +333,9 @@ async fn poll_window(
                 // Pages fetched before the failure are still worth keeping (their alerts);
                 // the cursor stays, so the next poll reads the window again.
                 if let Some(page) = held.take() {
-                    let committed =
-                        commit_page(cfg, ctx, page, None, pass, out, now).map_err(commit_error)?;
+                    let committed = commit_page(cfg, ctx, page, None, pass, out, now)
+                        .await
+                        .map_err(commit_error)?;
                     out.new_alerts.extend(committed);
                 }
                 return Err(PollError::Source(e));
@@ -369,7 +377,7 @@ fn route<'a>(
 
 /// Runs the engine on a page and commits it (with the cursor when `cursor_ms` is given):
 /// one alert per new event that any rule matches, with every rule that matched.
-pub(crate) fn commit_page(
+pub(crate) async fn commit_page(
     cfg: &SourceConfig,
     ctx: &PollContext<'_>,
     page: Page,
@@ -378,7 +386,7 @@ pub(crate) fn commit_page(
     out: &mut PollOutcome,
     now: i64,
 ) -> anyhow::Result<Vec<StoredAlert>> {
-    ctx.state.with(|state| {
+    ctx.state.run(|state| {
         let ids: Vec<&str> = page
             .events
             .iter()
@@ -494,4 +502,5 @@ pub(crate) fn commit_page(
         );
         Ok(committed.alerts)
     })
+    .await
 }

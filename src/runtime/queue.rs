@@ -133,12 +133,11 @@ pub async fn receive_cycle(
         }
     }
     let mut poll = PollOutcome::default();
-    let alerts =
-        commit_page(cfg, ctx, page, Some(now), Pass::Queue, &mut poll, now).map_err(|e| {
-            match e.downcast::<crate::state::StateError>() {
-                Ok(s) => PollError::State(s),
-                Err(e) => PollError::Other(e),
-            }
+    let alerts = commit_page(cfg, ctx, page, Some(now), Pass::Queue, &mut poll, now)
+        .await
+        .map_err(|e| match e.downcast::<crate::state::StateError>() {
+            Ok(s) => PollError::State(s),
+            Err(e) => PollError::Other(e),
         })?;
     out.matches = poll.matches;
     out.new_alerts = alerts;

@@ -27,7 +27,7 @@ impl Daemon {
         }
         let sc = &slot.cfg;
         // Replicas: only the lease holder polls (its clock says its lease is still fresh).
-        let standing = self.state.with(|s| s.leadership(self.clock.now_ms()));
+        let standing = self.state.run(|s| s.leadership(self.clock.now_ms())).await;
         if !standing.polls() {
             self.set_standing(standing);
             tracing::debug!(source = %sc.id, "Not polled: this replica is a follower");
@@ -172,7 +172,7 @@ impl Daemon {
         let slot = &self.sources[i];
         let sc = &slot.cfg;
         // Replicas: only the lease holder polls (its clock says its lease is still fresh).
-        let standing = self.state.with(|s| s.leadership(self.clock.now_ms()));
+        let standing = self.state.run(|s| s.leadership(self.clock.now_ms())).await;
         if !standing.polls() {
             self.set_standing(standing);
             tracing::debug!(source = %sc.id, "Not polled: this replica is a follower");
