@@ -111,11 +111,18 @@ pub struct AccountSdks {
     >,
 }
 
+/// Accounts whose credentials the one identity cache holds at most. The SDK's default is 64
+/// (it expects "5-10 credential providers"); beyond it the cache evicts an arbitrary entry per
+/// new one, and with a thousand accounts every request assumed its role again (moto's STS
+/// at 100 % of a core in `bench/accounts.py`). Each entry is one account's credentials.
+pub const MAX_CACHED_ACCOUNTS: usize = 100_000;
+
 impl Default for AccountSdks {
     fn default() -> AccountSdks {
         AccountSdks {
             cache: aws_config::identity::IdentityCache::lazy()
                 .buffer_time(CREDENTIALS_REFRESH_BEFORE)
+                .max_partitions(MAX_CACHED_ACCOUNTS)
                 .build(),
             by_id: std::sync::Mutex::default(),
         }

@@ -391,7 +391,8 @@ fn credentials_are_refreshed_before_expiry_with_jitter_one_assume_role_per_accou
     use std::sync::Arc;
 
     let sts = crate::support::StsClockServer::start();
-    let members: Vec<String> = (1..=12).map(|i| format!("3000000000{i:02}")).collect();
+    // More accounts than the 64 credentials the SDK's identity cache holds by default.
+    let members: Vec<String> = (1..=70).map(|i| format!("3000000000{i:02}")).collect();
     let t0 = rolewatch::time::SystemClock.now_ms();
     let clock = Arc::new(FixedClock::new(t0));
     let rt = tokio::runtime::Runtime::new().unwrap();
