@@ -1,7 +1,9 @@
 //! `rolewatch doctor`: checks the environment a configuration needs, read-only, and prints one
 //! line per check: `ok|WARN|FAIL  <check>: <detail>`, with indented detail lines below.
 //!
-//! In this order: AWS credentials and the caller's identity (STS `GetCallerIdentity`); each
+//! In this order: AWS credentials and the caller's identity (STS `GetCallerIdentity`); with
+//! `[organization]`, the listing of its accounts; each account (`accounts`: reached through
+//! its credentials, its CloudTrail sources, the vendor's role inside it); each other
 //! source reachable (one small `LookupEvents`, or `DescribeLogGroups` + `FilterLogEvents`);
 //! the status of each trail a source names (`GetTrailStatus`); each channel (SNS: the topic
 //! and its subscriptions, pending ones flagged; SMTP: connect, TLS, AUTH, NOOP — the
