@@ -16,7 +16,8 @@ use aws_credential_types::Credentials;
 /// One account's role, assumed on demand with rolewatch's own credentials.
 #[derive(Clone)]
 pub struct AssumedRole {
-    sts: aws_sdk_sts::Client,
+    /// The STS client every account shares.
+    client: aws_sdk_sts::Client,
     role_arn: String,
     session_name: String,
     external_id: Option<String>,
@@ -39,13 +40,13 @@ impl std::fmt::Debug for AssumedRole {
 impl AssumedRole {
     #[must_use]
     pub fn new(
-        sts: aws_sdk_sts::Client,
+        client: aws_sdk_sts::Client,
         role_arn: String,
         session_name: String,
         external_id: Option<String>,
     ) -> AssumedRole {
         AssumedRole {
-            sts,
+            client,
             role_arn,
             session_name,
             external_id,
@@ -54,7 +55,7 @@ impl AssumedRole {
 
     async fn assume(&self) -> provider::Result {
         let out = self
-            .sts
+            .client
             .assume_role()
             .role_arn(&self.role_arn)
             .role_session_name(&self.session_name)

@@ -83,8 +83,8 @@ const OPERATIONS: &[(&str, &str, Need)] = &[
         "events:ListTargetsByRule",
         Need::Optional,
     ),
-    // Many accounts (`[[account]]`, `[organization]`; src/runtime/build.rs): the member role,
-    // assumed by the SDK's AssumeRoleProvider (found by the scan below as `assume_role`).
+    // Many accounts (`[[account]]`, `[organization]`; src/aws/assume.rs): the member role,
+    // assumed through the STS client every account shares.
     ("assume_role", "sts:AssumeRole", Need::Optional),
     // `[organization]` discovery (src/runtime/organization.rs): the accounts, and the OU walk
     // for `include_ous` / `exclude_ous`.
@@ -180,13 +180,6 @@ fn sdk_operations_in_src() -> BTreeMap<String, BTreeSet<String>> {
             })
             .flat_map(|line| line.chars().filter(|c| !c.is_whitespace()))
             .collect();
-        // The SDK's AssumeRoleProvider calls sts:AssumeRole itself.
-        if code.contains("AssumeRoleProvider::builder(") {
-            let shown = file.strip_prefix(repo_root()).unwrap_or(&file);
-            ops.entry("assume_role".to_owned())
-                .or_default()
-                .insert(shown.display().to_string());
-        }
         let mut rest = code.as_str();
         while let Some(at) = rest.find("client.") {
             rest = &rest[at + "client.".len()..];
@@ -194,8 +187,13 @@ fn sdk_operations_in_src() -> BTreeMap<String, BTreeSet<String>> {
                 .chars()
                 .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
                 .collect();
-            // `client.clone()` hands a client to an async block: not an operation.
-            if !name.is_empty() && name != "clone" && rest[name.len()..].starts_with("()") {
+            // `client.clone()` hands a client to an async block, `client.config()` reads its
+            // configuration: not operations.
+            if !name.is_empty()
+                && name != "clone"
+                && name != "config"
+                && rest[name.len()..].starts_with("()")
+            {
                 let shown = file.strip_prefix(repo_root()).unwrap_or(&file);
                 ops.entry(name)
                     .or_default()
