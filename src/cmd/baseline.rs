@@ -86,13 +86,8 @@ pub async fn run(
         .into());
     }
     // As the daemon reads them: one IAM client, each account's credentials per request.
-    let kept = crate::runtime::build::AccountSdks::default();
-    let shared = crate::runtime::build::shared_sdk(&sdk, &kept);
-    let sts = aws_sdk_sts::Client::new(&shared);
-    let credentials: Vec<_> = accounts
-        .iter()
-        .map(|a| crate::runtime::build::account_credentials(&sts, a))
-        .collect();
+    let (shared, credentials) =
+        crate::runtime::build::reach_accounts(&sdk, accounts.iter().copied());
     let iam = AwsIam::with_accounts(
         &shared,
         accounts

@@ -213,6 +213,19 @@ fn missing(call: &'static str, what: &str) -> IamError {
     }
 }
 
+/// `request` (a fluent builder of `self.client`) sent inside this reader's account
+/// ([`AwsIam::account`]); its error as an [`IamError`] of `call`.
+macro_rules! in_account {
+    ($self:ident, $call:literal, $request:expr) => {
+        $request
+            .customize()
+            .config_override($self.account())
+            .send()
+            .await
+            .map_err(|e| iam_error($call, &e))
+    };
+}
+
 /// The marker of the next page: IAM's, while it says the list is truncated (an empty or
 /// missing marker ends the list, as it does the SDK's paginators).
 fn next_marker(truncated: bool, marker: Option<&str>) -> Option<String> {
@@ -258,15 +271,11 @@ impl IamReader for AwsIam {
 
     async fn default_version(&self, policy_arn: &str) -> Result<String, IamError> {
         retrying(|| async {
-            let out = self
-                .client
-                .get_policy()
-                .policy_arn(policy_arn)
-                .customize()
-                .config_override(self.account())
-                .send()
-                .await
-                .map_err(|e| iam_error("GetPolicy", &e))?;
+            let out = in_account!(
+                self,
+                "GetPolicy",
+                self.client.get_policy().policy_arn(policy_arn)
+            )?;
             out.policy()
                 .and_then(|p| p.default_version_id())
                 .map(str::to_owned)
@@ -277,16 +286,14 @@ impl IamReader for AwsIam {
 
     async fn policy_version(&self, policy_arn: &str, version_id: &str) -> Result<String, IamError> {
         retrying(|| async {
-            let out = self
-                .client
-                .get_policy_version()
-                .policy_arn(policy_arn)
-                .version_id(version_id)
-                .customize()
-                .config_override(self.account())
-                .send()
-                .await
-                .map_err(|e| iam_error("GetPolicyVersion", &e))?;
+            let out = in_account!(
+                self,
+                "GetPolicyVersion",
+                self.client
+                    .get_policy_version()
+                    .policy_arn(policy_arn)
+                    .version_id(version_id)
+            )?;
             out.policy_version()
                 .and_then(|v| v.document())
                 .map(str::to_owned)
@@ -297,15 +304,7 @@ impl IamReader for AwsIam {
 
     async fn role(&self, role_name: &str) -> Result<RoleInfo, IamError> {
         retrying(|| async {
-            let out = self
-                .client
-                .get_role()
-                .role_name(role_name)
-                .customize()
-                .config_override(self.account())
-                .send()
-                .await
-                .map_err(|e| iam_error("GetRole", &e))?;
+            let out = in_account!(self, "GetRole", self.client.get_role().role_name(role_name))?;
             let role = out.role().ok_or_else(|| missing("GetRole", "Role"))?;
             Ok(RoleInfo {
                 arn: role.arn().to_owned(),
@@ -321,16 +320,14 @@ impl IamReader for AwsIam {
     async fn attached_policies(&self, role_name: &str) -> Result<Vec<(String, String)>, IamError> {
         retrying(|| {
             listed(|marker| async move {
-                let page = self
-                    .client
-                    .list_attached_role_policies()
-                    .role_name(role_name)
-                    .set_marker(marker)
-                    .customize()
-                    .config_override(self.account())
-                    .send()
-                    .await
-                    .map_err(|e| iam_error("ListAttachedRolePolicies", &e))?;
+                let page = in_account!(
+                    self,
+                    "ListAttachedRolePolicies",
+                    self.client
+                        .list_attached_role_policies()
+                        .role_name(role_name)
+                        .set_marker(marker)
+                )?;
                 let items = page
                     .attached_policies()
                     .iter()
@@ -350,16 +347,14 @@ impl IamReader for AwsIam {
     async fn inline_policy_names(&self, role_name: &str) -> Result<Vec<String>, IamError> {
         retrying(|| {
             listed(|marker| async move {
-                let page = self
-                    .client
-                    .list_role_policies()
-                    .role_name(role_name)
-                    .set_marker(marker)
-                    .customize()
-                    .config_override(self.account())
-                    .send()
-                    .await
-                    .map_err(|e| iam_error("ListRolePolicies", &e))?;
+                let page = in_account!(
+                    self,
+                    "ListRolePolicies",
+                    self.client
+                        .list_role_policies()
+                        .role_name(role_name)
+                        .set_marker(marker)
+                )?;
                 let items = page.policy_names().to_vec();
                 Ok((items, next_marker(page.is_truncated(), page.marker())))
             })
@@ -369,16 +364,14 @@ impl IamReader for AwsIam {
 
     async fn inline_policy(&self, role_name: &str, policy_name: &str) -> Result<String, IamError> {
         retrying(|| async {
-            let out = self
-                .client
-                .get_role_policy()
-                .role_name(role_name)
-                .policy_name(policy_name)
-                .customize()
-                .config_override(self.account())
-                .send()
-                .await
-                .map_err(|e| iam_error("GetRolePolicy", &e))?;
+            let out = in_account!(
+                self,
+                "GetRolePolicy",
+                self.client
+                    .get_role_policy()
+                    .role_name(role_name)
+                    .policy_name(policy_name)
+            )?;
             Ok(out.policy_document().to_owned())
         })
         .await

@@ -93,6 +93,23 @@ pub fn account_sdk(base: &SdkConfig, account: &AccountConfig) -> SdkConfig {
     }
 }
 
+/// For a command that reaches its accounts once (`baseline`, `doctor`), as the daemon does:
+/// `base` with an identity cache for every account's credentials, and each account's
+/// credentials ([`account_credentials`], assumed through one STS client), in order.
+#[must_use]
+pub fn reach_accounts<'a>(
+    base: &SdkConfig,
+    accounts: impl IntoIterator<Item = &'a AccountConfig>,
+) -> (SdkConfig, Vec<Option<SharedCredentialsProvider>>) {
+    let shared = shared_sdk(base, &AccountSdks::default());
+    let sts = aws_sdk_sts::Client::new(&shared);
+    let credentials = accounts
+        .into_iter()
+        .map(|a| account_credentials(&sts, a))
+        .collect();
+    (shared, credentials)
+}
+
 /// `base` with the identity cache of `kept`, which holds rolewatch's own credentials and
 /// every account's: the configuration of the clients every account's requests go through.
 #[must_use]

@@ -3,7 +3,7 @@
 //! credentials, which assumes its member role and says whose credentials they are — then,
 //! with those credentials, one small `LookupEvents` per CloudTrail source of the account, and
 //! the vendor's role inside the account compared with the baseline the state holds for it
-//! (`<role>@<account>`, as the daemon keeps it).
+//! (`<role>@<account>`, as the daemon keeps it; read with the state check, once for all).
 //!
 //! Accounts are checked a few at a time ([`AT_ONCE`]), each bounded like every other check;
 //! the findings come out in configuration order.
@@ -13,17 +13,27 @@ use tokio::time::Instant;
 use aws_config::SdkConfig;
 use futures_util::StreamExt;
 
-use super::{bounded, checks, elapsed_ms, role, state, Finding, Status, CHECK_TIMEOUT};
+use aws_credential_types::provider::SharedCredentialsProvider;
+
+use super::state::StoredBaseline;
+use super::{bounded, checks, elapsed_ms, role, Finding, Status, CHECK_TIMEOUT};
 use crate::config::{AccountConfig, Config};
 
 /// Accounts checked at once.
 const AT_ONCE: usize = 8;
 
-/// One finding per account of `cfg` (none without accounts).
-pub(super) async fn check(cfg: &Config, sdk: Option<&SdkConfig>, now_ms: i64) -> Vec<Finding> {
+/// One finding per account of `cfg` (none without accounts); `stored`: the state's baseline
+/// of the role inside each account, in order (one is taken per account).
+pub(super) async fn check(
+    cfg: &Config,
+    sdk: Option<&SdkConfig>,
+    stored: &mut impl Iterator<Item = StoredBaseline>,
+    now_ms: i64,
+) -> Vec<Finding> {
     if cfg.accounts.is_empty() {
         return Vec::new();
     }
+    let stored: Vec<StoredBaseline> = stored.take(cfg.accounts.len()).collect();
     let Some(sdk) = sdk else {
         return cfg
             .accounts
@@ -31,13 +41,9 @@ pub(super) async fn check(cfg: &Config, sdk: Option<&SdkConfig>, now_ms: i64) ->
             .map(|a| Finding::skipped(label(a)))
             .collect();
     };
-    // As the daemon does: one identity cache for every account's credentials, one STS
-    // client that assumes every role.
-    let kept = crate::runtime::build::AccountSdks::default();
-    let shared = crate::runtime::build::shared_sdk(sdk, &kept);
-    let sts = aws_sdk_sts::Client::new(&shared);
-    futures_util::stream::iter(&cfg.accounts)
-        .map(|a| one(cfg, &shared, &sts, a, now_ms))
+    let (shared, credentials) = crate::runtime::build::reach_accounts(sdk, &cfg.accounts);
+    futures_util::stream::iter(cfg.accounts.iter().zip(credentials).zip(stored))
+        .map(|((a, credentials), stored)| one(cfg, &shared, credentials, a, stored, now_ms))
         .buffered(AT_ONCE)
         .collect()
         .await
@@ -54,12 +60,12 @@ fn label(a: &AccountConfig) -> String {
 async fn one(
     cfg: &Config,
     shared: &SdkConfig,
-    sts: &aws_sdk_sts::Client,
+    credentials: Option<SharedCredentialsProvider>,
     a: &AccountConfig,
+    stored: StoredBaseline,
     now_ms: i64,
 ) -> Finding {
     let check = label(a);
-    let credentials = crate::runtime::build::account_credentials(sts, a);
     let how = match &a.role_arn {
         Some(role) => format!("through {role}"),
         None => "with rolewatch's own credentials".to_owned(),
@@ -125,8 +131,6 @@ async fn one(
             checks::cloudtrail_source(check, s, &sdk, now_ms).await,
         );
     }
-    let key = crate::config::accounts::source_id(&cfg.vendor.role_name, &a.id);
-    let stored = state::check_role(cfg, &key).baseline;
     merge(&mut f, role::check(cfg, Some(&sdk), stored, now_ms).await);
     f
 }

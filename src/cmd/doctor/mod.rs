@@ -161,7 +161,19 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> 
         }
         (None, _) => cfg,
     };
-    for finding in accounts::check(cfg, sdk.as_ref(), now_ms).await {
+    // The state is looked at once (its finding comes out in its place below); its baselines
+    // are the role's, or with accounts the role's inside each account.
+    let role_keys: Vec<String> = if cfg.accounts.is_empty() {
+        vec![cfg.vendor.role_name.clone()]
+    } else {
+        cfg.accounts
+            .iter()
+            .map(|a| crate::config::accounts::source_id(&cfg.vendor.role_name, &a.id))
+            .collect()
+    };
+    let state = state::check(cfg, &role_keys);
+    let mut baselines = state.baselines.into_iter();
+    for finding in accounts::check(cfg, sdk.as_ref(), &mut baselines, now_ms).await {
         emit(finding, out)?;
     }
     for finding in checks::sources(cfg, sdk.as_ref(), now_ms).await {
@@ -176,11 +188,9 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> 
     for channel in &cfg.channels {
         emit(checks::channel(channel, sdk.as_ref()).await, out)?;
     }
-    let state = state::check(cfg);
-    let stored = state.baseline.clone();
     emit(state.finding, out)?;
     // With accounts, the role is checked inside each (above), as the daemon watches it.
-    if cfg.accounts.is_empty() {
+    if let (true, Some(stored)) = (cfg.accounts.is_empty(), baselines.next()) {
         emit(role::check(cfg, sdk.as_ref(), stored, now_ms).await, out)?;
     }
 

@@ -31,58 +31,64 @@ pub(super) enum StoredBaseline {
     Unreadable(String),
 }
 
-/// The finding, and the baseline for the role check.
+/// The finding, and the baselines for the role checks.
 pub(super) struct StateReport {
     pub finding: Finding,
-    pub baseline: StoredBaseline,
+    /// One per role key asked about, in order.
+    pub baselines: Vec<StoredBaseline>,
 }
 
-/// Checks the state's place; reads its baseline of the vendor's role.
-pub(super) fn check(cfg: &Config) -> StateReport {
-    check_role(cfg, &cfg.vendor.role_name)
-}
-
-/// [`check`], reading the baseline stored under `role_key` (`<role>@<account>` for the role
-/// inside an `[[account]]`).
-pub(super) fn check_role(cfg: &Config, role_key: &str) -> StateReport {
+/// Checks the state's place once; reads the baseline of the vendor's role stored under each
+/// of `role_keys` (the role's name, or `<role>@<account>` for the role inside each
+/// `[[account]]`).
+pub(super) fn check(cfg: &Config, role_keys: &[String]) -> StateReport {
     const CHECK: &str = "state";
     if let crate::config::StateBackend::DynamoDb(d) = &cfg.state.backend {
-        return check_dynamo(d, role_key);
+        return check_dynamo(d, role_keys);
     }
     let path = match crate::state::state_path(cfg) {
         Ok(p) => p,
         Err(e) => {
             return StateReport {
                 finding: Finding::new(Status::Fail, CHECK, e.to_string()),
-                baseline: StoredBaseline::Unreadable("no state path".into()),
+                baselines: vec![
+                    StoredBaseline::Unreadable("no state path".into());
+                    role_keys.len()
+                ],
             }
         }
     };
-    check_path(&path, role_key)
+    check_path(&path, role_keys)
 }
 
 /// The DynamoDB backend: the table exists, its schema is one this rolewatch knows, who holds
 /// the lease, and the role's newest baseline (compared like SQLite's). Read only: doctor
 /// creates no table and writes no item.
-fn check_dynamo(d: &crate::config::DynamoConfig, role_name: &str) -> StateReport {
+fn check_dynamo(d: &crate::config::DynamoConfig, role_keys: &[String]) -> StateReport {
     use crate::state::dynamo::{DynamoState, SCHEMA_VERSION};
     let what = format!("DynamoDB table {} ({})", d.table, d.region);
-    let unread = |why: &str| StoredBaseline::Unreadable(why.to_owned());
-    match DynamoState::inspect(d, role_name) {
+    match DynamoState::inspect(d, role_keys) {
         Err(e) => StateReport {
             finding: Finding::new(Status::Fail, "state", e.to_string()),
-            baseline: unread("the table cannot be read"),
+            baselines: vec![
+                StoredBaseline::Unreadable("the table cannot be read".to_owned());
+                role_keys.len()
+            ],
         },
         Ok(found) => {
             let lease = match &found.lease {
                 Some((owner, fence, _)) => format!("; lease held by {owner} (fence {fence})"),
                 None => "; no replica has taken the lease yet".to_owned(),
             };
-            let baseline = match (&found.schema, found.baseline) {
-                (None, _) => StoredBaseline::NoState,
-                (Some(_), None) => StoredBaseline::None,
-                (Some(_), Some((taken, json))) => StoredBaseline::Found(taken, json),
-            };
+            let baselines = found
+                .baselines
+                .into_iter()
+                .map(|b| match (&found.schema, b) {
+                    (None, _) => StoredBaseline::NoState,
+                    (Some(_), None) => StoredBaseline::None,
+                    (Some(_), Some((taken, json))) => StoredBaseline::Found(taken, json),
+                })
+                .collect();
             let finding = match found.schema {
                 Some(v) if v > SCHEMA_VERSION => Finding::new(
                     Status::Fail,
@@ -96,13 +102,13 @@ fn check_dynamo(d: &crate::config::DynamoConfig, role_name: &str) -> StateReport
                     format!("{what}: exists, no rolewatch state yet (the first `rolewatch run` writes it)"),
                 ),
             };
-            StateReport { finding, baseline }
+            StateReport { finding, baselines }
         }
     }
 }
 
 /// [`check`] for a given state file.
-pub(super) fn check_path(path: &Path, role_name: &str) -> StateReport {
+pub(super) fn check_path(path: &Path, role_keys: &[String]) -> StateReport {
     let mut f = Finding::new(Status::Ok, "state", path.display().to_string());
     let dir = path
         .parent()
@@ -146,22 +152,23 @@ pub(super) fn check_path(path: &Path, role_name: &str) -> StateReport {
     }
 
     // The file itself.
-    let baseline = match std::fs::metadata(path) {
+    let all = |b: StoredBaseline| vec![b; role_keys.len()];
+    let baselines = match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             f.line(
                 "the state file does not exist yet: the first `rolewatch run` or `once` creates it",
             );
-            StoredBaseline::NoState
+            all(StoredBaseline::NoState)
         }
         Err(e) => {
             f.raise(Status::Fail);
             f.line(format!("cannot look at the state file: {e}"));
-            StoredBaseline::Unreadable(e.to_string())
+            all(StoredBaseline::Unreadable(e.to_string()))
         }
         Ok(m) if !m.is_file() => {
             f.raise(Status::Fail);
             f.line("the state path exists but is not a regular file");
-            StoredBaseline::Unreadable("not a regular file".into())
+            all(StoredBaseline::Unreadable("not a regular file".into()))
         }
         Ok(m) => {
             // Opening for writing without create or truncate changes nothing.
@@ -169,22 +176,22 @@ pub(super) fn check_path(path: &Path, role_name: &str) -> StateReport {
                 f.raise(Status::Fail);
                 f.line(format!("the state file is not writable by this user: {e}"));
             }
-            match read_only(path, role_name) {
-                Ok((version, baseline)) => {
+            match read_only(path, role_keys) {
+                Ok((version, baselines)) => {
                     f.line(format!(
                         "the state file exists ({} bytes, schema version {version})",
                         m.len()
                     ));
-                    baseline
+                    baselines
                 }
                 Err(Unread::Skip(why)) => {
                     f.line(format!("the state file exists; {why}"));
-                    StoredBaseline::Unreadable(why)
+                    all(StoredBaseline::Unreadable(why))
                 }
                 Err(Unread::Broken(why)) => {
                     f.raise(Status::Fail);
                     f.line(format!("the state file exists but {why}"));
-                    StoredBaseline::Unreadable(why)
+                    all(StoredBaseline::Unreadable(why))
                 }
             }
         }
@@ -197,7 +204,7 @@ pub(super) fn check_path(path: &Path, role_name: &str) -> StateReport {
     f.detail = detail;
     StateReport {
         finding: f,
-        baseline,
+        baselines,
     }
 }
 
@@ -235,8 +242,9 @@ enum Unread {
     Broken(String),
 }
 
-/// Opens the state read-only and reads its schema version and the role's newest baseline.
-fn read_only(path: &Path, role_name: &str) -> Result<(u32, StoredBaseline), Unread> {
+/// Opens the state read-only and reads its schema version and the newest baseline under each
+/// role key.
+fn read_only(path: &Path, role_keys: &[String]) -> Result<(u32, Vec<StoredBaseline>), Unread> {
     let sibling = |suffix: &str| {
         let mut name = path.as_os_str().to_owned();
         name.push(suffix);
@@ -290,19 +298,21 @@ fn read_only(path: &Path, role_name: &str) -> Result<(u32, StoredBaseline), Unre
         )));
     }
     // The query of `State::latest_baseline`, on this read-only connection.
-    let row: Option<(i64, String)> = conn
-        .query_row(
+    let mut query = conn
+        .prepare(
             "SELECT taken_ms, snapshot FROM baselines WHERE role_name = ?1
              ORDER BY taken_ms DESC, id DESC LIMIT 1",
-            [role_name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
         )
-        .optional()
         .map_err(|e| Unread::Broken(format!("its baseline cannot be read ({e})")))?;
-    Ok((
-        version,
-        row.map_or(StoredBaseline::None, |(t, s)| StoredBaseline::Found(t, s)),
-    ))
+    let mut baselines = Vec::with_capacity(role_keys.len());
+    for key in role_keys {
+        let row: Option<(i64, String)> = query
+            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(|e| Unread::Broken(format!("its baseline cannot be read ({e})")))?;
+        baselines.push(row.map_or(StoredBaseline::None, |(t, s)| StoredBaseline::Found(t, s)));
+    }
+    Ok((version, baselines))
 }
 
 /// A path for a `file:` URI: percent-encoded but for unreserved characters and `/`.
@@ -327,9 +337,9 @@ mod tests {
     fn a_missing_file_in_a_writable_directory_is_ok_and_nothing_is_created() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/dir/state.db");
-        let r = check_path(&path, "role");
+        let r = check_path(&path, &["role".to_owned()]);
         assert_eq!(r.finding.status, Status::Ok, "{}", r.finding);
-        assert_eq!(r.baseline, StoredBaseline::NoState);
+        assert_eq!(r.baselines[0], StoredBaseline::NoState);
         assert!(
             r.finding.lines[0].contains("does not exist yet"),
             "{}",
@@ -358,20 +368,23 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        let r = check_path(&path, "role");
+        let r = check_path(&path, &["role".to_owned()]);
         assert_eq!(r.finding.status, Status::Ok, "{}", r.finding);
-        assert_eq!(r.baseline, StoredBaseline::Found(7, "{\"a\":1}".into()));
+        assert_eq!(r.baselines[0], StoredBaseline::Found(7, "{\"a\":1}".into()));
         let after: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(before, after, "doctor left files behind");
-        assert_eq!(check_path(&path, "other").baseline, StoredBaseline::None);
+        assert_eq!(
+            check_path(&path, &["other".to_owned()]).baselines[0],
+            StoredBaseline::None
+        );
 
         // With the state open elsewhere (a running daemon), through its write-ahead log.
         let _open = State::open(&path).unwrap();
         assert_eq!(
-            check_path(&path, "role").baseline,
+            check_path(&path, &["role".to_owned()]).baselines[0],
             StoredBaseline::Found(7, "{\"a\":1}".into())
         );
     }
@@ -384,9 +397,11 @@ mod tests {
             let mut conn = Connection::open(&path).unwrap();
             schema::migrate_to(&mut conn, 1).unwrap();
         }
-        let r = check_path(&path, "role");
+        let r = check_path(&path, &["role".to_owned()]);
         assert_eq!(r.finding.status, Status::Ok, "{}", r.finding);
-        assert!(matches!(r.baseline, StoredBaseline::Unreadable(ref w) if w.contains("migrates")));
+        assert!(
+            matches!(r.baselines[0], StoredBaseline::Unreadable(ref w) if w.contains("migrates"))
+        );
         let conn = Connection::open(&path).unwrap();
         assert_eq!(schema::user_version(&conn).unwrap(), 1);
     }
@@ -396,12 +411,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         std::fs::write(&path, b"not a database at all, just text").unwrap();
-        let r = check_path(&path, "role");
+        let r = check_path(&path, &["role".to_owned()]);
         assert_eq!(r.finding.status, Status::Fail, "{}", r.finding);
 
         let path = dir.path().join("file-not-dir/state.db");
         std::fs::write(dir.path().join("file-not-dir"), b"").unwrap();
-        assert_eq!(check_path(&path, "role").finding.status, Status::Fail);
+        assert_eq!(
+            check_path(&path, &["role".to_owned()]).finding.status,
+            Status::Fail
+        );
     }
 
     #[test]

@@ -270,11 +270,18 @@ impl Daemon {
     /// notice's eventID carries the account's last polled position, which stays put once
     /// the account is no longer polled.
     pub fn accounts_dropped(&self, dropped: &[crate::runtime::organization::Dropped]) {
-        if dropped.is_empty() {
-            return;
+        if !dropped.is_empty() {
+            self.report_dropped(dropped, &self.last_polled_by_account());
         }
+    }
+
+    /// [`Daemon::accounts_dropped`] with each account's last polled position.
+    fn report_dropped(
+        &self,
+        dropped: &[crate::runtime::organization::Dropped],
+        last_polled: &std::collections::HashMap<String, i64>,
+    ) {
         let now = self.clock.now_ms();
-        let last_polled = self.last_polled_by_account();
         for d in dropped {
             let label = match &d.name {
                 Some(n) => format!("{} ({n})", d.id),
@@ -298,10 +305,11 @@ impl Daemon {
             .iter()
             .filter_map(|s| s.cfg.account.as_deref())
             .collect();
-        let mut gone: Vec<crate::runtime::organization::Dropped> = self
-            .last_polled_by_account()
-            .into_keys()
+        let last_polled = self.last_polled_by_account();
+        let mut gone: Vec<crate::runtime::organization::Dropped> = last_polled
+            .keys()
             .filter(|a| !watched.contains(a.as_str()))
+            .cloned()
             .map(|id| crate::runtime::organization::Dropped {
                 why: inactive.get(&id).map_or_else(
                     || "no longer in the organization, or no longer let in by the [organization] filters (found at start: an earlier run watched it)".to_owned(),
@@ -312,7 +320,7 @@ impl Daemon {
             })
             .collect();
         gone.sort_by(|a, b| a.id.cmp(&b.id));
-        self.accounts_dropped(&gone);
+        self.report_dropped(&gone, &last_polled);
     }
 
     /// The latest polled position of each account's sources, from the state's cursors.

@@ -82,8 +82,9 @@ pub struct Inspection {
     pub schema: Option<u32>,
     /// The lease: owner, fence, expiry (unix ms).
     pub lease: Option<(String, u64, i64)>,
-    /// The newest baseline of the role asked about: when it was taken (unix ms), its JSON.
-    pub baseline: Option<(i64, String)>,
+    /// The newest baseline of each role key asked about, in order: when it was taken (unix
+    /// ms), its JSON.
+    pub baselines: Vec<Option<(i64, String)>>,
 }
 
 /// Whether the table held a rolewatch state before.
@@ -163,7 +164,7 @@ impl DynamoState {
     /// # Errors
     ///
     /// No credentials, a missing table (with what to do), a failed request.
-    pub fn inspect(cfg: &DynamoConfig, role_name: &str) -> Result<Inspection, StateError> {
+    pub fn inspect(cfg: &DynamoConfig, role_keys: &[String]) -> Result<Inspection, StateError> {
         let (_rt, client) = Self::client(cfg, None)?;
         let mut state = DynamoState {
             client,
@@ -185,15 +186,18 @@ impl DynamoState {
                 num(&i, "expires_ms").unwrap_or(0),
             )
         });
-        let baseline = if schema.is_some() {
-            crate::state::Backend::latest_baseline(&state, role_name)?
-        } else {
-            None
-        };
+        let mut baselines = Vec::with_capacity(role_keys.len());
+        for key in role_keys {
+            baselines.push(if schema.is_some() {
+                crate::state::Backend::latest_baseline(&state, key)?
+            } else {
+                None
+            });
+        }
         Ok(Inspection {
             schema,
             lease,
-            baseline,
+            baselines,
         })
     }
 
